@@ -1,0 +1,571 @@
+"""SQLite schema, migrations and queries: the only module that speaks SQL.
+
+Writes are expected from one thread (see library.py); other threads open their
+own read connections, which WAL lets run beside the writer without blocking it.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+
+from tagger.domain import (
+    ClassInfo,
+    LabelEvent,
+    LabelSource,
+    LabelState,
+    ModelPrediction,
+    ModelVersion,
+    Photo,
+)
+
+DATABASE_NAME = "library.sqlite3"
+
+
+class StoreError(Exception):
+    """A library database that cannot be used, with a reason a person understands."""
+
+
+def _migration_1(db: sqlite3.Connection) -> None:
+    db.executescript(
+        """
+        CREATE TABLE classes (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL,
+            position INTEGER NOT NULL,
+            created_at REAL NOT NULL,
+            removed_at REAL
+        );
+        CREATE UNIQUE INDEX classes_live_name ON classes(name) WHERE removed_at IS NULL;
+
+        CREATE TABLE model_versions (
+            id INTEGER PRIMARY KEY,
+            created_at REAL NOT NULL,
+            mode TEXT NOT NULL,
+            backbone_id TEXT NOT NULL,
+            head_file TEXT NOT NULL,
+            backbone_file TEXT,
+            classes TEXT NOT NULL,
+            n_labels INTEGER NOT NULL DEFAULT 0,
+            metrics TEXT NOT NULL DEFAULT '{}',
+            is_current INTEGER NOT NULL DEFAULT 0,
+            parent_id INTEGER REFERENCES model_versions(id),
+            note TEXT NOT NULL DEFAULT ''
+        );
+
+        CREATE TABLE photos (
+            id INTEGER PRIMARY KEY,
+            path TEXT NOT NULL UNIQUE,
+            content_hash TEXT,
+            size_bytes INTEGER NOT NULL DEFAULT 0,
+            mtime REAL NOT NULL DEFAULT 0,
+            width INTEGER,
+            height INTEGER,
+            format TEXT,
+            readable INTEGER NOT NULL DEFAULT 1,
+            error TEXT,
+            missing INTEGER NOT NULL DEFAULT 0,
+            added_at REAL NOT NULL,
+            -- The current label, kept beside the history so that a grid of
+            -- 100,000 photos can filter and sort without replaying it.
+            label_class_id INTEGER REFERENCES classes(id),
+            label_source TEXT CHECK (label_source IN ('user', 'model')),
+            label_confidence REAL,
+            label_model_version_id INTEGER REFERENCES model_versions(id),
+            labeled_at REAL
+        );
+        CREATE INDEX photos_hash ON photos(content_hash);
+        CREATE INDEX photos_label ON photos(label_class_id, label_source);
+
+        CREATE TABLE label_events (
+            id INTEGER PRIMARY KEY,
+            photo_id INTEGER NOT NULL REFERENCES photos(id) ON DELETE CASCADE,
+            class_id INTEGER REFERENCES classes(id),
+            source TEXT NOT NULL CHECK (source IN ('user', 'model')),
+            model_version_id INTEGER REFERENCES model_versions(id),
+            confidence REAL,
+            created_at REAL NOT NULL
+        );
+        CREATE INDEX label_events_photo ON label_events(photo_id);
+
+        CREATE TABLE predictions (
+            photo_id INTEGER NOT NULL REFERENCES photos(id) ON DELETE CASCADE,
+            model_version_id INTEGER NOT NULL REFERENCES model_versions(id) ON DELETE CASCADE,
+            probabilities BLOB NOT NULL,
+            created_at REAL NOT NULL,
+            PRIMARY KEY (photo_id, model_version_id)
+        );
+
+        CREATE TABLE features (
+            photo_id INTEGER NOT NULL REFERENCES photos(id) ON DELETE CASCADE,
+            backbone_id TEXT NOT NULL,
+            vector BLOB NOT NULL,
+            PRIMARY KEY (photo_id, backbone_id)
+        );
+        """
+    )
+
+
+def _migration_2(db: sqlite3.Connection) -> None:
+    # When the photo was taken (EXIF), so the gallery can sort by date.
+    db.execute("ALTER TABLE photos ADD COLUMN taken_at REAL")
+
+
+MIGRATIONS = (_migration_1, _migration_2)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+_PHOTO_COLUMNS = """
+    p.id, p.path, p.content_hash, p.size_bytes, p.mtime, p.width, p.height, p.format,
+    p.readable, p.error, p.missing, p.added_at, p.taken_at,
+    c.name, p.label_source, p.label_confidence, p.label_model_version_id, p.labeled_at
+"""
+_PHOTO_FROM = "photos p LEFT JOIN classes c ON c.id = p.label_class_id"
+
+
+def _photo_from_row(row: Sequence) -> Photo:
+    return Photo(
+        id=row[0],
+        path=row[1],
+        content_hash=row[2],
+        size_bytes=row[3],
+        mtime=row[4],
+        width=row[5],
+        height=row[6],
+        format=row[7],
+        readable=bool(row[8]),
+        error=row[9],
+        missing=bool(row[10]),
+        added_at=row[11],
+        taken_at=row[12],
+        label=row[13],
+        label_source=LabelSource(row[14]) if row[14] else None,
+        confidence=row[15],
+        model_version_id=row[16],
+        labeled_at=row[17],
+    )
+
+
+def _version_from_row(row: Sequence) -> ModelVersion:
+    return ModelVersion(
+        id=row[0],
+        created_at=row[1],
+        mode=row[2],
+        backbone_id=row[3],
+        head_file=row[4],
+        backbone_file=row[5],
+        classes=tuple(json.loads(row[6])),
+        n_labels=row[7],
+        metrics=json.loads(row[8]),
+        is_current=bool(row[9]),
+        parent_id=row[10],
+        note=row[11],
+    )
+
+
+_VERSION_COLUMNS = (
+    "id, created_at, mode, backbone_id, head_file, backbone_file, classes, n_labels, "
+    "metrics, is_current, parent_id, note"
+)
+
+
+def encode_vector(vector: np.ndarray) -> bytes:
+    return np.asarray(vector, dtype=np.float16).tobytes()
+
+
+def decode_vector(blob: bytes) -> np.ndarray:
+    return np.frombuffer(blob, dtype=np.float16).astype(np.float32)
+
+
+class Store:
+    """One connection to a library database."""
+
+    def __init__(self, path: Path, *, readonly: bool = False) -> None:
+        self.path = Path(path)
+        self.readonly = readonly
+        try:
+            if readonly:
+                uri = self.path.resolve().as_uri() + "?mode=ro"
+                self._db = sqlite3.connect(uri, uri=True, timeout=30, check_same_thread=False)
+            else:
+                self._db = sqlite3.connect(self.path, timeout=30, check_same_thread=False)
+            self._db.execute("PRAGMA foreign_keys = ON")
+            self._db.execute("PRAGMA busy_timeout = 30000")
+            if not readonly:
+                self._db.execute("PRAGMA journal_mode = WAL")
+                # WAL with synchronous=NORMAL can lose the last commits on power loss but
+                # never corrupts; FULL makes every label change durable at once, which is
+                # what users expect of "saved".
+                self._db.execute("PRAGMA synchronous = FULL")
+                self._migrate()
+            else:
+                self._check_version()
+        except sqlite3.DatabaseError as error:
+            raise StoreError(f"{self.path} is not a usable Tagger library: {error}") from error
+
+    # -- life cycle -------------------------------------------------------
+
+    def close(self) -> None:
+        self._db.close()
+
+    @property
+    def schema_version(self) -> int:
+        return self._db.execute("PRAGMA user_version").fetchone()[0]
+
+    def _check_version(self) -> None:
+        version = self.schema_version
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"{self.path} was written by a newer Tagger (schema {version}, this one "
+                f"knows {SCHEMA_VERSION}); update Tagger to open it"
+            )
+
+    def _migrate(self) -> None:
+        self._check_version()
+        version = self.schema_version
+        for number, migration in enumerate(MIGRATIONS[version:], start=version + 1):
+            with self.transaction():
+                migration(self._db)
+                self._db.execute(f"PRAGMA user_version = {number}")
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """All or nothing: a crash inside leaves the database as it was before."""
+        if self._db.in_transaction:
+            yield self._db
+            return
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        else:
+            self._db.execute("COMMIT")
+
+    def integrity_check(self) -> str:
+        return self._db.execute("PRAGMA integrity_check").fetchone()[0]
+
+    # -- classes -----------------------------------------------------------
+
+    def classes(self) -> list[ClassInfo]:
+        rows = self._db.execute(
+            "SELECT id, name, position FROM classes WHERE removed_at IS NULL ORDER BY position, id"
+        )
+        return [ClassInfo(*row) for row in rows]
+
+    def class_id(self, name: str) -> int | None:
+        row = self._db.execute(
+            "SELECT id FROM classes WHERE name = ? AND removed_at IS NULL", (name,)
+        ).fetchone()
+        return row[0] if row else None
+
+    def insert_class(self, name: str) -> int:
+        position = self._db.execute("SELECT COALESCE(MAX(position), -1) + 1 FROM classes").fetchone()[0]
+        cursor = self._db.execute(
+            "INSERT INTO classes (name, position, created_at) VALUES (?, ?, ?)",
+            (name, position, time.time()),
+        )
+        return cursor.lastrowid
+
+    def rename_class(self, class_id: int, new_name: str) -> None:
+        self._db.execute("UPDATE classes SET name = ? WHERE id = ?", (new_name, class_id))
+
+    def mark_class_removed(self, class_id: int) -> None:
+        self._db.execute("UPDATE classes SET removed_at = ? WHERE id = ?", (time.time(), class_id))
+
+    def class_counts(self) -> dict[str, dict[str, int]]:
+        """Per class, how many photos the user labeled and the model labeled."""
+        counts: dict[str, dict[str, int]] = {c.name: {"user": 0, "model": 0} for c in self.classes()}
+        rows = self._db.execute(
+            "SELECT c.name, p.label_source, COUNT(*) FROM photos p JOIN classes c "
+            "ON c.id = p.label_class_id WHERE p.missing = 0 GROUP BY c.name, p.label_source"
+        )
+        for name, source, count in rows:
+            counts.setdefault(name, {"user": 0, "model": 0})[source] = count
+        return counts
+
+    # -- photos ------------------------------------------------------------
+
+    def insert_photo(
+        self,
+        path: str,
+        *,
+        content_hash: str | None,
+        size_bytes: int,
+        mtime: float,
+        width: int | None,
+        height: int | None,
+        format: str | None,
+        readable: bool,
+        error: str | None,
+        taken_at: float | None = None,
+    ) -> int:
+        cursor = self._db.execute(
+            "INSERT INTO photos (path, content_hash, size_bytes, mtime, width, height, format, "
+            "readable, error, added_at, taken_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (path, content_hash, size_bytes, mtime, width, height, format, int(readable), error,
+             time.time(), taken_at),
+        )
+        return cursor.lastrowid
+
+    def update_photo_file(
+        self,
+        photo_id: int,
+        *,
+        path: str | None = None,
+        content_hash: str | None = None,
+        size_bytes: int | None = None,
+        mtime: float | None = None,
+        width: int | None = None,
+        height: int | None = None,
+        format: str | None = None,
+        readable: bool | None = None,
+        error: str | None = None,
+        missing: bool | None = None,
+        taken_at: float | None = None,
+        clear_error: bool = False,
+    ) -> None:
+        changes = {
+            "path": path, "content_hash": content_hash, "size_bytes": size_bytes, "mtime": mtime,
+            "width": width, "height": height, "format": format, "taken_at": taken_at,
+            "readable": None if readable is None else int(readable),
+            "missing": None if missing is None else int(missing),
+            "error": error,
+        }
+        assignments = {k: v for k, v in changes.items() if v is not None}
+        if clear_error:
+            assignments["error"] = None
+        if not assignments:
+            return
+        columns = ", ".join(f"{name} = ?" for name in assignments)
+        self._db.execute(f"UPDATE photos SET {columns} WHERE id = ?", (*assignments.values(), photo_id))
+
+    def photo(self, photo_id: int) -> Photo | None:
+        row = self._db.execute(f"SELECT {_PHOTO_COLUMNS} FROM {_PHOTO_FROM} WHERE p.id = ?", (photo_id,)).fetchone()
+        return _photo_from_row(row) if row else None
+
+    def photo_by_path(self, path: str) -> Photo | None:
+        row = self._db.execute(f"SELECT {_PHOTO_COLUMNS} FROM {_PHOTO_FROM} WHERE p.path = ?", (path,)).fetchone()
+        return _photo_from_row(row) if row else None
+
+    def photos_by_hash(self, content_hash: str) -> list[Photo]:
+        rows = self._db.execute(
+            f"SELECT {_PHOTO_COLUMNS} FROM {_PHOTO_FROM} WHERE p.content_hash = ? ORDER BY p.id",
+            (content_hash,),
+        )
+        return [_photo_from_row(row) for row in rows]
+
+    def photos_under(self, folder: str) -> list[Photo]:
+        prefix = folder.rstrip("/\\")
+        rows = self._db.execute(
+            f"SELECT {_PHOTO_COLUMNS} FROM {_PHOTO_FROM} WHERE p.path = ? OR substr(p.path, 1, ?) IN (?, ?)",
+            (prefix, len(prefix) + 1, prefix + "/", prefix + "\\"),
+        )
+        return [_photo_from_row(row) for row in rows]
+
+    def photos(self, photo_ids: Iterable[int] | None = None) -> list[Photo]:
+        if photo_ids is None:
+            rows = self._db.execute(f"SELECT {_PHOTO_COLUMNS} FROM {_PHOTO_FROM} ORDER BY p.id")
+            return [_photo_from_row(row) for row in rows]
+        found: dict[int, Photo] = {}
+        ids = list(photo_ids)
+        for start in range(0, len(ids), 500):
+            chunk = ids[start:start + 500]
+            marks = ",".join("?" * len(chunk))
+            for row in self._db.execute(f"SELECT {_PHOTO_COLUMNS} FROM {_PHOTO_FROM} WHERE p.id IN ({marks})", chunk):
+                found[row[0]] = _photo_from_row(row)
+        return [found[i] for i in ids if i in found]
+
+    def photo_count(self) -> int:
+        return self._db.execute("SELECT COUNT(*) FROM photos").fetchone()[0]
+
+    def photo_ids_to_tag(self, *, include_tagged: bool, backbone_id: str | None = None) -> list[int]:
+        """Readable, present photos the model may label: never those the user labeled."""
+        sql = "SELECT id FROM photos WHERE readable = 1 AND missing = 0 AND (label_source IS NULL OR label_source != 'user')"
+        if not include_tagged:
+            sql += " AND label_source IS NULL"
+        return [row[0] for row in self._db.execute(sql + " ORDER BY id")]
+
+    def counts(self) -> dict[str, int]:
+        row = self._db.execute(
+            "SELECT COUNT(*), SUM(readable = 0), SUM(missing = 1), SUM(label_source = 'user'), "
+            "SUM(label_source = 'model'), SUM(label_source IS NULL AND readable = 1) FROM photos"
+        ).fetchone()
+        keys = ("photos", "unreadable", "missing", "user_labeled", "model_labeled", "unlabeled")
+        return {key: int(value or 0) for key, value in zip(keys, row)}
+
+    # -- labels ------------------------------------------------------------
+
+    def label_state(self, photo_id: int) -> LabelState:
+        row = self._db.execute(
+            "SELECT c.name, p.label_source, p.label_confidence, p.label_model_version_id "
+            "FROM photos p LEFT JOIN classes c ON c.id = p.label_class_id WHERE p.id = ?",
+            (photo_id,),
+        ).fetchone()
+        if row is None:
+            raise KeyError(photo_id)
+        return LabelState(photo_id, row[0], LabelSource(row[1]) if row[1] else None, row[2], row[3])
+
+    def write_label(
+        self,
+        photo_id: int,
+        class_id: int | None,
+        source: LabelSource | None,
+        confidence: float | None = None,
+        model_version_id: int | None = None,
+        *,
+        when: float | None = None,
+    ) -> None:
+        """Append to the history and update the current label (call inside a transaction)."""
+        when = time.time() if when is None else when
+        self._db.execute(
+            "INSERT INTO label_events (photo_id, class_id, source, model_version_id, confidence, created_at) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (photo_id, class_id, (source or LabelSource.USER).value, model_version_id, confidence, when),
+        )
+        self._db.execute(
+            "UPDATE photos SET label_class_id = ?, label_source = ?, label_confidence = ?, "
+            "label_model_version_id = ?, labeled_at = ? WHERE id = ?",
+            (class_id, None if class_id is None else source.value, confidence, model_version_id,
+             when, photo_id),
+        )
+
+    def label_history(self, photo_id: int) -> list[LabelEvent]:
+        rows = self._db.execute(
+            "SELECT e.id, e.photo_id, c.name, e.source, e.model_version_id, e.confidence, e.created_at "
+            "FROM label_events e LEFT JOIN classes c ON c.id = e.class_id WHERE e.photo_id = ? ORDER BY e.id",
+            (photo_id,),
+        )
+        return [LabelEvent(r[0], r[1], r[2], LabelSource(r[3]), r[4], r[5], r[6]) for r in rows]
+
+    def user_labels(self) -> list[tuple[int, str]]:
+        """(photo id, class name) of every photo the user labeled, present and readable."""
+        rows = self._db.execute(
+            "SELECT p.id, c.name FROM photos p JOIN classes c ON c.id = p.label_class_id "
+            "WHERE p.label_source = 'user' AND p.missing = 0 ORDER BY p.id"
+        )
+        return [(row[0], row[1]) for row in rows]
+
+    def photo_ids_with_label(self, class_id: int) -> list[int]:
+        return [row[0] for row in self._db.execute("SELECT id FROM photos WHERE label_class_id = ?", (class_id,))]
+
+    # -- predictions and features --------------------------------------------
+
+    def write_prediction(self, photo_id: int, model_version_id: int, probabilities: np.ndarray) -> None:
+        self._db.execute(
+            "INSERT OR REPLACE INTO predictions (photo_id, model_version_id, probabilities, created_at) "
+            "VALUES (?, ?, ?, ?)",
+            (photo_id, model_version_id, np.asarray(probabilities, dtype=np.float32).tobytes(), time.time()),
+        )
+
+    def predictions(self, photo_ids: Sequence[int], model_version_id: int, classes: Sequence[str]) -> dict[int, ModelPrediction]:
+        found: dict[int, ModelPrediction] = {}
+        for start in range(0, len(photo_ids), 500):
+            chunk = list(photo_ids[start:start + 500])
+            marks = ",".join("?" * len(chunk))
+            rows = self._db.execute(
+                f"SELECT photo_id, probabilities FROM predictions WHERE model_version_id = ? AND photo_id IN ({marks})",
+                (model_version_id, *chunk),
+            )
+            for photo_id, blob in rows:
+                probabilities = tuple(float(x) for x in np.frombuffer(blob, dtype=np.float32))
+                found[photo_id] = ModelPrediction(photo_id, model_version_id, tuple(classes), probabilities)
+        return found
+
+    def all_predictions(self, model_version_id: int) -> tuple[np.ndarray, np.ndarray]:
+        """(photo ids, probabilities matrix) of one model version, for ranking whole libraries."""
+        rows = self._db.execute(
+            "SELECT photo_id, probabilities FROM predictions WHERE model_version_id = ? ORDER BY photo_id",
+            (model_version_id,),
+        ).fetchall()
+        if not rows:
+            return np.zeros(0, dtype=np.int64), np.zeros((0, 0), dtype=np.float32)
+        ids = np.array([r[0] for r in rows], dtype=np.int64)
+        return ids, np.stack([np.frombuffer(r[1], dtype=np.float32) for r in rows])
+
+    def write_features(self, photo_id: int, backbone_id: str, vector: np.ndarray) -> None:
+        self._db.execute(
+            "INSERT OR REPLACE INTO features (photo_id, backbone_id, vector) VALUES (?, ?, ?)",
+            (photo_id, backbone_id, encode_vector(vector)),
+        )
+
+    def features(self, backbone_id: str, photo_ids: Sequence[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(photo ids, feature matrix) cached for one backbone; all photos when ids is None."""
+        if photo_ids is None:
+            rows = self._db.execute(
+                "SELECT photo_id, vector FROM features WHERE backbone_id = ? ORDER BY photo_id", (backbone_id,)
+            ).fetchall()
+        else:
+            rows = []
+            ids = list(photo_ids)
+            for start in range(0, len(ids), 500):
+                chunk = ids[start:start + 500]
+                marks = ",".join("?" * len(chunk))
+                rows += self._db.execute(
+                    f"SELECT photo_id, vector FROM features WHERE backbone_id = ? AND photo_id IN ({marks})",
+                    (backbone_id, *chunk),
+                ).fetchall()
+        if not rows:
+            return np.zeros(0, dtype=np.int64), np.zeros((0, 0), dtype=np.float32)
+        ids_array = np.array([r[0] for r in rows], dtype=np.int64)
+        matrix = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float16).reshape(len(rows), -1)
+        return ids_array, matrix.astype(np.float32)
+
+    def photo_ids_without_features(self, backbone_id: str, photo_ids: Sequence[int]) -> list[int]:
+        have = set(self.features(backbone_id, photo_ids)[0].tolist())
+        return [i for i in photo_ids if i not in have]
+
+    # -- model versions ------------------------------------------------------
+
+    def insert_model_version(
+        self,
+        *,
+        mode: str,
+        backbone_id: str,
+        head_file: str,
+        backbone_file: str | None,
+        classes: Sequence[str],
+        n_labels: int,
+        metrics: dict,
+        parent_id: int | None,
+        note: str = "",
+    ) -> int:
+        cursor = self._db.execute(
+            "INSERT INTO model_versions (created_at, mode, backbone_id, head_file, backbone_file, classes, "
+            "n_labels, metrics, parent_id, note) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (time.time(), mode, backbone_id, head_file, backbone_file, json.dumps(list(classes)), n_labels,
+             json.dumps(metrics), parent_id, note),
+        )
+        return cursor.lastrowid
+
+    def set_current_model_version(self, version_id: int) -> None:
+        self._db.execute("UPDATE model_versions SET is_current = (id = ?)", (version_id,))
+
+    def update_model_metrics(self, version_id: int, metrics: dict) -> None:
+        self._db.execute("UPDATE model_versions SET metrics = ? WHERE id = ?", (json.dumps(metrics), version_id))
+
+    def model_versions(self) -> list[ModelVersion]:
+        rows = self._db.execute(f"SELECT {_VERSION_COLUMNS} FROM model_versions ORDER BY id")
+        return [_version_from_row(row) for row in rows]
+
+    def model_version(self, version_id: int) -> ModelVersion | None:
+        row = self._db.execute(f"SELECT {_VERSION_COLUMNS} FROM model_versions WHERE id = ?", (version_id,)).fetchone()
+        return _version_from_row(row) if row else None
+
+    def current_model_version(self) -> ModelVersion | None:
+        row = self._db.execute(
+            f"SELECT {_VERSION_COLUMNS} FROM model_versions WHERE is_current = 1 ORDER BY id DESC LIMIT 1"
+        ).fetchone()
+        return _version_from_row(row) if row else None
+
+    # -- meta ----------------------------------------------------------------
+
+    def execute(self, sql: str, parameters: Sequence = ()) -> sqlite3.Cursor:
+        """Raw access for the few read-only queries the gallery builds dynamically."""
+        return self._db.execute(sql, parameters)
