@@ -33,7 +33,10 @@ class StoreError(Exception):
 
 
 def _migration_1(db: sqlite3.Connection) -> None:
-    db.executescript(
+    # One statement at a time: executescript() would COMMIT the migration's
+    # transaction before running, leaving nothing for transaction() to commit.
+    _execute_each(
+        db,
         """
         CREATE TABLE classes (
             id INTEGER PRIMARY KEY,
@@ -110,6 +113,12 @@ def _migration_1(db: sqlite3.Connection) -> None:
         );
         """
     )
+
+
+def _execute_each(db: sqlite3.Connection, script: str) -> None:
+    for statement in script.split(";"):
+        if statement.strip():
+            db.execute(statement)
 
 
 def _migration_2(db: sqlite3.Connection) -> None:

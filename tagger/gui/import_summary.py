@@ -1,0 +1,60 @@
+"""What an import did, for the user to read: added, skipped, unreadable (with reasons)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QDialog, QDialogButtonBox, QLabel, QTreeWidget, QTreeWidgetItem, QVBoxLayout, QWidget
+
+from tagger.domain import ImportSummary
+
+# Thousands of added files would make a tree nobody reads, and slow to build.
+_MAX_LISTED = 2000
+
+
+class ImportSummaryDialog(QDialog):
+    def __init__(self, summary: ImportSummary, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Import cancelled" if summary.cancelled else "Import finished")
+        description = summary.describe()
+        self.headline = QLabel(description[:1].upper() + description[1:] + ".")
+        self.headline.setWordWrap(True)
+        self.tree = QTreeWidget()
+        self.tree.setColumnCount(2)
+        self.tree.setHeaderLabels(["File", "Why"])
+        self.tree.setRootIsDecorated(True)
+        self.tree.setUniformRowHeights(True)
+        self._section("Unreadable", [(path, reason) for path, reason in summary.unreadable], expand=True)
+        self._section("Skipped as duplicates", [(path, f"same as {twin}") for path, twin in summary.duplicates],
+                      expand=True)
+        self._section("Missing (no longer on disk)", [(path, "") for path in summary.missing])
+        self._section("Moved", [(new, f"was {old}") for old, new in summary.moved])
+        self._section("Added", [(path, "") for path in summary.added])
+        self.tree.resizeColumnToContents(0)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
+        buttons.rejected.connect(self.reject)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.headline)
+        layout.addWidget(self.tree, 1)
+        layout.addWidget(buttons)
+        self.resize(720, 420)
+
+    def _section(self, title: str, rows: Sequence[tuple[str, str]], *, expand: bool = False) -> None:
+        if not rows:
+            return
+        section = QTreeWidgetItem([f"{title} ({len(rows)})"])
+        section.setFirstColumnSpanned(True)
+        font = section.font(0)
+        font.setBold(True)
+        section.setFont(0, font)
+        for path, reason in rows[:_MAX_LISTED]:
+            item = QTreeWidgetItem([path, reason])
+            item.setToolTip(0, path)
+            item.setToolTip(1, reason)
+            section.addChild(item)
+        if len(rows) > _MAX_LISTED:
+            section.addChild(QTreeWidgetItem([f"… and {len(rows) - _MAX_LISTED} more"]))
+        self.tree.addTopLevelItem(section)
+        section.setExpanded(expand)
+        section.setFlags(section.flags() & ~Qt.ItemFlag.ItemIsSelectable)

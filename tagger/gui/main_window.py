@@ -1,0 +1,484 @@
+"""The main window: wires the grid, the preview, the filters, labeling and imports together.
+
+It owns no logic of its own beyond deciding what the user sees next; each
+piece lives in its own module and is handed the library it needs.
+
+Hooks for features added later (auto-tag, retrain, heatmaps):
+  * `start_job(title, work)` runs a generator in the background with a
+    progress bar and a Cancel button; `work(context)` yields results that
+    arrive in the GUI thread through `Job.result`.
+  * `add_model_action(action)` puts an action in the Model menu and toolbar.
+  * `refresh_photos(ids)` repaints photos whose labels the app changed;
+    `reload_photos()` re-reads everything; `refresh_classes()` after classes change.
+  * `preview.photo_shown`, `preview.set_overlay(...)`, `preview.add_tool_action(...)`.
+  * `set_device_text(text)` and the `device_preference_changed` signal.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from PySide6.QtCore import QItemSelection, QItemSelectionModel, Qt, QTimer, Signal
+from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDragMoveEvent, QDropEvent, QKeySequence, QUndoStack
+from PySide6.QtWidgets import (
+    QFileDialog,
+    QInputDialog,
+    QLabel,
+    QMainWindow,
+    QMenu,
+    QSplitter,
+    QToolBar,
+    QVBoxLayout,
+    QWidget,
+)
+
+from tagger import APP_NAME
+from tagger.domain import ImportSummary
+from tagger.gui.filter_bar import FilterBar
+from tagger.gui.gallery import GalleryView
+from tagger.gui.import_summary import ImportSummaryDialog
+from tagger.gui.importing import ImportSession
+from tagger.gui.job_progress import JobProgress
+from tagger.gui.label_actions import LabelActions
+from tagger.gui.labeling import LabelEditor
+from tagger.gui.messages import show_problem
+from tagger.gui.photo_model import PhotoListModel
+from tagger.gui.photo_table import PhotoFilter, SortOrder
+from tagger.gui.preview import PreviewPane
+from tagger.gui.preview_loader import PreviewLoader
+from tagger.gui.settings import AppSettings, Preferences
+from tagger.gui.settings_dialog import SettingsDialog
+from tagger.gui.status_line import describe_counts
+from tagger.gui.thumbnails import ThumbnailProvider
+from tagger.gui.workers import Job, JobRunner, JobWork, describe_error
+from tagger.library import Library
+
+log = logging.getLogger(__name__)
+
+
+class MainWindow(QMainWindow):
+    library_change_requested = Signal(object)  # Path of the library the user chose in Settings
+    device_preference_changed = Signal(str)  # "auto", "cpu", "cuda" or "mps"
+
+    def __init__(self, library: Library, settings: AppSettings, *, device_text: str,
+                 thumbnail_workers: int = 2, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.library = library
+        self.settings = settings
+        self.last_import_summary: ImportSummary | None = None
+        self._import: ImportSession | None = None
+        self._queued_imports: list[list[str]] = []
+        self._closing = False
+        self.setWindowTitle(f"{APP_NAME} — {library.root}")
+        self.setAcceptDrops(True)
+
+        self.jobs = JobRunner(self)
+        self.photo_model = PhotoListModel(library.store, self)
+        self.thumbnails = ThumbnailProvider(library.thumbnails_dir, self.jobs, workers=thumbnail_workers, parent=self)
+        self.gallery = GalleryView(self.photo_model, self.thumbnails)
+        self.gallery.set_tile_size(settings.thumbnail_size)
+        self.preview = PreviewPane(library, self.thumbnails, PreviewLoader(self.jobs, self))
+        self.filter_bar = FilterBar()
+        self.undo_stack = QUndoStack(self)
+        self.labels = LabelEditor(library, self.undo_stack, self)
+        self.label_actions = LabelActions(self)
+        self.label_actions.attach(self.gallery)
+        self.job_progress = JobProgress()
+        self.counts_label = QLabel()
+        self.device_label = QLabel(device_text)
+        self.device_label.setToolTip("Where the model runs")
+        self._counts_timer = QTimer(self)
+        self._counts_timer.setSingleShot(True)
+        self._counts_timer.setInterval(0)  # one update per turn of the event loop, however many changes
+        self._counts_timer.timeout.connect(self._show_counts)
+
+        self._build_layout()
+        self._build_menus()
+        self._connect()
+        self.refresh_classes()  # also reads every photo
+        self._restore_window()
+        self.gallery.setFocus()
+
+    # -- building ------------------------------------------------------------------
+
+    def _build_layout(self) -> None:
+        left = QWidget()
+        left_layout = QVBoxLayout(left)
+        left_layout.setContentsMargins(0, 0, 0, 0)
+        left_layout.setSpacing(0)
+        left_layout.addWidget(self.filter_bar)
+        left_layout.addWidget(self.gallery, 1)
+        self.splitter = QSplitter(Qt.Orientation.Horizontal)
+        self.splitter.addWidget(left)
+        self.splitter.addWidget(self.preview)
+        self.splitter.setStretchFactor(0, 3)
+        self.splitter.setStretchFactor(1, 2)
+        self.splitter.setChildrenCollapsible(False)
+        self.setCentralWidget(self.splitter)
+        status = self.statusBar()
+        status.addWidget(self.counts_label, 1)
+        status.addPermanentWidget(self.job_progress)
+        status.addPermanentWidget(self.device_label)
+
+    def _build_menus(self) -> None:
+        menu_bar = self.menuBar()
+        file_menu = menu_bar.addMenu("&File")
+        self.add_folder_action = _action(self, "Add &Folder…", QKeySequence("Ctrl+Shift+O"), self.choose_folder)
+        self.add_photos_action = _action(self, "Add &Photos…", QKeySequence.StandardKey.Open, self.choose_photos)
+        self.settings_action = _action(self, "&Settings…", QKeySequence.StandardKey.Preferences, self.open_settings)
+        self.settings_action.setMenuRole(QAction.MenuRole.PreferencesRole)
+        quit_action = _action(self, "&Quit", QKeySequence.StandardKey.Quit, self.close)
+        quit_action.setMenuRole(QAction.MenuRole.QuitRole)
+        file_menu.addActions([self.add_folder_action, self.add_photos_action])
+        file_menu.addSeparator()
+        file_menu.addAction(self.settings_action)
+        file_menu.addSeparator()
+        file_menu.addAction(quit_action)
+
+        edit_menu = menu_bar.addMenu("&Edit")
+        self.undo_action = self.undo_stack.createUndoAction(self, "&Undo")
+        self.undo_action.setShortcuts(QKeySequence.StandardKey.Undo)
+        self.redo_action = self.undo_stack.createRedoAction(self, "&Redo")
+        self.redo_action.setShortcuts(_unique([QKeySequence("Ctrl+Shift+Z"),
+                                               *QKeySequence.keyBindings(QKeySequence.StandardKey.Redo)]))
+        edit_menu.addActions([self.undo_action, self.redo_action])
+        edit_menu.addSeparator()
+        edit_menu.addAction(_action(self, "Select &All", QKeySequence.StandardKey.SelectAll, self._select_all))
+        edit_menu.addAction(_action(self, "&Find by Name", QKeySequence.StandardKey.Find, self._focus_search))
+
+        view_menu = menu_bar.addMenu("&View")
+        view_menu.addActions([self.preview.fit_action, self.preview.actual_size_action])
+        view_menu.addSeparator()
+        view_menu.addAction(_action(self, "&Larger Thumbnails", QKeySequence.StandardKey.ZoomIn,
+                                    lambda: self._step_tile_size(+32)))
+        view_menu.addAction(_action(self, "&Smaller Thumbnails", QKeySequence.StandardKey.ZoomOut,
+                                    lambda: self._step_tile_size(-32)))
+        view_menu.addSeparator()
+        view_menu.addAction(_action(self, "Apply &Filter Again", QKeySequence.StandardKey.Refresh,
+                                    self._apply_filter_again))
+
+        menu_bar.addMenu(self.label_actions.menu)
+        self.model_menu = QMenu("&Model", self)
+        self.model_menu.menuAction().setVisible(False)  # shown once a model action is added
+        menu_bar.addMenu(self.model_menu)
+        self.model_toolbar = QToolBar("Model", self)
+        self.model_toolbar.setObjectName("model_toolbar")
+        self.model_toolbar.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        self.model_toolbar.hide()
+        self.addToolBar(self.model_toolbar)
+
+    def _connect(self) -> None:
+        self.gallery.current_photo_changed.connect(self.preview.show_photo)
+        self.photo_model.counts_changed.connect(self._counts_timer.start)
+        self.photo_model.modelReset.connect(self._counts_timer.start)
+        self.photo_model.rowsInserted.connect(self._counts_timer.start)
+        self.filter_bar.filter_changed.connect(self._apply_filter)
+        self.filter_bar.sort_changed.connect(self._apply_sort)
+        self.filter_bar.search_box.leave_requested.connect(self.gallery.setFocus)
+        self.label_actions.assign_requested.connect(self._assign_selected)
+        self.label_actions.confirm_requested.connect(self._confirm_selected)
+        self.label_actions.clear_requested.connect(self._clear_selected)
+        self.label_actions.new_class_requested.connect(self._ask_new_class)
+        self.labels.labels_changed.connect(self._labels_changed)
+        self.labels.labels_restored.connect(self._select_photos)
+        self.labels.failed.connect(lambda message: show_problem(self, "Label not saved", message))
+
+    # -- public hooks ------------------------------------------------------------
+
+    def start_job(self, title: str, work: JobWork) -> Job:
+        """Run `work` in the background with a progress bar and a Cancel button in the status bar."""
+        job = self.jobs.start(title, work)
+        self.job_progress.follow(job)
+        job.error.connect(lambda message: self._report(f"{title} failed", message))
+        return job
+
+    def add_model_action(self, action: QAction) -> None:
+        """Offer an action that starts model work (auto-tag, retrain) in the Model menu and toolbar."""
+        self.model_menu.addAction(action)
+        self.model_menu.menuAction().setVisible(True)
+        self.model_toolbar.addAction(action)
+        self.model_toolbar.show()
+
+    def set_device_text(self, text: str) -> None:
+        self.device_label.setText(text)
+
+    def selected_photo_ids(self) -> list[int]:
+        return self.gallery.selected_photo_ids()
+
+    def refresh_photos(self, photo_ids: Sequence[int]) -> None:
+        """Repaint photos whose label or file the app changed (tagging results, for instance)."""
+        self.photo_model.refresh_photos(photo_ids)
+        current = self.gallery.current_photo_id()
+        if current is not None and current in set(photo_ids):
+            self.preview.refresh()
+
+    def reload_photos(self) -> None:
+        """Read every photo again, keeping the current photo selected when it is still shown."""
+        current = self.gallery.current_photo_id()
+        self.photo_model.reload()
+        self._select_after_reset(current)
+
+    def refresh_classes(self) -> None:
+        names = self.library.class_names()
+        self.label_actions.set_classes(names)
+        self.filter_bar.set_classes(names)
+        current = self.gallery.current_photo_id()
+        self.photo_model.refresh_classes()
+        self._select_after_reset(current)
+
+    # -- importing -------------------------------------------------------------------
+
+    def import_paths(self, paths: Sequence[str | os.PathLike]) -> ImportSession | None:
+        """Import files and folders in the background; photos appear in the grid as they are found."""
+        given = [os.fspath(path) for path in paths]
+        existing = [path for path in given if os.path.exists(path)]
+        missing = [path for path in given if path not in existing]
+        if missing:
+            self._report("Cannot add what is not there",
+                         "These files or folders do not exist (moved, renamed, or on a disconnected drive):\n\n"
+                         + "\n".join(missing))
+        if not existing:
+            return None
+        if self._import is not None:
+            self._queued_imports.append(existing)
+            self.statusBar().showMessage("Will import when the current import ends", 4000)
+            return None
+        session = ImportSession(self.library, self.jobs, existing, self)
+        session.photos_added.connect(self._photos_added)
+        session.failed.connect(lambda message: self._report("Import problem", message))
+        session.finished.connect(self._import_finished)
+        self._import = session
+        try:
+            job = session.start()
+        except Exception as error:  # noqa: BLE001 - e.g. the database cannot be read: say so
+            self._import = None
+            self._report("Cannot import", describe_error(error))
+            return None
+        self.job_progress.follow(job)
+        return session
+
+    def current_import(self) -> ImportSession | None:
+        return self._import
+
+    def choose_folder(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Add a folder of photos")
+        if folder:
+            self.import_paths([folder])
+
+    def choose_photos(self) -> None:
+        from tagger.importer import IMAGE_SUFFIXES
+
+        patterns = " ".join(sorted(f"*{suffix}" for suffix in IMAGE_SUFFIXES))
+        files, _chosen_filter = QFileDialog.getOpenFileNames(self, "Add photos", "",
+                                                             f"Photos ({patterns});;All files (*)")
+        if files:
+            self.import_paths(files)
+
+    def _photos_added(self, photo_ids: list[int]) -> None:
+        had_rows = self.photo_model.rowCount() > 0
+        self.photo_model.add_photos(photo_ids)
+        if not had_rows and self.photo_model.rowCount() and not self.gallery.currentIndex().isValid():
+            self.gallery.select_row(0)
+
+    def _import_finished(self, summary: ImportSummary) -> None:
+        self._import = None
+        self.last_import_summary = summary
+        if summary.moved or summary.missing or summary.unchanged:
+            # Existing photos may have changed path, file or readability: re-read them all.
+            self.reload_photos()
+        if self._closing:
+            return
+        self.statusBar().showMessage(("Import cancelled: " if summary.cancelled else "Import finished: ")
+                                     + summary.describe(), 10000)
+        dialog = ImportSummaryDialog(summary, self)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.show()
+        self.import_summary_dialog = dialog
+        if self._queued_imports:
+            self.import_paths(self._queued_imports.pop(0))
+
+    # -- drag and drop -------------------------------------------------------------
+
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802 - Qt's name
+        if event.mimeData().hasUrls():
+            event.acceptProposedAction()
+
+    def dragMoveEvent(self, event: QDragMoveEvent) -> None:  # noqa: N802 - Qt's name
+        if event.mimeData().hasUrls():
+            event.acceptProposedAction()
+
+    def dropEvent(self, event: QDropEvent) -> None:  # noqa: N802 - Qt's name
+        urls = event.mimeData().urls()
+        local = [url.toLocalFile() for url in urls if url.isLocalFile()]
+        if len(local) < len(urls):
+            self._report("Some items were not added",
+                         "Only files and folders on this computer (or a mounted drive) can be added.")
+        if local:
+            event.acceptProposedAction()
+            self.import_paths(local)
+
+    # -- labeling ---------------------------------------------------------------------
+
+    def _targets(self) -> tuple[list[int], list[int]]:
+        """(rows, photo ids) to label: the selection, or else the current photo."""
+        rows = self.gallery.selected_rows()
+        if not rows and self.gallery.currentIndex().isValid():
+            rows = [self.gallery.currentIndex().row()]
+        return rows, self.photo_model.photo_ids(rows)
+
+    def _assign_selected(self, class_name: str) -> None:
+        rows, ids = self._targets()
+        if ids and self.labels.assign(ids, class_name):
+            self.gallery.advance_past(rows)
+
+    def _confirm_selected(self) -> None:
+        rows, ids = self._targets()
+        if ids and self.labels.confirm(ids):
+            self.gallery.advance_past(rows)
+
+    def _clear_selected(self) -> None:
+        rows, ids = self._targets()
+        if ids and self.labels.clear(ids):
+            self.gallery.advance_past(rows)
+
+    def _labels_changed(self, photo_ids: list[int]) -> None:
+        self.refresh_photos(photo_ids)
+
+    def _select_photos(self, photo_ids: list[int]) -> None:
+        """After undo or redo: show the photos that changed back, so the user sees what happened."""
+        rows = sorted(row for photo_id in photo_ids if (row := self.photo_model.row_of(photo_id)) is not None)
+        if not rows:
+            return
+        selection = QItemSelection()
+        for row in rows:
+            index = self.photo_model.index(row)
+            selection.select(index, index)
+        model = self.gallery.selectionModel()
+        model.setCurrentIndex(self.photo_model.index(rows[0]), QItemSelectionModel.SelectionFlag.NoUpdate)
+        model.select(selection, QItemSelectionModel.SelectionFlag.ClearAndSelect)
+        self.gallery.scrollTo(self.photo_model.index(rows[0]))
+
+    def _ask_new_class(self) -> None:
+        name, accepted = QInputDialog.getText(self, "New class", "Name of the new class (e.g. cow, horse):")
+        if not accepted or not name.strip():
+            return
+        try:
+            self.library.add_class(name)
+        except Exception as error:  # noqa: BLE001 - LibraryError explains itself; anything else too
+            self._report("Class not added", describe_error(error))
+            return
+        self.refresh_classes()
+
+    # -- filtering ----------------------------------------------------------------------
+
+    def _apply_filter(self, photo_filter: PhotoFilter) -> None:
+        current = self.gallery.current_photo_id()
+        self.photo_model.set_filter(photo_filter)
+        self._select_after_reset(current)
+
+    def _apply_sort(self, order: SortOrder) -> None:
+        current = self.gallery.current_photo_id()
+        self.photo_model.set_sort_order(order)
+        self._select_after_reset(current)
+
+    def _apply_filter_again(self) -> None:
+        current = self.gallery.current_photo_id()
+        self.photo_model.reapply()
+        self._select_after_reset(current)
+
+    def _select_after_reset(self, photo_id: int | None) -> None:
+        if photo_id is not None and self.gallery.select_photo(photo_id):
+            return
+        if self.photo_model.rowCount():
+            self.gallery.select_row(0)
+        else:
+            self.preview.show_photo(None)
+
+    def _select_all(self) -> None:
+        self.gallery.selectAll()
+        self.gallery.setFocus()
+
+    def _focus_search(self) -> None:
+        self.filter_bar.search_box.setFocus()
+        self.filter_bar.search_box.selectAll()
+
+    # -- settings -------------------------------------------------------------------------
+
+    def open_settings(self) -> SettingsDialog:
+        dialog = SettingsDialog(self.settings.preferences(), self.library.root, self)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.accepted.connect(lambda: self.apply_preferences(dialog.preferences()))
+        dialog.open()
+        return dialog
+
+    def apply_preferences(self, preferences: Preferences) -> None:
+        previous = self.settings.preferences()
+        self.settings.save_preferences(preferences)
+        self.gallery.set_tile_size(preferences.thumbnail_size)
+        if preferences.device != previous.device:
+            self.device_preference_changed.emit(preferences.device)
+        chosen = preferences.library_location
+        if chosen is not None and Path(chosen).expanduser().resolve() != self.library.root.resolve():
+            self.library_change_requested.emit(Path(chosen).expanduser())
+
+    def _step_tile_size(self, step: int) -> None:
+        self.gallery.set_tile_size(self.gallery.tile_size + step)
+        self.settings.thumbnail_size = self.gallery.tile_size
+
+    # -- status ------------------------------------------------------------------------------
+
+    def _show_counts(self) -> None:
+        labeled, confirmed = self.photo_model.label_counts()
+        self.counts_label.setText(describe_counts(self.photo_model.total_count(), self.photo_model.rowCount(),
+                                                  labeled, confirmed))
+
+    def _report(self, title: str, message: str) -> None:
+        log.warning("%s: %s", title, message)
+        if not self._closing:
+            show_problem(self, title, message)
+
+    # -- window life -----------------------------------------------------------------------
+
+    def _restore_window(self) -> None:
+        geometry = self.settings.window_geometry()
+        if geometry is None or not self.restoreGeometry(geometry):
+            self.resize(1280, 820)
+        state = self.settings.window_state()
+        if state is not None:
+            self.restoreState(state)
+        splitter = self.settings.splitter_state()
+        if splitter is None or not self.splitter.restoreState(splitter):
+            self.splitter.setSizes([780, 500])
+
+    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt's name
+        """Stop background work, keep what it found, and remember the window for next time."""
+        self._closing = True
+        self.settings.save_window(self.saveGeometry(), self.saveState(), self.splitter.saveState())
+        self._queued_imports.clear()
+        if self._import is not None:
+            self._import.cancel()
+        self.thumbnails.stop()
+        # Delivers batches the import had already found, so they are written before the library closes.
+        if not self.jobs.shutdown():
+            log.error("Some background work did not stop; closing anyway")
+        super().closeEvent(event)
+
+
+def _action(parent: QWidget, text: str, shortcut: QKeySequence | QKeySequence.StandardKey | None,
+            slot) -> QAction:  # noqa: ANN001 - any callable
+    action = QAction(text, parent)
+    if shortcut is not None:
+        action.setShortcut(shortcut)
+    action.triggered.connect(lambda _checked=False: slot())
+    return action
+
+
+def _unique(sequences: Sequence[QKeySequence]) -> list[QKeySequence]:
+    seen: list[QKeySequence] = []
+    for sequence in sequences:
+        if not sequence.isEmpty() and sequence not in seen:
+            seen.append(sequence)
+    return seen

@@ -1,0 +1,17 @@
+"""Telling the user something went wrong: a plain sentence, never a traceback."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QMessageBox, QWidget
+
+
+def show_problem(parent: QWidget, title: str, text: str, details: str = "") -> QMessageBox:
+    """A window-modal warning that does not block the caller (so background work keeps flowing)."""
+    box = QMessageBox(QMessageBox.Icon.Warning, title, text, QMessageBox.StandardButton.Ok, parent)
+    if details:
+        box.setDetailedText(details)
+    box.setObjectName("problem_message")
+    box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+    box.open()
+    return box

@@ -1,0 +1,553 @@
+"""The one way Tagger turns an image file into pixels.
+
+Thumbnails, tagging, the preview and the explanations all call `load_rgb`, so
+every part of the app sees the same picture: upright, RGB, transparent areas on
+white. Every bad file fails the same way too, with an `UnreadableImage` whose
+message a person can act on ("file is empty (0 bytes)", "truncated or corrupt
+JPEG"...), never with a decoder's traceback.
+
+Truncated files: Pillow's `ImageFile.LOAD_TRUNCATED_IMAGES` stays off and this
+module never turns it on. A JPEG cut short by an interrupted copy is reported as
+"truncated or corrupt JPEG" rather than decoded with a grey band, so the library
+shows the damage instead of tagging and thumbnailing half a photo as if whole.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import re
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import IO
+
+import numpy as np
+from PIL import ExifTags, Image
+
+log = logging.getLogger(__name__)
+
+PathLike = str | os.PathLike[str]
+
+# Big enough for panoramas from a phone (~100 MP), small enough that a hostile
+# header cannot make us allocate gigabytes. Pillow gets the same limit, so its
+# own decompression-bomb guard and ours agree on what "too large" means.
+MAX_PIXELS = 200_000_000
+Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+
+# Enough to see an ISO-BMFF `ftyp` box with a few compatible brands.
+HEADER_BYTES = 64
+
+# Pillow's names for what `sniff_format` recognises, and the plugins allowed to
+# read each: a restricted list keeps text files from being parsed as XBM or TGA.
+_PLUGINS_FOR: dict[str, list[str]] = {
+    "JPEG": ["JPEG", "MPO"],
+    "PNG": ["PNG"],
+    "GIF": ["GIF"],
+    "WEBP": ["WEBP"],
+    "BMP": ["BMP"],
+    "TIFF": ["TIFF"],
+    "JPEG2000": ["JPEG2000"],
+    "AVIF": ["AVIF"],
+    "HEIF": ["HEIF"],
+}
+
+_FORMAT_LABELS = {
+    "JPEG": "JPEG", "MPO": "JPEG", "PNG": "PNG", "GIF": "GIF", "WEBP": "WebP",
+    "BMP": "BMP", "TIFF": "TIFF", "JPEG2000": "JPEG 2000", "AVIF": "AVIF", "HEIF": "HEIC/HEIF",
+}
+
+_HEIF_BRANDS = frozenset({b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"hevm", b"hevs", b"mif1", b"msf1"})
+_AVIF_BRANDS = frozenset({b"avif", b"avis"})
+_BMP_HEADER_SIZES = frozenset({12, 16, 40, 52, 56, 64, 108, 124})
+
+# EXIF orientation -> the transpose that makes the picture upright.
+_UPRIGHTING = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+_SIDEWAYS_ORIENTATIONS = frozenset({5, 6, 7, 8})
+
+_HIGH_BIT_DEPTH_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N", "I", "F"})
+_ALPHA_MODES = frozenset({"RGBA", "RGBa", "LA", "La", "PA"})
+
+# OpenJPEG refuses a reduction beyond the file's resolution levels; 3 (1/8 size)
+# is within what nearly every encoder writes and plenty for thumbnails.
+_MAX_JPEG2000_REDUCTION = 3
+
+# Side of the small decode used to confirm a file whose end looks cut off.
+_CONFIRMATION_SIDE = 64
+
+_DATE_PATTERN = re.compile(r"(\d{4})[:-](\d{2})[:-](\d{2})[ T](\d{2}):(\d{2}):(\d{2})")
+_OFFSET_PATTERN = re.compile(r"([+-])(\d{2}):?(\d{2})")
+
+
+class UnreadableImage(Exception):
+    """A file Tagger cannot show or tag; str() is the reason, worded for the user."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """What the header says: the upright size, the format and when it was taken."""
+
+    width: int
+    height: int
+    format: str
+    taken_at: float | None = None
+
+
+# -- public API -----------------------------------------------------------------
+
+
+def sniff_format(head: bytes) -> str | None:
+    """The image format the first bytes of a file announce (a Pillow format name), or None."""
+    if head.startswith(b"\xff\xd8\xff"):
+        return "JPEG"
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "PNG"
+    if head[:6] in (b"GIF87a", b"GIF89a"):
+        return "GIF"
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "WEBP"
+    if head[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
+        return "TIFF"
+    if head.startswith(b"\x00\x00\x00\x0cjP  \r\n\x87\n") or head.startswith(b"\xff\x4f\xff\x51"):
+        return "JPEG2000"
+    if head[:2] == b"BM" and len(head) >= 18:
+        # "BM" alone is too weak (a text file may start "BMW..."): the DIB header
+        # that follows declares one of a handful of sizes.
+        if int.from_bytes(head[14:18], "little") in _BMP_HEADER_SIZES:
+            return "BMP"
+    brands = _ftyp_brands(head)
+    if brands:
+        # A phone HEIC lists mif1 too, and an AVIF may list mif1: AVIF wins only
+        # when it names an AVIF brand.
+        if brands & _AVIF_BRANDS and not brands & (_HEIF_BRANDS - {b"mif1", b"msf1"}):
+            return "AVIF"
+        if brands & _HEIF_BRANDS:
+            return "HEIF"
+    return None
+
+
+def probe(path: PathLike) -> ImageInfo:
+    """Size (as displayed, after EXIF orientation), format and capture time, from the header only."""
+    with _opened(path) as (image, sniffed):
+        exif = _exif_of(image, may_decode=False)
+        width, height = image.size
+        if _orientation(exif) in _SIDEWAYS_ORIENTATIONS:
+            width, height = height, width
+        return ImageInfo(width, height, image.format or sniffed, _taken_at(exif))
+
+
+def load_rgb(path: PathLike, max_side: int | None = None) -> Image.Image:
+    """The upright picture in RGB, its longer side at most `max_side` (aspect kept).
+
+    JPEG and JPEG 2000 are decoded directly at a reduced size when that is all
+    the caller needs, so a 12 MP photo never has to be fully decoded for a thumbnail.
+    """
+    if max_side is not None and max_side < 1:
+        raise ValueError(f"max_side must be positive, not {max_side}")
+    try:
+        return _load_rgb(path, max_side, decode_smaller=True)
+    except _ReducedDecodeFailed:
+        return _load_rgb(path, max_side, decode_smaller=False)
+
+
+def load_array(path: PathLike, max_side: int | None = None) -> np.ndarray:
+    """`load_rgb` as a writable H x W x 3 uint8 array, for the model pipeline."""
+    return np.array(load_rgb(path, max_side), dtype=np.uint8)
+
+
+def check_complete(path: PathLike, format: str) -> None:
+    """Raise UnreadableImage when the file's image data is cut short.
+
+    Cheap for the usual case: JPEG, PNG, GIF and WebP have an end marker or a
+    declared length, so only the file's ends are read. When those look wrong, a
+    small decode decides (a JPEG followed by a phone's motion-photo video is
+    fine). Formats without such a check are judged when first decoded.
+    """
+    if _ends_as_declared(path, format):
+        return
+    load_rgb(path, max_side=_CONFIRMATION_SIDE)
+
+
+# -- opening ------------------------------------------------------------------------
+
+
+class _ReducedDecodeFailed(Exception):
+    """Decoding at a reduced size failed; a full-size decode may still work."""
+
+
+@contextmanager
+def _opened(path: PathLike) -> Iterator[tuple[Image.Image, str]]:
+    """The image with only its header read, and the format its first bytes announced."""
+    try:
+        file = open(path, "rb")
+    except OSError as error:
+        raise UnreadableImage(_describe_os_error(error)) from None
+    with file:
+        try:
+            head = file.read(HEADER_BYTES)
+        except OSError as error:
+            raise UnreadableImage(_describe_os_error(error)) from None
+        sniffed = sniff_format(head)
+        if sniffed is None:
+            raise UnreadableImage(_describe_non_image(head))
+        if sniffed == "HEIF":
+            _register_heif_opener()
+        image = _open_with_pillow(file, sniffed)
+        with image:
+            _refuse_if_huge(*image.size)
+            yield image, sniffed
+
+
+def _open_with_pillow(file: IO[bytes], sniffed: str) -> Image.Image:
+    file.seek(0)
+    try:
+        return Image.open(file, formats=_PLUGINS_FOR[sniffed])
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise UnreadableImage(_too_large_message(_declared_size(file, sniffed))) from None
+    except OSError as error:
+        if error.errno is not None:
+            raise UnreadableImage(_describe_os_error(error)) from None
+        raise UnreadableImage(f"truncated or corrupt {_FORMAT_LABELS[sniffed]}") from None
+    except Exception:  # noqa: BLE001 - a plugin's parser may raise anything on a damaged header
+        log.debug("Pillow could not open a %s file", sniffed, exc_info=True)
+        raise UnreadableImage(f"truncated or corrupt {_FORMAT_LABELS[sniffed]}") from None
+
+
+def _declared_size(file: IO[bytes], sniffed: str) -> tuple[int, int] | None:
+    """The size a header declares, read with the plugin itself so Pillow's bomb guard stays out of the way."""
+    for plugin in _PLUGINS_FOR[sniffed]:
+        factory = Image.OPEN.get(plugin, (None, None))[0]
+        if factory is None:
+            continue
+        try:
+            file.seek(0)
+            return factory(file, "").size  # type: ignore[call-arg]
+        except Exception:  # noqa: BLE001 - only for a nicer message; the refusal stands anyway
+            continue
+    return None
+
+
+def _refuse_if_huge(width: int, height: int) -> None:
+    if width <= 0 or height <= 0:
+        raise UnreadableImage(f"corrupt image header (size {width} x {height})")
+    if width * height > MAX_PIXELS:
+        raise UnreadableImage(_too_large_message((width, height)))
+
+
+def _too_large_message(size: tuple[int, int] | None) -> str:
+    limit = f"limit {MAX_PIXELS // 1_000_000} MP"
+    if size is None:
+        return f"image too large ({limit})"
+    return f"image too large ({size[0]} x {size[1]} pixels; {limit})"
+
+
+_heif_lock = threading.Lock()
+_heif_registered = False
+
+
+def _register_heif_opener() -> None:
+    """Teach Pillow HEIC the first time one is met; most libraries never need it."""
+    global _heif_registered
+    with _heif_lock:
+        if _heif_registered:
+            return
+        try:
+            import pillow_heif
+        except ImportError:
+            raise UnreadableImage("unsupported format (HEIC/HEIF support is not installed)") from None
+        pillow_heif.register_heif_opener()
+        _heif_registered = True
+
+
+def _ftyp_brands(head: bytes) -> frozenset[bytes]:
+    """The major and compatible brands of an ISO-BMFF file (HEIF, AVIF, MP4...)."""
+    if head[4:8] != b"ftyp" or len(head) < 12:
+        return frozenset()
+    box_size = int.from_bytes(head[0:4], "big")
+    end = min(len(head), box_size if box_size >= 16 else len(head))
+    brands = {head[8:12]}
+    # Bytes 12..16 are the minor version, not a brand.
+    brands.update(head[offset:offset + 4] for offset in range(16, end - 3, 4))
+    return frozenset(brands)
+
+
+# -- decoding -------------------------------------------------------------------------
+
+
+def _load_rgb(path: PathLike, max_side: int | None, *, decode_smaller: bool) -> Image.Image:
+    with _opened(path) as (image, sniffed):
+        label = _FORMAT_LABELS[sniffed]
+        reduced = decode_smaller and _decode_smaller(image, max_side)
+        try:
+            image.load()
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+            raise UnreadableImage(_too_large_message(image.size)) from None
+        except MemoryError:
+            raise UnreadableImage("not enough memory to decode this image") from None
+        except OSError as error:
+            if error.errno is not None:
+                raise UnreadableImage(_describe_os_error(error)) from None
+            if reduced:
+                raise _ReducedDecodeFailed from None
+            raise UnreadableImage(f"truncated or corrupt {label}") from None
+        except Exception:  # noqa: BLE001 - decoders raise many types on damaged data
+            log.debug("Pillow could not decode a %s file", sniffed, exc_info=True)
+            if reduced:
+                raise _ReducedDecodeFailed from None
+            raise UnreadableImage(f"truncated or corrupt {label}") from None
+        orientation = _orientation(_exif_of(image, may_decode=True))
+        rgb = _to_rgb(image)
+    return _upright(_fit_within(rgb, max_side), orientation)
+
+
+def _decode_smaller(image: Image.Image, max_side: int | None) -> bool:
+    """Ask the decoder for a smaller picture where the format allows it; True if it will."""
+    if max_side is None:
+        return False
+    width, height = image.size
+    longer = max(width, height)
+    if longer <= max_side:
+        return False
+    if image.format in ("JPEG", "MPO"):
+        scale = max_side / longer
+        # draft() picks the strongest 1/2, 1/4 or 1/8 reduction still at least this size.
+        wanted = (max(1, math.ceil(width * scale)), max(1, math.ceil(height * scale)))
+        return image.draft(image.mode, wanted) is not None
+    if image.format == "JPEG2000":
+        factor = 0
+        while factor < _MAX_JPEG2000_REDUCTION and longer >> (factor + 1) >= max_side:
+            factor += 1
+        if factor:
+            image.reduce = factor  # type: ignore[assignment,method-assign]  # the plugin's resolution-level setter
+        return factor > 0
+    return False
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    try:
+        if image.mode in _HIGH_BIT_DEPTH_MODES:
+            image = _to_eight_bit_gray(image)
+        has_alpha = image.mode in _ALPHA_MODES or "transparency" in image.info
+        if has_alpha:
+            return _on_white(image.convert("RGBA"))
+        # convert() copies even when the mode already matches, so the result never
+        # refers back to the closed file.
+        return image.convert("RGB")
+    except ValueError:
+        raise UnreadableImage(f"unsupported colour mode ({image.mode})") from None
+
+
+def _on_white(rgba: Image.Image) -> Image.Image:
+    # On black, as a plain convert("RGB") does, a transparent logo or sticker
+    # turns into a dark blob; white is how viewers and browsers show it.
+    white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+    return Image.alpha_composite(white, rgba).convert("RGB")
+
+
+def _to_eight_bit_gray(image: Image.Image) -> Image.Image:
+    """16-bit, 32-bit and float pixels scaled to 0..255; Pillow's own conversion clips them to white."""
+    pixels = np.asarray(image)
+    if image.mode == "F":
+        pixels = np.nan_to_num(pixels.astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+        low, high = float(pixels.min()), float(pixels.max())
+        if low >= 0.0 and high <= 1.0:
+            scaled = pixels * 255.0
+        elif high > low:
+            scaled = (pixels - low) * (255.0 / (high - low))
+        else:
+            scaled = np.zeros_like(pixels)
+    elif image.mode.startswith("I;16"):
+        scaled = pixels.astype(np.float64) / 257.0
+    else:
+        # Mode "I" does not say how many bits were used: judge by the values.
+        pixels = pixels.astype(np.float64)
+        low, high = float(pixels.min()), float(pixels.max())
+        if low >= 0 and high <= 255:
+            scaled = pixels
+        elif low >= 0 and high <= 65535:
+            scaled = pixels / 257.0
+        else:
+            scaled = (pixels - low) * (255.0 / (high - low))
+    return Image.fromarray(np.clip(np.rint(scaled), 0, 255).astype(np.uint8))
+
+
+def _fit_within(image: Image.Image, max_side: int | None) -> Image.Image:
+    if max_side is None:
+        return image
+    width, height = image.size
+    longer = max(width, height)
+    if longer <= max_side:
+        return image
+    scale = max_side / longer
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return image.resize(size, Image.Resampling.BICUBIC, reducing_gap=2.0)
+
+
+def _upright(image: Image.Image, orientation: int) -> Image.Image:
+    # The same transposes as ImageOps.exif_transpose, applied after shrinking
+    # (cheaper) and driven by an orientation read defensively from broken EXIF.
+    method = _UPRIGHTING.get(orientation)
+    return image if method is None else image.transpose(method)
+
+
+# -- metadata -------------------------------------------------------------------------
+
+
+def _exif_of(image: Image.Image, *, may_decode: bool) -> Image.Exif:
+    # A PNG's EXIF may sit after the pixels, and Pillow would decode the whole
+    # image to find it: a header-only probe settles for EXIF placed before them.
+    if not may_decode and image.format == "PNG" and "exif" not in image.info:
+        return Image.Exif()
+    try:
+        return image.getexif()
+    except Exception:  # noqa: BLE001 - damaged EXIF must not cost the user the photo
+        log.debug("Ignoring unreadable EXIF", exc_info=True)
+        return Image.Exif()
+
+
+def _orientation(exif: Image.Exif) -> int:
+    try:
+        value = int(exif.get(ExifTags.Base.Orientation, 1))
+    except (TypeError, ValueError):
+        return 1
+    return value if value in _UPRIGHTING else 1
+
+
+def _taken_at(exif: Image.Exif) -> float | None:
+    """DateTimeOriginal (else DateTimeDigitized) as a unix time; local time when no offset is recorded."""
+    try:
+        details = exif.get_ifd(ExifTags.IFD.Exif)
+    except Exception:  # noqa: BLE001 - damaged EXIF: no date rather than no photo
+        return None
+    for date_tag, offset_tag, subsecond_tag in (
+        (ExifTags.Base.DateTimeOriginal, ExifTags.Base.OffsetTimeOriginal, ExifTags.Base.SubsecTimeOriginal),
+        (ExifTags.Base.DateTimeDigitized, ExifTags.Base.OffsetTimeDigitized, ExifTags.Base.SubsecTimeDigitized),
+    ):
+        moment = _parse_exif_date(details.get(date_tag), details.get(offset_tag), details.get(subsecond_tag))
+        if moment is not None:
+            return moment
+    return None
+
+
+def _parse_exif_date(text: object, offset: object, subsecond: object) -> float | None:
+    match = _DATE_PATTERN.search(_as_text(text))
+    if match is None:
+        return None
+    try:
+        moment = datetime(*(int(part) for part in match.groups()))
+    except ValueError:  # "0000:00:00 00:00:00" and friends
+        return None
+    zone = _OFFSET_PATTERN.fullmatch(_as_text(offset).strip())
+    if zone is not None:
+        sign = -1 if zone.group(1) == "-" else 1
+        delta = timedelta(hours=int(zone.group(2)), minutes=int(zone.group(3)))
+        moment = moment.replace(tzinfo=timezone(sign * delta))
+    fraction = _as_text(subsecond).strip()
+    try:
+        seconds = moment.timestamp()
+    except (OverflowError, OSError, ValueError):
+        return None
+    if fraction.isdigit():
+        seconds += int(fraction) / 10 ** len(fraction)
+    return seconds
+
+
+def _as_text(value: object) -> str:
+    if isinstance(value, bytes):
+        value = value.decode("ascii", "replace")
+    return value.rstrip("\x00") if isinstance(value, str) else ""
+
+
+# -- checks and messages ----------------------------------------------------------------
+
+
+def _ends_as_declared(path: PathLike, format: str) -> bool:
+    """Whether the file ends the way its format says it must; True where there is no cheap test."""
+    if format not in ("JPEG", "MPO", "PNG", "GIF", "WEBP"):
+        return True
+    try:
+        with open(path, "rb") as file:
+            head = file.read(12)
+            size = file.seek(0, os.SEEK_END)
+            file.seek(max(0, size - 32))
+            tail = file.read()
+    except OSError as error:
+        raise UnreadableImage(_describe_os_error(error)) from None
+    if format in ("JPEG", "MPO"):
+        return tail.rstrip(b"\x00\r\n ").endswith(b"\xff\xd9")
+    if format == "PNG":
+        return tail.endswith(b"IEND\xaeB`\x82")
+    if format == "GIF":
+        return tail.rstrip(b"\x00").endswith(b";")
+    declared = int.from_bytes(head[4:8], "little") + 8
+    return size >= declared
+
+
+def _describe_os_error(error: OSError) -> str:
+    if isinstance(error, FileNotFoundError):
+        return "file not found"
+    if isinstance(error, PermissionError):
+        return "permission denied"
+    if isinstance(error, IsADirectoryError):
+        return "a folder, not a file"
+    return f"cannot read the file ({error.strerror or error})"
+
+
+_NON_IMAGE_SIGNATURES: tuple[tuple[bytes, str], ...] = (
+    (b"%PDF", "PDF document"),
+    (b"PK\x03\x04", "ZIP archive or office document"),
+    (b"\x1f\x8b", "gzip archive"),
+    (b"7z\xbc\xaf\x27\x1c", "7-Zip archive"),
+    (b"Rar!", "RAR archive"),
+    (b"SQLite format 3\x00", "database file"),
+    (b"\x7fELF", "program"),
+    (b"MZ", "program"),
+    (b"ID3", "audio file"),
+    (b"OggS", "audio or video file"),
+    (b"fLaC", "audio file"),
+    (b"\x1aE\xdf\xa3", "video file"),
+)
+
+
+def _describe_non_image(head: bytes) -> str:
+    if not head:
+        return "file is empty (0 bytes)"
+    for signature, kind in _NON_IMAGE_SIGNATURES:
+        if head.startswith(signature):
+            return f"not an image ({kind})"
+    if head[:4] == b"RIFF":
+        return "not an image (audio or video file)"
+    if _ftyp_brands(head):
+        return "not an image (video file)"
+    if b"<svg" in head.lower():
+        return "unsupported format (SVG drawing)"
+    if _looks_like_text(head):
+        return "not an image (text file)"
+    return "unsupported format (not a known image type)"
+
+
+def _looks_like_text(head: bytes) -> bool:
+    if b"\x00" in head:
+        return False
+    try:
+        # The sample may end in the middle of a multi-byte character.
+        head.decode("utf-8")
+    except UnicodeDecodeError as error:
+        if error.start < len(head) - 3:
+            return False
+    return True

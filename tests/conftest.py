@@ -1,0 +1,106 @@
+"""Fixtures shared by the whole suite: images made on the fly, a throwaway library,
+and the committed awkward files (see tests/data/awkward/LICENSES.md)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+
+import pytest
+from PIL import ExifTags, Image
+
+from tagger.library import Library
+
+AWKWARD_DIR = Path(__file__).parent / "data" / "awkward"
+
+Color = int | float | tuple[int, ...]
+
+
+def _exif_bytes(
+    tags: Mapping[int, object] | None, orientation: int | None, datetime_original: str | None
+) -> bytes | None:
+    if not tags and orientation is None and datetime_original is None:
+        return None
+    exif = Image.Exif()
+    for tag, value in (tags or {}).items():
+        exif[tag] = value
+    if orientation is not None:
+        exif[ExifTags.Base.Orientation] = orientation
+    if datetime_original is not None:
+        exif.get_ifd(ExifTags.IFD.Exif)[ExifTags.Base.DateTimeOriginal] = datetime_original
+    return exif.tobytes()
+
+
+def _needs_heif_plugin(path: Path, format: str | None) -> bool:
+    return (format or "").upper() in {"HEIF", "HEIC"} or path.suffix.lower() in {".heic", ".heif"}
+
+
+@pytest.fixture
+def make_image(tmp_path: Path) -> Callable[..., Path]:
+    """A factory that writes an image file and returns its path.
+
+    make_image("a/b.jpg", size=(w, h), color=(r, g, b), mode="RGB", format=None,
+               top_left_color=None, orientation=None, datetime_original=None,
+               exif=None, **save_options)
+
+    Relative paths land in tmp_path; missing folders are created. The format
+    comes from the suffix unless given (so a PNG named .jpg is one call away).
+    `top_left_color` paints the top-left quarter, to tell rotations apart.
+    `orientation` and `datetime_original` ("YYYY:MM:DD HH:MM:SS") go into EXIF;
+    `exif` adds any other IFD0 tags.
+    """
+
+    def make(
+        path: str | Path,
+        size: tuple[int, int] = (64, 48),
+        color: Color = (200, 60, 40),
+        *,
+        mode: str = "RGB",
+        format: str | None = None,
+        top_left_color: Color | None = None,
+        orientation: int | None = None,
+        datetime_original: str | None = None,
+        exif: Mapping[int, object] | None = None,
+        **save_options: object,
+    ) -> Path:
+        target = Path(path)
+        if not target.is_absolute():
+            target = tmp_path / target
+        target.parent.mkdir(parents=True, exist_ok=True)
+        image = Image.new(mode, size, color)
+        if top_left_color is not None:
+            image.paste(top_left_color, (0, 0, max(1, size[0] // 2), max(1, size[1] // 2)))
+        exif_bytes = _exif_bytes(exif, orientation, datetime_original)
+        if exif_bytes is not None:
+            save_options["exif"] = exif_bytes
+        if _needs_heif_plugin(target, format):
+            import pillow_heif
+
+            pillow_heif.register_heif_opener()
+            format = "HEIF"
+        image.save(target, format=format, **save_options)
+        return target
+
+    return make
+
+
+@pytest.fixture
+def tmp_library(tmp_path: Path) -> Iterator[Library]:
+    """An opened, empty library in tmp_path/library; closed after the test."""
+    library = Library(tmp_path / "library")
+    try:
+        yield library
+    finally:
+        library.close()
+
+
+@pytest.fixture
+def awkward_path() -> Callable[[str], Path]:
+    """Path of a committed awkward file, by name (e.g. "python-pillow__hopper.png")."""
+
+    def find(name: str) -> Path:
+        path = AWKWARD_DIR / name
+        assert path.is_file(), f"missing test file {path}"
+        return path
+
+    return find

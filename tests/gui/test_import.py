@@ -1,0 +1,142 @@
+"""Dropping folders imports them in the background; photos appear; a summary says what happened."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QUrl
+from PySide6.QtGui import QDragEnterEvent, QDropEvent
+from PySide6.QtWidgets import QApplication, QMessageBox
+
+from tagger.gui.import_summary import ImportSummaryDialog
+from tagger.gui.importing import ImportSession
+from tagger.gui.photo_model import PhotoRole
+from tagger.library import Library
+
+
+def drop_paths(target, paths: list[Path]) -> None:  # noqa: ANN001 - any widget
+    """Deliver a real drag-enter and drop with file URLs, as the platform would."""
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(path)) for path in paths])
+    where = QPoint(target.width() // 2, target.height() // 2)
+    enter = QDragEnterEvent(where, Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
+                            Qt.KeyboardModifier.NoModifier)
+    QApplication.sendEvent(target, enter)
+    drop = QDropEvent(QPointF(where), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
+                      Qt.KeyboardModifier.NoModifier)
+    QApplication.sendEvent(target, drop)
+
+
+def wait_for_import(qtbot, window) -> None:  # noqa: ANN001
+    qtbot.waitUntil(lambda: window.current_import() is None and window.last_import_summary is not None,
+                    timeout=15000)
+
+
+def test_dropping_a_folder_imports_it_and_the_grid_shows_the_photos(qtbot, window, make_photos, library):
+    photos = make_photos("holiday", count=7)
+    (photos[0].parent / "notes.jpg").write_text("not a picture")
+
+    drop_paths(window.gallery.viewport(), [photos[0].parent])
+    wait_for_import(qtbot, window)
+
+    summary = window.last_import_summary
+    assert len(summary.added) == 7
+    assert [Path(path).name for path, _reason in summary.unreadable] == ["notes.jpg"]
+    model = window.gallery.model()
+    assert model.rowCount() == 8  # the unreadable file is kept, so the user can see why
+    shown = {model.index(row).data(PhotoRole.PATH) for row in range(model.rowCount())}
+    assert {str(path) for path in photos} <= shown
+    assert len(library.photos()) == 8
+
+    dialog = window.import_summary_dialog
+    assert isinstance(dialog, ImportSummaryDialog) and dialog.isVisible()
+    assert "7 added" in dialog.headline.text()
+    sections = [dialog.tree.topLevelItem(i).text(0) for i in range(dialog.tree.topLevelItemCount())]
+    assert "Unreadable (1)" in sections and "Added (7)" in sections
+    unreadable = dialog.tree.topLevelItem(sections.index("Unreadable (1)")).child(0)
+    assert unreadable.text(0).endswith("notes.jpg") and unreadable.text(1)  # a reason is given
+
+    # Thumbnails arrive from the worker and the tile is painted with them.
+    first = next(model.index(row) for row in range(model.rowCount()) if model.index(row).data(PhotoRole.READABLE))
+    size = window.gallery.tile_size
+    qtbot.waitUntil(lambda: window.thumbnails.pixmap(first.data(PhotoRole.ID), first.data(PhotoRole.PATH),
+                                                     first.data(PhotoRole.CONTENT_HASH), size) is not None,
+                    timeout=10000)
+    assert any(library.thumbnails_dir.rglob("*.jpg"))  # cached on disk by content hash
+
+
+def test_importing_again_skips_what_is_known(qtbot, window, make_photos):
+    photos = make_photos("again", count=3)
+    window.import_paths([photos[0].parent])
+    wait_for_import(qtbot, window)
+    window.last_import_summary = None
+    window.import_summary_dialog.close()
+    window.import_paths([photos[0].parent])
+    wait_for_import(qtbot, window)
+    assert window.last_import_summary.added == []
+    assert window.last_import_summary.unchanged == 3
+    assert window.photo_model.rowCount() == 3
+
+
+def test_dropping_a_missing_folder_says_so(qtbot, window, tmp_path):
+    drop_paths(window, [tmp_path / "gone"])
+    boxes = [box for box in window.findChildren(QMessageBox) if box.isVisible()]
+    assert boxes and "do not exist" in boxes[0].text() and "gone" in boxes[0].text()
+    assert window.current_import() is None
+
+
+def test_an_import_can_be_cancelled(qtbot, window, make_photos, library, monkeypatch):
+    photos = make_photos("many", count=40)
+    slow_down_scanning(monkeypatch)
+    session = window.import_paths([photos[0].parent])
+    assert isinstance(session, ImportSession)
+    session.cancel()
+    wait_for_import(qtbot, window)
+    summary = window.last_import_summary
+    assert summary.cancelled
+    # What was recorded before the cancel is in the library, and nothing else.
+    assert len(library.photos()) == len(summary.added) + len(summary.unreadable)
+    assert window.photo_model.rowCount() == len(library.photos())
+
+
+def slow_down_scanning(monkeypatch) -> None:  # noqa: ANN001
+    """Make each file take a while, so the import is surely still going when the test acts."""
+    import time
+
+    from tagger import importer
+
+    original = importer.scan_file
+
+    def slow_scan_file(path, known):  # noqa: ANN001, ANN202
+        time.sleep(0.02)
+        return original(path, known)
+
+    monkeypatch.setattr(importer, "scan_file", slow_scan_file)
+
+
+def test_closing_the_window_mid_import_exits_cleanly_and_keeps_what_was_found(
+        qtbot, window_factory, make_photos, library, tmp_path, monkeypatch):
+    photos = make_photos("big", count=150)
+    slow_down_scanning(monkeypatch)
+    window = window_factory(library)
+    recorded: list[int] = []
+    session = window.import_paths([photos[0].parent])
+    session.photos_added.connect(recorded.extend)
+    qtbot.waitUntil(lambda: len(recorded) > 0, timeout=10000)
+
+    window.close()
+
+    assert session.job is not None and not session.job.is_running()
+    summary = window.last_import_summary
+    assert summary is not None and summary.cancelled  # wound up mid-way, not abandoned
+    in_library = {photo.path for photo in library.photos()}
+    assert set(summary.added) == in_library  # every photo the scan reported is saved
+    library.close()
+    # The lock is released and the database is intact: the library opens again, and
+    # a second import picks up where the first stopped.
+    reopened = Library(tmp_path / "library")
+    try:
+        assert reopened.store.integrity_check() == "ok"
+        assert {photo.path for photo in reopened.photos()} == in_library
+    finally:
+        reopened.close()

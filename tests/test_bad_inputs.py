@@ -1,0 +1,244 @@
+"""Nothing lost: a folder of every kind of bad file imports without a crash.
+
+Each file either imports normally or is marked unreadable with a reason a person
+understands; problems with no photo to attach them to (a broken link, a name
+SQLite cannot store, a file or folder that vanished mid-import) are listed in the
+summary. The rest of the folder always makes it in, and the files are never changed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tagger import images, importer
+from tagger.images import load_rgb
+from tagger.importer import import_paths
+from tagger.paths import normalise_path
+
+
+def real(path: Path) -> str:
+    return normalise_path(path)
+
+
+def png_declaring(width: int, height: int) -> bytes:
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b"")
+
+
+def with_garbage_exif(jpeg: bytes) -> bytes:
+    garbage = b"Exif\x00\x00MM\x00*\xff\xff\xff\xff" + bytes(range(7, 250, 3))
+    return jpeg[:2] + b"\xff\xe1" + struct.pack(">H", len(garbage) + 2) + garbage + jpeg[2:]
+
+
+def fingerprint(folder: Path) -> dict[str, tuple[str, int, int]]:
+    """Content hash, mode and mtime of every regular file under `folder`."""
+    prints = {}
+    for dirpath, _, filenames in os.walk(folder):
+        for name in filenames:
+            path = os.path.join(dirpath, name)
+            if os.path.islink(path) or not os.path.isfile(path):
+                continue
+            status = os.stat(path)
+            with open(path, "rb") as file:
+                prints[path] = (hashlib.sha256(file.read()).hexdigest(), status.st_mode, status.st_mtime_ns)
+    return prints
+
+
+def refuse_to_open(monkeypatch: pytest.MonkeyPatch, refused: Path) -> None:
+    """Tests run as root, who can read a chmod 000 file: refuse at open() to act it out."""
+    real_open = open
+
+    def guarded_open(file, *args, **kwargs):
+        if isinstance(file, (str, os.PathLike)) and os.fspath(file) == os.fspath(refused):
+            raise PermissionError(13, "Permission denied", os.fspath(file))
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr("builtins.open", guarded_open)
+
+
+@pytest.fixture
+def bad_folder(tmp_path: Path, make_image, awkward_path) -> Path:
+    root = tmp_path / "bad"
+    root.mkdir()
+    (root / "empty.jpg").write_bytes(b"")
+    big = make_image(root / "whole.jpg", size=(320, 240), color=(90, 120, 30))
+    noise = np.random.default_rng(3).integers(0, 256, (240, 320, 3), dtype=np.uint8)
+    Image.fromarray(noise).save(root / "half.jpg", quality=90)
+    data = (root / "half.jpg").read_bytes()
+    (root / "half.jpg").write_bytes(data[: len(data) // 2])
+    shutil.copyfile(awkward_path("python-pillow__truncated_jpeg.jpg"), root / "truncated_jpeg.jpg")
+    make_image(root / "png-in-disguise.jpg", format="PNG", color=(10, 20, 30))
+    (root / "letter.jpg").write_text("Dear Sir or Madam,\nplease find attached...\n")
+    (root / "bomb.png").write_bytes(png_declaring(50000, 50000))
+    (root / "odd-exif.jpg").write_bytes(with_garbage_exif(big.read_bytes()))
+    shutil.copyfile(awkward_path("python-pillow__pil_sample_cmyk.jpg"), root / "cmyk.jpg")
+    Image.fromarray(np.full((16, 16), 40000, dtype=np.uint16)).save(root / "deep.png")
+    palette = Image.new("P", (16, 16), 1)
+    palette.putpalette([0, 0, 0, 200, 0, 0] + [0] * 762)
+    palette.save(root / "sticker.png", transparency=0)
+    frames = [Image.new("RGB", (16, 16), colour) for colour in ((200, 0, 0), (0, 0, 200))]
+    frames[0].save(root / "blink.gif", save_all=True, append_images=frames[1:], duration=50)
+    shutil.copyfile(awkward_path("python-pillow__sugarshack.mpo"), root / "stereo.mpo")
+    shutil.copyfile(awkward_path("python-pillow__balloon.jpf"), root / "balloon.jpf")
+    make_image(root / "secret.jpg", color=(1, 2, 3))
+    os.symlink(root / "nowhere.jpg", root / "dangling.jpg")
+    os.symlink(root / "ring-b.jpg", root / "ring-a.jpg")
+    os.symlink(root / "ring-a.jpg", root / "ring-b.jpg")
+    os.symlink(root, root / "loop")
+    os.mkfifo(root / "pipe.jpg")  # opening it would block the import forever
+    with open(os.path.join(os.fsencode(root), b"caf\xe9.jpg"), "wb") as file:
+        file.write(big.read_bytes())
+    make_image(root / "deleted-before-decoding.jpg", color=(7, 7, 7))
+    return root
+
+
+EXPECTED_UNREADABLE = {
+    "empty.jpg": "file is empty (0 bytes)",
+    "half.jpg": "truncated or corrupt JPEG",
+    "truncated_jpeg.jpg": "truncated or corrupt JPEG",
+    "letter.jpg": "not an image (text file)",
+    "bomb.png": "image too large (50000 x 50000 pixels; limit 200 MP)",
+    "secret.jpg": "permission denied",
+}
+EXPECTED_IMPORTED = {
+    "whole.jpg": "JPEG", "png-in-disguise.jpg": "PNG", "odd-exif.jpg": "JPEG", "cmyk.jpg": "JPEG",
+    "deep.png": "PNG", "sticker.png": "PNG", "blink.gif": "GIF", "stereo.mpo": "MPO", "balloon.jpf": "JPEG2000",
+}
+
+
+# Pillow warns about the deliberately garbled EXIF in odd-exif.jpg; that is the point of the file.
+@pytest.mark.filterwarnings("ignore:Corrupt EXIF data:UserWarning")
+def test_a_folder_of_bad_files_imports_without_losing_anything(tmp_library, bad_folder, monkeypatch):
+    before = fingerprint(bad_folder)
+    refuse_to_open(monkeypatch, bad_folder / "secret.jpg")
+    real_probe = images.probe
+
+    def probe_after_deletion(path):
+        if os.fspath(path).endswith("deleted-before-decoding.jpg"):
+            os.unlink(path)  # deleted after hashing, before its header is read
+        return real_probe(path)
+
+    monkeypatch.setattr(images, "probe", probe_after_deletion)
+
+    summary = import_paths(tmp_library, [bad_folder])
+
+    for name, reason in EXPECTED_UNREADABLE.items():
+        photo = tmp_library.photo_by_path(bad_folder / name)
+        assert photo is not None, name
+        assert (photo.readable, photo.error) == (False, reason), name
+    for name, format in EXPECTED_IMPORTED.items():
+        photo = tmp_library.photo_by_path(bad_folder / name)
+        assert photo is not None, name
+        assert (photo.readable, photo.error, photo.format) == (True, None, format), name
+        assert load_rgb(photo.path, max_side=64).mode == "RGB"
+
+    problems = dict(summary.unreadable)
+    root = str(bad_folder)
+    assert problems[f"{root}/dangling.jpg"] == "broken link: what it points to is missing"
+    assert "symbolic links" in problems[f"{root}/ring-a.jpg"]
+    assert problems[f"{root}/caf\ufffd.jpg"] == "file name is not valid UTF-8; rename the file to import it"
+    assert problems[f"{root}/deleted-before-decoding.jpg"] == "file disappeared during the import"
+    assert f"{root}/pipe.jpg" not in problems
+    assert {path for path, _ in summary.unreadable} >= {real(bad_folder / name) for name in EXPECTED_UNREADABLE}
+
+    assert sorted(summary.added) == sorted(real(bad_folder / name) for name in EXPECTED_IMPORTED)
+    assert tmp_library.store.photo_count() == len(EXPECTED_IMPORTED) + len(EXPECTED_UNREADABLE)
+    assert tmp_library.store.integrity_check() == "ok"
+    monkeypatch.undo()
+    after = fingerprint(bad_folder)
+    del before[f"{root}/deleted-before-decoding.jpg"]  # the test itself removed it
+    assert after == before
+
+
+@pytest.mark.filterwarnings("ignore:Corrupt EXIF data:UserWarning")
+def test_importing_twice_changes_nothing(tmp_library, bad_folder):
+    first = import_paths(tmp_library, [bad_folder])
+    count = tmp_library.store.photo_count()
+    second = import_paths(tmp_library, [bad_folder])
+    assert tmp_library.store.photo_count() == count
+    assert second.added == [] and second.missing == [] and second.moved == []
+    assert second.unchanged == len(first.added) + len(first.unreadable) - 4  # 4 problems have no row
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads chmod 000 files; the monkeypatched test covers it")
+def test_chmod_000_file_is_unreadable(tmp_library, tmp_path, make_image):
+    locked = make_image(tmp_path / "photos" / "locked.jpg")
+    make_image(tmp_path / "photos" / "open.jpg", color=(0, 0, 0))
+    locked.chmod(0)
+    try:
+        summary = import_paths(tmp_library, [tmp_path / "photos"])
+    finally:
+        locked.chmod(0o644)
+    assert summary.unreadable == [(real(locked), "permission denied")]
+    assert len(summary.added) == 1
+
+
+def test_folder_that_vanishes_mid_import(tmp_library, tmp_path, make_image, monkeypatch):
+    root = tmp_path / "photos"
+    make_image(root / "a-stays" / "one.jpg", color=(200, 0, 0))
+    for index in range(3):
+        make_image(root / "b-vanishes" / f"{index}.jpg", color=(0, index * 50, 0))
+    make_image(root / "c-stays" / "two.jpg", color=(0, 0, 200))
+    import_paths(tmp_library, [root])
+
+    for index in range(3, 6):
+        make_image(root / "b-vanishes" / f"{index}.jpg", color=(0, 0, index * 40))
+    real_listing = importer.iter_candidate_files
+
+    def list_then_unplug(*args, **kwargs):
+        yield from real_listing(*args, **kwargs)
+        shutil.rmtree(root / "b-vanishes")  # the USB stick was pulled after its files were listed
+
+    monkeypatch.setattr(importer, "iter_candidate_files", list_then_unplug)
+    summary = import_paths(tmp_library, [root])
+
+    assert sorted(summary.missing) == [real(root / "b-vanishes" / f"{i}.jpg") for i in range(3)]
+    assert sorted(summary.unreadable) == [
+        (real(root / "b-vanishes" / f"{i}.jpg"), "file disappeared during the import") for i in range(3, 6)
+    ]
+    assert summary.unchanged == 2
+    assert tmp_library.photo_by_path(root / "c-stays" / "two.jpg").readable
+
+
+def test_folder_that_vanishes_before_it_is_listed(tmp_library, tmp_path, make_image, monkeypatch):
+    make_image(tmp_path / "photos" / "a" / "one.jpg")
+    make_image(tmp_path / "photos" / "b" / "two.jpg", color=(0, 0, 0))
+    real_scandir = os.scandir
+
+    def scandir(path):
+        if os.fspath(path).endswith(os.sep + "a"):
+            raise FileNotFoundError(2, "No such file or directory", os.fspath(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    summary = import_paths(tmp_library, [tmp_path / "photos"])
+    assert summary.added == [real(tmp_path / "photos" / "b" / "two.jpg")]
+    assert summary.unreadable == [(real(tmp_path / "photos" / "a"), "folder disappeared during the import")]
+
+
+def test_a_decoder_surprise_skips_one_file_only(tmp_library, tmp_path, make_image, monkeypatch):
+    make_image(tmp_path / "photos" / "fine.jpg")
+    make_image(tmp_path / "photos" / "cursed.jpg", color=(0, 0, 0))
+    real_probe = images.probe
+
+    def flaky_probe(path):
+        if os.fspath(path).endswith("cursed.jpg"):
+            raise RuntimeError("decoder bug")
+        return real_probe(path)
+
+    monkeypatch.setattr(images, "probe", flaky_probe)
+    summary = import_paths(tmp_library, [tmp_path / "photos"])
+    assert summary.added == [real(tmp_path / "photos" / "fine.jpg")]
+    assert summary.unreadable == [(real(tmp_path / "photos" / "cursed.jpg"), "could not be read (RuntimeError: decoder bug)")]

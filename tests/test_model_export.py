@@ -1,0 +1,95 @@
+"""The exported ONNX and TorchScript models tag real photos as Tagger itself does."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+onnxruntime = pytest.importorskip("onnxruntime")
+
+from tagger import images  # noqa: E402 - after the skips, so a torch-less run skips cleanly
+from tagger import model as backbones  # noqa: E402
+from tagger.engine import preprocess  # noqa: E402
+from tagger.head import Head  # noqa: E402
+from tagger.library import Library  # noqa: E402
+from tagger.model_export import export_model  # noqa: E402
+
+DATA = Path(__file__).parent / "data"
+FALLBACK_PHOTOS = ["python-pillow__hopper.png", "python-pillow__flower2.webp", "python-pillow__hopper_orientation_6.jpg",
+                   "python-pillow__pil_sample_cmyk.jpg", "python-pillow__transparent.png"]
+
+
+def real_photos() -> list[Path]:
+    committed = sorted(p for p in (DATA / "photos").rglob("*") if p.is_file() and not p.name.endswith((".md", ".txt", ".tsv")))
+    chosen = committed[:6] if committed else [DATA / "awkward" / name for name in FALLBACK_PHOTOS]
+    return [p for p in chosen if p.is_file()]
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """A library whose current model is a trained-looking head, exported once for all tests."""
+    root = tmp_path_factory.mktemp("model-export")
+    library = Library(root / "library")
+    library.add_class("bird")  # no ImageNet group: exercises the no-prior path
+    backbone = backbones.load_backbone(device=torch.device("cpu"))
+    head = Head.zero_shot(library.class_names(), backbone.imagenet_weight, backbone.imagenet_bias,
+                          backbone_id=backbone.backbone_id)
+    rng = np.random.default_rng(7)
+    head.residual_weight[:] = rng.normal(0, 0.02, head.residual_weight.shape)
+    head.residual_bias[:] = rng.normal(0, 0.5, head.residual_bias.shape)
+    head.class_bias[:] = rng.normal(0, 0.3, head.class_bias.shape)
+    head.temperature = 1.3
+    head_file = library.models_dir / "head-test.safetensors"
+    head.save(head_file)
+    version = library.register_model_version(mode="head", backbone_id=backbone.backbone_id, head_file=head_file,
+                                             classes=head.classes, make_current=True)
+    files = export_model(library, root / "export")
+    library.close()
+    return files, head, backbone, version
+
+
+def _batch(backbone) -> np.ndarray:
+    return np.stack([preprocess(images.load_array(p), backbone.preprocessing) for p in real_photos()])
+
+
+def test_onnx_matches_pytorch_on_real_photos(exported):
+    files, head, backbone, version = exported
+    batch = _batch(backbone)
+    assert len(batch) >= 3
+    expected = head.probabilities(backbone.extract(batch))
+    session = onnxruntime.InferenceSession(str(files.onnx), providers=["CPUExecutionProvider"])
+    (actual,) = session.run(["probabilities"], {"images": batch})
+    np.testing.assert_allclose(actual, expected, atol=2e-4)
+    assert actual.argmax(axis=1).tolist() == expected.argmax(axis=1).tolist()
+    np.testing.assert_allclose(actual.sum(axis=1), 1.0, atol=1e-5)
+    # One photo at a time works too (the batch axis is dynamic).
+    (single,) = session.run(None, {"images": batch[:1]})
+    np.testing.assert_allclose(single, expected[:1], atol=2e-4)
+
+
+def test_torchscript_matches_pytorch(exported):
+    files, head, backbone, version = exported
+    batch = _batch(backbone)
+    expected = head.probabilities(backbone.extract(batch))
+    network = torch.jit.load(str(files.torchscript))
+    with torch.no_grad():
+        actual = network(torch.from_numpy(batch)).numpy()
+    np.testing.assert_allclose(actual, expected, atol=2e-4)
+    assert actual.argmax(axis=1).tolist() == expected.argmax(axis=1).tolist()
+
+
+def test_json_describes_classes_and_preprocessing(exported):
+    files, head, backbone, version = exported
+    description = json.loads(files.description.read_text(encoding="utf-8"))
+    assert description["classes"] == ["dog", "elephant", "other", "bird"]
+    assert description["model_version"] == version.id and description["zero_shot"] is False
+    assert description["input"]["shape"] == ["batch", 3, 224, 224]
+    assert description["preprocessing"]["mean"] == list(backbone.preprocessing.mean)
+    assert description["preprocessing"]["crop_fraction"] == backbone.preprocessing.crop_fraction
+    assert description["output"]["name"] == "probabilities"
+    assert description["output"]["shape"] == ["batch", 4]
+    assert {files.onnx.name, files.torchscript.name} == set(description["files"].values())

@@ -1,0 +1,274 @@
+"""XMP keywords: exiftool must read what Tagger writes, and nothing else may be lost."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from library_builders import add_photos, library_with_photos, sha256_of, write_image
+from tagger.domain import LabelSource
+from tagger.jpeg_xmp import XMP_SIGNATURE, header_segments, read_xmp_packet
+from tagger.xmp import apply_xmp_changes, keywords_in_file, plan_xmp_changes, sidecar_path_for
+from tagger.xmp_document import XmpError, parse_xmp
+
+needs_exiftool = pytest.mark.skipif(shutil.which("exiftool") is None, reason="exiftool is not installed")
+
+
+def exiftool_keywords(path: Path) -> tuple[list[str], list[str]]:
+    output = subprocess.run(
+        ["exiftool", "-j", "-XMP-dc:Subject", "-XMP-lr:HierarchicalSubject", str(path)],
+        check=True, capture_output=True, text=True,
+    ).stdout
+    record = json.loads(output)[0]
+
+    def as_list(value: object) -> list[str]:
+        if value is None:
+            return []
+        return [str(v) for v in value] if isinstance(value, list) else [str(value)]
+
+    return as_list(record.get("Subject")), as_list(record.get("HierarchicalSubject"))
+
+
+def exiftool_fields(path: Path, *tags: str) -> dict:
+    output = subprocess.run(["exiftool", "-j", *tags, str(path)], check=True, capture_output=True, text=True).stdout
+    return json.loads(output)[0]
+
+
+def save(library, photo_ids=None, **options):
+    plan = plan_xmp_changes(library, photo_ids, **options)
+    return plan, apply_xmp_changes(plan)
+
+
+OTHER_APP_SIDECAR = """<?xpacket begin='\ufeff' id='W5M0MpCehiHzreSzNTczkc9d'?>
+<x:xmpmeta xmlns:x='adobe:ns:meta/' x:xmptk='SomeEditor 3.1'>
+<rdf:RDF xmlns:rdf='http://www.w3.org/1999/02/22-rdf-syntax-ns#'>
+ <!-- kept by the other program -->
+ <rdf:Description rdf:about=''
+  xmlns:dc='http://purl.org/dc/elements/1.1/'
+  xmlns:xmp='http://ns.adobe.com/xap/1.0/'
+  xmlns:lr='http://ns.adobe.com/lightroom/1.0/'
+  xmlns:acme='http://example.com/acme/1.0/'
+  xmp:Rating='4' acme:flag='yes'>
+  <dc:creator><rdf:Seq><rdf:li>Ann Example</rdf:li></rdf:Seq></dc:creator>
+  <dc:title><rdf:Alt><rdf:li xml:lang='x-default'>Beach &amp; sun</rdf:li></rdf:Alt></dc:title>
+  <dc:subject><rdf:Bag><rdf:li>holiday</rdf:li><rdf:li>beach</rdf:li></rdf:Bag></dc:subject>
+  <lr:hierarchicalSubject><rdf:Bag><rdf:li>Places|Beach</rdf:li></rdf:Bag></lr:hierarchicalSubject>
+  <acme:history><acme:step acme:n='1'>crop</acme:step></acme:history>
+ </rdf:Description>
+</rdf:RDF>
+</x:xmpmeta>
+<?xpacket end='w'?>"""
+
+
+@needs_exiftool
+def test_new_sidecar_is_read_back_by_exiftool(tmp_path):
+    library, ids = library_with_photos(tmp_path, {"a.jpg": "dog", "b.jpg": None})
+    photo_hash = sha256_of(tmp_path / "photos" / "a.jpg")
+
+    plan, result = save(library)
+
+    by_photo = {change.photo_path.name: change for change in plan}
+    assert by_photo["a.jpg"].action == "create"
+    assert by_photo["a.jpg"].sidecar_path == tmp_path / "photos" / "a.xmp"
+    assert by_photo["a.jpg"].keywords_before == () and by_photo["a.jpg"].keywords_after == ("dog",)
+    # An unlabeled photo gets no sidecar just to say nothing.
+    assert by_photo["b.jpg"].action == "unchanged"
+    assert not (tmp_path / "photos" / "b.xmp").exists()
+    assert result.written == [tmp_path / "photos" / "a.xmp"]
+    assert exiftool_keywords(tmp_path / "photos" / "a.xmp") == (["dog"], ["Tagger|dog"])
+    assert sha256_of(tmp_path / "photos" / "a.jpg") == photo_hash
+    library.close()
+
+
+@needs_exiftool
+def test_merge_keeps_everything_else_and_relabel_replaces_only_taggers_keyword(tmp_path):
+    library, ids = library_with_photos(tmp_path, {"a.jpg": "dog"})
+    sidecar = tmp_path / "photos" / "a.xmp"
+    sidecar.write_text(OTHER_APP_SIDECAR, encoding="utf-8")
+    photo_hash = sha256_of(tmp_path / "photos" / "a.jpg")
+
+    save(library)
+    assert exiftool_keywords(sidecar) == (["holiday", "beach", "dog"], ["Places|Beach", "Tagger|dog"])
+
+    library.add_class("cow")
+    library.set_user_labels([ids["a.jpg"]], "cow")
+    plan, result = save(library)
+    assert plan[0].action == "update"
+    assert plan[0].keywords_before == ("holiday", "beach", "dog")
+    assert plan[0].keywords_after == ("holiday", "beach", "cow")
+    assert exiftool_keywords(sidecar) == (["holiday", "beach", "cow"], ["Places|Beach", "Tagger|cow"])
+
+    fields = exiftool_fields(sidecar, "-XMP:all")
+    assert fields["Rating"] == 4
+    assert fields["Title"] == "Beach & sun"
+    assert fields["Creator"] == "Ann Example"
+    text = sidecar.read_text(encoding="utf-8")
+    for survivor in ("<!-- kept by the other program -->", "acme:flag=\"yes\"", "<acme:step acme:n=\"1\">crop</acme:step>",
+                     "x:xmptk=\"SomeEditor 3.1\"", "<?xpacket end='w'?>"):
+        assert survivor in text
+    assert sha256_of(tmp_path / "photos" / "a.jpg") == photo_hash
+
+    # Saving again changes nothing.
+    plan, result = save(library)
+    assert plan[0].action == "unchanged" and result.written == []
+    library.close()
+
+
+def test_clearing_a_label_removes_only_taggers_keywords(tmp_path):
+    library, ids = library_with_photos(tmp_path, {"a.jpg": "dog"})
+    sidecar = tmp_path / "photos" / "a.xmp"
+    sidecar.write_text(OTHER_APP_SIDECAR, encoding="utf-8")
+    save(library)
+    library.set_user_labels([ids["a.jpg"]], None)
+    save(library)
+    assert keywords_in_file(sidecar).flat == ("holiday", "beach")
+    assert keywords_in_file(sidecar).hierarchical == ("Places|Beach",)
+    library.close()
+
+
+def test_a_keyword_another_hierarchy_names_survives_relabel(tmp_path):
+    library, ids = library_with_photos(tmp_path, {"a.jpg": "dog"})
+    save(library)
+    sidecar = tmp_path / "photos" / "a.xmp"
+    text = sidecar.read_text(encoding="utf-8").replace("<rdf:li>Tagger|dog</rdf:li>",
+                                                         "<rdf:li>Tagger|dog</rdf:li><rdf:li>Animals|dog</rdf:li>")
+    sidecar.write_text(text, encoding="utf-8")
+    library.set_user_labels([ids["a.jpg"]], "elephant")
+    save(library)
+    assert keywords_in_file(sidecar).flat == ("dog", "elephant")
+    assert keywords_in_file(sidecar).hierarchical == ("Animals|dog", "Tagger|elephant")
+    library.close()
+
+
+def test_existing_long_form_sidecar_is_used(tmp_path):
+    library, ids = library_with_photos(tmp_path, {"a.jpg": "dog"})
+    long_form = tmp_path / "photos" / "a.jpg.xmp"
+    long_form.write_text(OTHER_APP_SIDECAR, encoding="utf-8")
+    assert sidecar_path_for(tmp_path / "photos" / "a.jpg") == long_form
+    save(library)
+    assert not (tmp_path / "photos" / "a.xmp").exists()
+    assert "dog" in keywords_in_file(long_form).flat
+    library.close()
+
+
+def test_model_labels_can_be_left_out(tmp_path):
+    library, ids = library_with_photos(tmp_path, {"a.jpg": None})
+    with library.store.transaction():
+        library.store.write_label(ids["a.jpg"], library.store.class_id("dog"), LabelSource.MODEL, 0.9)
+    plan = plan_xmp_changes(library, include_model_labels=False)
+    assert plan[0].action == "unchanged"
+    plan = plan_xmp_changes(library)
+    assert plan[0].keywords_after == ("dog",)
+    library.close()
+
+
+BILLION_LAUGHS = b"""<?xml version="1.0"?>
+<!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;">
+<!ENTITY lol3 "&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;">]>
+<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">
+<rdf:Description rdf:about="" xmlns:dc="http://purl.org/dc/elements/1.1/"><dc:title>&lol3;</dc:title>
+</rdf:Description></rdf:RDF></x:xmpmeta>"""
+
+
+def test_sidecars_with_a_dtd_are_refused_and_left_alone(tmp_path):
+    with pytest.raises(XmpError):
+        parse_xmp(BILLION_LAUGHS)
+    with pytest.raises(XmpError):
+        parse_xmp(b'<!DOCTYPE x SYSTEM "file:///etc/passwd"><x/>')
+    library, ids = library_with_photos(tmp_path, {"a.jpg": "dog"})
+    sidecar = tmp_path / "photos" / "a.xmp"
+    sidecar.write_bytes(BILLION_LAUGHS)
+    plan, result = save(library)
+    assert plan[0].action == "skip" and "DTD" in plan[0].problem
+    assert result.skipped and not result.written
+    assert sidecar.read_bytes() == BILLION_LAUGHS
+    library.close()
+
+
+def test_malformed_or_foreign_sidecars_are_skipped(tmp_path):
+    library, ids = library_with_photos(tmp_path, {"a.jpg": "dog"})
+    sidecar = tmp_path / "photos" / "a.xmp"
+    for content in (b"<x:xmpmeta xmlns:x='adobe:ns:meta/'>", b"<html><body/></html>", b"&undefined;"):
+        sidecar.write_bytes(content)
+        plan, result = save(library)
+        assert plan[0].action == "skip"
+        assert sidecar.read_bytes() == content
+    library.close()
+
+
+def test_apply_merges_with_changes_made_after_planning(tmp_path):
+    library, ids = library_with_photos(tmp_path, {"a.jpg": "dog"})
+    sidecar = tmp_path / "photos" / "a.xmp"
+    plan = plan_xmp_changes(library)
+    sidecar.write_text(OTHER_APP_SIDECAR, encoding="utf-8")  # another program, meanwhile
+    apply_xmp_changes(plan)
+    assert keywords_in_file(sidecar).flat == ("holiday", "beach", "dog")
+    library.close()
+
+
+def test_a_raw_and_jpeg_pair_share_one_sidecar(tmp_path):
+    library, ids = library_with_photos(tmp_path, {"a.jpg": "dog", "a.png": "dog"})
+    plan, result = save(library)
+    assert len(plan) == 1 and len(plan[0].photo_ids) == 2
+    assert keywords_in_file(tmp_path / "photos" / "a.xmp").flat == ("dog",)
+    library.close()
+
+
+@needs_exiftool
+def test_embedding_writes_jpeg_xmp_and_keeps_pixels_and_other_bytes(tmp_path):
+    library, ids = library_with_photos(tmp_path, {"a.jpg": "dog"})
+    photo = tmp_path / "photos" / "a.jpg"
+    # Give the photo Exif data that must come through untouched.
+    subprocess.run(["exiftool", "-q", "-overwrite_original", "-Exif:Artist=Someone", str(photo)], check=True)
+    original = photo.read_bytes()
+    pixels = np.asarray(Image.open(photo))
+
+    plan, result = save(library, embed=True)
+    embedded = [change for change in plan if change.embedded]
+    assert len(embedded) == 1 and embedded[0].action in ("create", "update")
+    assert photo in result.written and (tmp_path / "photos" / "a.xmp") in result.written
+    assert exiftool_keywords(photo) == (["dog"], ["Tagger|dog"])
+    assert exiftool_fields(photo, "-Exif:Artist")["Artist"] == "Someone"
+    assert np.array_equal(np.asarray(Image.open(photo)), pixels)
+    assert _without_xmp_segment(photo.read_bytes()) == _without_xmp_segment(original)
+
+    # Relabel and embed again: the one packet is replaced, not duplicated.
+    library.add_class("cow")
+    library.set_user_labels([ids["a.jpg"]], "cow")
+    save(library, embed=True)
+    assert exiftool_keywords(photo) == (["cow"], ["Tagger|cow"])
+    data = photo.read_bytes()
+    xmp_segments = [s for s in header_segments(data) if s.payload(data).startswith(XMP_SIGNATURE)]
+    assert len(xmp_segments) == 1
+    assert np.array_equal(np.asarray(Image.open(photo)), pixels)
+    library.close()
+
+
+def test_without_embed_no_photo_changes_and_other_formats_are_not_embedded(tmp_path):
+    library, ids = library_with_photos(tmp_path, {"a.jpg": "dog"})
+    png = write_image(tmp_path / "photos" / "b.png", seed=3, format="PNG")
+    (png_id,) = add_photos(library, [png])
+    library.set_user_labels([png_id], "elephant")
+    hashes = {p: sha256_of(p) for p in (tmp_path / "photos").iterdir()}
+    save(library)
+    assert all(sha256_of(p) == h for p, h in hashes.items())
+
+    plan, result = save(library, embed=True)
+    png_embedded = next(c for c in plan if c.embedded and c.photo_path.name == "b.png")
+    assert png_embedded.action == "skip" and "JPEG" in png_embedded.problem
+    assert sha256_of(png) == hashes[png]
+    assert read_xmp_packet((tmp_path / "photos" / "a.jpg").read_bytes()) is not None
+    library.close()
+
+
+def _without_xmp_segment(data: bytes) -> bytes:
+    for segment in header_segments(data):
+        if segment.payload(data).startswith(XMP_SIGNATURE):
+            return data[: segment.start] + data[segment.end :]
+    return data
