@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -138,7 +139,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from tagger.runner import evaluate_folder
+    from tagger.folder_eval import evaluate_folder
 
     folder = Path(args.folder)
     if not folder.is_dir():
@@ -267,6 +268,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     try:
         return args.handler(args)
+    except BrokenPipeError:
+        # The reader went away (`tagger export | head`): not an error worth a message.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_OK
     except KeyboardInterrupt:
         print("\ntagger: interrupted; everything finished so far is saved", file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -227,7 +227,14 @@ class OnnxEngine:
     in the module's report to the lead), and its session starts in well under a second.
     """
 
-    def __init__(self, onnx_file: Path, sidecar_file: Path, *, threads: int | None = None) -> None:
+    def __init__(
+        self,
+        onnx_file: Path,
+        sidecar_file: Path,
+        *,
+        threads: int | None = None,
+        spinning: bool = False,
+    ) -> None:
         import onnxruntime
         from safetensors.numpy import load as load_safetensors
 
@@ -247,6 +254,11 @@ class OnnxEngine:
         # One network at a time: inter-op parallelism only adds thread contention here.
         options.inter_op_num_threads = 1
         options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
+        if not spinning:
+            # Idle ONNX Runtime threads busy-wait by default. That buys a little on an idle
+            # machine but starves the decode threads and the GUI, which share the same cores;
+            # measured on 2 shared cores it also made throughput far more erratic.
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self._threads = options.intra_op_num_threads
         self._session = onnxruntime.InferenceSession(
             str(onnx_file), options, providers=["CPUExecutionProvider"]
@@ -255,14 +267,19 @@ class OnnxEngine:
 
     @classmethod
     def from_cache(
-        cls, cache_dir: Path, backbone_id: str, *, threads: int | None = None
+        cls,
+        cache_dir: Path,
+        backbone_id: str,
+        *,
+        threads: int | None = None,
+        spinning: bool = False,
     ) -> OnnxEngine | None:
         """The cached export for `backbone_id`, or None if there is none (or it is unusable)."""
         onnx_file, sidecar = onnx_cache_paths(cache_dir, backbone_id)
         if not (onnx_file.is_file() and sidecar.is_file()):
             return None
         try:
-            engine = cls(onnx_file, sidecar, threads=threads)
+            engine = cls(onnx_file, sidecar, threads=threads, spinning=spinning)
         except Exception:
             # A truncated or foreign file: treat as absent so it is simply re-exported.
             return None

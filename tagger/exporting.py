@@ -230,6 +230,53 @@ def _apply_labels(library: Library, wanted: dict[int, tuple[str, str]], summary:
         library.set_user_labels(photo_ids, label)
 
 
+@dataclass
+class ClassFolders:
+    """The top-level folders of a sorted collection that name classes: what to import, as what."""
+
+    folders: dict[str, str]  # normalised folder path -> class name
+    summary: LabelImportSummary
+
+
+def find_class_folders(library: Library, root: str | os.PathLike, *, create_classes: bool = False) -> ClassFolders:
+    """Step 1 of a folder-tree import: match root's sub-folders to classes (creating them
+    when allowed). Hidden folders and files directly in root are ignored."""
+    summary = LabelImportSummary()
+    resolver = _ClassResolver(library, summary, create=create_classes)
+    folders: dict[str, str] = {}
+    for entry in sorted(os.scandir(root), key=lambda entry: entry.name):
+        if entry.name.startswith(".") or not entry.is_dir():
+            continue
+        label = resolver.resolve(entry.name, entry.path)
+        if label is not None:
+            folders[normalise_path(entry.path)] = label
+    return ClassFolders(folders, summary)
+
+
+def label_class_folders(library: Library, found: ClassFolders, photo_import: ImportSummary) -> LabelImportSummary:
+    """Step 3, after the folders were imported (step 2, by the importer): label every photo
+    under each folder with its class. Duplicates the importer skipped label the photo
+    already in the library instead."""
+    summary = found.summary
+    summary.photo_import = photo_import
+    wanted: dict[int, tuple[str, str]] = {}
+    for folder, label in found.folders.items():
+        for photo in library.store.photos_under(folder):
+            if photo.missing:
+                continue
+            if not photo.readable:
+                summary.skipped.append((photo.path, "unreadable"))
+                continue
+            wanted[photo.id] = (photo.path, label)
+    for duplicate_path, existing_path in photo_import.duplicates:
+        label = _label_of_folder(found.folders, duplicate_path)
+        existing = library.photo_by_path(existing_path)
+        if label is not None and existing is not None and existing.id not in wanted:
+            wanted[existing.id] = (existing.path, label)
+    _apply_labels(library, wanted, summary)
+    return summary
+
+
 def import_label_tree(
     library: Library,
     root: str | os.PathLike,
@@ -241,37 +288,13 @@ def import_label_tree(
     """Bootstrap from a sorted collection: import root/<class>/** and label by folder name.
 
     Folders whose name is not a class (and `create_classes` is False) are neither imported
-    nor labeled; they are listed under `unknown_class`. Photos the importer finds to be
-    duplicates of photos already in the library label those photos instead."""
+    nor labeled; they are listed under `unknown_class`. The three steps are also public so
+    that the GUI can run the import itself in its worker."""
     from tagger.importer import import_paths
 
-    summary = LabelImportSummary()
-    resolver = _ClassResolver(library, summary, create=create_classes)
-    folders: dict[str, str] = {}  # normalised folder -> class
-    for entry in sorted(os.scandir(root), key=lambda entry: entry.name):
-        if entry.name.startswith(".") or not entry.is_dir():
-            continue
-        label = resolver.resolve(entry.name, entry.path)
-        if label is not None:
-            folders[normalise_path(entry.path)] = label
-    summary.photo_import = import_paths(library, list(folders), progress=progress, should_cancel=should_cancel)
-
-    wanted: dict[int, tuple[str, str]] = {}
-    for folder, label in folders.items():
-        for photo in library.store.photos_under(folder):
-            if photo.missing:
-                continue
-            if not photo.readable:
-                summary.skipped.append((photo.path, "unreadable"))
-                continue
-            wanted[photo.id] = (photo.path, label)
-    for duplicate_path, existing_path in summary.photo_import.duplicates:
-        label = _label_of_folder(folders, duplicate_path)
-        existing = library.photo_by_path(existing_path)
-        if label is not None and existing is not None and existing.id not in wanted:
-            wanted[existing.id] = (existing.path, label)
-    _apply_labels(library, wanted, summary)
-    return summary
+    found = find_class_folders(library, root, create_classes=create_classes)
+    photo_import = import_paths(library, list(found.folders), progress=progress, should_cancel=should_cancel)
+    return label_class_folders(library, found, photo_import)
 
 
 def _label_of_folder(folders: dict[str, str], path: str) -> str | None:
@@ -283,6 +306,9 @@ def _label_of_folder(folders: dict[str, str], path: str) -> str | None:
 
 __all__ = [
     "CSV_COLUMNS",
+    "ClassFolders",
+    "find_class_folders",
+    "label_class_folders",
     "ExportRow",
     "LabelImportSummary",
     "export_rows",

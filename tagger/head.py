@@ -81,9 +81,10 @@ ALIASES: dict[str, str] = {
 # accuracy targets and 0 (plain grouping) tags 15% of elephants "other".
 DEFAULT_SIZE_CORRECTION = 0.75
 
-# The prior log-mass of a class with no ImageNet group: small enough that it never wins on
-# zero-shot, large enough that a learned residual of moderate size can lift it.
-NO_PRIOR_LOG_MASS = math.log(1e-3)
+# The prior of a class with no ImageNet group. The size correction puts confident group
+# priors around -5 (a sure "other" photo scores log(1) - 0.75 * log(880)), so this sits far
+# enough below that a new class never wins zero-shot, while its bias can still learn the gap.
+NO_PRIOR_LOG_MASS = math.log(1e-6)
 
 HEAD_FORMAT = "tagger.head"
 HEAD_VERSION = 1

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 XMP_SIGNATURE = b"http://ns.adobe.com/xap/1.0/\x00"
 _SOI = b"\xff\xd8"
-_APP0, _APP1, _SOS, _EOI = 0xE0, 0xE1, 0xDA, 0xD9
+_APP0, _APP1, _APP2, _SOS, _EOI = 0xE0, 0xE1, 0xE2, 0xDA, 0xD9
 # Markers that stand alone, without a length field: TEM and the restart markers.
 _STANDALONE = {0x01, *range(0xD0, 0xD8)}
 # The two length bytes count themselves, and cannot exceed 0xFFFF.
@@ -82,6 +82,15 @@ def _xmp_segment(data: bytes, segments: list[Segment]) -> Segment | None:
     return None
 
 
+def _refuse_shifting_multi_picture_offsets(data: bytes, segments: list[Segment], changed: Segment) -> None:
+    # A multi-picture JPEG (MPO, e.g. from 3D cameras) locates its further images by offsets
+    # counted from its APP2 "MPF" header; resizing a segment after that header moves the
+    # images but not the offsets. Inserting or resizing before it moves both alike.
+    for segment in segments:
+        if segment.marker == _APP2 and segment.payload(data).startswith(b"MPF\x00") and changed.start > segment.start:
+            raise JpegError("the XMP of this multi-picture JPEG lies after its picture index; Tagger leaves it alone")
+
+
 def read_xmp_packet(data: bytes) -> bytes | None:
     """The main XMP packet of a JPEG, or None when it has none."""
     segment = _xmp_segment(data, header_segments(data))
@@ -111,6 +120,7 @@ def with_xmp_packet(data: bytes, packet: bytes) -> bytes:
     segments = header_segments(data)
     existing = _xmp_segment(data, segments)
     if existing is not None:
+        _refuse_shifting_multi_picture_offsets(data, segments, existing)
         return data[: existing.start] + segment_bytes + data[existing.end :]
     insert_at = 2
     for segment in segments:

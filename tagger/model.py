@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import io
 import os
-import platform
 import re
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -34,8 +34,8 @@ _TORCHVISION_MEAN = (0.485, 0.456, 0.406)
 _TORCHVISION_STD = (0.229, 0.224, 0.225)
 
 
-class BackboneError(RuntimeError):
-    """The configured backbone cannot be built or its weights do not fit it."""
+class BackboneError(ValueError):
+    """The configured backbone is unknown, or its weights do not fit it."""
 
 
 def pick_device(preference: str | None = None) -> torch.device:
@@ -294,13 +294,16 @@ def export_onnx_bytes(backbone: FeatureBackbone, *, opset: int = 17) -> bytes:
     Uses the TorchScript-based exporter (dynamo=False): the dynamo exporter needs the
     onnxscript package, which is not a dependency, and offers nothing this static CNN needs.
     """
-    module = _CpuFloatCopy(backbone)
+    if backbone.device.type != "cpu":
+        raise BackboneError("export a CPU copy of the backbone: ONNX Runtime runs it in fp32")
     size = backbone.preprocessing.size
     example = torch.zeros(2, 3, size, size)
     buffer = io.BytesIO()
-    with torch.inference_mode(False), torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():
+        # The legacy exporter announces its own deprecation; choosing it is deliberate (above).
+        warnings.simplefilter("ignore", DeprecationWarning)
         torch.onnx.export(
-            module,
+            backbone.body,
             (example,),
             buffer,
             input_names=["images"],
@@ -311,32 +314,3 @@ def export_onnx_bytes(backbone: FeatureBackbone, *, opset: int = 17) -> bytes:
             dynamo=False,
         )
     return buffer.getvalue()
-
-
-class _CpuFloatCopy(nn.Module):
-    def __init__(self, backbone: FeatureBackbone) -> None:
-        super().__init__()
-        self.body = backbone.body
-        if backbone.device.type != "cpu":
-            raise BackboneError("export the backbone from a CPU copy")
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.body(images)
-
-
-def set_cpu_threads(threads: int | None = None) -> None:
-    """Use one PyTorch thread per physical core: hyper-threads slow convolutions down."""
-    logical = os.cpu_count() or 1
-    torch.set_num_threads(threads or (max(1, logical // 2) if logical >= 8 else logical))
-
-
-__all__ = [
-    "BackboneError",
-    "FeatureBackbone",
-    "backbone_id_for",
-    "describe_device",
-    "export_onnx_bytes",
-    "load_backbone",
-    "pick_device",
-    "platform",
-]

@@ -226,9 +226,16 @@ def apply_sort(
     *,
     progress: Callable[[Progress], None] | None = None,
     should_cancel: Callable[[], bool] | None = None,
+    record_move: Callable[[int, str], None] | None = None,
 ) -> SortResult:
-    """Copy or move as planned. One photo failing does not stop the rest; see `failed`."""
+    """Copy or move as planned. One photo failing does not stop the rest; see `failed`.
+
+    `record_move(photo_id, new_path)` tells the library where a moved photo went; it
+    defaults to `library.follow_move`. A GUI running this in a worker thread passes a
+    function that has the library's owner thread do it (and waits), since the library has
+    one writer. If it raises, that photo's move is undone."""
     result = SortResult(skipped=list(plan.skipped))
+    record = record_move or library.follow_move
     if not plan.items:
         return result
     plan.dest_folder.mkdir(parents=True, exist_ok=True)
@@ -241,8 +248,8 @@ def apply_sort(
             if progress is not None:
                 progress(Progress(done, len(plan.items), f"{plan.mode.capitalize()} {item.source.name}"))
             try:
-                destination = _carry_out(library, plan, item)
-            except (OSError, UnsafePathError) as error:
+                destination = _carry_out(library, plan, item, record)
+            except Exception as error:  # noqa: BLE001 - one photo's failure (disk, database) must not end the sort
                 reason = getattr(error, "strerror", None) or str(error)
                 result.failed.append((item.source, reason))
                 log.row("failed", item.source, item.destination, item.label, reason)
@@ -256,7 +263,7 @@ def apply_sort(
     return result
 
 
-def _carry_out(library: Library, plan: SortPlan, item: PlannedMove) -> Path:
+def _carry_out(library: Library, plan: SortPlan, item: PlannedMove, record_move: Callable[[int, str], None]) -> Path:
     folder = item.destination.parent
     folder.mkdir(parents=True, exist_ok=True)
     # Checked again now: a symlink could have been planted since planning.
@@ -267,7 +274,7 @@ def _carry_out(library: Library, plan: SortPlan, item: PlannedMove) -> Path:
     if plan.mode == "copy":
         copy_without_overwriting(item.source, destination)
     else:
-        move_without_overwriting(item.source, destination, on_placed=lambda: library.follow_move(item.photo_id, str(destination)))
+        move_without_overwriting(item.source, destination, on_placed=lambda: record_move(item.photo_id, str(destination)))
     return destination
 
 

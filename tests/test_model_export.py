@@ -19,13 +19,18 @@ from tagger.library import Library  # noqa: E402
 from tagger.model_export import export_model  # noqa: E402
 
 DATA = Path(__file__).parent / "data"
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
 FALLBACK_PHOTOS = ["python-pillow__hopper.png", "python-pillow__flower2.webp", "python-pillow__hopper_orientation_6.jpg",
                    "python-pillow__pil_sample_cmyk.jpg", "python-pillow__transparent.png"]
 
 
 def real_photos() -> list[Path]:
-    committed = sorted(p for p in (DATA / "photos").rglob("*") if p.is_file() and not p.name.endswith((".md", ".txt", ".tsv")))
-    chosen = committed[:6] if committed else [DATA / "awkward" / name for name in FALLBACK_PHOTOS]
+    """Two committed photos per class folder (dog, elephant, other...), else Pillow's samples."""
+    chosen: list[Path] = []
+    for folder in sorted(p for p in (DATA / "photos").glob("*") if p.is_dir()):
+        chosen += sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)[:2]
+    if not chosen:
+        chosen = [DATA / "awkward" / name for name in FALLBACK_PHOTOS]
     return [p for p in chosen if p.is_file()]
 
 

@@ -186,3 +186,21 @@ def test_bad_requests_are_refused(tmp_path):
     with pytest.raises(SortError):
         plan_sort(library, tmp_path / "dest", mode="link")
     library.close()
+
+
+def test_a_move_the_library_cannot_record_is_undone(tmp_path):
+    library, ids = library_with_photos(tmp_path, {"a.jpg": "dog", "b.jpg": "elephant"})
+    dest = tmp_path / "dest"
+
+    def refuse_a(photo_id: int, new_path: str) -> None:
+        if photo_id == ids["a.jpg"]:
+            raise RuntimeError("database is locked")
+        library.follow_move(photo_id, new_path)
+
+    result = apply_sort(library, plan_sort(library, dest, mode="move"), record_move=refuse_a)
+    assert [(Path(p).name, why) for p, why in result.failed] == [("a.jpg", "database is locked")]
+    assert (tmp_path / "photos" / "a.jpg").is_file() and not (dest / "dog" / "a.jpg").exists()
+    assert library.photo(ids["a.jpg"]).path == str((tmp_path / "photos" / "a.jpg").resolve())
+    assert (dest / "elephant" / "b.jpg").is_file() and not (tmp_path / "photos" / "b.jpg").exists()
+    assert [r["action"] for r in _read_log(result.log_file)] == ["failed", "moved"]
+    library.close()

@@ -272,3 +272,22 @@ def _without_xmp_segment(data: bytes) -> bytes:
         if segment.payload(data).startswith(XMP_SIGNATURE):
             return data[: segment.start] + data[segment.end :]
     return data
+
+
+def test_embedding_into_a_multi_picture_jpeg_keeps_every_picture(tmp_path):
+    source = Path(__file__).parent / "data" / "awkward" / "python-pillow__sugarshack.mpo"
+    photo = tmp_path / "photos" / "stereo.jpg"
+    photo.parent.mkdir()
+    photo.write_bytes(source.read_bytes())
+    library, ids = library_with_photos(tmp_path / "lib", {})
+    (photo_id,) = add_photos(library, [photo])
+    library.set_user_labels([photo_id], "elephant")
+    save(library, embed=True)
+    assert keywords_in_file(photo, embedded=True).flat == ("elephant",)
+    before, after = Image.open(source), Image.open(photo)
+    assert before.n_frames == after.n_frames == 2
+    for frame in range(2):
+        before.seek(frame)
+        after.seek(frame)
+        assert np.array_equal(np.asarray(before), np.asarray(after))
+    library.close()

@@ -59,6 +59,9 @@ class FilterBar(QWidget):
         self.search_box.setPlaceholderText("Search file names")
         self.search_box.setClearButtonEnabled(True)
         self.search_box.setAccessibleName("Search file names")
+        self.search_box.setMinimumWidth(100)
+        for box in (self.show_box, self.source_box, self.sort_box):
+            box.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
         self.set_classes([])
 
         # Waits for a pause in typing: re-filtering 100,000 rows on every key would stutter.
@@ -82,6 +85,7 @@ class FilterBar(QWidget):
         self.source_box.currentIndexChanged.connect(self._announce_filter)
         self.sort_box.currentIndexChanged.connect(lambda _i: self.sort_changed.emit(self.sort_order()))
         self.search_box.textChanged.connect(lambda _text: self._search_timer.start())
+        self.search_box.leave_requested.connect(self.flush_search)
 
     def set_classes(self, class_names: Sequence[str]) -> None:
         """Offer one entry per class, keeping the current choice when it still exists."""

@@ -8,7 +8,7 @@ costs the same whatever the size of the library.
 from __future__ import annotations
 
 from PySide6.QtCore import QModelIndex, QPersistentModelIndex, QRect, QRectF, QSize, Qt, Signal
-from PySide6.QtGui import QColor, QContextMenuEvent, QFont, QFontMetrics, QPainter, QPainterPath, QPalette, QPen
+from PySide6.QtGui import QColor, QContextMenuEvent, QResizeEvent, QFont, QFontMetrics, QPainter, QPainterPath, QPalette, QPen
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QListView,
@@ -172,6 +172,8 @@ class TileDelegate(QStyledItemDelegate):
     @staticmethod
     def _paint_chip(painter: QPainter, row: QRect, palette: QPalette, index: AnyIndex, font: QFont) -> None:
         label = index.data(PhotoRole.LABEL)
+        if label is None and not index.data(PhotoRole.READABLE):
+            return  # the placeholder already says "Unreadable"
         if label is None:
             painter.setPen(palette.color(QPalette.ColorRole.PlaceholderText))
             painter.drawText(row.adjusted(4, 0, 0, 0), Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignLeft,
@@ -263,9 +265,20 @@ class GalleryView(QListView):
         option = QStyleOptionViewItem()
         option.initFrom(self)
         hint = self._delegate.sizeHint(option, QModelIndex())
-        self.setGridSize(QSize(hint.width() + self.spacing(), hint.height() + self.spacing()))
-        self.scheduleDelayedItemsLayout()
-        self.viewport().update()
+        cell = QSize(hint.width() + self.spacing(), hint.height() + self.spacing())
+        # Share the leftover width among the columns, so the grid fills the view
+        # instead of leaving a ragged empty band on the right.
+        width = max(1, self.viewport().width() - 1)
+        columns = max(1, width // cell.width())
+        cell.setWidth(max(cell.width(), width // columns))
+        if cell != self.gridSize():
+            self.setGridSize(cell)
+            self.scheduleDelayedItemsLayout()
+            self.viewport().update()
+
+    def resizeEvent(self, event: QResizeEvent) -> None:  # noqa: N802 - Qt's name
+        super().resizeEvent(event)
+        self._apply_grid_size()
 
     # -- selection -----------------------------------------------------------------
 

@@ -59,9 +59,6 @@ class ImageCanvas(QWidget):
         self._overlay_opacity = max(0.0, min(1.0, opacity))
         self.update()
 
-    def has_image(self) -> bool:
-        return self._pixmap is not None
-
     def image_pixel_size(self) -> QSize:
         return QSize(self._pixmap.size()) if self._pixmap is not None else QSize()
 
@@ -103,11 +100,9 @@ class ImageCanvas(QWidget):
             return QRectF(QPointF(0, 0), self._actual_size().toSizeF())
         bounds = QRectF(self.rect()).adjusted(8, 8, -8, -8)
         source = self._full_size.toSizeF() if self._full_size.isValid() else self._pixmap.size().toSizeF()
-        # Never blow a small photo up beyond 100%: it would only look blurred.
-        actual = self._actual_size().toSizeF()
+        # Small photos are enlarged too: for judging what is in a photo, bigger is better,
+        # and 100% is one click away.
         scaled = source.scaled(bounds.size(), Qt.AspectRatioMode.KeepAspectRatio)
-        if scaled.width() > actual.width() and actual.width() > 0:
-            scaled = actual
         return QRectF(bounds.center().x() - scaled.width() / 2, bounds.center().y() - scaled.height() / 2,
                       scaled.width(), scaled.height())
 

@@ -63,10 +63,6 @@ class LabelActions(QObject):
         self.class_actions = [self._class_action(position, name) for position, name in enumerate(class_names)]
         self._install()
 
-    def set_enabled(self, enabled: bool) -> None:
-        for action in (*self.class_actions, self.confirm_action, self.clear_action):
-            action.setEnabled(enabled)
-
     def _class_action(self, position: int, name: str) -> QAction:
         action = QAction(name, self)
         swatch = QPixmap(16, 16)

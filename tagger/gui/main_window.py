@@ -29,6 +29,7 @@ from PySide6.QtWidgets import (
     QLabel,
     QMainWindow,
     QMenu,
+    QSizePolicy,
     QSplitter,
     QToolBar,
     QVBoxLayout,
@@ -88,6 +89,8 @@ class MainWindow(QMainWindow):
         self.label_actions.attach(self.gallery)
         self.job_progress = JobProgress()
         self.counts_label = QLabel()
+        # Ignored: with many classes the line gets long, and it must never set the window's minimum width.
+        self.counts_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.device_label = QLabel(device_text)
         self.device_label.setToolTip("Where the model runs")
         self._counts_timer = QTimer(self)
@@ -432,8 +435,9 @@ class MainWindow(QMainWindow):
 
     def _show_counts(self) -> None:
         labeled, confirmed = self.photo_model.label_counts()
-        self.counts_label.setText(describe_counts(self.photo_model.total_count(), self.photo_model.rowCount(),
-                                                  labeled, confirmed))
+        text = describe_counts(self.photo_model.total_count(), self.photo_model.rowCount(), labeled, confirmed)
+        self.counts_label.setText(text)
+        self.counts_label.setToolTip(text)
 
     def _report(self, title: str, message: str) -> None:
         log.warning("%s: %s", title, message)

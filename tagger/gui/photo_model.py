@@ -146,22 +146,26 @@ class PhotoListModel(QAbstractListModel):
         if not added:
             return
         keep = self._table.matches(self._filter)
-        wanted = [i for i in added if keep(i)]
         key = self._table.sort_key(self._order)
-        wanted.sort(key=key)
-        shown_keys = None
-        for table_index in wanted:
-            if self._order is SortOrder.ADDED:
-                row = len(self._shown)
-            else:
-                if shown_keys is None:
-                    shown_keys = [key(i) for i in self._shown]
-                row = bisect.bisect_right(shown_keys, key(table_index))
-                shown_keys.insert(row, key(table_index))
-            self.beginInsertRows(QModelIndex(), row, row)
-            self._shown.insert(row, table_index)
+        wanted = sorted((i for i in added if keep(i)), key=key)
+        if not wanted:
+            pass
+        elif self._order is SortOrder.ADDED:
+            # Newest last: the whole batch goes in as one block at the end.
+            first = len(self._shown)
+            self.beginInsertRows(QModelIndex(), first, first + len(wanted) - 1)
+            self._shown.extend(wanted)
             self._row_of_index = None
             self.endInsertRows()
+        else:
+            shown_keys = [key(i) for i in self._shown]
+            for table_index in wanted:
+                row = bisect.bisect_right(shown_keys, key(table_index))
+                shown_keys.insert(row, key(table_index))
+                self.beginInsertRows(QModelIndex(), row, row)
+                self._shown.insert(row, table_index)
+                self._row_of_index = None
+                self.endInsertRows()
         self.counts_changed.emit()
 
     def refresh_photos(self, photo_ids: Iterable[int]) -> None:

@@ -56,7 +56,7 @@ class PhotoFilter:
 
 _COLUMNS_SQL = (
     "SELECT id, path, content_hash, label_class_id, label_source, label_confidence, "
-    "readable, missing, COALESCE(taken_at, mtime), error, size_bytes FROM photos"
+    "readable, missing, COALESCE(taken_at, mtime), error FROM photos"
 )
 _SOURCE_CODES = {None: LabelOrigin.NONE, "model": LabelOrigin.MODEL, "user": LabelOrigin.USER}
 
@@ -78,7 +78,6 @@ class PhotoTable:
         self.missing: list[bool] = []
         self.dates: list[float] = []  # when taken, or else the file's modification time
         self.errors: list[str | None] = []
-        self.sizes: list[int] = []
         self.index_of: dict[int, int] = {}
 
     def __len__(self) -> int:
@@ -122,14 +121,14 @@ class PhotoTable:
 
     def _clear(self) -> None:
         for column in (self.ids, self.paths, self.names, self.hashes, self.labels, self.origins,
-                       self.confidences, self.readable, self.missing, self.dates, self.errors, self.sizes):
+                       self.confidences, self.readable, self.missing, self.dates, self.errors):
             column.clear()
         self.index_of.clear()
 
     def _append_rows(self, rows: Sequence[Sequence]) -> None:
         if not rows:
             return
-        ids, paths, hashes, class_ids, sources, confidences, readable, missing, dates, errors, sizes = zip(*rows)
+        ids, paths, hashes, class_ids, sources, confidences, readable, missing, dates, errors = zip(*rows)
         first = len(self.ids)
         self.ids.extend(ids)
         self.paths.extend(paths)
@@ -143,11 +142,10 @@ class PhotoTable:
         self.missing.extend(map(bool, missing))
         self.dates.extend(d or 0.0 for d in dates)
         self.errors.extend(errors)
-        self.sizes.extend(sizes)
         self.index_of.update(zip(ids, range(first, first + len(ids))))
 
     def _write_row(self, index: int, row: Sequence) -> None:
-        (_id, path, content_hash, class_id, source, confidence, readable, missing, date, error, size) = row
+        (_id, path, content_hash, class_id, source, confidence, readable, missing, date, error) = row
         self.paths[index] = path
         self.names[index] = os.path.basename(path)
         self.hashes[index] = content_hash
@@ -158,7 +156,6 @@ class PhotoTable:
         self.missing[index] = bool(missing)
         self.dates[index] = date or 0.0
         self.errors[index] = error
-        self.sizes[index] = size
 
     # -- reading -----------------------------------------------------------------
 

@@ -77,7 +77,7 @@ def seeded_library(library: Library) -> Library:
                     f"{n:064x}", 64, 48, "JPEG")
         for n in range(10)
     ]
-    files.append(ScannedFile("/photos/a/broken.jpg", 10, 1_600_000_000.0, "f" * 64, error="truncated or corrupt JPEG"))
+    files.append(ScannedFile("/photos/a/broken.jpg", 10, 1_500_000_000.0, "f" * 64, error="truncated or corrupt JPEG"))
     library.record_scanned(files, ImportSummary())
     ids = [p.id for p in library.photos()]
     library.set_user_labels(ids[0:2], "dog")

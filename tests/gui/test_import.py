@@ -9,7 +9,6 @@ from PySide6.QtGui import QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import QApplication, QMessageBox
 
 from tagger.gui.import_summary import ImportSummaryDialog
-from tagger.gui.importing import ImportSession
 from tagger.gui.photo_model import PhotoRole
 from tagger.library import Library
 
@@ -85,18 +84,25 @@ def test_dropping_a_missing_folder_says_so(qtbot, window, tmp_path):
     assert window.current_import() is None
 
 
-def test_an_import_can_be_cancelled(qtbot, window, make_photos, library, monkeypatch):
-    photos = make_photos("many", count=40)
+def test_an_import_can_be_cancelled_from_the_status_bar(qtbot, window, make_photos, library, monkeypatch):
+    photos = make_photos("many", count=150)
     slow_down_scanning(monkeypatch)
+    recorded: list[int] = []
     session = window.import_paths([photos[0].parent])
-    assert isinstance(session, ImportSession)
-    session.cancel()
+    session.photos_added.connect(recorded.extend)
+    assert window.job_progress.isVisible()
+    qtbot.waitUntil(lambda: len(recorded) > 0, timeout=10000)
+
+    qtbot.mouseClick(window.job_progress.cancel_button, Qt.MouseButton.LeftButton)
     wait_for_import(qtbot, window)
+
     summary = window.last_import_summary
-    assert summary.cancelled
+    assert summary.cancelled and 0 < len(summary.added) < 150
+    assert not window.job_progress.isVisible()
     # What was recorded before the cancel is in the library, and nothing else.
-    assert len(library.photos()) == len(summary.added) + len(summary.unreadable)
-    assert window.photo_model.rowCount() == len(library.photos())
+    assert len(library.photos()) == len(summary.added)
+    assert window.photo_model.rowCount() == len(summary.added)
+    assert "cancelled" in window.import_summary_dialog.headline.text()
 
 
 def slow_down_scanning(monkeypatch) -> None:  # noqa: ANN001

@@ -1,0 +1,55 @@
+"""Temperature scaling: making a stated confidence of 90% right nine times in ten.
+
+A head fitted to a few labels is over-confident: its logits grow until the training photos
+are certain. Dividing the logits by one temperature fitted on held-out predictions (Guo et
+al., "On Calibration of Modern Neural Networks", 2017) fixes most of that without changing
+any tag, since the order of the classes stays the same. numpy only.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tagger.head import softmax
+
+# Temperatures tried, evenly spaced in log space: 0.05 (sharpen 20x) to 20 (soften 20x).
+_CANDIDATES = np.exp(np.linspace(np.log(0.05), np.log(20.0), 241))
+
+
+def negative_log_likelihood(logits: np.ndarray, truth: np.ndarray, temperature: float) -> float:
+    scaled = np.asarray(logits, dtype=np.float64) / temperature
+    peak = scaled.max(axis=1, keepdims=True)
+    log_norm = np.log(np.exp(scaled - peak).sum(axis=1)) + peak[:, 0]
+    return float(np.mean(log_norm - scaled[np.arange(len(truth)), truth]))
+
+
+def fit_temperature(logits: np.ndarray, truth: np.ndarray) -> float:
+    """The temperature minimising held-out negative log-likelihood; 1.0 with no examples.
+
+    A one-dimensional problem, so a fine grid is exact enough (steps of 2.5%) and cannot
+    diverge the way a gradient method can on a handful of examples.
+    """
+    truth = np.asarray(truth, dtype=np.int64)
+    if len(truth) == 0:
+        return 1.0
+    losses = [negative_log_likelihood(logits, truth, t) for t in _CANDIDATES]
+    return float(_CANDIDATES[int(np.argmin(losses))])
+
+
+def cross_fitted_probabilities(
+    logits: np.ndarray, truth: np.ndarray, fold_of: np.ndarray
+) -> np.ndarray:
+    """Calibrated probabilities where each fold's temperature was fitted on the other folds.
+
+    Scoring calibration on the very predictions the temperature was fitted to would flatter
+    it; this is the honest version. With a single fold there is nothing to fit on, so the
+    probabilities stay uncalibrated.
+    """
+    logits = np.asarray(logits, dtype=np.float64)
+    probabilities = np.empty_like(logits)
+    for fold in np.unique(fold_of):
+        inside = fold_of == fold
+        others = ~inside
+        temperature = fit_temperature(logits[others], truth[others]) if others.any() else 1.0
+        probabilities[inside] = softmax(logits[inside] / temperature)
+    return probabilities

@@ -1,0 +1,296 @@
+"""Runs the model over a library: the glue between the library, the engines and the head.
+
+Split so both front ends share it: `plan_tagging` reads what to do (fast, on the
+thread that owns the library), `run_tagging` computes (a worker thread, or inline for
+the CLI) and yields events, and the owner of the library writes each batch as it
+arrives with `adopt_model` and `Library.record_tag_results`. A crash loses at most the
+batch in flight and the next run resumes with the photos still untagged."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from tagger.domain import ModelVersion, Progress, TagResult
+from tagger.head import Head
+from tagger.library import Library, LibraryError
+from tagger.store import Store
+
+ProgressCallback = Callable[[Progress], None]
+CancelCheck = Callable[[], bool]
+
+# Decoded photos are first shrunk so that the longer side is at most this; JPEGs are
+# decoded at reduced size on the way (see images.load_rgb). Twice the network input
+# keeps the resize to 224 antialiased.
+DECODE_MAX_SIDE = 448
+# Rows of cached features scored per batch when no decoding is needed.
+CACHED_BATCH = 2048
+
+
+@dataclass(frozen=True)
+class TaggingPlan:
+    """Everything a tagging run needs, read up front so the worker never touches the writer."""
+
+    database_path: Path
+    models_dir: Path
+    cache_dir: Path
+    library_root: Path
+    current: ModelVersion | None
+    classes: tuple[str, ...]
+    items: tuple[tuple[int, str], ...]
+    device: str | None = None
+
+
+@dataclass(frozen=True)
+class ModelReady:
+    """First event of a run: which model tags, and whether it is new to the library."""
+
+    head_file: Path
+    backbone_id: str
+    classes: tuple[str, ...]
+    engine_description: str
+    needs_registration: bool
+    mode: str = "zero-shot"
+    note: str = ""
+
+
+@dataclass
+class TagOutcome:
+    tagged: int = 0
+    from_cache: int = 0
+    unreadable: list[tuple[str, str]] = field(default_factory=list)
+    cancelled: bool = False
+    seconds: float = 0.0
+    engine: str = ""
+    model_version: int | None = None
+
+    def describe(self) -> str:
+        if not self.tagged and not self.unreadable:
+            text = "nothing to tag: every photo has a tag (use --all to re-tag the model's)"
+        else:
+            rate = self.tagged / self.seconds if self.seconds > 0 else 0.0
+            text = (f"{self.tagged} photo(s) tagged ({self.from_cache} from cached features) in "
+                    f"{self.seconds:.1f} s, {rate:.1f}/s, model version {self.model_version}, {self.engine}")
+            if self.unreadable:
+                text += f"; {len(self.unreadable)} unreadable"
+        return text + (" (cancelled; run again to resume)" if self.cancelled else "")
+
+
+# -- planning (thread that owns the library) -------------------------------------------
+
+
+def plan_tagging(
+    library: Library,
+    *,
+    include_tagged: bool = False,
+    photo_ids: Sequence[int] | None = None,
+    device: str | None = None,
+) -> TaggingPlan:
+    ids = library.store.photo_ids_to_tag(include_tagged=include_tagged)
+    if photo_ids is not None:
+        wanted = set(photo_ids)
+        ids = [i for i in ids if i in wanted]
+    paths = {p.id: p.path for p in library.store.photos(ids)}
+    return TaggingPlan(
+        database_path=library.database_path,
+        models_dir=library.models_dir,
+        cache_dir=library.cache_dir,
+        library_root=library.root,
+        current=library.current_model_version(),
+        classes=tuple(library.class_names()),
+        items=tuple((i, paths[i]) for i in ids if i in paths),
+        device=device,
+    )
+
+
+# -- computing (any thread) ---------------------------------------------------------------
+
+
+def open_engine(device: str | None, cache_dir: Path, version: ModelVersion | None, library_root: Path):
+    """The feature engine for a model version: the stock backbone, or one the user fine-tuned."""
+    from tagger.engine import choose_engine
+
+    if version is not None and version.backbone_file:
+        from tagger.training import load_tuned_engine
+
+        return load_tuned_engine(library_root / version.backbone_file, device)
+    return choose_engine(device, cache_dir)
+
+
+def head_for(plan_current: ModelVersion | None, classes: Sequence[str], engine, models_dir: Path,
+             library_root: Path) -> tuple[Head, Path, bool]:
+    """The head that tags: the current version's, or a new zero-shot one (to be registered)."""
+    if plan_current is not None:
+        head_file = library_root / plan_current.head_file
+        head = Head.load(head_file)
+        if tuple(head.classes) == tuple(classes):
+            return head, head_file, False
+        head = head.with_classes(list(classes))
+    else:
+        weight, bias = engine.imagenet_classifier()
+        head = Head.zero_shot(list(classes), weight, bias, backbone_id=engine.backbone_id)
+    head_file = new_model_file(models_dir, "head")
+    head.save(head_file)
+    return head, head_file, True
+
+
+def new_model_file(models_dir: Path, kind: str, suffix: str = ".safetensors") -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return Path(models_dir) / f"{kind}-{stamp}-{os.getpid()}-{time.monotonic_ns() % 10**9}{suffix}"
+
+
+def run_tagging(
+    plan: TaggingPlan,
+    *,
+    progress: ProgressCallback | None = None,
+    should_cancel: CancelCheck | None = None,
+    engine=None,
+) -> Iterator[ModelReady | list[TagResult]]:
+    """Yield a ModelReady, then batches of results. Reads the database, never writes it."""
+    from tagger.images import load_array
+    from tagger.tagging import tag_photos
+
+    engine = engine or open_engine(plan.device, plan.cache_dir, plan.current, plan.library_root)
+    head, head_file, is_new = head_for(plan.current, plan.classes, engine, plan.models_dir, plan.library_root)
+    note = "" if plan.current is None else "classes changed"
+    yield ModelReady(head_file, engine.backbone_id, tuple(head.classes), engine.describe(), is_new,
+                     mode="zero-shot" if plan.current is None else plan.current.mode, note=note)
+    total = len(plan.items)
+    started = time.monotonic()
+
+    def report(done: int) -> None:
+        if progress is not None:
+            elapsed = time.monotonic() - started
+            progress(Progress(done, total, rate_per_s=done / elapsed if elapsed > 0.5 else None))
+
+    reader = Store(plan.database_path, readonly=True)
+    try:
+        ids = [photo_id for photo_id, _ in plan.items]
+        cached_ids, features = reader.features(engine.backbone_id, ids)
+    finally:
+        reader.close()
+    done = 0
+    report(0)
+    # Photos seen before are scored from their cached features: no decoding at all.
+    for start in range(0, len(cached_ids), CACHED_BATCH):
+        if should_cancel and should_cancel():
+            return
+        chunk_ids = cached_ids[start:start + CACHED_BATCH]
+        probabilities = head.probabilities(features[start:start + CACHED_BATCH])
+        yield [TagResult(int(i), tuple(map(float, p))) for i, p in zip(chunk_ids, probabilities)]
+        done += len(chunk_ids)
+        report(done)
+    have = set(cached_ids.tolist())
+    to_decode = [(photo_id, path) for photo_id, path in plan.items if photo_id not in have]
+
+    def decode(path: str) -> np.ndarray:
+        return load_array(path, DECODE_MAX_SIDE)
+
+    base = done
+    for batch in tag_photos(to_decode, engine, head, decode,
+                            progress=lambda n, _total: report(base + n),
+                            cancel=should_cancel):
+        yield [
+            TagResult(int(r.photo_id), error=_plain_reason(r.error)) if not r.ok else
+            TagResult(int(r.photo_id), tuple(map(float, r.probabilities)), r.features)
+            for r in batch
+        ]
+
+
+def _plain_reason(error: str | None) -> str:
+    # tag_photos reports "UnreadableImage: reason"; the reason alone is what users read.
+    if error and ": " in error and error.split(": ", 1)[0].endswith(("UnreadableImage", "Error")):
+        return error.split(": ", 1)[1]
+    return error or "could not be read"
+
+
+# -- writing (thread that owns the library) ------------------------------------------------
+
+
+def adopt_model(library: Library, ready: ModelReady, current: ModelVersion | None) -> ModelVersion:
+    """Register the run's model when it is new; otherwise the current version tags."""
+    if not ready.needs_registration and current is not None:
+        return current
+    return library.register_model_version(
+        mode=ready.mode, backbone_id=ready.backbone_id, head_file=ready.head_file,
+        classes=ready.classes, n_labels=current.n_labels if current else 0,
+        metrics=current.metrics if current else {}, make_current=True, note=ready.note,
+        backbone_file=library.model_file(current.backbone_file) if current and current.backbone_file else None,
+    )
+
+
+def tag_library(
+    library: Library,
+    *,
+    include_tagged: bool = False,
+    device: str | None = None,
+    progress: ProgressCallback | None = None,
+    should_cancel: CancelCheck | None = None,
+    photo_ids: Sequence[int] | None = None,
+) -> TagOutcome:
+    """Tag inline (the CLI): the same run the GUI does in a worker."""
+    plan = plan_tagging(library, include_tagged=include_tagged, photo_ids=photo_ids, device=device)
+    outcome = TagOutcome()
+    if not plan.items:
+        return outcome
+    started = time.monotonic()
+    version: ModelVersion | None = None
+    paths = dict(plan.items)
+    for event in run_tagging(plan, progress=progress, should_cancel=should_cancel):
+        if isinstance(event, ModelReady):
+            version = adopt_model(library, event, plan.current)
+            outcome.engine = event.engine_description
+            outcome.model_version = version.id
+            continue
+        library.record_tag_results(version, event)
+        for result in event:
+            if result.error is not None:
+                outcome.unreadable.append((paths[result.photo_id], result.error))
+            else:
+                outcome.tagged += 1
+                outcome.from_cache += result.features is None
+    outcome.cancelled = bool(should_cancel and should_cancel())
+    outcome.seconds = time.monotonic() - started
+    return outcome
+
+
+def sync_model_classes(library: Library, renamed: dict[str, str] | None = None) -> ModelVersion | None:
+    """After classes were added, renamed or removed: a model version with the new class list.
+
+    Numpy only, so the GUI can call it on its own thread. Learned rows follow renamed classes."""
+    current = library.current_model_version()
+    classes = library.class_names()
+    if current is None or tuple(current.classes) == tuple(classes):
+        return None
+    head = Head.load(library.model_file(current.head_file)).with_classes(classes, renamed=renamed)
+    head_file = new_model_file(library.models_dir, "head")
+    head.save(head_file)
+    return library.register_model_version(
+        mode=current.mode, backbone_id=current.backbone_id, head_file=head_file, classes=classes,
+        n_labels=current.n_labels, metrics={}, make_current=True, note="classes changed",
+        backbone_file=library.model_file(current.backbone_file) if current.backbone_file else None,
+    )
+
+
+def retag_from_cache(library: Library, *, include_tagged: bool = True) -> int:
+    """Re-score every photo the user did not label from cached features (no decoding).
+
+    Photos without cached features for the current backbone are left for the next tagging run."""
+    version = library.current_model_version()
+    if version is None:
+        raise LibraryError("There is no model yet: tag some photos first")
+    head = Head.load(library.model_file(version.head_file))
+    ids = library.store.photo_ids_to_tag(include_tagged=include_tagged)
+    cached_ids, features = library.store.features(version.backbone_id, ids)
+    if not len(cached_ids):
+        return 0
+    probabilities = head.probabilities(features)
+    results = [TagResult(int(i), tuple(map(float, p))) for i, p in zip(cached_ids, probabilities)]
+    for start in range(0, len(results), CACHED_BATCH):
+        library.record_tag_results(version, results[start:start + CACHED_BATCH])
+    return len(results)

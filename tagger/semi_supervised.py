@@ -1,0 +1,100 @@
+"""Learning from the photos nobody labeled: a nearest-neighbour graph over cached features,
+and label propagation along it.
+
+A user labels a handful of photos but the library holds thousands. Photos of one kind sit
+close together in the backbone's feature space, so a label spreads to its neighbours, and
+their neighbours, far more reliably than a linear classifier fitted to the handful alone
+extrapolates (Zhou et al., "Learning with Local and Global Consistency", 2004). The
+propagated labels then become pseudo-labels that the head is trained on (see training.py).
+
+numpy only; the graph is kept as neighbour lists, so memory and time grow as N * k.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+DEFAULT_NEIGHBOURS = 10
+# How much of a node's label comes from its neighbours rather than its own seed. 0.9 was the
+# best of 0.5-0.95 on the project's photos (bench/learning_curve.py) at 2 to 20 labels per class.
+DEFAULT_ALPHA = 0.9
+DEFAULT_ITERATIONS = 40
+# Raising cosine similarity to this power makes the closest neighbours count much more than the
+# k-th one, which keeps labels from leaking across a cluster border through a weak link.
+_SIMILARITY_POWER = 3
+_ROWS_PER_CHUNK = 1024
+
+
+@dataclass(frozen=True)
+class NeighbourGraph:
+    """A symmetric kNN graph as edge lists, with weights already normalised D^-1/2 A D^-1/2."""
+
+    sources: np.ndarray  # int64 [E]
+    targets: np.ndarray  # int64 [E]
+    weights: np.ndarray  # float64 [E]
+    n_nodes: int
+
+    def spread(self, values: np.ndarray) -> np.ndarray:
+        """S @ values for values [N, C]: each node's weighted sum of its neighbours' rows."""
+        spread = np.zeros_like(values)
+        contributions = values[self.targets] * self.weights[:, None]
+        for column in range(values.shape[1]):
+            spread[:, column] = np.bincount(
+                self.sources, weights=contributions[:, column], minlength=self.n_nodes
+            )
+        return spread
+
+
+def neighbour_graph(features: np.ndarray, neighbours: int = DEFAULT_NEIGHBOURS) -> NeighbourGraph:
+    """The cosine kNN graph of feature rows [N, D], made symmetric (an edge if either side chose it)."""
+    n_nodes = len(features)
+    k = min(neighbours, n_nodes - 1)
+    if k < 1:
+        empty = np.zeros(0, dtype=np.int64)
+        return NeighbourGraph(empty, empty, np.zeros(0), n_nodes)
+    unit = np.asarray(features, dtype=np.float32)
+    unit = unit / np.maximum(np.linalg.norm(unit, axis=1, keepdims=True), 1e-12)
+    nearest = np.empty((n_nodes, k), dtype=np.int64)
+    similarity = np.empty((n_nodes, k), dtype=np.float32)
+    for start in range(0, n_nodes, _ROWS_PER_CHUNK):
+        block = unit[start : start + _ROWS_PER_CHUNK] @ unit.T
+        rows = np.arange(len(block))
+        block[rows, start + rows] = -np.inf  # a node is not its own neighbour
+        chosen = np.argpartition(-block, k - 1, axis=1)[:, :k]
+        nearest[start : start + len(block)] = chosen
+        similarity[start : start + len(block)] = np.take_along_axis(block, chosen, axis=1)
+    sources = np.repeat(np.arange(n_nodes), k)
+    targets = nearest.ravel()
+    affinity = np.maximum(similarity.ravel().astype(np.float64), 0.0) ** _SIMILARITY_POWER
+    # Symmetric: both directions of every chosen edge; an edge chosen by both ends is counted
+    # twice, which is what A + A.T means and gives mutual neighbours their extra weight.
+    sources, targets = np.concatenate([sources, targets]), np.concatenate([targets, sources])
+    affinity = np.concatenate([affinity, affinity])
+    degree = np.bincount(sources, weights=affinity, minlength=n_nodes)
+    scale = 1.0 / np.sqrt(np.maximum(degree, 1e-12))
+    weights = affinity * scale[sources] * scale[targets]
+    return NeighbourGraph(sources, targets, weights, n_nodes)
+
+
+def propagate_labels(
+    graph: NeighbourGraph,
+    seeds: np.ndarray,
+    *,
+    alpha: float = DEFAULT_ALPHA,
+    iterations: int = DEFAULT_ITERATIONS,
+) -> np.ndarray:
+    """Class scores [N, C] after spreading `seeds` [N, C] along the graph, rows summing to 1.
+
+    Iterates F <- alpha * S F + (1 - alpha) * seeds, whose fixed point is
+    (1 - alpha) (I - alpha S)^-1 seeds. Labeled photos are seeded with their one-hot label and
+    the rest with the classifier's probabilities, so an isolated photo keeps its own guess.
+    """
+    if not 0.0 <= alpha < 1.0:
+        raise ValueError(f"alpha must be in [0, 1), got {alpha}")
+    seeds = np.asarray(seeds, dtype=np.float64)
+    scores = seeds.copy()
+    for _ in range(iterations):
+        scores = alpha * graph.spread(scores) + (1.0 - alpha) * seeds
+    return scores / np.maximum(scores.sum(axis=1, keepdims=True), 1e-12)

@@ -1,0 +1,472 @@
+"""Retraining from the user's labels: the entry points for the GUI, the command line and benches.
+
+    outcome = train(library.reader(), library.current_model_version(), library.class_names(),
+                    models_dir=library.models_dir, mode="quick", progress=..., should_cancel=...)
+    version = register_outcome(library, outcome)            # on the thread that owns `library`
+
+* "quick" fits the head to cached features (quick_training.py): seconds, no image decoding.
+* "deep" also fine-tunes the backbone's last blocks on the decoded photos (deep_training.py)
+  and writes a new backbone checkpoint; the features cached for the old backbone no longer
+  apply, so the caller must tag the library again with the new version (it has a new
+  backbone_id) before the next quick training can use it.
+
+`train` is pure computation plus the new model's files: it reads the library through a
+read-only `Store` and never writes to it, so a GUI worker thread may run it while the GUI
+thread keeps the `Library`. The files are written completely (temporary file, fsync,
+rename) before `train` returns, and no version points at them until the caller registers
+the outcome: a cancel, an error or a crash leaves the current model as it was.
+
+Labels are read once, when training starts. Labels the user changes during training are
+saved as usual but only the next training sees them.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from tagger.calibration import cross_fitted_probabilities, fit_temperature
+from tagger.domain import ModelVersion, TagResult
+from tagger.evaluation import evaluate
+from tagger.head import OTHER, Head, softmax, write_atomically
+from tagger.head_fitting import fit_steps
+from tagger.model_comparison import Comparison, compare_heads, record_training_labels, seen_by
+from tagger.quick_training import (
+    FITS_PER_TRAINING,
+    FeaturePool,
+    QuickSettings,
+    build_pool,
+    cross_validated_logits,
+    fit_semi_supervised,
+)
+from tagger.splits import EvaluationPlan, plan_evaluation, single_hold_out
+from tagger.store import Store
+from tagger.tagging import CancelCheck, _is_cancelled
+
+if TYPE_CHECKING:
+    # Type names only: importing deep_training at run time pulls in torch (seconds), which
+    # quick training and re-tagging do not need.
+    from tagger.deep_training import DeepSettings
+    from tagger.library import Library
+
+QUICK = "quick"
+DEEP = "deep"
+MODES = (QUICK, DEEP)
+# Below this many labels a class without a zero-shot prior trains, but weakly: we warn.
+FEW_LABELS = 5
+
+# (step, total_steps, loss, held-out accuracy or None): steps are L-BFGS steps in quick mode
+# and batches in deep mode; the accuracy arrives as each fold (quick) or epoch (deep) ends.
+ProgressCallback = Callable[[int, int, float, float | None], None]
+
+
+class TrainingError(Exception):
+    """Training cannot run as asked; the message tells the user what to do about it."""
+
+
+class TrainingCancelled(Exception):
+    """The user cancelled; nothing was written and the current model is unchanged."""
+
+
+@dataclass(frozen=True)
+class TrainingOutcome:
+    """A trained model whose files are complete on disk, and whether it should become current."""
+
+    mode: str
+    classes: tuple[str, ...]
+    head_file: Path
+    backbone_id: str
+    backbone_file: Path | None
+    n_labels: int
+    promote: bool
+    reason: str
+    metrics: dict[str, Any] = field(default_factory=dict)
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def needs_feature_extraction(self) -> bool:
+        """True after deep training: no features are cached yet for the new backbone."""
+        return self.backbone_file is not None
+
+    def summary(self) -> str:
+        lines = [f"{self.mode} training on {self.n_labels} labels: {self.reason}"]
+        new = self.metrics.get("new_all_held_out") or {}
+        if new.get("accuracy") is not None:
+            lines.append(
+                f"held-out accuracy {100 * new['accuracy']:.1f}% ({self.metrics['evaluation']}), "
+                f"calibration error {100 * (new.get('ece') or 0):.1f}%"
+            )
+        lines.extend(f"note: {warning}" for warning in self.warnings)
+        return "\n".join(lines)
+
+
+def train(
+    store: Store,
+    current: ModelVersion | None,
+    classes: Sequence[str],
+    *,
+    models_dir: Path,
+    mode: str = QUICK,
+    progress: ProgressCallback | None = None,
+    should_cancel: CancelCheck | None = None,
+    device: str | None = None,
+    quick_settings: QuickSettings | None = None,
+    deep_settings: DeepSettings | None = None,
+) -> TrainingOutcome:
+    """Train a new model version from the user's labels; see the module docstring.
+
+    `models_dir` is the library's `models_dir` (model files are found relative to its parent,
+    the library folder). Raises TrainingError with advice when the labels cannot train a model,
+    TrainingCancelled when `should_cancel` fires (checked between optimiser steps and batches).
+    """
+    if mode not in MODES:
+        raise TrainingError(f"unknown training mode {mode!r}: use 'quick' or 'deep'")
+    if current is None:
+        raise TrainingError("There is no model yet: tag your photos once before training.")
+    started = time.perf_counter()
+    models_dir = Path(models_dir)
+    current_head = Head.load(models_dir.parent / current.head_file)
+    base_head = current_head.with_classes(list(classes))
+    quick = quick_settings or QuickSettings()
+    reporter = _Reporter(progress, should_cancel)
+    data = _prepare(store, base_head, current.backbone_id, quick)
+
+    if mode == QUICK:
+        plan = plan_evaluation(data.truth, quick.seed)
+        head, logits = _train_quick(base_head, data, plan, quick, reporter)
+        trained_rows = np.arange(len(data.truth))
+        backbone_id, backbone_file = current.backbone_id, None
+    else:
+        plan = single_hold_out(data.truth, quick.seed)
+        head, logits, backbone_file, backbone_id = _train_deep(
+            store, base_head, current, data, plan, quick, deep_settings, device, reporter, models_dir
+        )
+        # The deep model never trains on its held-out photos, so the next comparison may use them.
+        trained_rows = np.flatnonzero(~plan.held_out)
+
+    held_out = plan.held_out & ~np.isnan(logits).any(axis=1)
+    head.temperature = fit_temperature(logits[held_out], data.truth[held_out])
+    head.backbone_id = backbone_id
+    head.info["mode"] = mode
+    record_training_labels(
+        head, [data.photo_ids[i] for i in trained_rows], [data.labels[i] for i in trained_rows]
+    )
+    comparison = _compare(plan, held_out, data, logits, head.classes, current_head)
+    reporter.finish(comparison.metrics.get("new_all_held_out", {}).get("accuracy"))
+
+    head_file = models_dir / f"head-{_file_stamp()}.safetensors"
+    head.save(head_file)
+    metrics = {
+        **comparison.metrics,
+        "evaluation": plan.method,
+        "temperature": head.temperature,
+        "n_labels": len(trained_rows),
+        "n_unlabeled_used": len(data.pool.features) - len(data.truth),
+        "seconds": round(time.perf_counter() - started, 3),
+        "promote": comparison.promote,
+        "reason": comparison.reason,
+        "warnings": list(data.warnings),
+    }
+    return TrainingOutcome(
+        mode=mode,
+        classes=tuple(head.classes),
+        head_file=head_file,
+        backbone_id=backbone_id,
+        backbone_file=backbone_file,
+        n_labels=len(trained_rows),
+        promote=comparison.promote,
+        reason=comparison.reason,
+        metrics=metrics,
+        warnings=tuple(data.warnings),
+    )
+
+
+def register_outcome(
+    library: Library, outcome: TrainingOutcome, *, make_current: bool | None = None
+) -> ModelVersion:
+    """Record the trained model as a version; current if recommended (or if the user says so).
+
+    Call on the thread that owns `library`. A version that is not made current stays in the
+    history, so the user can still promote it later.
+    """
+    return library.register_model_version(
+        mode=outcome.mode,
+        backbone_id=outcome.backbone_id,
+        head_file=outcome.head_file,
+        backbone_file=outcome.backbone_file,
+        classes=outcome.classes,
+        n_labels=outcome.n_labels,
+        metrics=outcome.metrics,
+        make_current=outcome.promote if make_current is None else make_current,
+        note=outcome.reason,
+    )
+
+
+# --- labels ------------------------------------------------------------------------------
+
+
+def check_labels(labels: Sequence[str], head: Head) -> list[str]:
+    """Refuse label sets no model can learn from; return warnings about weak ones."""
+    if not labels:
+        raise TrainingError(
+            "There are no labeled photos yet: label a few photos of each class, then train."
+        )
+    counts = {name: 0 for name in head.classes}
+    for label in labels:
+        counts[label] += 1
+    knows = {name: name in head.groups or name.strip().lower() == OTHER for name in head.classes}
+    unlearnable = [name for name, count in counts.items() if count == 0 and not knows[name]]
+    if unlearnable:
+        names = ", ".join(repr(name) for name in unlearnable)
+        raise TrainingError(
+            f"No photo is labeled {names}, and Tagger knows nothing about "
+            f"{'it' if len(unlearnable) == 1 else 'them'} without examples: label at least "
+            f"a few photos of each ({FEW_LABELS} or more work best), then train again."
+        )
+    warnings = []
+    for name, count in counts.items():
+        if count == 0:
+            warnings.append(f"'{name}' has no labels; its tags come from ImageNet knowledge alone.")
+        elif count < FEW_LABELS and not knows[name]:
+            warnings.append(
+                f"'{name}' has only {count} label{'s' if count != 1 else ''}; expect weak results "
+                f"until it has {FEW_LABELS} or more."
+            )
+    return warnings
+
+
+# --- the labels' features --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _TrainingData:
+    """The snapshot of labels this training uses, with cached features and the unlabeled pool."""
+
+    photo_ids: list[int]
+    labels: list[str]
+    truth: np.ndarray  # class index per label, in the new head's class order
+    features: np.ndarray  # [n_labels, D] for the current backbone
+    pool: FeaturePool
+    warnings: list[str]
+
+
+def _prepare(store: Store, head: Head, backbone_id: str, settings: QuickSettings) -> _TrainingData:
+    snapshot = [(photo_id, label) for photo_id, label in store.user_labels() if label in head.classes]
+    warnings = check_labels([label for _, label in snapshot], head)
+    ids, features = store.features(backbone_id, [photo_id for photo_id, _ in snapshot])
+    if len(ids) == 0:
+        raise TrainingError(
+            f"None of the {len(snapshot)} labeled photos has been tagged by the current model "
+            "yet, so there is nothing to train on: tag them first."
+        )
+    missing = len(snapshot) - len(ids)
+    if missing:
+        warnings.append(
+            f"{missing} labeled photo{'s' if missing != 1 else ''} not tagged by the current "
+            "model yet were left out; tag them to use them next time."
+        )
+    label_of = dict(snapshot)
+    photo_ids = [int(i) for i in ids]
+    labels = [label_of[i] for i in photo_ids]
+    position = {name: i for i, name in enumerate(head.classes)}
+    truth = np.array([position[label] for label in labels], dtype=np.int64)
+    unlabeled = _unlabeled_features(store, backbone_id, set(photo_ids), settings)
+    pool = build_pool(head, features, truth, unlabeled, settings)
+    return _TrainingData(photo_ids, labels, truth, features, pool, warnings)
+
+
+def _unlabeled_features(
+    store: Store, backbone_id: str, labeled: set[int], settings: QuickSettings
+) -> np.ndarray:
+    if not settings.use_unlabeled or settings.max_unlabeled <= 0:
+        return np.zeros((0, 0), dtype=np.float32)
+    candidates = [i for i in store.photo_ids_to_tag(include_tagged=True) if i not in labeled]
+    if len(candidates) > settings.max_unlabeled:
+        rng = np.random.default_rng(settings.seed)
+        candidates = sorted(rng.choice(candidates, settings.max_unlabeled, replace=False).tolist())
+    return store.features(backbone_id, candidates)[1]
+
+
+# --- the two modes ------------------------------------------------------------------------------
+
+
+def _train_quick(
+    base_head: Head,
+    data: _TrainingData,
+    plan: EvaluationPlan,
+    settings: QuickSettings,
+    reporter: _Reporter,
+) -> tuple[Head, np.ndarray]:
+    """The head fitted to every label, and out-of-fold logits for the held-out ones."""
+    reporter.plan(len(plan.folds) + 1, FITS_PER_TRAINING * fit_steps())
+    logits = cross_validated_logits(
+        base_head, data.pool, plan, settings, reporter.step,
+        on_fold=lambda fold, accuracy: reporter.stage_done(accuracy),
+    )
+    every_label = np.zeros(len(data.pool.features), dtype=bool)
+    every_label[: len(data.truth)] = True
+    return fit_semi_supervised(base_head, data.pool, every_label, settings, reporter.step), logits
+
+
+def _train_deep(
+    store: Store,
+    base_head: Head,
+    current: ModelVersion,
+    data: _TrainingData,
+    plan: EvaluationPlan,
+    quick: QuickSettings,
+    settings: DeepSettings | None,
+    device: str | None,
+    reporter: _Reporter,
+    models_dir: Path,
+) -> tuple[Head, np.ndarray, Path, str]:
+    """Fine-tuned backbone (written to `models_dir`) and head; held-out logits of the pair."""
+    from tagger import deep_training
+    from tagger.model import pick_device
+
+    settings = settings or deep_training.DeepSettings()
+    torch_device = pick_device(device)
+    train_rows = ~plan.held_out
+    photos = {photo.id: photo for photo in store.photos(data.photo_ids)}
+    paths = [photos[i].path for i in data.photo_ids]
+
+    # Start from the quick head of the training photos: the fine-tuning then only has to
+    # improve on it, and never saw the held-out labels.
+    labeled = np.zeros(len(data.pool.features), dtype=bool)
+    labeled[: len(data.truth)] = train_rows
+    start = fit_semi_supervised(base_head, data.pool, labeled, quick)
+    parent_file = models_dir.parent / current.backbone_file if current.backbone_file else None
+    try:
+        backbone = deep_training.starting_backbone(parent_file, current.backbone_id, torch_device)
+    except ValueError as error:
+        raise TrainingError(f"Deep training is not possible with this model: {error}") from error
+    epochs = settings.for_device(torch_device).epochs
+    reporter.plan(epochs, deep_training.batches_per_epoch(int(train_rows.sum()), settings, torch_device))
+    result = deep_training.finetune(
+        backbone, start,
+        [paths[i] for i in np.flatnonzero(train_rows)], data.truth[train_rows].tolist(),
+        [paths[i] for i in np.flatnonzero(plan.held_out)], data.truth[plan.held_out].tolist(),
+        settings,
+        on_batch=reporter.step,
+        on_epoch=lambda epoch, accuracy: reporter.stage_done(accuracy),
+    )
+    logits = np.full((len(data.truth), len(base_head.classes)), np.nan)
+    logits[plan.held_out] = result.held_out_logits
+    raw = deep_training.checkpoint_bytes(backbone, current.backbone_id)
+    backbone_file = models_dir / f"backbone-{_file_stamp()}.safetensors"
+    write_atomically(backbone_file, raw)
+    return result.head, logits, backbone_file, deep_training.checkpoint_backbone_id(raw, backbone.preprocessing)
+
+
+# --- judging --------------------------------------------------------------------------------------
+
+
+def _compare(
+    plan: EvaluationPlan,
+    held_out: np.ndarray,
+    data: _TrainingData,
+    logits: np.ndarray,
+    classes: Sequence[str],
+    current_head: Head,
+) -> Comparison:
+    """Calibrated held-out scores of the new head against the current head's on the same photos."""
+    rows = np.flatnonzero(held_out)
+    if len(rows) == 0:
+        return Comparison(
+            False,
+            "Too few labels to hold any out and judge the new model (a class needs at least "
+            "two); label more photos, or make it current yourself.",
+            {},
+        )
+    truth = data.truth[rows]
+    labels = [data.labels[i] for i in rows]
+    calibrated = cross_fitted_probabilities(logits[rows], truth, plan.fold_of[rows])
+    comparison = compare_heads(
+        labels, calibrated, classes,
+        current_head.probabilities(data.features[rows]), current_head.classes,
+        seen_by(current_head, [data.photo_ids[i] for i in rows], labels),
+    )
+    comparison.metrics["ece_before_calibration"] = evaluate(
+        labels, softmax(logits[rows]), list(classes)
+    )["ece"]
+    return comparison
+
+
+class _Reporter:
+    """Turns optimiser steps or batches into progress calls; raises TrainingCancelled when asked."""
+
+    def __init__(self, progress: ProgressCallback | None, should_cancel: CancelCheck | None) -> None:
+        self._progress = progress
+        self._should_cancel = should_cancel
+        self._stage = 0
+        self._steps_per_stage = 1
+        self._done = 0
+        self._total = 1
+        self._loss = float("nan")
+        self._accuracy: float | None = None
+
+    def plan(self, stages: int, steps_per_stage: int) -> None:
+        self._steps_per_stage = steps_per_stage
+        self._total = stages * steps_per_stage
+
+    def step(self, loss: float) -> None:
+        if _is_cancelled(self._should_cancel):
+            raise TrainingCancelled("training was cancelled")
+        self._loss = loss
+        # A stage that ends early (a fit converged) hands its unused steps to its end.
+        self._done = min(self._done + 1, (self._stage + 1) * self._steps_per_stage - 1)
+        self._emit()
+
+    def stage_done(self, accuracy: float | None) -> None:
+        if _is_cancelled(self._should_cancel):
+            raise TrainingCancelled("training was cancelled")
+        self._stage += 1
+        self._done = min(self._stage * self._steps_per_stage, self._total - 1)
+        self._accuracy = accuracy if accuracy is not None else self._accuracy
+        self._emit()
+
+    def finish(self, accuracy: float | None) -> None:
+        self._done = self._total
+        self._accuracy = accuracy if accuracy is not None else self._accuracy
+        self._emit()
+
+    def _emit(self) -> None:
+        if self._progress is not None:
+            self._progress(self._done, self._total, self._loss, self._accuracy)
+
+
+def _file_stamp() -> str:
+    # Time for people reading the folder, random suffix so two trainings never collide.
+    return f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
+
+
+# --- re-tagging from cached features ----------------------------------------------------
+
+
+def retag_from_features(
+    store: Store, head: Head, photo_ids: Sequence[int], *, backbone_id: str | None = None
+) -> list[TagResult]:
+    """New tags for photos whose features are cached for the head's backbone: no decoding.
+
+    Photos without cached features are left out of the result (tag those with the full
+    pipeline); pass the version's backbone_id when the head does not carry one.
+    """
+    backbone_id = backbone_id or head.backbone_id
+    ids, features = store.features(backbone_id, photo_ids)
+    if len(ids) == 0:
+        return []
+    probabilities = head.probabilities(features).tolist()
+    return [TagResult(int(i), probabilities=tuple(p)) for i, p in zip(ids.tolist(), probabilities)]
+
+
+def rank_for_review(results: Sequence[TagResult]) -> list[int]:
+    """Photo ids, least sure first: the photos whose correction teaches the model most."""
+    scored = [r for r in results if r.probabilities is not None]
+    confidence = np.array([max(r.probabilities) for r in scored], dtype=np.float64)
+    return [scored[i].photo_id for i in np.argsort(confidence, kind="stable")]
