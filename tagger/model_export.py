@@ -29,9 +29,10 @@ from torch import nn
 import tagger
 from tagger import model as backbones
 from tagger.domain import ModelVersion
-from tagger.engine import DEFAULT_BACKBONE, Preprocessing, write_atomically
+from tagger.engine import DEFAULT_BACKBONE, Preprocessing
 from tagger.head import NO_PRIOR_LOG_MASS, Head
 from tagger.library import Library
+from tagger.user_files import write_user_file
 
 EXPORT_FORMAT = "tagger.exported-model"
 EXPORT_VERSION = 1
@@ -120,18 +121,10 @@ def backbone_name_of(backbone_id: str) -> str:
 def build_network(library: Library) -> tuple[TaggerNetwork, Head, ModelVersion | None, backbones.FeatureBackbone]:
     """The current model as one torch module on the CPU, in eval mode."""
     version = library.current_model_version()
-    name = backbone_name_of(version.backbone_id) if version is not None else DEFAULT_BACKBONE
-    try:
-        backbone = backbones.load_backbone(name, torch.device("cpu"))
-    except backbones.BackboneError as error:
-        raise ModelExportError(str(error)) from error
     if version is not None and version.backbone_file:
-        _load_tuned_weights(backbone, library.model_file(version.backbone_file))
-    elif version is not None and backbone.backbone_id != version.backbone_id:
-        raise ModelExportError(
-            f"model version {version.id} was trained on backbone {version.backbone_id}, but this "
-            f"installation builds {backbone.backbone_id}; retrain before exporting"
-        )
+        backbone = _fine_tuned_backbone(library.model_file(version.backbone_file))
+    else:
+        backbone = _stock_backbone(version)
     head, version = current_head(library, (backbone.imagenet_weight, backbone.imagenet_bias))
     if head.feature_dim != backbone.feature_dim:
         raise ModelExportError(f"the head expects {head.feature_dim} features, the backbone gives {backbone.feature_dim}")
@@ -139,14 +132,26 @@ def build_network(library: Library) -> tuple[TaggerNetwork, Head, ModelVersion |
     return network, head, version, backbone
 
 
-def _load_tuned_weights(backbone: backbones.FeatureBackbone, path: Path) -> None:
-    # A fine-tuned backbone is stored as a safetensors state dict of its network.
-    from safetensors.torch import load_file
+def _stock_backbone(version: ModelVersion | None) -> backbones.FeatureBackbone:
+    name = backbone_name_of(version.backbone_id) if version is not None else DEFAULT_BACKBONE
+    try:
+        backbone = backbones.load_backbone(name, torch.device("cpu"))
+    except backbones.BackboneError as error:
+        raise ModelExportError(str(error)) from error
+    if version is not None and backbone.backbone_id != version.backbone_id:
+        raise ModelExportError(
+            f"model version {version.id} was trained on backbone {version.backbone_id}, but this "
+            f"installation builds {backbone.backbone_id}; retrain before exporting"
+        )
+    return backbone
+
+
+def _fine_tuned_backbone(path: Path) -> backbones.FeatureBackbone:
+    from tagger.deep_training import BackboneCheckpointError, load_finetuned_backbone
 
     try:
-        state = load_file(str(path))
-        backbone.body.load_state_dict(state)
-    except (OSError, RuntimeError, ValueError) as error:
+        return load_finetuned_backbone(path, torch.device("cpu"))
+    except (OSError, RuntimeError, BackboneCheckpointError) as error:
         raise ModelExportError(f"cannot load the fine-tuned backbone {path}: {error}") from error
 
 
@@ -158,10 +163,10 @@ def export_model(library: Library, out_dir: str | Path, *, opset: int = 17) -> E
     size = backbone.preprocessing.size
     example = torch.zeros(2, 3, size, size)
     files = ExportedModel(out / ONNX_NAME, out / TORCHSCRIPT_NAME, out / JSON_NAME)
-    write_atomically(files.onnx, _onnx_bytes(network, example, opset))
-    write_atomically(files.torchscript, _torchscript_bytes(network, example))
+    write_user_file(files.onnx, _onnx_bytes(network, example, opset))
+    write_user_file(files.torchscript, _torchscript_bytes(network, example))
     description = describe(head, version, backbone.backbone_id, backbone.name, backbone.preprocessing)
-    write_atomically(files.description, (json.dumps(description, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
+    write_user_file(files.description, (json.dumps(description, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
     return files
 
 

@@ -7,6 +7,8 @@ own read connections, which WAL lets run beside the writer without blocking it.
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -30,6 +32,40 @@ DATABASE_NAME = "library.sqlite3"
 
 class StoreError(Exception):
     """A library database that cannot be used, with a reason a person understands."""
+
+
+# Primary SQLite result codes (the low byte of sqlite3.Error.sqlite_errorcode).
+SQLITE_READONLY = 8
+SQLITE_IOERR = 10
+SQLITE_FULL = 13
+SQLITE_CANTOPEN = 14
+# Less free space than this on the library's disk turns an I/O error into "the disk is full":
+# SQLite reports a shared-memory file it cannot grow as a plain I/O error.
+_NEARLY_FULL_BYTES = 1 << 20
+
+
+def disk_is_nearly_full(folder: Path) -> bool:
+    try:
+        return shutil.disk_usage(folder).free < _NEARLY_FULL_BYTES
+    except OSError:
+        return False
+
+
+def is_disk_full(error: sqlite3.Error, folder: Path) -> bool:
+    code = (getattr(error, "sqlite_errorcode", None) or 0) & 0xFF
+    return code == SQLITE_FULL or (code == SQLITE_IOERR and disk_is_nearly_full(folder))
+
+
+def _open_failure(path: Path, error: sqlite3.Error) -> StoreError:
+    # "not a usable Tagger library" would send the user looking for corruption when the
+    # disk or the folder is the problem.
+    code = (getattr(error, "sqlite_errorcode", None) or 0) & 0xFF
+    if is_disk_full(error, path.parent):
+        return StoreError(f"The disk holding {path.parent} is full: free some space and try again "
+                          "(nothing in the library was changed)")
+    if code in (SQLITE_READONLY, SQLITE_CANTOPEN) and not os.access(path.parent, os.W_OK):
+        return StoreError(f"{path.parent} is read-only, so the library there can only be read")
+    return StoreError(f"{path} is not a usable Tagger library: {error}")
 
 
 def _migration_1(db: sqlite3.Connection) -> None:
@@ -199,8 +235,7 @@ class Store:
         self.readonly = readonly
         try:
             if readonly:
-                uri = self.path.resolve().as_uri() + "?mode=ro"
-                self._db = sqlite3.connect(uri, uri=True, timeout=30, check_same_thread=False)
+                self._db = self._connect_readonly()
             else:
                 self._db = sqlite3.connect(self.path, timeout=30, check_same_thread=False)
             self._db.execute("PRAGMA foreign_keys = ON")
@@ -215,7 +250,27 @@ class Store:
             else:
                 self._check_version()
         except sqlite3.DatabaseError as error:
-            raise StoreError(f"{self.path} is not a usable Tagger library: {error}") from error
+            raise _open_failure(self.path, error) from error
+
+    def _connect_readonly(self) -> sqlite3.Connection:
+        uri = self.path.resolve().as_uri()
+        db = sqlite3.connect(uri + "?mode=ro", uri=True, timeout=30, check_same_thread=False)
+        try:
+            db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            return db
+        except sqlite3.OperationalError:
+            db.close()
+            if os.access(self.path.parent, os.W_OK):
+                raise
+        # A library on read-only media (a read-only share or mount): SQLite cannot create the
+        # WAL's shared-memory file there. Nobody can write such a folder, so reading it as
+        # immutable is safe, unless a crashed writer left commits in the WAL, which
+        # immutable mode would not see.
+        wal = self.path.with_name(self.path.name + "-wal")
+        if wal.exists() and wal.stat().st_size > 0:
+            raise StoreError(f"{self.path.parent} is read-only and the library there was not closed "
+                             "cleanly: open it once where its folder is writable")
+        return sqlite3.connect(uri + "?mode=ro&immutable=1", uri=True, timeout=30, check_same_thread=False)
 
     # -- life cycle -------------------------------------------------------
 
@@ -254,8 +309,14 @@ class Store:
         except BaseException:
             self._db.execute("ROLLBACK")
             raise
-        else:
+        try:
             self._db.execute("COMMIT")
+        except BaseException:
+            # SQLite may keep the transaction open after a failed COMMIT (a full disk, a busy
+            # database). Left open, every later write would join it and never be committed.
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            raise
 
     def integrity_check(self) -> str:
         return self._db.execute("PRAGMA integrity_check").fetchone()[0]

@@ -28,7 +28,8 @@ LoadImage = Callable[[str], Any]  # path -> RGB uint8 HxWx3 array (or PIL image)
 ProgressCallback = Callable[[int, int], None]  # (photos done, photos in the run)
 CancelCheck = threading.Event | Callable[[], bool]
 
-DEFAULT_BATCH_SIZE = 32
+# For engines that state no preferred_batch_size of their own.
+DEFAULT_BATCH_SIZE = 16
 # The first batch is kept small so that the first tags appear quickly; the rest use the full
 # batch size, which is what keeps the engine busy.
 DEFAULT_FIRST_BATCH_SIZE = 8
@@ -69,7 +70,7 @@ def tag_photos(
     head: Head,
     load_image: LoadImage,
     *,
-    batch_size: int = DEFAULT_BATCH_SIZE,
+    batch_size: int | None = None,
     first_batch_size: int = DEFAULT_FIRST_BATCH_SIZE,
     workers: int | None = None,
     progress: ProgressCallback | None = None,
@@ -80,8 +81,10 @@ def tag_photos(
     `cancel` (an Event or a no-argument callable) is checked between batches and while
     waiting for decodes; once set, the generator stops within a fraction of a second and
     yields nothing more. `progress(done, total)` is called after every batch. Closing the
-    generator early (e.g. breaking out of the loop) also stops the workers.
+    generator early (e.g. breaking out of the loop) also stops the workers. `batch_size`
+    defaults to the engine's preferred_batch_size.
     """
+    batch_size = batch_size or getattr(engine, "preferred_batch_size", DEFAULT_BATCH_SIZE)
     if batch_size < 1 or first_batch_size < 1:
         raise ValueError("batch sizes must be at least 1")
     if head.feature_dim != engine.feature_dim:
@@ -135,7 +138,7 @@ def tag_photos(
                         return
                 try:
                     prepared.append((photo_id, future.result(), None))
-                except Exception as error:  # noqa: BLE001 - a bad file is a result, not a stop
+                except Exception as error:  # a bad file is a result, not a reason to stop
                     prepared.append((photo_id, None, _describe_error(error)))
             yield _run_batch(prepared, engine, head)
             done += len(batch)
@@ -163,4 +166,3 @@ def _run_batch(
         results.append(PhotoResult(photo_id, features[row].copy(), probabilities[row].copy()))
         row += 1
     return results
-

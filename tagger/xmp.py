@@ -32,10 +32,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from tagger.atomic import atomic_writer
 from tagger.domain import LabelSource, Photo
 from tagger.jpeg_xmp import JpegError, is_jpeg, read_xmp_packet, with_xmp_packet, wrap_packet
 from tagger.library import Library
+from tagger.user_files import write_user_file
 from tagger.xmp_document import DC_NS, LR_NS, OutsideNode, XmpDocument, XmpError, parse_xmp, xml_safe_text
 
 TAGGER_PARENT_KEYWORD = "Tagger"
@@ -316,40 +316,15 @@ def _save(change: PlannedChange) -> bool:
         return False
     if change.embedded:
         packet = wrap_packet(document.to_bytes(skip_outside=_is_xpacket_marker, xml_declaration=False))
-        _write_atomically(target, with_xmp_packet(original, packet))
+        write_user_file(target, with_xmp_packet(original, packet))
     else:
-        _write_atomically(target, document.to_bytes())
+        write_user_file(target, document.to_bytes())
     return True
 
 
 def _is_xpacket_marker(node: OutsideNode) -> bool:
     # The wrapper is written afresh around an embedded packet, with new padding.
     return node.kind == "pi" and node.target == "xpacket"
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    """Replace `path` atomically, keeping its permission bits (a new file gets the umask's)."""
-    try:
-        mode = path.stat().st_mode & 0o7777
-    except FileNotFoundError:
-        mode = 0o666 & ~_umask()
-    with atomic_writer(path) as stream:
-        stream.write(data)
-        if hasattr(os, "fchmod"):
-            # The temporary file starts private (0600); the result must not.
-            os.fchmod(stream.fileno(), mode)
-
-
-def _umask() -> int:
-    # Reading the umask means setting it; /proc tells without touching process state.
-    try:
-        with open("/proc/self/status", encoding="ascii") as status:
-            for line in status:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError):
-        pass
-    return 0o022
 
 
 __all__ = [

@@ -41,7 +41,11 @@ def test_report_figures() -> None:
 def test_undefined_ratios_are_none_not_zero() -> None:
     report = classification_report(["a", "a"], ["a", "a"], ["a", "b"])
     assert report["per_class"]["b"] == {
-        "precision": None, "recall": None, "f1": None, "support": 0, "predicted": 0,
+        "precision": None,
+        "recall": None,
+        "f1": None,
+        "support": 0,
+        "predicted": 0,
     }
     assert classification_report([], [], ["a"])["accuracy"] is None
 

@@ -31,6 +31,7 @@ class StubEngine:
     backbone_id = "stub"
     feature_dim = 4
     preprocessing = Preprocessing(size=8)
+    preferred_batch_size = 4
 
     def __init__(self, delay_s: float = 0.0) -> None:
         self.batch_sizes: list[int] = []
@@ -79,7 +80,11 @@ def test_results_come_in_order_with_bad_files_reported(tmp_path: Path) -> None:
     engine = StubEngine()
 
     results = run_all(
-        items=items, engine=engine, head=stub_head(), load_image=load_photo, batch_size=4,
+        items=items,
+        engine=engine,
+        head=stub_head(),
+        load_image=load_photo,
+        batch_size=4,
         first_batch_size=2,
     )
 
@@ -102,8 +107,12 @@ def test_progress_counts_every_photo(tmp_path: Path) -> None:
     paths = write_images(tmp_path, 7)
     seen: list[tuple[int, int]] = []
     run_all(
-        items=[(i, str(p)) for i, p in enumerate(paths)], engine=StubEngine(), head=stub_head(),
-        load_image=load_photo, batch_size=3, first_batch_size=1,
+        items=[(i, str(p)) for i, p in enumerate(paths)],
+        engine=StubEngine(),
+        head=stub_head(),
+        load_image=load_photo,
+        batch_size=3,
+        first_batch_size=1,
         progress=lambda done, total: seen.append((done, total)),
     )
     assert seen[0] == (0, 7) and seen[-1] == (7, 7)
@@ -113,7 +122,10 @@ def test_progress_counts_every_photo(tmp_path: Path) -> None:
 def test_empty_run_reports_completion() -> None:
     seen: list[tuple[int, int]] = []
     results = run_all(
-        items=[], engine=StubEngine(), head=stub_head(), load_image=load_photo,
+        items=[],
+        engine=StubEngine(),
+        head=stub_head(),
+        load_image=load_photo,
         progress=lambda done, total: seen.append((done, total)),
     )
     assert results == [] and seen == [(0, 0)]
@@ -128,8 +140,14 @@ def test_cancel_stops_quickly_even_mid_decode(tmp_path: Path) -> None:
         return load_photo(path)
 
     run = tag_photos(
-        [(i, str(p)) for i, p in enumerate(paths)], StubEngine(), stub_head(), slow_loader,
-        batch_size=8, first_batch_size=2, workers=2, cancel=cancel,
+        [(i, str(p)) for i, p in enumerate(paths)],
+        StubEngine(),
+        stub_head(),
+        slow_loader,
+        batch_size=8,
+        first_batch_size=2,
+        workers=2,
+        cancel=cancel,
     )
     first = next(run)
     assert len(first) == 2
@@ -148,8 +166,13 @@ def test_cancel_callable_is_checked_between_batches(tmp_path: Path) -> None:
         return len(batches_seen) >= 2
 
     for batch in tag_photos(
-        [(i, str(p)) for i, p in enumerate(paths)], StubEngine(), stub_head(), load_photo,
-        batch_size=3, first_batch_size=3, cancel=cancelled,
+        [(i, str(p)) for i, p in enumerate(paths)],
+        StubEngine(),
+        stub_head(),
+        load_photo,
+        batch_size=3,
+        first_batch_size=3,
+        cancel=cancelled,
     ):
         batches_seen.append(batch)
     assert len(batches_seen) == 2

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import stat
 import subprocess
 from pathlib import Path
 
@@ -14,6 +16,7 @@ from PIL import Image
 from library_builders import add_photos, library_with_photos, sha256_of, write_image
 from tagger.domain import LabelSource
 from tagger.jpeg_xmp import XMP_SIGNATURE, header_segments, read_xmp_packet
+from tagger.user_files import current_umask
 from tagger.xmp import apply_xmp_changes, keywords_in_file, plan_xmp_changes, sidecar_path_for
 from tagger.xmp_document import XmpError, parse_xmp
 
@@ -290,4 +293,19 @@ def test_embedding_into_a_multi_picture_jpeg_keeps_every_picture(tmp_path):
         before.seek(frame)
         after.seek(frame)
         assert np.array_equal(np.asarray(before), np.asarray(after))
+    library.close()
+
+
+@pytest.mark.skipif(not hasattr(os, "fchmod"), reason="POSIX permission bits")
+def test_written_files_keep_or_get_ordinary_permissions(tmp_path):
+    library, ids = library_with_photos(tmp_path, {"a.jpg": "dog", "b.jpg": "dog"})
+    photo_b = tmp_path / "photos" / "b.jpg"
+    photo_b.chmod(0o640)
+    existing = tmp_path / "photos" / "b.xmp"
+    existing.write_text(OTHER_APP_SIDECAR, encoding="utf-8")
+    existing.chmod(0o600)
+    save(library, embed=True)
+    assert stat.S_IMODE((tmp_path / "photos" / "a.xmp").stat().st_mode) == 0o666 & ~current_umask()
+    assert stat.S_IMODE(existing.stat().st_mode) == 0o600
+    assert stat.S_IMODE(photo_b.stat().st_mode) == 0o640
     library.close()

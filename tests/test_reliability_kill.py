@@ -1,0 +1,73 @@
+"""Killed at any moment: SIGKILL the real CLI at random moments of importing, labeling,
+tagging and training, reopen the library after every kill, and find nothing lost.
+
+After each kill: `PRAGMA integrity_check` is ok, every label whose `tagger label` exited 0
+is there (a killed one applied to all of its photos or none), the current model loads, the
+ONNX cache is valid or ignored, and re-running the command finishes the job.
+
+A bounded number of kills per activity keeps this under a minute; bench/kill_survival.py
+is the long version. The moments are random: set TAGGER_KILL_SEED to replay a run's choices
+(the timing of the machine still varies)."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from reliability_helpers import (
+    ActivityFigures,
+    KillCampaign,
+    TemplateLibrary,
+    build_template_library,
+    clone_library,
+)
+
+pytestmark = pytest.mark.slow
+
+KILLS_PER_ACTIVITY = 6
+
+
+@pytest.fixture(scope="session")
+def template(tmp_path_factory: pytest.TempPathFactory) -> TemplateLibrary:
+    return build_template_library(tmp_path_factory.getbasetemp() / "reliability-template")
+
+
+@pytest.fixture
+def campaign(template: TemplateLibrary, tmp_path: Path) -> KillCampaign:
+    root = clone_library(template, tmp_path / "library")
+    seed = int(os.environ.get("TAGGER_KILL_SEED", time.time_ns() % 2**31))
+    return KillCampaign(root, tmp_path, seed, template.user_labels,
+                        seeded_cache=template.cache_files, log=print)
+
+
+def assert_survived(campaign: KillCampaign, figures: ActivityFigures, kills: int) -> None:
+    where = f"(TAGGER_KILL_SEED={campaign.seed}; figures {figures.as_dict()})"
+    assert not figures.failures, "\n".join(figures.failures[:20]) + "\n" + where
+    assert figures.labels_lost == 0, where
+    assert figures.kills >= kills, f"only {figures.kills} kills landed {where}"
+
+
+def test_import_survives_kills_and_resumes(campaign: KillCampaign) -> None:
+    figures = campaign.import_rounds(KILLS_PER_ACTIVITY, photos_per_round=60)
+    assert_survived(campaign, figures, KILLS_PER_ACTIVITY)
+    assert figures.resumed == figures.rounds
+
+
+def test_labels_survive_kills(campaign: KillCampaign) -> None:
+    figures = campaign.label_rounds(10)
+    assert_survived(campaign, figures, 10)
+
+
+def test_tagging_survives_kills_and_resumes(campaign: KillCampaign) -> None:
+    figures = campaign.tag_rounds(KILLS_PER_ACTIVITY, new_photos=80, window_s=3.0)
+    assert_survived(campaign, figures, KILLS_PER_ACTIVITY)
+    assert figures.resumed == 1
+
+
+def test_training_survives_kills(campaign: KillCampaign) -> None:
+    figures = campaign.train_rounds(KILLS_PER_ACTIVITY)
+    assert_survived(campaign, figures, KILLS_PER_ACTIVITY)
+    assert figures.resumed == 1
