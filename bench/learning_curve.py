@@ -56,18 +56,27 @@ def split_halves(truth: np.ndarray, seed: int) -> tuple[list[np.ndarray], np.nda
 
 
 def logistic_regression(features: np.ndarray, truth: np.ndarray, n_classes: int) -> np.ndarray:
-    """Weights [D + 1, C] of sklearn-default logistic regression: sum CE + 0.5 |W|^2 (C = 1)."""
+    """Weights [C, D + 1] of sklearn-default logistic regression: sum CE + 0.5 |W|^2 (C = 1)."""
     rows = len(truth)
     inputs = np.hstack([features, np.ones((rows, 1), dtype=np.float32)])
     objective = cross_entropy_objective(
-        inputs.astype(np.float32), np.zeros((rows, n_classes)), np.eye(n_classes)[truth],
-        np.ones(rows), decay=0.5 / rows,  # the objective averages CE over rows, hence / rows
+        inputs.astype(np.float32),
+        np.zeros((rows, n_classes)),
+        np.eye(n_classes)[truth],
+        np.ones(rows),
+        decay=0.5 / rows,  # the objective averages CE over rows, hence / rows
     )
-    solution = minimise_lbfgs(objective, np.zeros((inputs.shape[1] + 1) * n_classes), max_iterations=1000)
+    solution = minimise_lbfgs(
+        objective, np.zeros((inputs.shape[1] + 1) * n_classes), max_iterations=1000
+    )
     # The objective's own bias duplicates the ones column; both are folded together here.
-    weight = solution[: inputs.shape[1] * n_classes].reshape(inputs.shape[1], n_classes)
-    weight[-1] += solution[inputs.shape[1] * n_classes :]
+    weight = solution[: inputs.shape[1] * n_classes].reshape(n_classes, inputs.shape[1])
+    weight[:, -1] += solution[inputs.shape[1] * n_classes :]
     return weight
+
+
+def accuracy(truth: list[str], probabilities: np.ndarray, classes: list[str]) -> float:
+    return float(evaluate(truth, probabilities, classes)["accuracy"])
 
 
 def build_library(root: Path, data: PhotoFeatures) -> tuple[Library, list[int]]:
@@ -85,12 +94,20 @@ def build_library(root: Path, data: PhotoFeatures) -> tuple[Library, list[int]]:
     with library.store.transaction():
         for photo_id, vector in zip(ids, data.features):
             library.store.write_features(photo_id, data.backbone_id, vector)
-    head = Head.zero_shot(library.class_names(), data.imagenet_weight, data.imagenet_bias,
-                          backbone_id=data.backbone_id)
+    head = Head.zero_shot(
+        library.class_names(),
+        data.imagenet_weight,
+        data.imagenet_bias,
+        backbone_id=data.backbone_id,
+    )
     head_file = library.models_dir / "zero-shot.safetensors"
     head.save(head_file)
-    library.register_model_version(mode="zero-shot", backbone_id=data.backbone_id,
-                                   head_file=head_file, classes=library.class_names())
+    library.register_model_version(
+        mode="zero-shot",
+        backbone_id=data.backbone_id,
+        head_file=head_file,
+        classes=library.class_names(),
+    )
     return library, ids
 
 
@@ -111,23 +128,30 @@ def run(draws: int) -> dict:
                 pools, scored = split_halves(data.truth, seed)
                 labeled = np.concatenate([pool[:per_class] for pool in pools])
                 truth_names = [order[to_library[t]] for t in data.truth[scored]]
-
-                def accuracy(probabilities: np.ndarray) -> float:
-                    return float(evaluate(truth_names, probabilities, order)["accuracy"])
-
-                scores["zero-shot"].append(accuracy(zero_shot.probabilities(data.features[scored])))
-                weight = logistic_regression(data.features[labeled], to_library[data.truth[labeled]], n_classes)
-                logits = data.features[scored] @ weight[:-1] + weight[-1]
-                scores["logistic"].append(accuracy(np.eye(n_classes)[logits.argmax(axis=1)]))
+                zero_shot_probabilities = zero_shot.probabilities(data.features[scored])
+                scores["zero-shot"].append(accuracy(truth_names, zero_shot_probabilities, order))
+                weight = logistic_regression(
+                    data.features[labeled], to_library[data.truth[labeled]], n_classes
+                )
+                logits = data.features[scored] @ weight[:, :-1].T + weight[:, -1]
+                one_hot = np.eye(n_classes)[logits.argmax(axis=1)]
+                scores["logistic"].append(accuracy(truth_names, one_hot, order))
 
                 library.set_user_labels(ids, None)
                 for row in labeled:
                     library.set_user_labels([ids[row]], classes[data.truth[row]])
-                for method, settings in (("labels only", QuickSettings(use_unlabeled=False)),
-                                         ("quick", QuickSettings())):
+                for method, settings in (
+                    ("labels only", QuickSettings(use_unlabeled=False)),
+                    ("quick", QuickSettings()),
+                ):
                     started = time.perf_counter()
-                    outcome = train(library.reader(), library.current_model_version(), order,
-                                    models_dir=library.models_dir, quick_settings=settings)
+                    outcome = train(
+                        library.reader(),
+                        library.current_model_version(),
+                        order,
+                        models_dir=library.models_dir,
+                        quick_settings=settings,
+                    )
                     head = Head.load(outcome.head_file)
                     report = evaluate(truth_names, head.probabilities(data.features[scored]), order)
                     scores[method].append(report["accuracy"])
@@ -141,25 +165,45 @@ def run(draws: int) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--draws", type=int, default=10, help="random label draws per point (default 10)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--draws", type=int, default=10, help="random label draws per point (default 10)"
+    )
     args = parser.parse_args()
     outcome = run(args.draws)
     results = outcome["results"]
-    print(f"Accuracy on the scored half, mean (std) over {args.draws} draws; {outcome['n_photos']} photos")
-    print(f"{'labels/class':>12}" + "".join(f"{m:>16}" for m in METHODS) + f"{'ECE quick':>11}{'train s':>9}")
+    print(
+        f"Accuracy on the scored half, mean (std) over {args.draws} draws; "
+        f"{outcome['n_photos']} photos"
+    )
+    print(
+        f"{'labels/class':>12}"
+        + "".join(f"{m:>16}" for m in METHODS)
+        + f"{'ECE quick':>11}{'train s':>9}"
+    )
     summary = {}
     for per_class, scores in results.items():
         cells = "".join(
             f"{100 * np.mean(scores[m]):>9.1f}% ({100 * np.std(scores[m]):3.1f})" for m in METHODS
         )
-        print(f"{per_class:>12}{cells}{100 * np.mean(scores['ece']):>10.1f}%{np.mean(scores['seconds']):>9.2f}")
+        ece, seconds = 100 * np.mean(scores["ece"]), np.mean(scores["seconds"])
+        print(f"{per_class:>12}{cells}{ece:>10.1f}%{seconds:>9.2f}")
         summary[str(per_class)] = {
             **{m: round(float(np.mean(scores[m])), 4) for m in METHODS},
             "ece_quick": round(float(np.mean(scores["ece"])), 4),
         }
-    print(json.dumps({"benchmark": "learning_curve", "draws": args.draws, "accuracy": summary,
-                      "quick_at_10_per_class": summary["10"]["quick"]}))
+    print(
+        json.dumps(
+            {
+                "benchmark": "learning_curve",
+                "draws": args.draws,
+                "accuracy": summary,
+                "quick_at_10_per_class": summary["10"]["quick"],
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

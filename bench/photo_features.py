@@ -49,15 +49,22 @@ def list_photos(photos_dir: Path) -> tuple[list[str], np.ndarray]:
     return paths, np.asarray(truth, dtype=np.int64)
 
 
-def load_photo_features(photos_dir: Path = DEFAULT_PHOTOS, cache_dir: Path = CACHE_DIR) -> PhotoFeatures:
+def load_photo_features(
+    photos_dir: Path = DEFAULT_PHOTOS, cache_dir: Path = CACHE_DIR
+) -> PhotoFeatures:
     paths, truth = list_photos(photos_dir)
     cache = cache_dir / f"photo_features-{len(paths)}.npz"
     if cache.is_file():
         saved = np.load(cache, allow_pickle=False)
         if list(saved["paths"]) == paths:
             return PhotoFeatures(
-                saved["features"], truth, paths, CLASSES, saved["imagenet_weight"],
-                saved["imagenet_bias"], str(saved["backbone_id"]),
+                saved["features"],
+                truth,
+                paths,
+                CLASSES,
+                saved["imagenet_weight"],
+                saved["imagenet_bias"],
+                str(saved["backbone_id"]),
             )
     engine = TorchEngine("cpu")
     weight, bias = engine.imagenet_classifier()
@@ -69,13 +76,18 @@ def load_photo_features(photos_dir: Path = DEFAULT_PHOTOS, cache_dir: Path = CAC
             if not result.ok:
                 raise RuntimeError(f"{paths[result.photo_id]}: {result.error}")
             features[result.photo_id] = result.features
-    print(f"features of {len(paths)} photos in {time.perf_counter() - started:.1f} s ({engine.describe()})")
+    seconds = time.perf_counter() - started
+    print(f"features of {len(paths)} photos in {seconds:.1f} s ({engine.describe()})")
     # The library keeps features as float16; benches should see exactly what training sees.
     features = features.astype(np.float16).astype(np.float32)
     cache_dir.mkdir(parents=True, exist_ok=True)
     np.savez(
-        cache, features=features, paths=np.asarray(paths), imagenet_weight=weight,
-        imagenet_bias=bias, backbone_id=np.asarray(engine.backbone_id),
+        cache,
+        features=features,
+        paths=np.asarray(paths),
+        imagenet_weight=weight,
+        imagenet_bias=bias,
+        backbone_id=np.asarray(engine.backbone_id),
     )
     return PhotoFeatures(features, truth, paths, CLASSES, weight, bias, engine.backbone_id)
 

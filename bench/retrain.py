@@ -39,7 +39,9 @@ LABELS_PER_CLASS = 200
 UNLABELED = 10_000
 
 
-def library_features(synthetic: bool, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def library_features(
+    synthetic: bool, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(features [N, D], class per row, ImageNet weight, ImageNet bias) for 11,000 photos."""
     n_photos = LABELS_PER_CLASS * len(CLASSES) + UNLABELED
     if synthetic:
@@ -65,7 +67,9 @@ def build_library(root: Path, synthetic: bool) -> tuple[Library, list[int]]:
         if name not in library.class_names():
             library.add_class(name)
     scanned = [
-        ScannedFile(path=str(root / f"photo-{i}.jpg"), size_bytes=1, mtime=0.0, content_hash=f"h{i}")
+        ScannedFile(
+            path=str(root / f"photo-{i}.jpg"), size_bytes=1, mtime=0.0, content_hash=f"h{i}"
+        )
         for i in range(len(features))
     ]
     library.record_scanned(scanned, ImportSummary())
@@ -82,8 +86,12 @@ def build_library(root: Path, synthetic: bool) -> tuple[Library, list[int]]:
     head = Head.zero_shot(library.class_names(), weight, bias, backbone_id=backbone_id)
     head_file = library.models_dir / "zero-shot.safetensors"
     head.save(head_file)
-    library.register_model_version(mode="zero-shot", backbone_id=backbone_id, head_file=head_file,
-                                   classes=library.class_names())
+    library.register_model_version(
+        mode="zero-shot",
+        backbone_id=backbone_id,
+        head_file=head_file,
+        classes=library.class_names(),
+    )
     unlabeled = [ids[i] for i in np.setdiff1d(np.arange(len(ids)), labeled)]
     return library, unlabeled
 
@@ -97,9 +105,17 @@ def timed(action, repeats: int) -> tuple[float, list[float], object]:
     return statistics.median(times), times, result
 
 
+def _seconds(runs: list[float]) -> str:
+    return ", ".join(f"{t:.2f}" for t in runs)
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--synthetic", action="store_true", help="random clusters instead of real features")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--synthetic", action="store_true", help="random clusters instead of real features"
+    )
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
@@ -120,15 +136,29 @@ def main() -> None:
         retag_s, retag_runs, ranked = timed(retag, args.repeats)
         reader.close()
         library.close()
-    print(f"CPU cores: {os.cpu_count()}, features: {'synthetic' if args.synthetic else 'real, resampled'}")
-    print(f"quick retraining, {outcome.n_labels} labels + {outcome.metrics['n_unlabeled_used']} unlabeled "
-          f"in the graph: median {quick_s:.2f} s (runs: {', '.join(f'{t:.2f}' for t in quick_runs)})")
+    kind = "synthetic" if args.synthetic else "real, resampled"
+    print(f"CPU cores: {os.cpu_count()}, features: {kind}")
+    print(
+        f"quick retraining, {outcome.n_labels} labels + {outcome.metrics['n_unlabeled_used']} "
+        f"unlabeled in the graph: median {quick_s:.2f} s (runs: {_seconds(quick_runs)})"
+    )
     print(f"  {outcome.summary()}")
-    print(f"re-tagging {len(ranked)} photos from cached features + ranking: median {retag_s:.2f} s "
-          f"(runs: {', '.join(f'{t:.2f}' for t in retag_runs)})")
-    print(json.dumps({"benchmark": "retrain", "quick_train_s": round(quick_s, 3),
-                      "retag_10k_s": round(retag_s, 3), "n_labels": outcome.n_labels,
-                      "retagged": len(ranked), "cpu_cores": os.cpu_count()}))
+    print(
+        f"re-tagging {len(ranked)} photos from cached features + ranking: median {retag_s:.2f} s "
+        f"(runs: {_seconds(retag_runs)})"
+    )
+    print(
+        json.dumps(
+            {
+                "benchmark": "retrain",
+                "quick_train_s": round(quick_s, 3),
+                "retag_10k_s": round(retag_s, 3),
+                "n_labels": outcome.n_labels,
+                "retagged": len(ranked),
+                "cpu_cores": os.cpu_count(),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -53,14 +53,15 @@ def cross_fitted_probabilities(
     """Calibrated probabilities where each fold's temperature was fitted on the other folds.
 
     Scoring calibration on the very predictions the temperature was fitted to would flatter
-    it; this is the honest version. With a single fold there is nothing to fit on, so the
-    probabilities stay uncalibrated.
+    it; this is the honest version. A single hold-out set is split in two halves for it.
     """
     logits = np.asarray(logits, dtype=np.float64)
+    truth = np.asarray(truth, dtype=np.int64)
+    if len(np.unique(fold_of)) < 2:
+        fold_of = np.arange(len(truth)) % 2
     probabilities = np.empty_like(logits)
     for fold in np.unique(fold_of):
         inside = fold_of == fold
-        others = ~inside
-        temperature = fit_temperature(logits[others], truth[others]) if others.any() else 1.0
+        temperature = fit_temperature(logits[~inside], truth[~inside])
         probabilities[inside] = softmax(logits[inside] / temperature)
     return probabilities

@@ -73,15 +73,11 @@ class DeepSettings:
 
     def for_device(self, device: torch.device) -> DeepSettings:
         gpu = device.type != "cpu"
-        return DeepSettings(
+        return dataclasses.replace(
+            self,
             epochs=self.epochs or (8 if gpu else 2),
             batch_size=self.batch_size or (64 if gpu else 16),
             images_per_epoch=self.images_per_epoch or (4096 if gpu else 256),
-            trainable_stages=self.trainable_stages,
-            backbone_lr=self.backbone_lr,
-            head_lr=self.head_lr,
-            head_weight_decay=self.head_weight_decay,
-            seed=self.seed,
         )
 
 
@@ -107,7 +103,7 @@ class HeadModule(nn.Module):
             self.residual.bias.copy_(torch.from_numpy(head.residual_bias))
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        features = features.float()  # log-sum-exp over 1000 classes wants full precision
+        features = features.float()  # from an autocast backbone they may be bf16/fp16
         log_p = torch.log_softmax(features @ self.imagenet_weight.T + self.imagenet_bias, dim=1)
         grouped = torch.logsumexp(log_p[:, None, :] + self.group_mask[None], dim=2)
         prior = torch.where(self.has_group, grouped - self.correction, NO_PRIOR_LOG_MASS)
@@ -228,16 +224,18 @@ def train_one_epoch(
             images_t = images_t.contiguous(memory_format=torch.channels_last)
         labels = labels.to(device, non_blocking=True)
         with _autocast(device):
-            logits = head(backbone(images_t))
-        loss = criterion(logits.float(), labels)
+            features = backbone(images_t)
+        # The head runs outside autocast: its log-sum-exp over 1000 ImageNet classes needs fp32.
+        loss = criterion(head(features), labels)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.step(optimizer)
         scaler.update()
-        total += float(loss) * len(labels)
+        value = float(loss.detach())
+        total += value * len(labels)
         count += len(labels)
         if on_batch is not None:
-            on_batch(float(loss))
+            on_batch(value)
     return total / max(count, 1)
 
 
@@ -252,7 +250,8 @@ def evaluate(
         if device.type == "cuda":
             images_t = images_t.contiguous(memory_format=torch.channels_last)
         with _autocast(device):
-            outputs.append(head(backbone(images_t)).float().cpu().numpy())
+            features = backbone(images_t)
+        outputs.append(head(features).cpu().numpy())
     return np.concatenate(outputs).astype(np.float64)
 
 
@@ -282,10 +281,16 @@ def finetune(
     head_module = HeadModule(head).to(device)
     optimizer = torch.optim.AdamW(
         [
-            {"params": trainable_parameters(backbone, settings.trainable_stages),
-             "lr": settings.backbone_lr, "weight_decay": 1e-5},
-            {"params": head_module.residual.parameters(),
-             "lr": settings.head_lr, "weight_decay": settings.head_weight_decay},
+            {
+                "params": trainable_parameters(backbone, settings.trainable_stages),
+                "lr": settings.backbone_lr,
+                "weight_decay": 1e-5,
+            },
+            {
+                "params": head_module.residual.parameters(),
+                "lr": settings.head_lr,
+                "weight_decay": settings.head_weight_decay,
+            },
         ]
     )
     # Only fp16 needs loss scaling; bf16 and fp32 have fp32's range.
@@ -301,7 +306,10 @@ def finetune(
         generator=torch.Generator().manual_seed(settings.seed),
     )
     loader = DataLoader(
-        dataset, batch_size=settings.batch_size, sampler=sampler, collate_fn=collate_readable,
+        dataset,
+        batch_size=settings.batch_size,
+        sampler=sampler,
+        collate_fn=collate_readable,
         pin_memory=device.type == "cuda",
     )
     batches, loaded = evaluation_batches(held_out_paths, backbone.preprocessing)
@@ -355,7 +363,8 @@ def starting_backbone(
     """The backbone a model version runs: its fine-tuned checkpoint, or the default network."""
     if not backbone_id.startswith(DEFAULT_BACKBONE):
         raise ValueError(
-            f"deep training supports the default {DEFAULT_BACKBONE} backbone only, not {backbone_id}"
+            f"deep training supports the default {DEFAULT_BACKBONE} backbone only, "
+            f"not {backbone_id}"
         )
     if checkpoint is not None:
         return load_finetuned_backbone(checkpoint, device)
@@ -371,7 +380,10 @@ def load_finetuned_backbone(path: Path, device: torch.device | None = None) -> F
         tensors = load_safetensors(raw)
     except Exception as error:
         raise BackboneCheckpointError(f"{path}: not a safetensors file: {error}") from error
-    if metadata.get("format") != CHECKPOINT_FORMAT or metadata.get("architecture") != DEFAULT_BACKBONE:
+    if (
+        metadata.get("format") != CHECKPOINT_FORMAT
+        or metadata.get("architecture") != DEFAULT_BACKBONE
+    ):
         raise BackboneCheckpointError(f"{path}: not a fine-tuned {DEFAULT_BACKBONE} checkpoint")
     if int(metadata.get("version", "0")) > CHECKPOINT_VERSION:
         raise BackboneCheckpointError(f"{path}: written by a newer Tagger")

@@ -42,7 +42,9 @@ def overlay(
     `heat` ([h, w] in [0, 1]) may be smaller than the photo (a preview-size map over the
     full-size picture) as long as the aspect ratio matches; it is resized to fit. Blending
     in proportion to the heat as well as `alpha` leaves cold regions close to the photo,
-    so the picture stays recognisable where the model found no evidence.
+    so the picture stays recognisable where the model found no evidence. Maps from
+    tagger.explain are 0 outside the centre square the model looks at; faint blue up to that
+    square's edge is the model's view, not a drawing error.
     """
     rgb = np.asarray(rgb)
     if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:

@@ -33,6 +33,7 @@ ITERATIONS_PER_STEP = 10
 _HISTORY = 10  # L-BFGS memory: curvature pairs kept
 _GRADIENT_TOLERANCE = 1e-6
 _ARMIJO = 1e-4  # sufficient-decrease constant of the backtracking line search
+_RELATIVE_TOLERANCE = 1e-6  # stop once a step lowers the loss by less than this fraction
 
 StepCallback = Callable[[float], None]  # (loss) after each step; raising stops the fit
 Objective = Callable[[np.ndarray], tuple[float, np.ndarray]]  # parameters -> (loss, gradient)
@@ -70,19 +71,22 @@ def fit_residual(
     scale = float(np.mean(np.linalg.norm(features - centre, axis=1))) or 1.0
     inputs = (features - centre) / scale
     objective = cross_entropy_objective(
-        inputs, np.asarray(prior, dtype=np.float64), np.asarray(targets, dtype=np.float64),
-        np.asarray(weights, dtype=np.float64), weight_decay,
+        inputs,
+        np.asarray(prior, dtype=np.float64),
+        np.asarray(targets, dtype=np.float64),
+        np.asarray(weights, dtype=np.float64),
+        weight_decay,
     )
     n_classes = len(head.classes)
     dim = features.shape[1]
     solution = minimise_lbfgs(
         objective, np.zeros((dim + 1) * n_classes), max_iterations=max_iterations, on_step=on_step
     )
-    weight = solution[: dim * n_classes].reshape(dim, n_classes) / scale  # raw-feature units
-    bias = solution[dim * n_classes :] - centre @ weight
+    weight = solution[: dim * n_classes].reshape(n_classes, dim) / scale  # raw-feature units
+    bias = solution[dim * n_classes :] - weight @ centre
     return dataclasses.replace(
         head,
-        residual_weight=weight.T.astype(np.float32),
+        residual_weight=weight.astype(np.float32),
         residual_bias=bias.astype(np.float32),
         class_bias=np.zeros(n_classes, dtype=np.float32),
         temperature=1.0,
@@ -93,25 +97,34 @@ def fit_residual(
 def cross_entropy_objective(
     inputs: np.ndarray, prior: np.ndarray, targets: np.ndarray, weights: np.ndarray, decay: float
 ) -> Objective:
-    """Loss and gradient of sum_i w_i CE(prior_i + x_i W + b, t_i) / sum w + decay |W|^2."""
+    """Loss and gradient of sum_i w_i CE(prior_i + x_i W.T + b, t_i) / sum w + decay |W|^2.
+
+    Parameters are W [C, D] then b [C], flattened. Everything per class is kept as [C, N]:
+    with a handful of classes, row-wise reductions over [N, C] arrays ran 3x slower, and
+    `inputs @ W.T` / `R @ inputs` are the two BLAS shapes that measured fastest here.
+    """
     weights = weights / max(float(weights.sum()), 1e-12)
-    dim, n_classes = inputs.shape[1], prior.shape[1]
+    n_classes, dim = prior.shape[1], inputs.shape[1]
+    prior_t = np.ascontiguousarray(prior.T, dtype=np.float64)
+    targets_t = np.ascontiguousarray(targets.T, dtype=np.float64)
     # Rows whose targets do not sum to one (never, in practice) still get the right gradient.
-    target_mass = targets.sum(axis=1, keepdims=True)
+    target_mass = targets_t.sum(axis=0)
 
     def evaluate(parameters: np.ndarray) -> tuple[float, np.ndarray]:
-        weight = parameters[: dim * n_classes].reshape(dim, n_classes)
+        weight = parameters[: dim * n_classes].reshape(n_classes, dim)
         bias = parameters[dim * n_classes :]
-        logits = prior + (inputs @ weight.astype(np.float32)) + bias
-        logits -= logits.max(axis=1, keepdims=True)
-        log_norm = np.log(np.exp(logits).sum(axis=1, keepdims=True))
-        log_probabilities = logits - log_norm
-        loss = -float(weights @ (targets * log_probabilities).sum(axis=1))
+        logits = np.einsum("nd,cd->cn", inputs, weight.astype(np.float32)) + prior_t + bias[:, None]
+        logits -= logits.max(axis=0)
+        exp = np.exp(logits)
+        total = exp.sum(axis=0)
+        log_probabilities = logits - np.log(total)
+        loss = -float((targets_t * log_probabilities).sum(axis=0) @ weights)
         loss += decay * float(np.sum(weight * weight))
-        residual = weights[:, None] * (np.exp(log_probabilities) * target_mass - targets)
-        weight_gradient = (inputs.T @ residual.astype(np.float32)).astype(np.float64)
+        residual = weights * (exp * (target_mass / total) - targets_t)  # [C, N]
+        weight_gradient = np.einsum("cn,nd->cd", residual.astype(np.float32), inputs)
+        weight_gradient = weight_gradient.astype(np.float64)
         weight_gradient += 2.0 * decay * weight
-        return loss, np.concatenate([weight_gradient.ravel(), residual.sum(axis=0)])
+        return loss, np.concatenate([weight_gradient.ravel(), residual.sum(axis=1)])
 
     return evaluate
 
@@ -152,7 +165,7 @@ def minimise_lbfgs(
         if float(change @ (candidate - x)) > 1e-12:
             steps.append(candidate - x)
             changes.append(change)
-        converged = loss - new_loss <= 1e-10 * max(1.0, abs(loss))
+        converged = loss - new_loss <= _RELATIVE_TOLERANCE * max(1.0, abs(loss))
         x, loss, gradient = candidate, new_loss, new_gradient
         if on_step is not None and iteration % ITERATIONS_PER_STEP == 0:
             on_step(loss)

@@ -88,7 +88,9 @@ def compare_heads(
             metrics,
         )
     chosen_truth = [truth[i] for i in rows]
-    new_report = evaluate(chosen_truth, in_class_order(new_probabilities[rows], new_classes, order), order)
+    new_report = evaluate(
+        chosen_truth, in_class_order(new_probabilities[rows], new_classes, order), order
+    )
     current_report = evaluate(
         chosen_truth, in_class_order(current_probabilities[rows], current_classes, order), order
     )

@@ -52,7 +52,7 @@ class QuickSettings:
     pseudo_label_weight: float = 1.0
     # Unlabeled photos drawn (at random) into the graph: enough for the clusters to show, few
     # enough that building the graph stays well under a second however big the library is.
-    max_unlabeled: int = 2000
+    max_unlabeled: int = 1000
     use_unlabeled: bool = True
     seed: int = 0
 
@@ -105,8 +105,13 @@ def fit_semi_supervised(
     labels = pool.truth[train]
     one_hot = np.eye(n_classes, dtype=np.float32)
     first = fit_residual(
-        head, pool.features[train], one_hot[labels], balanced_weights(labels, n_classes),
-        prior=pool.prior[train], weight_decay=settings.weight_decay, on_step=on_step,
+        head,
+        pool.features[train],
+        one_hot[labels],
+        balanced_weights(labels, n_classes),
+        prior=pool.prior[train],
+        weight_decay=settings.weight_decay,
+        on_step=on_step,
     )
     if pool.graph is None:
         return first
@@ -117,8 +122,13 @@ def fit_semi_supervised(
     weights = np.full(len(pool.features), settings.pseudo_label_weight)
     weights[train] = balanced_weights(labels, n_classes)
     return fit_residual(
-        head, pool.features, targets, weights,
-        prior=pool.prior, weight_decay=settings.weight_decay, on_step=on_step,
+        head,
+        pool.features,
+        targets,
+        weights,
+        prior=pool.prior,
+        weight_decay=settings.weight_decay,
+        on_step=on_step,
     )
 
 

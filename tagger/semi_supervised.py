@@ -29,31 +29,32 @@ _ROWS_PER_CHUNK = 1024
 
 @dataclass(frozen=True)
 class NeighbourGraph:
-    """A symmetric kNN graph as edge lists, with weights already normalised D^-1/2 A D^-1/2."""
+    """A symmetric kNN graph as edge lists sorted by source node, with weights already
+    normalised D^-1/2 A D^-1/2. Every node has at least k edges (the ones it chose)."""
 
-    sources: np.ndarray  # int64 [E]
     targets: np.ndarray  # int64 [E]
     weights: np.ndarray  # float64 [E]
-    n_nodes: int
+    starts: np.ndarray  # int64 [N]: where each node's edges begin in `targets`
+
+    @property
+    def n_nodes(self) -> int:
+        return len(self.starts)
 
     def spread(self, values: np.ndarray) -> np.ndarray:
         """S @ values for values [N, C]: each node's weighted sum of its neighbours' rows."""
-        spread = np.zeros_like(values)
-        contributions = values[self.targets] * self.weights[:, None]
-        for column in range(values.shape[1]):
-            spread[:, column] = np.bincount(
-                self.sources, weights=contributions[:, column], minlength=self.n_nodes
-            )
-        return spread
+        if len(self.targets) == 0:
+            return np.zeros_like(values)
+        return np.add.reduceat(values[self.targets] * self.weights[:, None], self.starts, axis=0)
 
 
 def neighbour_graph(features: np.ndarray, neighbours: int = DEFAULT_NEIGHBOURS) -> NeighbourGraph:
-    """The cosine kNN graph of feature rows [N, D], made symmetric (an edge if either side chose it)."""
+    """The cosine kNN graph of feature rows [N, D], symmetric: an edge if either end chose it."""
     n_nodes = len(features)
     k = min(neighbours, n_nodes - 1)
     if k < 1:
-        empty = np.zeros(0, dtype=np.int64)
-        return NeighbourGraph(empty, empty, np.zeros(0), n_nodes)
+        return NeighbourGraph(
+            np.zeros(0, dtype=np.int64), np.zeros(0), np.zeros(n_nodes, dtype=np.int64)
+        )
     unit = np.asarray(features, dtype=np.float32)
     unit = unit / np.maximum(np.linalg.norm(unit, axis=1, keepdims=True), 1e-12)
     nearest = np.empty((n_nodes, k), dtype=np.int64)
@@ -75,7 +76,9 @@ def neighbour_graph(features: np.ndarray, neighbours: int = DEFAULT_NEIGHBOURS) 
     degree = np.bincount(sources, weights=affinity, minlength=n_nodes)
     scale = 1.0 / np.sqrt(np.maximum(degree, 1e-12))
     weights = affinity * scale[sources] * scale[targets]
-    return NeighbourGraph(sources, targets, weights, n_nodes)
+    order = np.argsort(sources, kind="stable")
+    starts = np.searchsorted(sources[order], np.arange(n_nodes))
+    return NeighbourGraph(targets[order], weights[order], starts)
 
 
 def propagate_labels(

@@ -49,7 +49,9 @@ def assign_folds(truth: np.ndarray, n_folds: int, seed: int = 0) -> np.ndarray:
     return fold_of
 
 
-def plan_evaluation(truth: np.ndarray, seed: int = 0, n_folds: int = DEFAULT_FOLDS) -> EvaluationPlan:
+def plan_evaluation(
+    truth: np.ndarray, seed: int = 0, n_folds: int = DEFAULT_FOLDS
+) -> EvaluationPlan:
     fold_of = assign_folds(truth, n_folds, seed)
     held_out_able = int((fold_of != NEVER_HELD_OUT).sum())
     if held_out_able < MIN_HELD_OUT:
@@ -60,7 +62,9 @@ def plan_evaluation(truth: np.ndarray, seed: int = 0, n_folds: int = DEFAULT_FOL
     return EvaluationPlan(fold_of, folds, f"{n_folds}-fold cross-validation")
 
 
-def single_hold_out(truth: np.ndarray, seed: int = 0, n_folds: int = DEFAULT_FOLDS) -> EvaluationPlan:
+def single_hold_out(
+    truth: np.ndarray, seed: int = 0, n_folds: int = DEFAULT_FOLDS
+) -> EvaluationPlan:
     """One stratified fold held out, for training too costly to repeat k times (deep mode)."""
     plan = plan_evaluation(truth, seed, n_folds)
     if not plan.folds:

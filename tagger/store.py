@@ -61,8 +61,8 @@ def _open_failure(path: Path, error: sqlite3.Error) -> StoreError:
     # disk or the folder is the problem.
     code = (getattr(error, "sqlite_errorcode", None) or 0) & 0xFF
     if is_disk_full(error, path.parent):
-        return StoreError(f"The disk holding {path.parent} is full: free some space and try again "
-                          "(nothing in the library was changed)")
+        return StoreError(f"the disk is full ({path.parent}); nothing in the library was changed: "
+                          "free some space and try again")
     if code in (SQLITE_READONLY, SQLITE_CANTOPEN) and not os.access(path.parent, os.W_OK):
         return StoreError(f"{path.parent} is read-only, so the library there can only be read")
     return StoreError(f"{path} is not a usable Tagger library: {error}")

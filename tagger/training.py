@@ -122,8 +122,10 @@ def train(
     """Train a new model version from the user's labels; see the module docstring.
 
     `models_dir` is the library's `models_dir` (model files are found relative to its parent,
-    the library folder). Raises TrainingError with advice when the labels cannot train a model,
-    TrainingCancelled when `should_cancel` fires (checked between optimiser steps and batches).
+    the library folder). `device` ("cuda", "mps", "cpu"; None picks the best) applies to deep
+    mode; quick mode always runs on the CPU, which suits its small matrices best. Raises
+    TrainingError with advice when the labels cannot train a model, TrainingCancelled when
+    `should_cancel` fires (checked between optimiser steps and between batches).
     """
     if mode not in MODES:
         raise TrainingError(f"unknown training mode {mode!r}: use 'quick' or 'deep'")
@@ -145,7 +147,16 @@ def train(
     else:
         plan = single_hold_out(data.truth, quick.seed)
         head, logits, backbone_file, backbone_id = _train_deep(
-            store, base_head, current, data, plan, quick, deep_settings, device, reporter, models_dir
+            store,
+            base_head,
+            current,
+            data,
+            plan,
+            quick,
+            deep_settings,
+            device,
+            reporter,
+            models_dir,
         )
         # The deep model never trains on its held-out photos, so the next comparison may use them.
         trained_rows = np.flatnonzero(~plan.held_out)
@@ -160,6 +171,7 @@ def train(
     comparison = _compare(plan, held_out, data, logits, head.classes, current_head)
     reporter.finish(comparison.metrics.get("new_all_held_out", {}).get("accuracy"))
 
+    reporter.check_cancel()  # the last chance to leave nothing behind
     head_file = models_dir / f"head-{_file_stamp()}.safetensors"
     head.save(head_file)
     metrics = {
@@ -217,11 +229,8 @@ def check_labels(labels: Sequence[str], head: Head) -> list[str]:
         raise TrainingError(
             "There are no labeled photos yet: label a few photos of each class, then train."
         )
-    counts = {name: 0 for name in head.classes}
-    for label in labels:
-        counts[label] += 1
-    knows = {name: name in head.groups or name.strip().lower() == OTHER for name in head.classes}
-    unlearnable = [name for name, count in counts.items() if count == 0 and not knows[name]]
+    counts = _label_counts(labels, head)
+    unlearnable = _unlearnable(counts, head)
     if unlearnable:
         names = ", ".join(repr(name) for name in unlearnable)
         raise TrainingError(
@@ -233,12 +242,28 @@ def check_labels(labels: Sequence[str], head: Head) -> list[str]:
     for name, count in counts.items():
         if count == 0:
             warnings.append(f"'{name}' has no labels; its tags come from ImageNet knowledge alone.")
-        elif count < FEW_LABELS and not knows[name]:
+        elif count < FEW_LABELS and not _has_prior(name, head):
             warnings.append(
                 f"'{name}' has only {count} label{'s' if count != 1 else ''}; expect weak results "
                 f"until it has {FEW_LABELS} or more."
             )
     return warnings
+
+
+def _label_counts(labels: Sequence[str], head: Head) -> dict[str, int]:
+    counts = {name: 0 for name in head.classes}
+    for label in labels:
+        counts[label] += 1
+    return counts
+
+
+def _has_prior(name: str, head: Head) -> bool:
+    """Does the zero-shot prior know this class (an ImageNet group, or the catch-all "other")?"""
+    return name in head.groups or name.strip().lower() == OTHER
+
+
+def _unlearnable(counts: dict[str, int], head: Head) -> list[str]:
+    return [name for name, count in counts.items() if count == 0 and not _has_prior(name, head)]
 
 
 # --- the labels' features --------------------------------------------------------------------
@@ -257,7 +282,9 @@ class _TrainingData:
 
 
 def _prepare(store: Store, head: Head, backbone_id: str, settings: QuickSettings) -> _TrainingData:
-    snapshot = [(photo_id, label) for photo_id, label in store.user_labels() if label in head.classes]
+    snapshot = [
+        (photo_id, label) for photo_id, label in store.user_labels() if label in head.classes
+    ]
     warnings = check_labels([label for _, label in snapshot], head)
     ids, features = store.features(backbone_id, [photo_id for photo_id, _ in snapshot])
     if len(ids) == 0:
@@ -274,6 +301,13 @@ def _prepare(store: Store, head: Head, backbone_id: str, settings: QuickSettings
     label_of = dict(snapshot)
     photo_ids = [int(i) for i in ids]
     labels = [label_of[i] for i in photo_ids]
+    untagged = _unlearnable(_label_counts(labels, head), head)
+    if untagged:
+        raise TrainingError(
+            f"The photos labeled {', '.join(repr(name) for name in untagged)} have not been "
+            "tagged by the current model yet, so there is nothing to learn them from: tag "
+            "them first, then train."
+        )
     position = {name: i for i, name in enumerate(head.classes)}
     truth = np.array([position[label] for label in labels], dtype=np.int64)
     unlabeled = _unlabeled_features(store, backbone_id, set(photo_ids), settings)
@@ -306,7 +340,11 @@ def _train_quick(
     """The head fitted to every label, and out-of-fold logits for the held-out ones."""
     reporter.plan(len(plan.folds) + 1, FITS_PER_TRAINING * fit_steps())
     logits = cross_validated_logits(
-        base_head, data.pool, plan, settings, reporter.step,
+        base_head,
+        data.pool,
+        plan,
+        settings,
+        reporter.step,
         on_fold=lambda fold, accuracy: reporter.stage_done(accuracy),
     )
     every_label = np.zeros(len(data.pool.features), dtype=bool)
@@ -347,21 +385,28 @@ def _train_deep(
     except ValueError as error:
         raise TrainingError(f"Deep training is not possible with this model: {error}") from error
     epochs = settings.for_device(torch_device).epochs
-    reporter.plan(epochs, deep_training.batches_per_epoch(int(train_rows.sum()), settings, torch_device))
+    reporter.plan(
+        epochs, deep_training.batches_per_epoch(int(train_rows.sum()), settings, torch_device)
+    )
     result = deep_training.finetune(
-        backbone, start,
-        [paths[i] for i in np.flatnonzero(train_rows)], data.truth[train_rows].tolist(),
-        [paths[i] for i in np.flatnonzero(plan.held_out)], data.truth[plan.held_out].tolist(),
+        backbone,
+        start,
+        [paths[i] for i in np.flatnonzero(train_rows)],
+        data.truth[train_rows].tolist(),
+        [paths[i] for i in np.flatnonzero(plan.held_out)],
+        data.truth[plan.held_out].tolist(),
         settings,
         on_batch=reporter.step,
         on_epoch=lambda epoch, accuracy: reporter.stage_done(accuracy),
     )
     logits = np.full((len(data.truth), len(base_head.classes)), np.nan)
     logits[plan.held_out] = result.held_out_logits
+    reporter.check_cancel()
     raw = deep_training.checkpoint_bytes(backbone, current.backbone_id)
     backbone_file = models_dir / f"backbone-{_file_stamp()}.safetensors"
     write_atomically(backbone_file, raw)
-    return result.head, logits, backbone_file, deep_training.checkpoint_backbone_id(raw, backbone.preprocessing)
+    backbone_id = deep_training.checkpoint_backbone_id(raw, backbone.preprocessing)
+    return result.head, logits, backbone_file, backbone_id
 
 
 # --- judging --------------------------------------------------------------------------------------
@@ -388,8 +433,11 @@ def _compare(
     labels = [data.labels[i] for i in rows]
     calibrated = cross_fitted_probabilities(logits[rows], truth, plan.fold_of[rows])
     comparison = compare_heads(
-        labels, calibrated, classes,
-        current_head.probabilities(data.features[rows]), current_head.classes,
+        labels,
+        calibrated,
+        classes,
+        current_head.probabilities(data.features[rows]),
+        current_head.classes,
         seen_by(current_head, [data.photo_ids[i] for i in rows], labels),
     )
     comparison.metrics["ece_before_calibration"] = evaluate(
@@ -401,7 +449,9 @@ def _compare(
 class _Reporter:
     """Turns optimiser steps or batches into progress calls; raises TrainingCancelled when asked."""
 
-    def __init__(self, progress: ProgressCallback | None, should_cancel: CancelCheck | None) -> None:
+    def __init__(
+        self, progress: ProgressCallback | None, should_cancel: CancelCheck | None
+    ) -> None:
         self._progress = progress
         self._should_cancel = should_cancel
         self._stage = 0
@@ -415,17 +465,19 @@ class _Reporter:
         self._steps_per_stage = steps_per_stage
         self._total = stages * steps_per_stage
 
-    def step(self, loss: float) -> None:
+    def check_cancel(self) -> None:
         if _is_cancelled(self._should_cancel):
             raise TrainingCancelled("training was cancelled")
+
+    def step(self, loss: float) -> None:
+        self.check_cancel()
         self._loss = loss
         # A stage that ends early (a fit converged) hands its unused steps to its end.
         self._done = min(self._done + 1, (self._stage + 1) * self._steps_per_stage - 1)
         self._emit()
 
     def stage_done(self, accuracy: float | None) -> None:
-        if _is_cancelled(self._should_cancel):
-            raise TrainingCancelled("training was cancelled")
+        self.check_cancel()
         self._stage += 1
         self._done = min(self._stage * self._steps_per_stage, self._total - 1)
         self._accuracy = accuracy if accuracy is not None else self._accuracy

@@ -14,6 +14,7 @@ The module is also a small program, for the two jobs a test needs another proces
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -24,7 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -403,11 +404,30 @@ def onnx_cache_state(cache_dir: Path, seeded_cache: Sequence[Path] = ()) -> str:
         return "absent"
     if all(f.exists() for f in files) and _all_same_files(files, seeded_cache):
         return "valid"
+    identity = tuple(_file_identity(f) for f in files)
+    if identity in _ONNX_VERDICTS:
+        return _ONNX_VERDICTS[identity]
     engine = OnnxEngine.from_cache(cache_dir, backbone_id)
     if engine is None:
-        return "ignored"
-    features = engine.extract(np.zeros((1, 3, engine.preprocessing.size, engine.preprocessing.size), np.float32))
-    return "valid" if features.shape == (1, engine.feature_dim) and np.isfinite(features).all() else "broken"
+        verdict = "ignored"
+    else:
+        size = engine.preprocessing.size
+        features = engine.extract(np.zeros((1, 3, size, size), np.float32))
+        verdict = "valid" if features.shape == (1, engine.feature_dim) and np.isfinite(features).all() else "broken"
+    _ONNX_VERDICTS[identity] = verdict
+    return verdict
+
+
+# Loading the export takes most of a second; the same unchanged files need it only once.
+_ONNX_VERDICTS: dict[tuple, str] = {}
+
+
+def _file_identity(path: Path) -> tuple[int, int, int, int] | None:
+    try:
+        status = path.stat()
+    except OSError:
+        return None
+    return status.st_dev, status.st_ino, status.st_size, status.st_mtime_ns
 
 
 def _all_same_files(files: Iterable[Path], seeds: Sequence[Path]) -> bool:
@@ -698,6 +718,73 @@ def _paths_missing_from(root: Path, paths: Iterable[Path]) -> list[str]:
         library.close()
 
 
+# -- small and read-only file systems ----------------------------------------------------------
+
+# Set to 1 to exercise the fallbacks of the disk tests on a machine that could mount.
+NO_MOUNT_ENV = "TAGGER_TEST_NO_MOUNT"
+
+
+def mount_unavailable_reason() -> str | None:
+    """Why this machine cannot mount a scratch tmpfs for a test, or None when it can."""
+    if os.environ.get(NO_MOUNT_ENV) == "1":
+        return f"{NO_MOUNT_ENV}=1"
+    if sys.platform != "linux":
+        return "tmpfs mounts are a Linux feature"
+    if os.geteuid() != 0:
+        return "mounting a tmpfs needs root"
+    if shutil.which("mount") is None or shutil.which("umount") is None:
+        return "no mount/umount binaries"
+    return None
+
+
+@contextlib.contextmanager
+def mounted_tmpfs(mount_point: Path, size_bytes: int) -> Iterator[str | None]:
+    """Mount a tmpfs of `size_bytes` at `mount_point`; yields None, or why it could not."""
+    reason = mount_unavailable_reason()
+    if reason is not None:
+        yield reason
+        return
+    mount_point.mkdir(parents=True, exist_ok=True)
+    result = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_bytes},mode=0755", "tmpfs", str(mount_point)],
+                            capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        yield f"mount refused: {result.stderr.strip() or result.returncode}"
+        return
+    try:
+        yield None
+    finally:
+        if subprocess.run(["umount", str(mount_point)], capture_output=True, check=False).returncode != 0:
+            # Something still holds a file there; detach now, the kernel frees it later.
+            subprocess.run(["umount", "-l", str(mount_point)], capture_output=True, check=False)
+
+
+def remount(mount_point: Path, *, readonly: bool) -> None:
+    option = "remount,ro" if readonly else "remount,rw"
+    subprocess.run(["mount", "-o", option, str(mount_point)], check=True, capture_output=True)
+
+
+def fill_disk(folder: Path, leave_bytes: int = 0) -> Path:
+    """Fill the file system holding `folder` until it refuses, then give back `leave_bytes`."""
+    filler = folder / "filler.bin"
+    chunk = b"\0" * (1 << 16)
+    written = 0
+    with open(filler, "wb", buffering=0) as handle:
+        while True:
+            try:
+                written += handle.write(chunk)
+            except OSError:
+                break
+        # Page-sized steps: tmpfs hands out space in pages.
+        for size in (4096, 512, 1):
+            while True:
+                try:
+                    written += handle.write(b"\0" * size)
+                except OSError:
+                    break
+        handle.truncate(max(0, written - leave_bytes))
+    return filler
+
+
 # -- the helper program ---------------------------------------------------------------------------
 
 
@@ -713,21 +800,27 @@ def _hold(root: Path) -> int:
 
 
 def _train(root: Path, mode: str) -> int:
-    """What `tagger train` does, through the Python API (training.py's documented use)."""
-    from tagger.library import Library
+    """What `tagger train` does, through the Python API (training.py's documented use).
+
+    Errors the CLI would print as one line (see tagger.cli.main) are printed the same way."""
+    from tagger.head import HeadError
+    from tagger.library import Library, LibraryError
+    from tagger.locking import LibraryBusyError
+    from tagger.store import StoreError
     from tagger.training import TrainingError, register_outcome, train
 
-    with Library(root) as library:
-        reader = library.reader()
-        try:
-            outcome = train(reader, library.current_model_version(), library.class_names(),
-                            models_dir=library.models_dir, mode=mode)
-        except TrainingError as error:
-            print(f"tagger: {error}", file=sys.stderr)
-            return 1
-        finally:
-            reader.close()
-        version = register_outcome(library, outcome)
+    try:
+        with Library(root) as library:
+            reader = library.reader()
+            try:
+                outcome = train(reader, library.current_model_version(), library.class_names(),
+                                models_dir=library.models_dir, mode=mode)
+            finally:
+                reader.close()
+            version = register_outcome(library, outcome)
+    except (TrainingError, HeadError, LibraryError, LibraryBusyError, StoreError, OSError) as error:
+        print(f"tagger: {error}", file=sys.stderr)
+        return 1
     print(outcome.summary())
     print(f"model version {version.id}{' (current)' if version.is_current else ''}")
     return 0

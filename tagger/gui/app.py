@@ -101,8 +101,11 @@ class AppSession:
         window.setWindowIcon(app_icon())
         window.library_change_requested.connect(self._switch_library)
         window.device_preference_changed.connect(lambda device: window.set_device_text(self._describe_device(device)))
+        # A new device may need the CPU engine prepared (e.g. after switching from a GPU).
+        window.device_preference_changed.connect(lambda _device: window.start_engine_warmup())
         self.window = window
         window.show()
+        window.start_engine_warmup()
 
     def _switch_library(self, path: Path) -> None:
         old_window, old_library = self.window, self.library

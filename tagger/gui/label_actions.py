@@ -21,6 +21,7 @@ class LabelActions(QObject):
     confirm_requested = Signal()
     clear_requested = Signal()
     new_class_requested = Signal()
+    manage_classes_requested = Signal()
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -43,6 +44,11 @@ class LabelActions(QObject):
 
         self.new_class_action = QAction("&New Class…", self)
         self.new_class_action.triggered.connect(self.new_class_requested)
+
+        self.manage_classes_action = QAction("Edit Cla&sses…", self)
+        self.manage_classes_action.setShortcut(QKeySequence("Ctrl+Shift+K"))
+        self.manage_classes_action.setToolTip("Add, rename or remove classes (Ctrl+Shift+K)")
+        self.manage_classes_action.triggered.connect(self.manage_classes_requested)
 
         self._separators = [QAction(self), QAction(self)]
         for separator in self._separators:
@@ -78,7 +84,7 @@ class LabelActions(QObject):
 
     def _ordered(self) -> list[QAction]:
         return [*self.class_actions, self._separators[0], self.confirm_action, self.clear_action,
-                self._separators[1], self.new_class_action]
+                self._separators[1], self.new_class_action, self.manage_classes_action]
 
     def _install(self) -> None:
         ordered = self._ordered()

@@ -3,13 +3,19 @@
 It owns no logic of its own beyond deciding what the user sees next; each
 piece lives in its own module and is handed the library it needs.
 
-Hooks for features added later (auto-tag, retrain, heatmaps):
+Features live in their own modules and see the window through `FeatureHost`
+(feature_host.py): auto-tag (auto_tagging.py), classes (classes_feature.py), the
+Export menu (export_menu.py), label imports (label_import.py), the engine warm-up.
+
+Hooks for features added later (retrain, model history, heatmaps, review queue):
   * `start_job(title, work)` runs a generator in the background with a
     progress bar and a Cancel button; `work(context)` yields results that
     arrive in the GUI thread through `Job.result`.
   * `add_model_action(action)` puts an action in the Model menu and toolbar.
   * `refresh_photos(ids)` repaints photos whose labels the app changed;
     `reload_photos()` re-reads everything; `refresh_classes()` after classes change.
+  * `auto_tagger.batch_recorded` / `model_adopted` / `run_finished`, and
+    `classes.editor.classes_changed`, for views that follow the model's tags.
   * `preview.photo_shown`, `preview.set_overlay(...)`, `preview.add_tool_action(...)`.
   * `set_device_text(text)` and the `device_preference_changed` signal.
 """
@@ -25,7 +31,6 @@ from PySide6.QtCore import QItemSelection, QItemSelectionModel, Qt, QTimer, Sign
 from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDragMoveEvent, QDropEvent, QKeySequence, QUndoStack
 from PySide6.QtWidgets import (
     QFileDialog,
-    QInputDialog,
     QLabel,
     QMainWindow,
     QMenu,
@@ -38,12 +43,17 @@ from PySide6.QtWidgets import (
 
 from tagger import APP_NAME
 from tagger.domain import ImportSummary
+from tagger.gui.auto_tagging import AutoTagger
+from tagger.gui.classes_feature import ClassesFeature
+from tagger.gui.engine_warmup import PREPARING_TEXT, EngineWarmup
+from tagger.gui.export_menu import ExportMenu
 from tagger.gui.filter_bar import FilterBar
 from tagger.gui.gallery import GalleryView
 from tagger.gui.import_summary import ImportSummaryDialog
 from tagger.gui.importing import ImportSession
 from tagger.gui.job_progress import JobProgress
 from tagger.gui.label_actions import LabelActions
+from tagger.gui.label_import import LabelImport
 from tagger.gui.labeling import LabelEditor
 from tagger.gui.messages import show_problem
 from tagger.gui.photo_model import PhotoListModel
@@ -100,6 +110,7 @@ class MainWindow(QMainWindow):
 
         self._build_layout()
         self._build_menus()
+        self._build_features()
         self._connect()
         self.refresh_classes()  # also reads every photo
         self._restore_window()
@@ -172,6 +183,23 @@ class MainWindow(QMainWindow):
         self.model_toolbar.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
         self.model_toolbar.hide()
         self.addToolBar(self.model_toolbar)
+        self.import_labels_menu = QMenu("Import &Labels", self)
+        file_menu.insertMenu(self.settings_action, self.import_labels_menu)
+        file_menu.insertSeparator(self.settings_action)
+
+    def _build_features(self) -> None:
+        """Each feature builds its own actions and dialogs; the window only places them."""
+        self.engine_warmup = EngineWarmup(self.jobs, self.library.cache_dir, self)
+        self.engine_warmup.described.connect(self.set_device_text)
+        self.engine_warmup.preparing.connect(lambda text: self.show_status(text, 0))
+        self.engine_warmup.finished.connect(self._warmup_ended)
+        self.auto_tagger = AutoTagger(self, self.engine_warmup, self)
+        self.classes = ClassesFeature(self, self.auto_tagger.is_running, self)
+        self.export_menu = ExportMenu(self, self)
+        self.menuBar().addMenu(self.export_menu.menu)
+        self.label_import = LabelImport(self, self.import_paths, lambda: self._import is not None,
+                                        self.classes.editor.follow_external_change, self)
+        self.import_labels_menu.addActions([self.label_import.csv_action, self.label_import.folders_action])
 
     def _connect(self) -> None:
         self.gallery.current_photo_changed.connect(self.preview.show_photo)
@@ -184,7 +212,8 @@ class MainWindow(QMainWindow):
         self.label_actions.assign_requested.connect(self._assign_selected)
         self.label_actions.confirm_requested.connect(self._confirm_selected)
         self.label_actions.clear_requested.connect(self._clear_selected)
-        self.label_actions.new_class_requested.connect(self._ask_new_class)
+        self.label_actions.new_class_requested.connect(self.classes.ask_new_class)
+        self.label_actions.manage_classes_requested.connect(self.classes.open_dialog)
         self.labels.labels_changed.connect(self._labels_changed)
         self.labels.labels_restored.connect(self._select_photos)
         self.labels.failed.connect(lambda message: show_problem(self, "Label not saved", message))
@@ -207,6 +236,28 @@ class MainWindow(QMainWindow):
 
     def set_device_text(self, text: str) -> None:
         self.device_label.setText(text)
+
+    def start_engine_warmup(self) -> None:
+        """Prepare the model shortly after the window paints, so the first Auto-tag starts at once."""
+        self.engine_warmup.start_soon(self.settings.device)
+
+    def _warmup_ended(self) -> None:
+        if self.statusBar().currentMessage() == PREPARING_TEXT:
+            self.statusBar().clearMessage()
+
+    def widget(self) -> QWidget:
+        return self
+
+    def show_status(self, text: str, timeout_ms: int = 10000) -> None:
+        self.statusBar().showMessage(text, timeout_ms)
+
+    def report_problem(self, title: str, message: str, details: str = "") -> None:
+        log.warning("%s: %s", title, message)
+        if not self._closing:
+            show_problem(self, title, message, details)
+
+    def is_closing(self) -> bool:
+        return self._closing
 
     def selected_photo_ids(self) -> list[int]:
         return self.gallery.selected_photo_ids()
@@ -364,17 +415,6 @@ class MainWindow(QMainWindow):
         model.select(selection, QItemSelectionModel.SelectionFlag.ClearAndSelect)
         self.gallery.scrollTo(self.photo_model.index(rows[0]))
 
-    def _ask_new_class(self) -> None:
-        name, accepted = QInputDialog.getText(self, "New class", "Name of the new class (e.g. cow, horse):")
-        if not accepted or not name.strip():
-            return
-        try:
-            self.library.add_class(name)
-        except Exception as error:  # noqa: BLE001 - LibraryError explains itself; anything else too
-            self._report("Class not added", describe_error(error))
-            return
-        self.refresh_classes()
-
     # -- filtering ----------------------------------------------------------------------
 
     def _apply_filter(self, photo_filter: PhotoFilter) -> None:
@@ -440,9 +480,7 @@ class MainWindow(QMainWindow):
         self.counts_label.setToolTip(text)
 
     def _report(self, title: str, message: str) -> None:
-        log.warning("%s: %s", title, message)
-        if not self._closing:
-            show_problem(self, title, message)
+        self.report_problem(title, message)
 
     # -- window life -----------------------------------------------------------------------
 
@@ -464,8 +502,10 @@ class MainWindow(QMainWindow):
         self._queued_imports.clear()
         if self._import is not None:
             self._import.cancel()
+        self.auto_tagger.cancel()
         self.thumbnails.stop()
-        # Delivers batches the import had already found, so they are written before the library closes.
+        # Delivers batches the import and the tagging had already produced, so they are
+        # written before the library closes.
         if not self.jobs.shutdown():
             log.error("Some background work did not stop; closing anyway")
         super().closeEvent(event)

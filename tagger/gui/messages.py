@@ -15,3 +15,14 @@ def show_problem(parent: QWidget, title: str, text: str, details: str = "") -> Q
     box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
     box.open()
     return box
+
+
+def show_information(parent: QWidget, title: str, text: str, details: str = "") -> QMessageBox:
+    """A report of finished work (an export, a sort), not blocking the caller either."""
+    box = QMessageBox(QMessageBox.Icon.Information, title, text, QMessageBox.StandardButton.Ok, parent)
+    if details:
+        box.setDetailedText(details)
+    box.setObjectName("information_message")
+    box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+    box.open()
+    return box

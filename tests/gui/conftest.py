@@ -116,3 +116,39 @@ def window(window_factory, library: Library) -> MainWindow:  # noqa: ANN001
 @pytest.fixture
 def seeded_window(window_factory, seeded_library: Library) -> MainWindow:  # noqa: ANN001
     return window_factory(seeded_library)
+
+
+REAL_PHOTOS = Path(__file__).resolve().parents[1] / "data" / "photos"
+
+
+@pytest.fixture(scope="session")
+def onnx_cache(tmp_path_factory) -> Path:  # noqa: ANN001
+    """The CPU engine's ONNX export, made once per session (it imports torch: seconds).
+
+    Each library that tags gets a copy in its cache folder, so its first run starts at once."""
+    pytest.importorskip("torch")
+    from tagger.engine import export_onnx
+
+    folder = tmp_path_factory.mktemp("onnx-cache")
+    export_onnx(folder)
+    return folder
+
+
+@pytest.fixture
+def engine_ready_library(library: Library, onnx_cache: Path, settings: AppSettings) -> Library:
+    """The test library with the prepared CPU engine, and the settings asking for the CPU."""
+    import shutil
+
+    for file in onnx_cache.iterdir():
+        shutil.copy2(file, library.cache_dir / file.name)
+    settings.device = "cpu"  # the same engine on every machine, GPU or not
+    return library
+
+
+@pytest.fixture
+def real_photos_library(engine_ready_library: Library) -> Library:
+    """The committed real photos (tests/data/photos/<class>/...) imported by path."""
+    from tagger.importer import import_paths
+
+    import_paths(engine_ready_library, [REAL_PHOTOS])
+    return engine_ready_library

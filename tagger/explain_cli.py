@@ -1,0 +1,127 @@
+"""`tagger explain` and `tagger suspects`: the command-line side of explaining and reviewing.
+
+Torch-free at import, like the rest of the command line (`tagger status` must answer at once):
+the explain command imports tagger.explain, and with it torch, only when it runs. Register
+both commands with the command line's hook:
+
+    from tagger.explain_cli import add_commands
+    extra_command(add_commands)
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from tagger.head import DEFAULT_CLASSES, write_atomically
+from tagger.library import Library
+from tagger.paths import default_library_dir
+from tagger.store import DATABASE_NAME
+
+CommandFactory = Callable[[str, Callable[[argparse.Namespace], int], str], argparse.ArgumentParser]
+
+EXIT_OK = 0
+
+
+def usage_error(message: str) -> Exception:
+    """The command line's CommandError (printed without a traceback), imported when needed:
+    tagger.cli imports this module to register the commands, so not at the top."""
+    from tagger.cli import CommandError
+
+    return CommandError(message)
+
+
+def add_commands(command: CommandFactory) -> None:
+    """Adds `explain` and `suspects` through cli.build_parser's `command` factory."""
+    sub = command("explain", run_explain,
+                  "write a heatmap of what made the model tag a photo (the photo need not be imported)")
+    sub.add_argument("path", metavar="PATH")
+    sub.add_argument("--class", dest="class_name", metavar="C",
+                     help="class to show the evidence for (default: the model's tag)")
+    sub.add_argument("-o", "--output", metavar="OUT.png", required=True,
+                     help="image to write: the photo with the heatmap over it")
+
+    sub = command("suspects", run_suspects,
+                  "list your labels that a model trained without them disagrees with, as CSV")
+    sub.add_argument("--top", type=int, metavar="N", help="only the N most suspicious")
+    sub.add_argument("--folds", type=int, default=5, metavar="K",
+                     help="cross-validation folds (default 5): each label is judged by a model "
+                     "trained on the other folds")
+
+
+def library_root(args: argparse.Namespace) -> Path:
+    return Path(args.library).expanduser() if getattr(args, "library", None) else default_library_dir()
+
+
+def run_explain(args: argparse.Namespace) -> int:
+    from tagger.explain import default_backbone, explain_photo, model_for_version
+    from tagger.explain_overlay import overlay
+    from tagger.head import Head
+
+    photo = Path(args.path)
+    if not photo.is_file():
+        raise usage_error(f"{photo}: no such file")
+    output = Path(args.output)
+    root = library_root(args)
+    version = None
+    if (root / DATABASE_NAME).exists():
+        # Read-only: explaining never changes the library, and works while the app has it open.
+        with Library(root, readonly=True) as library:
+            version = library.current_model_version()
+            classes = library.class_names()
+    else:
+        classes = list(DEFAULT_CLASSES)
+    if version is not None:
+        backbone, head = model_for_version(root, version)
+    else:
+        backbone = default_backbone()
+        head = Head.zero_shot(classes, backbone.imagenet_weight, backbone.imagenet_bias,
+                              backbone_id=backbone.backbone_id)
+    if args.class_name is not None and args.class_name not in head.classes:
+        raise usage_error(
+            f"no class {args.class_name!r} in the model (classes: {', '.join(head.classes)})")
+    explanation = explain_photo(photo, head, args.class_name, backbone)
+    write_atomically(output, encode_image(overlay(explanation.rgb, explanation.heat), output.suffix))
+    tag = explanation.tag
+    model = f"model version {version.id}" if version is not None else "zero-shot model"
+    print(f"{photo}: tagged {tag} ({100 * explanation.probabilities[tag]:.0f}%) by the {model}; "
+          f"evidence for {explanation.class_name} written to {output}")
+    if not explanation.heat.any():
+        print(f"no part of the photo argues for {explanation.class_name}")
+    return EXIT_OK
+
+
+def encode_image(rgb: np.ndarray, suffix: str) -> bytes:
+    import cv2
+
+    extension = suffix.lower() if suffix.lower() in (".png", ".jpg", ".jpeg", ".webp", ".bmp") else ".png"
+    ok, encoded = cv2.imencode(extension, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise usage_error(f"could not encode the image as {extension}")
+    return encoded.tobytes()
+
+
+def run_suspects(args: argparse.Namespace) -> int:
+    from tagger.review import find_suspects, suspects_csv_rows
+
+    if args.top is not None and args.top < 0:
+        raise usage_error("--top must be 0 or more")
+    if args.folds < 2:
+        raise usage_error("--folds must be at least 2")
+    with Library(library_root(args), readonly=True) as library:
+        version = library.current_model_version()
+        if version is None:
+            raise usage_error("there is no model yet: tag your photos first")
+        n_labels = len(library.user_labels())
+        suspects = find_suspects(library.store, version, k=args.folds)
+    shown = suspects if args.top is None else suspects[: args.top]
+    writer = csv.writer(sys.stdout, lineterminator="\n")
+    writer.writerows(suspects_csv_rows(shown))
+    print(f"{len(suspects)} of your {n_labels} labels look wrong to a model trained without them",
+          file=sys.stderr)
+    return EXIT_OK

@@ -1,0 +1,51 @@
+"""What a feature (auto-tag, class editing, exports...) may ask of the main window.
+
+Features are handed the window through this protocol rather than the MainWindow
+class, so they depend on a handful of hooks instead of the whole window, and
+the window's module does not import them back in a cycle.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from PySide6.QtGui import QAction, QUndoStack
+from PySide6.QtWidgets import QWidget
+
+from tagger.gui.settings import AppSettings
+from tagger.gui.workers import Job, JobRunner, JobWork
+from tagger.library import Library
+
+
+class FeatureHost(Protocol):
+    library: Library
+    settings: AppSettings
+    jobs: JobRunner
+    undo_stack: QUndoStack
+
+    def widget(self) -> QWidget:
+        """The window itself, as the parent of dialogs and message boxes."""
+        ...
+
+    def start_job(self, title: str, work: JobWork) -> Job: ...
+
+    def add_model_action(self, action: QAction) -> None: ...
+
+    def set_device_text(self, text: str) -> None: ...
+
+    def refresh_photos(self, photo_ids: Sequence[int]) -> None: ...
+
+    def reload_photos(self) -> None: ...
+
+    def refresh_classes(self) -> None: ...
+
+    def selected_photo_ids(self) -> list[int]: ...
+
+    def show_status(self, text: str, timeout_ms: int = 10000) -> None: ...
+
+    def report_problem(self, title: str, message: str, details: str = "") -> None:
+        """A warning box, except while the window is closing (then only the log)."""
+        ...
+
+    def is_closing(self) -> bool: ...

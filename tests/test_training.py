@@ -1,0 +1,384 @@
+"""Retraining: quick (cached features) and deep (fine-tuned backbone), judged on held-out labels.
+
+Most tests run on a library of small synthetic features (3 classes, 64 dimensions) whose
+zero-shot prior is useless, so that only learning from the labels can tag them right; the
+deep test runs the real backbone on the committed photos.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tagger.calibration import fit_temperature
+from tagger.domain import ImportSummary, ScannedFile
+from tagger.head import Head
+from tagger.library import Library
+from tagger.quick_training import QuickSettings
+from tagger.semi_supervised import neighbour_graph, propagate_labels
+from tagger.splits import NEVER_HELD_OUT, assign_folds
+from tagger.training import (
+    TrainingCancelled,
+    TrainingError,
+    rank_for_review,
+    register_outcome,
+    retag_from_features,
+    train,
+)
+
+CLASSES = ("dog", "elephant", "other")
+BACKBONE = "test-backbone"
+DIM = 64
+PHOTOS_DIR = Path(__file__).parent / "data" / "photos"
+
+
+def cluster_features(
+    n_per_class: int, seed: int = 0, separation: float = 4.0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Three Gaussian clusters: features [3n, DIM] and their true class index."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(len(CLASSES), DIM))
+    centres *= separation / np.linalg.norm(centres, axis=1, keepdims=True)
+    truth = np.repeat(np.arange(len(CLASSES)), n_per_class)
+    return (centres[truth] + rng.normal(size=(len(truth), DIM))).astype(np.float32), truth
+
+
+def useless_prior_head(seed: int = 1) -> Head:
+    rng = np.random.default_rng(seed)
+    weight = rng.normal(scale=0.01, size=(1000, DIM)).astype(np.float32)
+    return Head.zero_shot(CLASSES, weight, np.zeros(1000, dtype=np.float32), backbone_id=BACKBONE)
+
+
+def make_library(root: Path, features: np.ndarray, head: Head) -> tuple[Library, list[int]]:
+    """A library whose photos have cached features and whose current model is `head`."""
+    library = Library(root / "library")
+    scanned = [
+        ScannedFile(
+            path=str(root / f"photo-{i}.jpg"), size_bytes=1, mtime=0.0, content_hash=f"h{i}"
+        )
+        for i in range(len(features))
+    ]
+    library.record_scanned(scanned, ImportSummary())
+    ids = [library.photo_by_path(item.path).id for item in scanned]
+    with library.store.transaction():
+        for photo_id, vector in zip(ids, features):
+            library.store.write_features(photo_id, BACKBONE, vector)
+    head_file = library.models_dir / "current.safetensors"
+    head.save(head_file)
+    library.register_model_version(
+        mode="zero-shot", backbone_id=BACKBONE, head_file=head_file, classes=head.classes
+    )
+    return library, ids
+
+
+def label(library: Library, ids: list[int], truth: np.ndarray, rows) -> None:
+    for name_index, name in enumerate(CLASSES):
+        chosen = [ids[r] for r in rows if truth[r] == name_index]
+        if chosen:
+            library.set_user_labels(chosen, name)
+
+
+def first_rows_per_class(truth: np.ndarray, n: int) -> list[int]:
+    return [int(r) for c in range(len(CLASSES)) for r in np.flatnonzero(truth == c)[:n]]
+
+
+def quick(library: Library, **kwargs):
+    return train(
+        library.reader(),
+        library.current_model_version(),
+        library.class_names(),
+        models_dir=library.models_dir,
+        **kwargs,
+    )
+
+
+@pytest.fixture
+def clustered(tmp_path):
+    features, truth = cluster_features(40)
+    library, ids = make_library(tmp_path, features, useless_prior_head())
+    label(library, ids, truth, first_rows_per_class(truth, 8))
+    yield library, ids, features, truth
+    library.close()
+
+
+def accuracy(head: Head, features: np.ndarray, truth: np.ndarray) -> float:
+    return float(np.mean(head.logits(features).argmax(axis=1) == truth))
+
+
+# --- quick training ---------------------------------------------------------------------
+
+
+def test_retraining_raises_held_out_accuracy(clustered) -> None:
+    library, ids, features, truth = clustered
+    unlabeled = np.setdiff1d(np.arange(len(truth)), first_rows_per_class(truth, 8))
+    before = Head.load(library.model_file(library.current_model_version().head_file))
+    steps = []
+
+    outcome = quick(library, progress=lambda *args: steps.append(args))
+
+    after = Head.load(outcome.head_file)
+    assert accuracy(before, features[unlabeled], truth[unlabeled]) < 0.6
+    assert accuracy(after, features[unlabeled], truth[unlabeled]) > 0.95
+    assert outcome.promote and outcome.n_labels == 24 and outcome.backbone_file is None
+    assert outcome.metrics["evaluation"] == "5-fold cross-validation"
+    assert outcome.metrics["new"]["accuracy"] > outcome.metrics["current"]["accuracy"]
+    assert set(outcome.metrics["new"]) >= {"accuracy", "per_class", "confusion", "ece"}
+    done, total = [s[0] for s in steps], steps[-1][1]
+    assert done == sorted(done) and done[-1] == total and steps[-1][3] is not None
+    version = register_outcome(library, outcome)
+    assert version.is_current and library.current_model_version().id == version.id
+
+
+def test_a_worse_model_is_not_promoted(tmp_path) -> None:
+    # The current head is an oracle: it knows exactly which direction separates the classes,
+    # which a dozen noisy labels cannot teach the new one.
+    features, truth = cluster_features(40, separation=2.0)
+    oracle = useless_prior_head()
+    centres = np.stack([features[truth == c].mean(axis=0) for c in range(len(CLASSES))])
+    oracle.residual_weight = (20 * centres).astype(np.float32)
+    oracle.residual_bias = -10 * np.sum(centres**2, axis=1).astype(np.float32)
+    library, ids = make_library(tmp_path, features, oracle)
+    label(library, ids, truth, first_rows_per_class(truth, 4))
+    current = library.current_model_version()
+
+    outcome = quick(library, quick_settings=QuickSettings(use_unlabeled=False))
+
+    assert not outcome.promote
+    assert outcome.metrics["new"]["accuracy"] < outcome.metrics["current"]["accuracy"]
+    assert "Worse" in outcome.reason
+    version = register_outcome(library, outcome)
+    assert not version.is_current and library.current_model_version().id == current.id
+    library.close()
+
+
+def test_labels_the_current_model_learned_are_not_used_to_judge_it(clustered) -> None:
+    library, ids, features, truth = clustered
+    first = quick(library)
+    register_outcome(library, first)
+
+    again = quick(library)  # no new labels: nothing the current model has not seen
+    assert not again.promote and again.metrics["n_compared"] == 0
+
+    label(library, ids, truth, first_rows_per_class(truth, 12))  # four new labels per class
+    third = quick(library)
+    assert 0 < third.metrics["n_compared"] <= 12
+
+
+def test_cancel_midway_leaves_no_new_model(clustered) -> None:
+    library, _, _, _ = clustered
+    files_before = sorted(os.listdir(library.models_dir))
+    versions_before = library.model_versions()
+    cancel = threading.Event()
+    steps = []
+
+    def progress(step, total, loss, accuracy) -> None:
+        steps.append(step)
+        if len(steps) == 3:
+            cancel.set()
+
+    with pytest.raises(TrainingCancelled):
+        quick(library, progress=progress, should_cancel=cancel)
+    assert len(steps) == 3
+    assert sorted(os.listdir(library.models_dir)) == files_before
+    assert library.model_versions() == versions_before
+
+
+def test_crash_while_writing_the_model_keeps_the_previous_one(clustered, monkeypatch) -> None:
+    library, _, _, _ = clustered
+    current = library.current_model_version()
+    current_file = library.model_file(current.head_file)
+    bytes_before = current_file.read_bytes()
+    files_before = sorted(os.listdir(library.models_dir))
+
+    def power_cut(source, destination):
+        raise OSError("simulated crash between writing and renaming")
+
+    monkeypatch.setattr(os, "replace", power_cut)
+    with pytest.raises(OSError, match="simulated crash"):
+        quick(library)
+    monkeypatch.undo()
+
+    assert sorted(os.listdir(library.models_dir)) == files_before  # no half-written file left
+    assert current_file.read_bytes() == bytes_before
+    assert library.current_model_version() == current
+    Head.load(current_file)
+
+
+def test_labels_changed_during_training_wait_for_the_next_one(clustered) -> None:
+    library, ids, _, truth = clustered
+    extra = first_rows_per_class(truth, 9)[8]  # a dog photo not labeled yet
+
+    def label_meanwhile(step, total, loss, accuracy) -> None:
+        if step == 1:
+            library.set_user_labels([ids[extra]], "dog")
+
+    outcome = quick(library, progress=label_meanwhile)
+    assert outcome.n_labels == 24
+    assert quick(library).n_labels == 25
+
+
+# --- clear refusals -------------------------------------------------------------------------
+
+
+def test_no_labels_is_a_clear_error(tmp_path) -> None:
+    features, _ = cluster_features(5)
+    library, _ = make_library(tmp_path, features, useless_prior_head())
+    with pytest.raises(TrainingError, match="no labeled photos"):
+        quick(library)
+    library.close()
+
+
+def test_a_new_class_without_labels_or_prior_cannot_be_learned(clustered) -> None:
+    library, _, _, _ = clustered
+    library.add_class("bird")
+    with pytest.raises(TrainingError, match="'bird'.*label at least"):
+        quick(library)
+
+
+def test_a_class_with_a_prior_but_no_labels_trains_with_a_warning(clustered) -> None:
+    library, _, _, _ = clustered
+    library.add_class("horse")
+    outcome = quick(library)
+    assert outcome.classes[-1] == "horse"
+    assert any("'horse' has no labels" in warning for warning in outcome.warnings)
+
+
+def test_too_few_labels_to_judge_is_said_and_not_promoted(tmp_path) -> None:
+    features, truth = cluster_features(10)
+    library, ids = make_library(tmp_path, features, useless_prior_head())
+    label(library, ids, truth, first_rows_per_class(truth, 1))
+    outcome = quick(library)
+    assert not outcome.promote and "Too few labels" in outcome.reason
+    library.close()
+
+
+def test_labeled_photos_without_features_are_reported(clustered) -> None:
+    library, _, _, _ = clustered
+    with library.store.transaction():
+        library.store.execute(
+            "DELETE FROM features WHERE photo_id = ?", (library.user_labels()[0][0],)
+        )
+    outcome = quick(library)
+    assert outcome.n_labels == 23
+    assert any("not tagged by the current model" in warning for warning in outcome.warnings)
+
+
+# --- re-tagging and the pieces ------------------------------------------------------------------
+
+
+def test_retag_from_features_matches_the_head_and_ranks_least_sure_first(clustered) -> None:
+    library, ids, features, _ = clustered
+    head = Head.load(quick(library).head_file)
+    results = retag_from_features(library.reader(), head, ids[:30] + [10_000])
+    assert [r.photo_id for r in results] == ids[:30]  # the unknown id has no features: left out
+    stored = features[:30].astype(np.float16).astype(np.float32)  # as the library keeps them
+    np.testing.assert_allclose(
+        [r.probabilities for r in results], head.probabilities(stored), atol=1e-5
+    )
+    ranked = rank_for_review(results)
+    confidence = {r.photo_id: max(r.probabilities) for r in results}
+    assert [confidence[i] for i in ranked] == sorted(confidence.values())
+
+
+def test_label_propagation_follows_the_clusters() -> None:
+    features, truth = cluster_features(30, separation=6.0)
+    seeds = np.full((len(truth), len(CLASSES)), 1 / len(CLASSES))
+    labeled = first_rows_per_class(truth, 1)
+    seeds[labeled] = np.eye(len(CLASSES))[truth[labeled]]
+    propagated = propagate_labels(neighbour_graph(features), seeds)
+    assert np.allclose(propagated.sum(axis=1), 1)
+    assert np.mean(propagated.argmax(axis=1) == truth) > 0.95
+
+
+def test_folds_are_stratified_and_lone_labels_stay_in_training() -> None:
+    truth = np.array([0] * 10 + [1] * 5 + [2])
+    folds = assign_folds(truth, 5, seed=3)
+    assert folds[-1] == NEVER_HELD_OUT
+    for fold in range(5):
+        held = truth[folds == fold]
+        assert list(np.bincount(held, minlength=3)) == [2, 1, 0]
+
+
+def test_temperature_recovers_an_overconfident_scale() -> None:
+    rng = np.random.default_rng(0)
+    truth = rng.integers(3, size=2000)
+    honest = rng.normal(size=(2000, 3)) + 1.5 * np.eye(3)[truth]
+    # Drawing the truth from the honest logits' softmax makes them calibrated by construction.
+    probabilities = np.exp(honest) / np.exp(honest).sum(axis=1, keepdims=True)
+    truth = np.array([rng.choice(3, p=p) for p in probabilities])
+    assert fit_temperature(4 * honest, truth) == pytest.approx(4, rel=0.1)
+
+
+# --- deep training --------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_deep_mode_fine_tunes_a_loadable_backbone_with_a_new_id(tmp_path) -> None:
+    torch = pytest.importorskip("torch")
+    from tagger import images
+    from tagger.deep_training import DeepSettings, load_finetuned_backbone
+    from tagger.engine import preprocess
+    from tagger.model import load_backbone
+
+    paths = sorted(p for p in PHOTOS_DIR.glob("*/*.jpg"))
+    names = [p.parent.name for p in paths]
+    backbone = load_backbone(device=torch.device("cpu"))
+    batch = np.stack([preprocess(images.load_array(p)) for p in paths])
+    features = backbone.extract(batch)
+
+    library = Library(tmp_path / "library")
+    scanned = [
+        ScannedFile(path=str(p), size_bytes=p.stat().st_size, mtime=0.0, content_hash=f"h{i}")
+        for i, p in enumerate(paths)
+    ]
+    library.record_scanned(scanned, ImportSummary())
+    ids = [library.photo_by_path(str(p)).id for p in paths]
+    with library.store.transaction():
+        for photo_id, vector in zip(ids, features):
+            library.store.write_features(photo_id, backbone.backbone_id, vector)
+    head = Head.zero_shot(
+        library.class_names(),
+        backbone.imagenet_weight,
+        backbone.imagenet_bias,
+        backbone_id=backbone.backbone_id,
+    )
+    head.save(library.models_dir / "zero-shot.safetensors")
+    library.register_model_version(
+        mode="zero-shot",
+        backbone_id=backbone.backbone_id,
+        head_file=library.models_dir / "zero-shot.safetensors",
+        classes=library.class_names(),
+    )
+    for photo_id, name in zip(ids, names):
+        library.set_user_labels([photo_id], name)
+    epochs = []
+
+    outcome = train(
+        library.reader(),
+        library.current_model_version(),
+        library.class_names(),
+        models_dir=library.models_dir,
+        mode="deep",
+        device="cpu",
+        deep_settings=DeepSettings(epochs=1, batch_size=4, images_per_epoch=4),
+        progress=lambda step, total, loss, acc: epochs.append((step, total)),
+    )
+
+    assert outcome.mode == "deep" and outcome.needs_feature_extraction
+    assert outcome.backbone_id != backbone.backbone_id
+    assert outcome.backbone_file.is_file() and outcome.backbone_file.parent == library.models_dir
+    assert epochs[-1][0] == epochs[-1][1]
+    tuned = load_finetuned_backbone(outcome.backbone_file)
+    assert tuned.backbone_id == outcome.backbone_id
+    tuned_features = tuned.extract(batch)
+    assert tuned_features.shape == features.shape and not np.allclose(tuned_features, features)
+    new_head = Head.load(outcome.head_file)
+    assert new_head.backbone_id == outcome.backbone_id
+    assert np.allclose(new_head.probabilities(tuned_features).sum(axis=1), 1, atol=1e-5)
+    version = register_outcome(library, outcome, make_current=True)
+    assert version.backbone_file is not None and version.backbone_id == outcome.backbone_id
+    library.close()
