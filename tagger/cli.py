@@ -330,13 +330,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-# Commands that live beside the features they drive register themselves here.
-_EXTRA_COMMANDS: list[Callable] = []
+def _explain_commands(command) -> None:
+    # Registered from its own module so `explain`/`suspects` keep torch out of import time.
+    from tagger.explain_cli import add_commands
+
+    add_commands(command)
 
 
-def extra_command(register: Callable) -> Callable:
-    _EXTRA_COMMANDS.append(register)
-    return register
+_EXTRA_COMMANDS: list[Callable] = [_explain_commands]
 
 
 def _open_library(args: argparse.Namespace, *, readonly: bool | None = False) -> Library:
@@ -346,7 +347,9 @@ def _open_library(args: argparse.Namespace, *, readonly: bool | None = False) ->
         return Library(root, readonly=True)
     try:
         return Library(root)
-    except LibraryBusyError:
+    except (LibraryBusyError, OSError):
+        # Another Tagger is writing, or the folder is read-only (a read-only share or mount):
+        # a command that only reads can still run.
         if readonly is None and (root / "library.sqlite3").exists():
             return Library(root, readonly=True)
         raise

@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from tagger.domain import ModelVersion
+from tagger.domain import ModelVersion, Photo
 from tagger.engine import Preprocessing, preprocess
 from tagger.explain_head import TorchHead
 from tagger.explain_overlay import heatmap_cache_path, load_heatmap, overlay, save_heatmap
@@ -51,6 +51,7 @@ __all__ = [
     "explain_photo",
     "explain_rgb",
     "heatmap",
+    "heatmap_cached",
     "heatmap_cache_path",
     "load_heatmap",
     "model_for_version",
@@ -168,9 +169,12 @@ def last_feature_map(body: nn.Module) -> Iterator[list[torch.Tensor]]:
 
 
 def grad_cam(
-    backbone: FeatureBackbone, torch_head: TorchHead, batch: np.ndarray, target: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Grad-CAM [h, w] (not yet scaled) for class `target`, and the head's logits [C]."""
+    backbone: FeatureBackbone, torch_head: TorchHead, batch: np.ndarray, target: int | None
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """Grad-CAM [h, w] (not yet scaled), the head's logits [C] and the class explained.
+
+    `target` None explains the top class, found in the same forward pass.
+    """
     device = backbone.device
     images = torch.from_numpy(np.ascontiguousarray(batch[None], dtype=np.float32)).to(device)
     # The backbone's weights are frozen (requires_grad False); asking for the input's gradient
@@ -185,10 +189,12 @@ def grad_cam(
                 f"backbone {backbone.name} has no spatial feature map: heatmaps need a convolutional network"
             )
         activation = maps[-1]
+        if target is None:
+            target = int(logits[0].argmax())
         (gradient,) = torch.autograd.grad(logits[0, target], activation)
     weights = gradient[0].float().mean(dim=(1, 2))
     cam = torch.relu(torch.einsum("k,khw->hw", weights, activation[0].detach().float()))
-    return cam.cpu().numpy(), logits[0].detach().float().cpu().numpy()
+    return cam.cpu().numpy(), logits[0].detach().float().cpu().numpy(), target
 
 
 def place_in_photo(cam: np.ndarray, box: CropBox, height: int, width: int) -> np.ndarray:
@@ -219,17 +225,13 @@ def explain_rgb(
     backbone = backbone if backbone is not None else default_backbone()
     check_compatible(backbone, head)
     batch, box = network_input(rgb, backbone.preprocessing)
-    torch_head = TorchHead(head)
-    if class_name is None:
-        with torch.inference_mode():
-            features = backbone(torch.from_numpy(batch[None]).to(backbone.device))
-            class_name = head.classes[int(torch_head.to(backbone.device)(features)[0].argmax())]
-    cam, logits = grad_cam(backbone, torch_head, batch, class_index(head, class_name))
+    target = None if class_name is None else class_index(head, class_name)
+    cam, logits, target = grad_cam(backbone, TorchHead(head), batch, target)
     probabilities = softmax(logits[None].astype(np.float64))[0]
     return Explanation(
         heat=place_in_photo(cam, box, rgb.shape[0], rgb.shape[1]),
         rgb=rgb,
-        class_name=class_name,
+        class_name=head.classes[target],
         probabilities={name: float(p) for name, p in zip(head.classes, probabilities)},
         crop=box,
     )
@@ -260,3 +262,27 @@ def heatmap(
     runner.DECODE_MAX_SIDE (448). Larger previews can use `overlay`, which resizes the map.
     """
     return explain_photo(photo_path, head, class_name, backbone).heat
+
+
+def heatmap_cached(
+    cache_dir: str | Path,
+    photo: Photo,
+    model_version_id: int,
+    head: Head,
+    class_name: str,
+    backbone: FeatureBackbone | None = None,
+) -> np.ndarray:
+    """`heatmap` through the cache: read when present, else computed and saved for next time.
+
+    For a worker thread (it may compute). Photos without a content hash are never cached:
+    the key would not follow edits to the file.
+    """
+    if not photo.content_hash:
+        return heatmap(photo.path, head, class_name, backbone)
+    path = heatmap_cache_path(cache_dir, photo.content_hash, model_version_id, class_name)
+    cached = load_heatmap(path)
+    if cached is not None:
+        return cached
+    heat = heatmap(photo.path, head, class_name, backbone)
+    save_heatmap(path, heat)
+    return heat

@@ -1,11 +1,8 @@
 """`tagger explain` and `tagger suspects`: the command-line side of explaining and reviewing.
 
 Torch-free at import, like the rest of the command line (`tagger status` must answer at once):
-the explain command imports tagger.explain, and with it torch, only when it runs. Register
-both commands with the command line's hook:
-
-    from tagger.explain_cli import add_commands
-    extra_command(add_commands)
+the explain command imports tagger.explain, and with it torch, only when it runs. cli.py
+registers both through `add_commands`.
 """
 
 from __future__ import annotations

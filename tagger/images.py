@@ -170,6 +170,26 @@ def load_array(path: PathLike, max_side: int | None = None) -> np.ndarray:
     return np.array(load_rgb(path, max_side), dtype=np.uint8)
 
 
+def load_array_for_crop(path: PathLike, min_shorter_side: int) -> np.ndarray:
+    """The upright picture as an H x W x 3 uint8 array whose shorter side is at least
+    `min_shorter_side` (or the picture's own, if smaller), for the model's crop-and-resize.
+
+    Unlike `load_rgb(path, max_side)` this never resamples to an exact size: the picture is
+    only made smaller by the decoder itself (JPEG DCT scaling, JPEG 2000 resolution levels)
+    or by an integer box reduction, both cheap and alias-free. The caller's one resize to
+    the network's input then does all the resampling; a second, bicubic one here would cost
+    time and blur the picture for nothing. May be read-only: copy before writing to it.
+    """
+    if min_shorter_side < 1:
+        raise ValueError(f"min_shorter_side must be positive, not {min_shorter_side}")
+    try:
+        picture = _load_rgb(path, None, decode_smaller=True, min_shorter_side=min_shorter_side)
+    except _ReducedDecodeFailed:
+        picture = _load_rgb(path, None, decode_smaller=False, min_shorter_side=min_shorter_side)
+    # asarray: the picture is ours alone, so its buffer need not be copied once more.
+    return np.asarray(picture)
+
+
 def check_complete(path: PathLike, format: str) -> None:
     """Raise UnreadableImage when the file's image data is cut short.
 
@@ -289,10 +309,15 @@ def _ftyp_brands(head: bytes) -> frozenset[bytes]:
 # -- decoding -------------------------------------------------------------------------
 
 
-def _load_rgb(path: PathLike, max_side: int | None, *, decode_smaller: bool) -> Image.Image:
+def _load_rgb(path: PathLike, max_side: int | None, *, decode_smaller: bool,
+              min_shorter_side: int | None = None) -> Image.Image:
+    """Decode within `max_side`, or (given `min_shorter_side`) just down to that shorter side."""
     with _opened(path) as (image, sniffed):
         label = _FORMAT_LABELS[sniffed]
-        reduced = decode_smaller and _decode_smaller(image, max_side)
+        if min_shorter_side is not None:
+            reduced = decode_smaller and _decode_smaller_covering(image, min_shorter_side)
+        else:
+            reduced = decode_smaller and _decode_smaller(image, max_side)
         try:
             image.load()
         except (Image.DecompressionBombError, Image.DecompressionBombWarning):
@@ -312,6 +337,8 @@ def _load_rgb(path: PathLike, max_side: int | None, *, decode_smaller: bool) -> 
             raise UnreadableImage(f"truncated or corrupt {label}") from None
         orientation = _orientation(_exif_of(image, may_decode=True))
         rgb = _to_rgb(image)
+    if min_shorter_side is not None:
+        return _upright(_box_reduce_covering(rgb, min_shorter_side), orientation)
     return _upright(_fit_within(rgb, max_side), orientation)
 
 
@@ -336,6 +363,34 @@ def _decode_smaller(image: Image.Image, max_side: int | None) -> bool:
             image.reduce = factor  # type: ignore[assignment,method-assign]  # the plugin's resolution-level setter
         return factor > 0
     return False
+
+
+def _decode_smaller_covering(image: Image.Image, min_shorter_side: int) -> bool:
+    """Like `_decode_smaller`, but keeping the shorter side at least `min_shorter_side`."""
+    width, height = image.size
+    shorter = min(width, height)
+    if shorter < 2 * min_shorter_side:
+        return False  # not even a 1/2 reduction would leave enough pixels
+    if image.format in ("JPEG", "MPO"):
+        scale = min_shorter_side / shorter
+        # draft() picks the strongest 1/2, 1/4 or 1/8 reduction still at least this size.
+        wanted = (max(1, math.ceil(width * scale)), max(1, math.ceil(height * scale)))
+        return image.draft(image.mode, wanted) is not None
+    if image.format == "JPEG2000":
+        factor = 0
+        while factor < _MAX_JPEG2000_REDUCTION and shorter >> (factor + 1) >= min_shorter_side:
+            factor += 1
+        if factor:
+            image.reduce = factor  # type: ignore[assignment,method-assign]  # the plugin's resolution-level setter
+        return factor > 0
+    return False
+
+
+def _box_reduce_covering(image: Image.Image, min_shorter_side: int) -> Image.Image:
+    # For formats the decoder cannot shrink (PNG, HEIC, WebP...): averaging whole blocks of
+    # pixels is fast and alias-free, and an integer factor keeps the shorter side in reach.
+    factor = min(image.size) // min_shorter_side
+    return image.reduce(factor) if factor >= 2 else image
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:

@@ -59,21 +59,19 @@ def compare_heads(
     truth: Sequence[str],
     new_probabilities: np.ndarray,
     new_classes: Sequence[str],
-    current_probabilities: np.ndarray | None,
+    current_probabilities: np.ndarray,
     current_classes: Sequence[str],
     current_saw: np.ndarray,
 ) -> Comparison:
     """Score both heads on the held-out labels the current head did not see; recommend one.
 
     `truth` and both probability matrices cover the same held-out photos; `current_saw` marks
-    the ones the current head was trained on. With no current head, the new one wins.
+    the ones the current head was trained on.
     """
     truth = list(truth)
-    everything = evaluate(truth, new_probabilities, list(new_classes))
-    metrics: dict[str, Any] = {"new_all_held_out": everything}
-    if current_probabilities is None:
-        metrics["new"] = everything
-        return Comparison(True, "There is no current model to compare with.", metrics)
+    metrics: dict[str, Any] = {
+        "new_all_held_out": evaluate(truth, new_probabilities, list(new_classes))
+    }
 
     # The union keeps a class the user removed scoreable: the current head may still tag it.
     order = list(new_classes) + [c for c in current_classes if c not in new_classes]
@@ -95,8 +93,7 @@ def compare_heads(
         chosen_truth, in_class_order(current_probabilities[rows], current_classes, order), order
     )
     metrics["new"], metrics["current"] = new_report, current_report
-    new_hits = round(new_report["accuracy"] * len(rows))
-    current_hits = round(current_report["accuracy"] * len(rows))
+    new_hits, current_hits = _hits(new_report), _hits(current_report)
     verdict = (
         f"on {len(rows)} held-out labels the new model gets {new_hits} right, "
         f"the current one {current_hits}"
@@ -104,3 +101,7 @@ def compare_heads(
     if new_hits >= current_hits:
         return Comparison(True, f"Better or as good: {verdict}.", metrics)
     return Comparison(False, f"Worse: {verdict}; the current model stays.", metrics)
+
+
+def _hits(report: dict[str, Any]) -> int:
+    return int(np.trace(np.asarray(report["confusion"])))

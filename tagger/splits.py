@@ -70,3 +70,14 @@ def single_hold_out(
     if not plan.folds:
         return plan
     return EvaluationPlan(plan.fold_of, plan.folds[:1], f"hold-out {100 // n_folds}%")
+
+
+def cap_held_out(plan: EvaluationPlan, maximum: int, seed: int = 0) -> EvaluationPlan:
+    """At most `maximum` held-out labels, chosen at random; the others go back to training."""
+    held = np.flatnonzero(plan.held_out)
+    if len(held) <= maximum:
+        return plan
+    returned = np.random.default_rng(seed).choice(held, len(held) - maximum, replace=False)
+    fold_of = plan.fold_of.copy()
+    fold_of[returned] = NEVER_HELD_OUT
+    return EvaluationPlan(fold_of, plan.folds, plan.method)

@@ -33,6 +33,7 @@ import numpy as np
 
 from tagger.calibration import cross_fitted_probabilities, fit_temperature
 from tagger.domain import ModelVersion, TagResult
+from tagger.engine import FeatureEngine
 from tagger.evaluation import evaluate
 from tagger.head import OTHER, Head, softmax, write_atomically
 from tagger.head_fitting import fit_steps
@@ -45,7 +46,7 @@ from tagger.quick_training import (
     cross_validated_logits,
     fit_semi_supervised,
 )
-from tagger.splits import EvaluationPlan, plan_evaluation, single_hold_out
+from tagger.splits import EvaluationPlan, cap_held_out, plan_evaluation, single_hold_out
 from tagger.store import Store
 from tagger.tagging import CancelCheck, _is_cancelled
 
@@ -60,6 +61,8 @@ DEEP = "deep"
 MODES = (QUICK, DEEP)
 # Below this many labels a class without a zero-shot prior trains, but weakly: we warn.
 FEW_LABELS = 5
+# 500 photos judge a model to within about 2% and take 150 MB decoded.
+DEEP_MAX_HELD_OUT = 500
 
 # (step, total_steps, loss, held-out accuracy or None): steps are L-BFGS steps in quick mode
 # and batches in deep mode; the accuracy arrives as each fold (quick) or epoch (deep) ends.
@@ -145,7 +148,8 @@ def train(
         trained_rows = np.arange(len(data.truth))
         backbone_id, backbone_file = current.backbone_id, None
     else:
-        plan = single_hold_out(data.truth, quick.seed)
+        # Deep training keeps its held-out photos decoded in memory for the per-epoch score.
+        plan = cap_held_out(single_hold_out(data.truth, quick.seed), DEEP_MAX_HELD_OUT, quick.seed)
         head, logits, backbone_file, backbone_id = _train_deep(
             store,
             base_head,
@@ -171,9 +175,14 @@ def train(
     comparison = _compare(plan, held_out, data, logits, head.classes, current_head)
     reporter.finish(comparison.metrics.get("new_all_held_out", {}).get("accuracy"))
 
-    reporter.check_cancel()  # the last chance to leave nothing behind
     head_file = models_dir / f"head-{_file_stamp()}.safetensors"
-    head.save(head_file)
+    try:
+        reporter.check_cancel()  # the last chance to leave nothing behind
+        head.save(head_file)
+    except BaseException:
+        if backbone_file is not None:  # no version will ever point at it
+            backbone_file.unlink(missing_ok=True)
+        raise
     metrics = {
         **comparison.metrics,
         "evaluation": plan.method,
@@ -310,14 +319,16 @@ def _prepare(store: Store, head: Head, backbone_id: str, settings: QuickSettings
         )
     position = {name: i for i, name in enumerate(head.classes)}
     truth = np.array([position[label] for label in labels], dtype=np.int64)
-    unlabeled = _unlabeled_features(store, backbone_id, set(photo_ids), settings)
+    unlabeled = unlabeled_features(store, backbone_id, set(photo_ids), settings)
     pool = build_pool(head, features, truth, unlabeled, settings)
     return _TrainingData(photo_ids, labels, truth, features, pool, warnings)
 
 
-def _unlabeled_features(
+def unlabeled_features(
     store: Store, backbone_id: str, labeled: set[int], settings: QuickSettings
 ) -> np.ndarray:
+    """Cached features of up to `settings.max_unlabeled` photos without a user label, drawn
+    at random (the same draw for the same seed and library)."""
     if not settings.use_unlabeled or settings.max_unlabeled <= 0:
         return np.zeros((0, 0), dtype=np.float32)
     candidates = [i for i in store.photo_ids_to_tag(include_tagged=True) if i not in labeled]
@@ -367,6 +378,7 @@ def _train_deep(
     """Fine-tuned backbone (written to `models_dir`) and head; held-out logits of the pair."""
     from tagger import deep_training
     from tagger.model import pick_device
+    from tagger.tuned_backbone import checkpoint_backbone_id, checkpoint_bytes
 
     settings = settings or deep_training.DeepSettings()
     torch_device = pick_device(device)
@@ -402,10 +414,10 @@ def _train_deep(
     logits = np.full((len(data.truth), len(base_head.classes)), np.nan)
     logits[plan.held_out] = result.held_out_logits
     reporter.check_cancel()
-    raw = deep_training.checkpoint_bytes(backbone, current.backbone_id)
+    raw = checkpoint_bytes(backbone, current.backbone_id)
     backbone_file = models_dir / f"backbone-{_file_stamp()}.safetensors"
     write_atomically(backbone_file, raw)
-    backbone_id = deep_training.checkpoint_backbone_id(raw, backbone.preprocessing)
+    backbone_id = checkpoint_backbone_id(raw, backbone.preprocessing)
     return result.head, logits, backbone_file, backbone_id
 
 
@@ -496,6 +508,16 @@ class _Reporter:
 def _file_stamp() -> str:
     # Time for people reading the folder, random suffix so two trainings never collide.
     return f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
+
+
+# --- tagging with a deep-trained version ---------------------------------------------------------
+
+
+def load_tuned_engine(backbone_file: Path, device: str | None = None) -> FeatureEngine:
+    """The tagging engine for a version with a fine-tuned `backbone_file`; imports torch."""
+    from tagger.tuned_backbone import TunedEngine
+
+    return TunedEngine(backbone_file, device)
 
 
 # --- re-tagging from cached features ----------------------------------------------------

@@ -12,6 +12,7 @@ import cv2
 import numpy as np
 import pytest
 
+from tagger.domain import Photo
 from tagger.engine import preprocess
 from tagger.explain_overlay import heatmap_cache_path, load_heatmap, overlay, save_heatmap
 from tagger.head import Head
@@ -21,7 +22,7 @@ from tagger.review import label_issues, out_of_sample_probabilities
 torch = pytest.importorskip("torch")
 from tagger import explain  # noqa: E402 - needs torch, which importorskip just checked
 from tagger.explain_head import TorchHead  # noqa: E402
-from tagger.explain_probe import probe_sensitivity  # noqa: E402
+from tagger.explain_probe import ProbeCancelled, probe_sensitivity  # noqa: E402
 
 PHOTOS = Path(__file__).parent / "data" / "photos"
 AWKWARD = Path(__file__).parent / "data" / "awkward"
@@ -170,6 +171,20 @@ def test_heatmap_cache_round_trip(tmp_path) -> None:
         heatmap_cache_path(tmp_path, "../escape", 7, "dog")
 
 
+def test_heatmap_cached_computes_once(tmp_path, monkeypatch, backbone, head) -> None:
+    photo = Photo(id=1, path=str(DOG), content_hash="feedbeef", size_bytes=1, mtime=0.0, width=None,
+                  height=None, format="JPEG", readable=True, error=None, missing=False, added_at=0.0)
+    first = explain.heatmap_cached(tmp_path, photo, 3, head, "dog", backbone)
+    assert heatmap_cache_path(tmp_path, "feedbeef", 3, "dog").is_file()
+
+    def no_recompute(*_args: object) -> np.ndarray:
+        raise AssertionError("the cached map should have been used")
+
+    monkeypatch.setattr(explain, "heatmap", no_recompute)
+    again = explain.heatmap_cached(tmp_path, photo, 3, head, "dog", backbone)
+    np.testing.assert_allclose(again, first, atol=0.5 / 255 + 1e-6)
+
+
 # --- sensitivity probe ---------------------------------------------------------------------------
 
 
@@ -192,6 +207,11 @@ def test_probe_flips_the_tag_and_leaves_the_file_alone(backbone, head) -> None:
     spec = backbone.preprocessing
     features = backbone.extract(preprocess(result.perturbed, dataclasses.replace(spec, crop_fraction=1.0))[None])
     assert head.predict(features) == [result.new_tag]
+
+
+def test_probe_can_be_cancelled(backbone, head) -> None:
+    with pytest.raises(ProbeCancelled):
+        probe_sensitivity(DOG, head, backbone, should_cancel=lambda: True)
 
 
 # --- explain command -------------------------------------------------------------------------------

@@ -51,7 +51,7 @@ def assert_survived(campaign: KillCampaign, figures: ActivityFigures, kills: int
 
 
 def test_import_survives_kills_and_resumes(campaign: KillCampaign) -> None:
-    figures = campaign.import_rounds(KILLS_PER_ACTIVITY, photos_per_round=150)
+    figures = campaign.import_rounds(KILLS_PER_ACTIVITY, photos_per_round=120)
     assert_survived(campaign, figures, KILLS_PER_ACTIVITY)
     assert figures.resumed == figures.rounds
 

@@ -43,15 +43,20 @@ def test_unsure_and_tied_photos_come_first() -> None:
     assert scores[2] == pytest.approx(1.0, abs=0.02)
 
 
-def test_a_changed_mind_outranks_mild_doubt() -> None:
-    current = np.array([[0.95, 0.05, 0.0], [0.75, 0.25, 0.0], [0.95, 0.05, 0.0]])
-    previous = np.array([[0.05, 0.95, 0.0], [0.75, 0.25, 0.0], [np.nan, np.nan, np.nan]])
+def test_a_change_of_mind_comes_first_among_equal_doubts() -> None:
+    current = np.array([[0.6, 0.4, 0.0], [0.6, 0.4, 0.0], [0.95, 0.05, 0.0], [0.6, 0.4, 0.0]])
+    previous = np.array([
+        [0.6, 0.4, 0.0],  # same as now
+        [0.1, 0.9, 0.0],  # the previous model said the other class
+        [0.05, 0.95, 0.0],  # ...here too, but the current model is sure
+        [np.nan, np.nan, np.nan],  # a photo the previous model never scored
+    ])
     scores = review_order(current, previous)
-    # Confident now, but the previous model said the opposite: worth a look before the
-    # merely unsure photo. The third photo is new since the previous model: no change.
-    assert list(review_ranking(scores)) == [0, 1, 2]
-    assert review_terms(current, previous).changed[2] == 0.0
-    assert review_order(current)[0] < review_order(current)[1]
+    # The newer model is usually right where it is sure: a change alone does not bring a
+    # confident tag forward, it only ranks the doubtful ones.
+    assert list(review_ranking(scores)) == [1, 0, 3, 2]
+    assert review_terms(current, previous).changed[3] == 0.0
+    assert np.all((scores >= 0) & (scores <= 1))
 
 
 def test_ties_keep_their_order_and_shapes_are_checked() -> None:

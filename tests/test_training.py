@@ -20,7 +20,7 @@ from tagger.head import Head
 from tagger.library import Library
 from tagger.quick_training import QuickSettings
 from tagger.semi_supervised import neighbour_graph, propagate_labels
-from tagger.splits import NEVER_HELD_OUT, assign_folds
+from tagger.splits import NEVER_HELD_OUT, assign_folds, cap_held_out, single_hold_out
 from tagger.training import (
     TrainingCancelled,
     TrainingError,
@@ -303,6 +303,14 @@ def test_folds_are_stratified_and_lone_labels_stay_in_training() -> None:
         assert list(np.bincount(held, minlength=3)) == [2, 1, 0]
 
 
+def test_a_capped_hold_out_returns_the_rest_to_training() -> None:
+    truth = np.repeat(np.arange(3), 100)
+    plan = single_hold_out(truth)
+    capped = cap_held_out(plan, 25)
+    assert plan.held_out.sum() == 60 and capped.held_out.sum() == 25
+    assert not (capped.held_out & ~plan.held_out).any()
+
+
 def test_temperature_recovers_an_overconfident_scale() -> None:
     rng = np.random.default_rng(0)
     truth = rng.integers(3, size=2000)
@@ -320,9 +328,10 @@ def test_temperature_recovers_an_overconfident_scale() -> None:
 def test_deep_mode_fine_tunes_a_loadable_backbone_with_a_new_id(tmp_path) -> None:
     torch = pytest.importorskip("torch")
     from tagger import images
-    from tagger.deep_training import DeepSettings, load_finetuned_backbone
+    from tagger.deep_training import DeepSettings
     from tagger.engine import preprocess
     from tagger.model import load_backbone
+    from tagger.training import load_tuned_engine
 
     paths = sorted(p for p in PHOTOS_DIR.glob("*/*.jpg"))
     names = [p.parent.name for p in paths]
@@ -372,9 +381,9 @@ def test_deep_mode_fine_tunes_a_loadable_backbone_with_a_new_id(tmp_path) -> Non
     assert outcome.backbone_id != backbone.backbone_id
     assert outcome.backbone_file.is_file() and outcome.backbone_file.parent == library.models_dir
     assert epochs[-1][0] == epochs[-1][1]
-    tuned = load_finetuned_backbone(outcome.backbone_file)
-    assert tuned.backbone_id == outcome.backbone_id
-    tuned_features = tuned.extract(batch)
+    engine = load_tuned_engine(outcome.backbone_file, "cpu")  # what tagging runs
+    assert engine.backbone_id == outcome.backbone_id
+    tuned_features = engine.extract(batch)
     assert tuned_features.shape == features.shape and not np.allclose(tuned_features, features)
     new_head = Head.load(outcome.head_file)
     assert new_head.backbone_id == outcome.backbone_id

@@ -1,28 +1,28 @@
-"""Screenshots of the real window with the real photos in shared/photos.
+"""Screenshots of the real window, with the real model's tags, on the photos in shared/photos.
 
 Run under a display (e.g. `xvfb-run -a -s "-screen 0 1600x1000x24" .venv/bin/python
 docs/screenshots/take_screenshots.py`). Photos are imported by path into a
-throw-away library; nothing is copied. No model exists yet, so the model's
-guesses shown are made up here from each photo's folder, clearly not real output.
+throw-away library; nothing is copied. Tags come from Auto-tag itself (the ONNX
+engine on the CPU, prepared by the warm-up the app starts after its first paint),
+so the first run takes a minute or two.
 """
 
 from __future__ import annotations
 
-import random
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from PIL import Image
 from PySide6.QtCore import QSettings
 from PySide6.QtGui import QColor, QPalette
-from PySide6.QtWidgets import QApplication
+from PySide6.QtWidgets import QApplication, QWidget
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from tagger.domain import TagResult  # noqa: E402
 from tagger.gui.app import AppSession, app_icon, default_device_text  # noqa: E402
 from tagger.gui.photo_table import PhotoFilter, Show, SortOrder, SourceFilter  # noqa: E402
 from tagger.gui.settings import AppSettings  # noqa: E402
@@ -40,11 +40,18 @@ def settle(app: QApplication, seconds: float) -> None:
         time.sleep(0.01)
 
 
-def wait_for(app: QApplication, condition, timeout: float = 60) -> None:  # noqa: ANN001
+def wait_for(app: QApplication, condition: Callable[[], bool], timeout: float = 600) -> None:
     end = time.monotonic() + timeout
-    while not condition() and time.monotonic() < end:
+    while not condition():
+        if time.monotonic() > end:
+            raise TimeoutError("the window did not get there in time")
         app.processEvents()
         time.sleep(0.01)
+
+
+def save(widget: QWidget, name: str) -> None:
+    widget.grab().save(str(OUT / name))
+    print(f"  {name}")
 
 
 def dark_palette() -> QPalette:
@@ -60,26 +67,30 @@ def dark_palette() -> QPalette:
     return palette
 
 
+def make_damaged_files(folder: Path) -> None:
+    """A few damaged files beside the real photos, so the summary has reasons to show."""
+    folder.mkdir()
+    (folder / "notes.jpg").write_text("a text file with a photo's name")
+    good = Image.open(next((PHOTOS / "dog").glob("*.jpg")))
+    good.save(folder / "cut_short.jpg")
+    (folder / "cut_short.jpg").write_bytes((folder / "cut_short.jpg").read_bytes()[:1500])
+    (folder / "empty.jpg").write_bytes(b"")
+
+
 def main() -> int:
     app = QApplication([sys.argv[0], "-style", "Fusion"])
     app.setApplicationName("Tagger")
     app.setWindowIcon(app_icon())
     work = Path(tempfile.mkdtemp(prefix="tagger-shots-"))
     settings = AppSettings(QSettings(str(work / "settings.ini"), QSettings.Format.IniFormat))
+    settings.device = "cpu"
     session = AppSession(settings, default_device_text)
     assert session.start(work / "library")
     window, library = session.window, session.library
     window.resize(1440, 900)
     window.move(20, 20)
-
-    # A few damaged files beside the real photos, so the summary has reasons to show.
     odd = work / "odd"
-    odd.mkdir()
-    (odd / "notes.jpg").write_text("a text file with a photo's name")
-    good = Image.open(next((PHOTOS / "dog").glob("*.jpg")))
-    good.save(odd / "cut_short.jpg")
-    (odd / "cut_short.jpg").write_bytes((odd / "cut_short.jpg").read_bytes()[:1500])
-    (odd / "empty.jpg").write_bytes(b"")
+    make_damaged_files(odd)
 
     for name in ("cow", "horse"):
         library.add_class(name)
@@ -89,62 +100,79 @@ def main() -> int:
     settle(app, 0.5)
     window.import_summary_dialog.resize(900, 420)
     settle(app, 0.3)
-    window.import_summary_dialog.grab().save(str(OUT / "import-summary.png"))
+    save(window.import_summary_dialog, "import-summary.png")
     window.import_summary_dialog.close()
 
-    # Made-up model output, from each photo's folder: enough to show guesses and bars.
-    head = library.models_dir / "demo-head.bin"
-    head.write_bytes(b"demo")
-    classes = tuple(library.class_names())
-    version = library.register_model_version(mode="demo", backbone_id="demo", head_file=head, classes=classes,
-                                             note="screenshot demo, not a trained model")
-    chance = random.Random(7)
-    results = []
-    for photo in library.photos():
-        if not photo.readable:
-            continue
-        folder = Path(photo.path).parent.name
-        scores = [chance.random() * 0.6 for _ in classes]
-        if folder in classes:
-            scores[classes.index(folder)] += chance.choice([0.4, 1.5, 3.0, 5.0])
-        total = sum(scores)
-        results.append(TagResult(photo.id, probabilities=tuple(s / total for s in scores)))
-    library.record_tag_results(version, results)
-    ids = [photo.id for photo in library.photos()]
+    # The real thing: Auto-tag (Ctrl+T). It waits for the warm-up's ONNX export, then tags.
+    window.filter_bar.set_sort_order(SortOrder.FOLDER)
+    window.auto_tagger.tag_action.trigger()
+    wait_for(app, window.auto_tagger.is_running)
+    wait_for(app, lambda: window.job_progress.bar.value() > 150 and "left" in window.job_progress.speed_label.text())
+    window.gallery.select_row(0)
+    settle(app, 1.0)
+    save(window, "auto-tagging.png")
+    finished: list[object] = []
+    window.auto_tagger.run_finished.connect(finished.append)
+    wait_for(app, lambda: bool(finished))
+    print(f"  {finished[0].describe()}")
+    settle(app, 0.5)
+
+    # A few labels of the user's own, so confirmed chips show beside the model's guesses.
     dogs = [p.id for p in library.photos() if "/dog/" in p.path][:5]
     library.set_user_labels(dogs[:3], "dog")
     library.confirm_model_labels(dogs[3:5])
     window.reload_photos()
     window.filter_bar.set_filter(PhotoFilter(show=Show.CLASS, class_name="dog"))
+    window.filter_bar.set_sort_order(SortOrder.ADDED)
     window.gallery.select_row(5)
     settle(app, 2.5)
-    window.grab().save(str(OUT / "main-window.png"))
+    save(window, "main-window.png")
 
     window.filter_bar.set_filter(PhotoFilter(show=Show.ALL, source=SourceFilter.GUESSED))
-    window.filter_bar.set_sort_order(SortOrder.NAME)
     window.filter_bar.set_sort_order(SortOrder.LEAST_CONFIDENT)
     window.gallery.select_row(0)
     settle(app, 2.5)
-    window.grab().save(str(OUT / "least-confident-guesses.png"))
+    save(window, "least-confident-guesses.png")
 
     window.filter_bar.set_filter(PhotoFilter(show=Show.UNREADABLE))
     window.gallery.select_row(0)
     settle(app, 1.0)
-    window.grab().save(str(OUT / "unreadable-filter.png"))
+    save(window, "unreadable-filter.png")
+    window.filter_bar.set_filter(PhotoFilter())
+
+    classes = window.classes.open_dialog()
+    classes.select_class("cow")
+    settle(app, 0.5)
+    save(classes, "classes.png")
+    classes.close()
+
+    xmp = window.export_menu.open_xmp_dialog()
+    wait_for(app, lambda: xmp.plan is not None)
+    xmp.embed_box.setChecked(True)  # shows the warning; the plan then lists the JPEGs too
+    wait_for(app, lambda: xmp.plan is not None)
+    settle(app, 0.5)
+    save(xmp, "xmp-staging.png")
+    xmp.reject()  # nothing is written
+
+    sort = window.export_menu.open_sort_dialog()
+    sort.destination_edit.setText(str(work / "sorted"))
+    wait_for(app, lambda: sort.plan is not None)
+    settle(app, 0.3)
+    save(sort, "sort-into-folders.png")
+    sort.reject()
 
     dialog = window.open_settings()
     settle(app, 0.5)
-    dialog.grab().save(str(OUT / "settings.png"))
+    save(dialog, "settings.png")
     dialog.reject()
 
-    window.filter_bar.set_filter(PhotoFilter())
     window.filter_bar.set_sort_order(SortOrder.FOLDER)
     app.setPalette(dark_palette())
     window.gallery.select_row(200)
     settle(app, 2.5)
-    window.grab().save(str(OUT / "main-window-dark.png"))
+    save(window, "main-window-dark.png")
 
-    print(f"{len(ids)} photos; screenshots in {OUT}")
+    print(f"{len(library.photos())} photos; screenshots in {OUT}")
     window.close()
     session.close()
     return 0

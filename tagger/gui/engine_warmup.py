@@ -84,7 +84,7 @@ class EngineWarmup(QObject):
         # and the user did not ask for this work.
         job = self._jobs.start("Preparing the model", _warmup_work(self._cache_dir, self._device_preference))
         job.progress.connect(self._show_preparing)
-        job.result.connect(self.described)
+        job.result.connect(self.described.emit)
         job.error.connect(lambda message: log.warning("Preparing the model failed: %s", message))
         job.finished.connect(lambda _cancelled: self._ended())
         self._job = job

@@ -152,3 +152,37 @@ def test_closing_the_window_mid_run_keeps_every_delivered_batch(qtbot, monkeypat
     labeled = {p.id for p in many_photos_library.photos() if p.label is not None}
     assert delivered and labeled == delivered
     assert len(delivered) < 160  # it really was stopped mid-way
+
+
+def test_the_warm_up_prepares_the_engine_and_auto_tag_waits_for_it(qtbot, monkeypatch, window_factory,
+                                                                     real_photos_library, onnx_cache):
+    import shutil
+
+    import tagger.engine
+
+    exports: list[Path] = []
+
+    def export_from_the_session_cache(cache_dir: Path, backbone: str = "") -> None:  # noqa: ARG001
+        exports.append(cache_dir)  # stands in for the ten-second torch export
+        for file in onnx_cache.iterdir():
+            shutil.copy2(file, Path(cache_dir) / file.name)
+
+    for file in real_photos_library.cache_dir.iterdir():
+        file.unlink()  # a library that never tagged on this machine
+    monkeypatch.setattr(tagger.engine, "export_onnx", export_from_the_session_cache)
+    window = window_factory(real_photos_library)
+    assert window.device_label.text() == "CPU, 2 threads"  # what is known before the model loads
+    window.engine_warmup.start_soon("cpu", delay_ms=200)
+    assert window.auto_tagger.start() is None  # waits: tagging now would export a second time
+    assert "as soon as the model is ready" in window.statusBar().currentMessage()
+
+    with qtbot.waitSignal(window.auto_tagger.run_finished, timeout=30000) as finished:
+        pass
+    assert finished.args[0].tagged == 8
+    assert exports == [real_photos_library.cache_dir]
+    assert window.device_label.text().startswith("ONNX Runtime on CPU")
+
+    # Once the export is cached, the warm-up only loads it.
+    with qtbot.waitSignal(window.engine_warmup.finished, timeout=10000):
+        window.engine_warmup.start_now("cpu")
+    assert len(exports) == 1
