@@ -7,9 +7,11 @@ and checked: SQLite's integrity_check and foreign_key_check, every label whose `
 exited 0 (a killed one must have applied to all of its photos or none), the current model
 loads, the ONNX cache is valid or ignored; and each activity is re-run to prove it resumes.
 
-Half the kill moments are uniform over a whole run, half fall after the command has opened the
-library for writing (a command announces that by writing its pid into library.lock), since
-short commands spend most of their life starting Python.
+Kill moments are uniform over the first seconds of `tagger tag` (the export, then the batches).
+For the short commands (import, label, train) half are uniform over a whole run and half fall
+after the command has opened the library for writing (it writes its pid into library.lock),
+since those spend most of their life starting Python; "open" in the table counts the kills
+that landed with the library open.
 
 Prints one line per kill, a table, then one JSON line. Exit status 1 if anything was lost.
 
@@ -57,11 +59,12 @@ def main() -> int:
     campaign = KillCampaign(root, work, seed, template.user_labels, seeded_cache=template.cache_files, log=print)
 
     # The export first, while the library is small: each round re-tags it after re-exporting.
+    # Importing last: the thousands of photos it adds would all wait for the last tag run.
     campaign.export_rounds(wanted["onnx-export"], window_s=15.0)
-    campaign.import_rounds(wanted["import"], photos_per_round=300)
     campaign.label_rounds(wanted["label"])
     campaign.tag_rounds(wanted["tag"], new_photos=120, window_s=4.0)
     campaign.train_rounds(wanted["train"])
+    campaign.import_rounds(wanted["import"], photos_per_round=300)
 
     figures = list(campaign.figures.values())
     print()

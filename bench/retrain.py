@@ -8,8 +8,8 @@ clusters; with --synthetic, random clusters instead (no photos or backbone neede
   quick_train_s   `tagger.training.train(mode="quick")` end to end: reading labels and
                   features from SQLite, hold-out evaluation, the semi-supervised fit,
                   calibration, comparison with the current model, writing the head file.
-  retag_10k_s     `retag_from_features` for 10,000 photos (SQLite read + head) and
-                  `rank_for_review` on the result.
+  retag_10k_s     `retag_from_features` for 10,000 photos (SQLite read + head) and the
+                  review order of the result (tagger.review), as the app shows it.
 
 Each is the median of --repeats runs in one warm process. Prints figures, then one JSON line.
 """
@@ -32,7 +32,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tagger.domain import ImportSummary, ScannedFile  # noqa: E402
 from tagger.head import Head  # noqa: E402
 from tagger.library import Library  # noqa: E402
-from tagger.training import rank_for_review, retag_from_features, train  # noqa: E402
+from tagger.retagging import retag_from_features  # noqa: E402
+from tagger.review import review_order, review_ranking  # noqa: E402
+from tagger.training import train  # noqa: E402
 
 CLASSES = ("dog", "elephant", "cow", "horse", "other")
 LABELS_PER_CLASS = 200
@@ -131,7 +133,9 @@ def main() -> None:
         head = Head.load(outcome.head_file)
 
         def retag() -> list[int]:
-            return rank_for_review(retag_from_features(reader, head, unlabeled))
+            results = retag_from_features(reader, head, unlabeled)
+            probabilities = np.array([result.probabilities for result in results])
+            return [results[row].photo_id for row in review_ranking(review_order(probabilities))]
 
         retag_s, retag_runs, ranked = timed(retag, args.repeats)
         reader.close()

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from tagger.calibration import cross_fitted_probabilities, fit_temperature
-from tagger.domain import ModelVersion, TagResult
+from tagger.domain import ModelVersion
 from tagger.engine import FeatureEngine
 from tagger.evaluation import evaluate
 from tagger.head import OTHER, Head, softmax, write_atomically
@@ -48,7 +48,20 @@ from tagger.quick_training import (
 )
 from tagger.splits import EvaluationPlan, cap_held_out, plan_evaluation, single_hold_out
 from tagger.store import Store
-from tagger.tagging import CancelCheck, _is_cancelled
+from tagger.tagging import CancelCheck
+from tagger.training_progress import ProgressCallback, ProgressReporter, TrainingCancelled
+
+__all__ = [
+    "ProgressCallback",
+    "TrainingCancelled",
+    "TrainingError",
+    "TrainingOutcome",
+    "check_labels",
+    "load_tuned_engine",
+    "register_outcome",
+    "train",
+    "unlabeled_features",
+]
 
 if TYPE_CHECKING:
     # Type names only: importing deep_training at run time pulls in torch (seconds), which
@@ -64,17 +77,9 @@ FEW_LABELS = 5
 # 500 photos judge a model to within about 2% and take 150 MB decoded.
 DEEP_MAX_HELD_OUT = 500
 
-# (step, total_steps, loss, held-out accuracy or None): steps are L-BFGS steps in quick mode
-# and batches in deep mode; the accuracy arrives as each fold (quick) or epoch (deep) ends.
-ProgressCallback = Callable[[int, int, float, float | None], None]
-
 
 class TrainingError(Exception):
     """Training cannot run as asked; the message tells the user what to do about it."""
-
-
-class TrainingCancelled(Exception):
-    """The user cancelled; nothing was written and the current model is unchanged."""
 
 
 @dataclass(frozen=True)
@@ -139,7 +144,7 @@ def train(
     current_head = Head.load(models_dir.parent / current.head_file)
     base_head = current_head.with_classes(list(classes))
     quick = quick_settings or QuickSettings()
-    reporter = _Reporter(progress, should_cancel)
+    reporter = ProgressReporter(progress, should_cancel)
     data = _prepare(store, base_head, current.backbone_id, quick)
 
     if mode == QUICK:
@@ -346,7 +351,7 @@ def _train_quick(
     data: _TrainingData,
     plan: EvaluationPlan,
     settings: QuickSettings,
-    reporter: _Reporter,
+    reporter: ProgressReporter,
 ) -> tuple[Head, np.ndarray]:
     """The head fitted to every label, and out-of-fold logits for the held-out ones."""
     reporter.plan(len(plan.folds) + 1, FITS_PER_TRAINING * fit_steps())
@@ -372,7 +377,7 @@ def _train_deep(
     quick: QuickSettings,
     settings: DeepSettings | None,
     device: str | None,
-    reporter: _Reporter,
+    reporter: ProgressReporter,
     models_dir: Path,
 ) -> tuple[Head, np.ndarray, Path, str]:
     """Fine-tuned backbone (written to `models_dir`) and head; held-out logits of the pair."""
@@ -458,53 +463,6 @@ def _compare(
     return comparison
 
 
-class _Reporter:
-    """Turns optimiser steps or batches into progress calls; raises TrainingCancelled when asked."""
-
-    def __init__(
-        self, progress: ProgressCallback | None, should_cancel: CancelCheck | None
-    ) -> None:
-        self._progress = progress
-        self._should_cancel = should_cancel
-        self._stage = 0
-        self._steps_per_stage = 1
-        self._done = 0
-        self._total = 1
-        self._loss = float("nan")
-        self._accuracy: float | None = None
-
-    def plan(self, stages: int, steps_per_stage: int) -> None:
-        self._steps_per_stage = steps_per_stage
-        self._total = stages * steps_per_stage
-
-    def check_cancel(self) -> None:
-        if _is_cancelled(self._should_cancel):
-            raise TrainingCancelled("training was cancelled")
-
-    def step(self, loss: float) -> None:
-        self.check_cancel()
-        self._loss = loss
-        # A stage that ends early (a fit converged) hands its unused steps to its end.
-        self._done = min(self._done + 1, (self._stage + 1) * self._steps_per_stage - 1)
-        self._emit()
-
-    def stage_done(self, accuracy: float | None) -> None:
-        self.check_cancel()
-        self._stage += 1
-        self._done = min(self._stage * self._steps_per_stage, self._total - 1)
-        self._accuracy = accuracy if accuracy is not None else self._accuracy
-        self._emit()
-
-    def finish(self, accuracy: float | None) -> None:
-        self._done = self._total
-        self._accuracy = accuracy if accuracy is not None else self._accuracy
-        self._emit()
-
-    def _emit(self) -> None:
-        if self._progress is not None:
-            self._progress(self._done, self._total, self._loss, self._accuracy)
-
-
 def _file_stamp() -> str:
     # Time for people reading the folder, random suffix so two trainings never collide.
     return f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
@@ -518,29 +476,3 @@ def load_tuned_engine(backbone_file: Path, device: str | None = None) -> Feature
     from tagger.tuned_backbone import TunedEngine
 
     return TunedEngine(backbone_file, device)
-
-
-# --- re-tagging from cached features ----------------------------------------------------
-
-
-def retag_from_features(
-    store: Store, head: Head, photo_ids: Sequence[int], *, backbone_id: str | None = None
-) -> list[TagResult]:
-    """New tags for photos whose features are cached for the head's backbone: no decoding.
-
-    Photos without cached features are left out of the result (tag those with the full
-    pipeline); pass the version's backbone_id when the head does not carry one.
-    """
-    backbone_id = backbone_id or head.backbone_id
-    ids, features = store.features(backbone_id, photo_ids)
-    if len(ids) == 0:
-        return []
-    probabilities = head.probabilities(features).tolist()
-    return [TagResult(int(i), probabilities=tuple(p)) for i, p in zip(ids.tolist(), probabilities)]
-
-
-def rank_for_review(results: Sequence[TagResult]) -> list[int]:
-    """Photo ids, least sure first: the photos whose correction teaches the model most."""
-    scored = [r for r in results if r.probabilities is not None]
-    confidence = np.array([max(r.probabilities) for r in scored], dtype=np.float64)
-    return [scored[i].photo_id for i in np.argsort(confidence, kind="stable")]

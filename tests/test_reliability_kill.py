@@ -71,3 +71,31 @@ def test_training_survives_kills(campaign: KillCampaign) -> None:
     figures = campaign.train_rounds(KILLS_PER_ACTIVITY)
     assert_survived(campaign, figures, KILLS_PER_ACTIVITY)
     assert figures.resumed == 1
+
+
+@pytest.mark.parametrize("state", ["graph missing", "sidecar missing", "graph truncated", "sidecar truncated",
+                                   "only a temporary file"])
+def test_what_a_kill_mid_export_can_leave_is_ignored(template: TemplateLibrary, tmp_path: Path, state: str) -> None:
+    """A kill lands in the ONNX export's few milliseconds of writing too rarely to wait for:
+    each state it could leave (export_onnx writes the sidecar, then the graph, each by
+    rename) is made by hand. Tagger must treat it as no cache, never load it half."""
+    from tagger.engine import OnnxEngine, default_backbone_id, onnx_cache_paths
+
+    graph, sidecar = onnx_cache_paths(template.root / "cache", default_backbone_id())
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    for source in (graph, sidecar):
+        (cache / source.name).write_bytes(source.read_bytes())
+    copied_graph, copied_sidecar = cache / graph.name, cache / sidecar.name
+    if state == "graph missing":
+        copied_graph.unlink()
+    elif state == "sidecar missing":
+        copied_sidecar.unlink()
+    elif state == "graph truncated":
+        copied_graph.write_bytes(graph.read_bytes()[: graph.stat().st_size // 3])
+    elif state == "sidecar truncated":
+        copied_sidecar.write_bytes(sidecar.read_bytes()[:1000])
+    else:
+        copied_graph.rename(cache / f".{graph.name}.x1y2z3.tmp")
+        copied_sidecar.unlink()
+    assert OnnxEngine.from_cache(cache, default_backbone_id()) is None

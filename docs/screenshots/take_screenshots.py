@@ -77,6 +77,31 @@ def make_damaged_files(folder: Path) -> None:
     (folder / "empty.jpg").write_bytes(b"")
 
 
+def sidecar(flat: list[str], hierarchical: list[str]) -> str:
+    def bag(items: list[str]) -> str:
+        return "<rdf:Bag>" + "".join(f"<rdf:li>{item}</rdf:li>" for item in items) + "</rdf:Bag>"
+
+    return ('<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+            '<rdf:Description rdf:about="" xmlns:dc="http://purl.org/dc/elements/1.1/" '
+            'xmlns:lr="http://ns.adobe.com/lightroom/1.0/" xmlns:xmp="http://ns.adobe.com/xap/1.0/" xmp:Rating="4">'
+            f"<dc:subject>{bag(flat)}</dc:subject>"
+            + (f"<lr:hierarchicalSubject>{bag(hierarchical)}</lr:hierarchicalSubject>" if hierarchical else "")
+            + "</rdf:Description></rdf:RDF></x:xmpmeta>")
+
+
+def make_trip_with_sidecars(folder: Path) -> None:
+    """Re-encoded copies (new files, not duplicates) with sidecars other programs wrote, so the
+    XMP dialog has updates to show beside creations. Outside the repository, thrown away after."""
+    folder.mkdir()
+    sources = [sorted((PHOTOS / "elephant").glob("*.jpg"))[3], sorted((PHOTOS / "elephant").glob("*.jpg"))[7],
+               sorted((PHOTOS / "dog").glob("*.jpg"))[9], sorted((PHOTOS / "cow").glob("*.jpg"))[4]]
+    for number, source in enumerate(sources, start=1):
+        Image.open(source).convert("RGB").save(folder / f"trip_{number:02d}.jpg", quality=88)
+    (folder / "trip_01.xmp").write_text(sidecar(["Kenya", "safari"], ["Places|Kenya"]), encoding="utf-8")
+    (folder / "trip_02.xmp").write_text(sidecar(["Kenya", "dog"], ["Tagger|dog"]), encoding="utf-8")
+    (folder / "trip_04.jpg.xmp").write_text(sidecar(["cow"], ["Tagger|cow"]), encoding="utf-8")
+
+
 def main() -> int:
     app = QApplication([sys.argv[0], "-style", "Fusion"])
     app.setApplicationName("Tagger")
@@ -91,11 +116,13 @@ def main() -> int:
     window.move(20, 20)
     odd = work / "odd"
     make_damaged_files(odd)
+    trip = work / "trip"
+    make_trip_with_sidecars(trip)
 
     for name in ("cow", "horse"):
         library.add_class(name)
     window.refresh_classes()
-    window.import_paths([PHOTOS / folder for folder in ("dog", "elephant", "cow", "horse", "other")] + [odd])
+    window.import_paths([PHOTOS / folder for folder in ("dog", "elephant", "cow", "horse", "other")] + [odd, trip])
     wait_for(app, lambda: window.current_import() is None and window.last_import_summary is not None)
     settle(app, 0.5)
     window.import_summary_dialog.resize(900, 420)
@@ -104,11 +131,10 @@ def main() -> int:
     window.import_summary_dialog.close()
 
     # The real thing: Auto-tag (Ctrl+T). It waits for the warm-up's ONNX export, then tags.
-    window.filter_bar.set_sort_order(SortOrder.FOLDER)
     window.auto_tagger.tag_action.trigger()
     wait_for(app, window.auto_tagger.is_running)
     wait_for(app, lambda: window.job_progress.bar.value() > 150 and "left" in window.job_progress.speed_label.text())
-    window.gallery.select_row(0)
+    window.gallery.select_row(6)
     settle(app, 1.0)
     save(window, "auto-tagging.png")
     finished: list[object] = []
@@ -146,13 +172,16 @@ def main() -> int:
     save(classes, "classes.png")
     classes.close()
 
-    xmp = window.export_menu.open_xmp_dialog()
+    window.filter_bar.set_filter(PhotoFilter(search="trip_"))
+    window.gallery.selectAll()
+    xmp = window.export_menu.xmp.open_dialog(selected_only=True)
+    xmp.show_unchanged_box.setChecked(True)
     wait_for(app, lambda: xmp.plan is not None)
-    xmp.embed_box.setChecked(True)  # shows the warning; the plan then lists the JPEGs too
-    wait_for(app, lambda: xmp.plan is not None)
+    xmp.resize(1000, 420)
     settle(app, 0.5)
     save(xmp, "xmp-staging.png")
     xmp.reject()  # nothing is written
+    window.filter_bar.set_filter(PhotoFilter())
 
     sort = window.export_menu.open_sort_dialog()
     sort.destination_edit.setText(str(work / "sorted"))

@@ -17,6 +17,7 @@ from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtGui import QAction, QKeySequence
 
 from tagger.domain import ModelVersion, TagResult
+from tagger.gui.action_icons import play_icon, repeat_icon
 from tagger.gui.engine_warmup import EngineWarmup
 from tagger.gui.feature_host import FeatureHost
 from tagger.gui.messages import show_problem
@@ -86,6 +87,8 @@ class AutoTagger(QObject):
         self.retag_action.setToolTip("Tag every photo again, except those you labeled yourself "
                                      f"({RETAG_SHORTCUT})")
         self.retag_action.triggered.connect(lambda _checked=False: self.start(include_tagged=True))
+        self.tag_action.setIcon(play_icon())
+        self.retag_action.setIcon(repeat_icon())
         for action in (self.tag_action, self.retag_action):
             # The window's, not the grid's: Ctrl+T must work from the search box and the preview too.
             action.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
@@ -123,6 +126,7 @@ class AutoTagger(QObject):
                                    f"({RETAG_SHORTCUT}) tags the model's guesses again.")
             return None
         job = self._host.start_job("Auto-tagging", _tagging_work(plan))
+        self._host.show_status(f"Auto-tagging {len(plan.items)} photos…", 5000)
         self._run = _Run(plan, job)
         job.result.connect(self._record)
         job.error.connect(self._worker_failed)

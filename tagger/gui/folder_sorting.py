@@ -93,7 +93,7 @@ def describe_sort_plan(plan: SortPlan) -> str:
     verb = "Copy" if plan.mode == "copy" else "Move"
     per_label = Counter(item.label for item in plan.items)
     lines = [f"{verb} {len(plan.items)} photo{'s' if len(plan.items) != 1 else ''} into {plan.dest_folder}:"]
-    for label, folder in plan.folders.items():
+    for label, folder in sorted(plan.folders.items(), key=lambda entry: entry[1].name.casefold()):
         lines.append(f"  {folder.name}/  {per_label[label]}")
     reasons = Counter(why for _path, why in plan.skipped)
     for why, count in reasons.most_common():
@@ -146,7 +146,9 @@ class SortDialog(QDialog):
         self.buttons.rejected.connect(self.reject)
 
         form = QFormLayout()
-        form.addRow("&Destination:", destination_row)
+        destination_label = QLabel("&Destination:")
+        destination_label.setBuddy(self.destination_edit)
+        form.addRow(destination_label, destination_row)
         form.addRow("", self.copy_button)
         form.addRow("", self.move_button)
         form.addRow("", self.model_labels_box)
@@ -158,7 +160,7 @@ class SortDialog(QDialog):
                                 "folders):"))
         layout.addWidget(self.preview, 1)
         layout.addWidget(self.buttons)
-        self.resize(620, 480)
+        self.resize(620, 420)
 
         # Waits for a pause in typing: each preview reads every photo's folder.
         self._preview_timer = QTimer(self)

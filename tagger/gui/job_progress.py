@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QWidget
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QSizePolicy, QWidget
 
 from tagger.domain import Progress
 from tagger.gui.workers import Job
@@ -20,12 +20,15 @@ class JobProgress(QWidget):
         self._latest: dict[int, Progress] = {}  # id(job) -> its last report
         self.caption = QLabel()
         self.bar = QProgressBar()
+        self.bar.setMinimumWidth(150)  # "1234 / 5678" must fit
         self.bar.setMaximumWidth(220)
         self.bar.setTextVisible(True)
         self.speed_label = QLabel()  # rate and time left, when the job knows them
         self.speed_label.setObjectName("job_speed")
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.clicked.connect(self._cancel)
+        # Never wider than it needs: the status bar hands out spare room while it shows a message.
+        self.setSizePolicy(QSizePolicy.Policy.Maximum, QSizePolicy.Policy.Preferred)
         layout = QHBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.caption)

@@ -36,6 +36,7 @@ from tagger.xmp import PlannedChange, XmpApplyResult
 # Building more rows than this makes the dialog slow to open and nobody scrolls them.
 MAX_ROWS = 5000
 _ACTION_NAMES = {"create": "Create", "update": "Update", "unchanged": "Up to date", "skip": "Skip"}
+_ACTION_ORDER = {"create": 0, "update": 0, "skip": 1, "unchanged": 2}  # what changes comes first
 _ACTION_COLORS = {"create": "#2e9e6a", "update": "#3f88c5", "skip": "#d0534a"}
 EMBED_WARNING = ("Embedding rewrites your JPEG files. Every other byte is kept, but make sure you have a "
                  "backup; the library will see the photos as edited and read them again on the next import.")
@@ -77,12 +78,18 @@ def _apply_work(plan: list[PlannedChange]):  # noqa: ANN202 - a job function
 
 
 def describe_plan(plan: Sequence[PlannedChange]) -> str:
-    counts = Counter(change.action for change in plan)
-    parts = [f"{counts['create']} to create", f"{counts['update']} to update",
-             f"{counts['unchanged']} already up to date"]
-    if counts["skip"]:
-        parts.append(f"{counts['skip']} skipped")
-    return "XMP files: " + ", ".join(parts) + "."
+    """"Sidecars: 3 to create, 1 to update, 2 up to date. Inside JPEGs: ...", skipped ones counted too."""
+    parts = []
+    for embedded, name in ((False, "Sidecars"), (True, "Inside the JPEGs")):
+        counts = Counter(change.action for change in plan if change.embedded == embedded)
+        if not counts:
+            continue
+        text = (f"{name}: {counts['create']} to create, {counts['update']} to update, "
+                f"{counts['unchanged']} up to date")
+        if counts["skip"]:
+            text += f", {counts['skip']} skipped"
+        parts.append(text)
+    return ". ".join(parts) + "." if parts else "No photos to write keywords for."
 
 
 class XmpStagingDialog(QDialog):
@@ -113,18 +120,20 @@ class XmpStagingDialog(QDialog):
         self.embed_box.setChecked(False)
         self.embed_warning = QLabel("⚠ " + EMBED_WARNING)
         self.embed_warning.setWordWrap(True)
+        # Shown before the box is ticked: it is what the user weighs when deciding.
         self.embed_warning.setStyleSheet("color: #b35c00;")
-        self.embed_warning.setVisible(False)
+        self.embed_warning.setIndent(22)
         self.show_unchanged_box = QCheckBox("Show files that are already up to date")
 
         self.tree = QTreeWidget()
-        self.tree.setHeaderLabels(["Photo", "XMP file", "Keywords before", "Keywords after", "Action"])
+        # The action first, as music taggers show it: what happens, to which file, from what to what.
+        self.tree.setHeaderLabels(["Action", "Photo", "XMP file", "Keywords before", "Keywords after"])
         self.tree.setRootIsDecorated(False)
         self.tree.setUniformRowHeights(True)
         self.tree.setAlternatingRowColors(True)
         header = self.tree.header()
         header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
-        header.setStretchLastSection(False)
+        header.setStretchLastSection(True)
         self.summary_label = QLabel("Reading the XMP files…")
         self.summary_label.setWordWrap(True)
 
@@ -168,8 +177,7 @@ class XmpStagingDialog(QDialog):
         self.planning_job = job
         return job
 
-    def _embed_toggled(self, on: bool) -> None:
-        self.embed_warning.setVisible(on)
+    def _embed_toggled(self, _on: bool) -> None:
         self.replan()
 
     def _planned(self, outcome: _PlanOutcome) -> None:
@@ -188,8 +196,9 @@ class XmpStagingDialog(QDialog):
         self.tree.clear()
         if self.plan is None:
             return
-        shown = [change for change in self.plan
-                 if change.action != "unchanged" or self.show_unchanged_box.isChecked()]
+        shown = sorted((change for change in self.plan
+                        if change.action != "unchanged" or self.show_unchanged_box.isChecked()),
+                       key=lambda change: (_ACTION_ORDER[change.action], str(change.photo_path)))
         items = [_row(change) for change in shown[:MAX_ROWS]]
         self.tree.addTopLevelItems(items)
         if len(shown) > MAX_ROWS:
@@ -245,14 +254,13 @@ def _row(change: PlannedChange) -> QTreeWidgetItem:
     photos = ", ".join(path.name for path in change.photo_paths)
     target = "(inside the JPEG)" if change.embedded else change.target_path.name
     after = change.problem if change.action == "skip" else _keywords(change.keywords_after)
-    item = QTreeWidgetItem([photos, target, _keywords(change.keywords_before), after,
-                            _ACTION_NAMES[change.action]])
-    item.setToolTip(0, "\n".join(str(path) for path in change.photo_paths))
-    item.setToolTip(1, str(change.target_path))
-    item.setToolTip(3, after or "")
+    item = QTreeWidgetItem([_ACTION_NAMES[change.action], photos, target, _keywords(change.keywords_before), after])
+    item.setToolTip(1, "\n".join(str(path) for path in change.photo_paths))
+    item.setToolTip(2, str(change.target_path))
+    item.setToolTip(4, after or "")
     color = _ACTION_COLORS.get(change.action)
     if color is not None:
-        item.setForeground(4, QBrush(QColor(color)))
+        item.setForeground(0, QBrush(QColor(color)))
     item.setData(0, Qt.ItemDataRole.UserRole, change.action)
     return item
 

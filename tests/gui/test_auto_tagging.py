@@ -186,3 +186,20 @@ def test_the_warm_up_prepares_the_engine_and_auto_tag_waits_for_it(qtbot, monkey
     with qtbot.waitSignal(window.engine_warmup.finished, timeout=10000):
         window.engine_warmup.start_now("cpu")
     assert len(exports) == 1
+
+
+def test_a_library_that_cannot_be_written_stops_the_run_with_a_clear_message(qtbot, monkeypatch, window_factory,
+                                                                              real_photos_library):
+    import sqlite3
+
+    def locked(version, results):  # noqa: ANN001, ANN202
+        raise sqlite3.OperationalError("database is locked")
+
+    window = window_factory(real_photos_library)
+    monkeypatch.setattr(real_photos_library, "record_tag_results", locked)
+    window.auto_tagger.start()
+    summary = wait_for_run(qtbot, window)
+    assert summary.failed and summary.tagged == 0
+    qtbot.waitUntil(lambda: any(box.isVisible() and "database is locked" in box.text()
+                                for box in window.findChildren(QMessageBox)))
+    assert "stopped by a problem" in window.statusBar().currentMessage()
