@@ -22,12 +22,12 @@ from typing import Any
 
 import numpy as np
 
+from tagger.cancellation import CancelCheck, is_cancelled
 from tagger.engine import FeatureEngine
 from tagger.head import Head
 
 LoadImage = Callable[[str], Any]  # path -> RGB uint8 HxWx3 array (or PIL image)
 ProgressCallback = Callable[[int, int], None]  # (photos done, photos in the run)
-CancelCheck = threading.Event | Callable[[], bool]
 
 # For engines that state no preferred_batch_size of their own.
 DEFAULT_BATCH_SIZE = 16
@@ -66,14 +66,6 @@ def decode_workers(engine: FeatureEngine | None = None) -> int:
     del engine  # the same answer for every engine today; the parameter keeps callers explicit
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return max(1, cores or 1)
-
-
-def _is_cancelled(cancel: CancelCheck | None) -> bool:
-    if cancel is None:
-        return False
-    if isinstance(cancel, threading.Event):
-        return cancel.is_set()
-    return bool(cancel())
 
 
 def _describe_error(error: BaseException) -> str:
@@ -144,7 +136,7 @@ def tag_photos(
         refill()
         size = first_batch_size
         while pending:
-            if _is_cancelled(cancel):
+            if is_cancelled(cancel):
                 return
             batch = [pending.popleft() for _ in range(min(size, len(pending)))]
             size = batch_size
@@ -152,7 +144,7 @@ def tag_photos(
             prepared: list[tuple[Hashable, np.ndarray | None, str | None]] = []
             for photo_id, future in batch:
                 while not wait([future], timeout=_CANCEL_POLL_S).done:
-                    if _is_cancelled(cancel):
+                    if is_cancelled(cancel):
                         return
                 try:
                     prepared.append((photo_id, future.result(), None))

@@ -48,7 +48,7 @@ from tagger.quick_training import (
 )
 from tagger.splits import EvaluationPlan, cap_held_out, plan_evaluation, single_hold_out
 from tagger.store import Store
-from tagger.tagging import CancelCheck
+from tagger.cancellation import CancelCheck
 from tagger.training_progress import ProgressCallback, ProgressReporter, TrainingCancelled
 
 __all__ = [

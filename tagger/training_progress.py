@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from tagger.tagging import CancelCheck, _is_cancelled
+from tagger.cancellation import CancelCheck, is_cancelled
 
 # (step, total_steps, loss, held-out accuracy or None): steps are L-BFGS steps in quick mode
 # and batches in deep mode; the accuracy arrives as each fold (quick) or epoch (deep) ends.
@@ -39,7 +39,7 @@ class ProgressReporter:
         self._total = stages * steps_per_stage
 
     def check_cancel(self) -> None:
-        if _is_cancelled(self._should_cancel):
+        if is_cancelled(self._should_cancel):
             raise TrainingCancelled("training was cancelled")
 
     def step(self, loss: float) -> None:
