@@ -125,7 +125,7 @@ def run_tagger_tag(library: Path, expected: int) -> TagRun:
         raise SystemExit(f"tagger tag failed ({child.returncode}):\n{output}\n{errors}")
     if first_result != first_result:  # NaN: it ended before the first poll saw a row
         first_result = wall
-    match = re.search(r"(\d+) photo\(s\) tagged .* in ([\d.]+) s, .*?, (.+)$", output.strip().splitlines()[-1])
+    match = re.search(r"(\d+) photo\(s\) tagged .* in ([\d.]+) s, .*?, model version \S+, (.+)$", output.strip().splitlines()[-1])
     if match is None or int(match.group(1)) != expected:
         raise SystemExit(f"unexpected output from tagger tag:\n{output}\n{errors}")
     return TagRun(photos=expected, first_result_s=first_result, wall_s=wall,

@@ -32,11 +32,8 @@ from tagger import images
 from tagger.engine import DEFAULT_BACKBONE, Preprocessing, preprocess
 from tagger.head import NO_PRIOR_LOG_MASS, Head
 from tagger.head_fitting import balanced_weights
-from tagger.model import FeatureBackbone, _cuda_autocast_dtype, load_backbone
-
-# Checkpoints live in tuned_backbone.py; BackboneCheckpointError is also imported from here by
-# model_export.py, until it imports tuned_backbone directly.
-from tagger.tuned_backbone import BackboneCheckpointError, load_finetuned_backbone  # noqa: F401
+from tagger.model import FeatureBackbone, cuda_autocast_dtype, load_backbone
+from tagger.tuned_backbone import load_finetuned_backbone
 
 # Photos are decoded at most this large (JPEGs directly at reduced size): twice the network's
 # input leaves random crops room to zoom in without decoding 12 megapixels per step.
@@ -205,7 +202,7 @@ def trainable_parameters(backbone: FeatureBackbone, stages: int) -> list[nn.Para
 
 def _autocast(device: torch.device) -> torch.autocast:
     if device.type == "cuda":
-        return torch.autocast("cuda", dtype=_cuda_autocast_dtype())
+        return torch.autocast("cuda", dtype=cuda_autocast_dtype())
     return torch.autocast(device.type, enabled=False)
 
 
@@ -301,7 +298,7 @@ def finetune(
     )
     # Only fp16 needs loss scaling; bf16 and fp32 have fp32's range.
     scaler = torch.amp.GradScaler(
-        device.type, enabled=device.type == "cuda" and _cuda_autocast_dtype() == torch.float16
+        device.type, enabled=device.type == "cuda" and cuda_autocast_dtype() == torch.float16
     )
     dataset = AugmentedPhotos(train_paths, train_classes, backbone.preprocessing)
     # Balanced sampling: each class is drawn equally often, however skewed the labels are.

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import cv2
 import numpy as np
 
-from tagger.head import write_atomically
+from tagger.atomic import write_atomically
 
 if TYPE_CHECKING:
     from PIL import Image

@@ -100,7 +100,7 @@ def model_for_version(library_root: Path, version: ModelVersion) -> tuple[Featur
     head = Head.load(Path(library_root) / version.head_file)
     if version.backbone_file:
         # Only fine-tuned versions need it, and it pulls in torchvision.
-        from tagger.deep_training import load_finetuned_backbone
+        from tagger.tuned_backbone import load_finetuned_backbone
 
         backbone = load_finetuned_backbone(Path(library_root) / version.backbone_file, pick_device(None))
     else:

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from tagger.head import DEFAULT_CLASSES, write_atomically
+from tagger.atomic import write_atomically
+from tagger.head import DEFAULT_CLASSES
 from tagger.library import Library
 from tagger.paths import default_library_dir
 from tagger.store import DATABASE_NAME

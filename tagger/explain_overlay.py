@@ -18,7 +18,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from tagger.head import write_atomically
+from tagger.atomic import write_atomically
 
 # Bumped whenever the method changes what a map of the same key would contain.
 CACHE_FORMAT = 1

@@ -31,16 +31,15 @@ everything a trainer needs to reproduce `logits` exactly is in these fields.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from tagger.atomic import write_atomically
 
 OTHER = "other"
 DEFAULT_CLASSES: tuple[str, ...] = ("dog", "elephant", OTHER)
@@ -88,34 +87,6 @@ NO_PRIOR_LOG_MASS = math.log(1e-6)
 
 HEAD_FORMAT = "tagger.head"
 HEAD_VERSION = 1
-
-
-def write_atomically(path: Path, data: bytes) -> None:
-    """Replace `path` with `data` so that readers see the old file or the new, never half.
-
-    The bytes are fsynced before the rename: otherwise a power cut can leave the new name
-    pointing at an empty file on some file systems.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp_name, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temp_name)
-        raise
-    if hasattr(os, "O_DIRECTORY"):
-        # The rename itself lives in the directory; without this it may not survive a crash.
-        dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
 
 
 class HeadError(ValueError):

@@ -119,14 +119,14 @@ class FeatureBackbone(nn.Module):
             if device.type == "cuda":
                 # Tensor cores want NHWC; on the CPU it gave no consistent gain for this network.
                 images = images.contiguous(memory_format=torch.channels_last)
-                with torch.autocast("cuda", dtype=_cuda_autocast_dtype()):
+                with torch.autocast("cuda", dtype=cuda_autocast_dtype()):
                     features = self(images)
             else:
                 features = self(images)
             return features.float().cpu().numpy()
 
 
-def _cuda_autocast_dtype() -> torch.dtype:
+def cuda_autocast_dtype() -> torch.dtype:
     # bf16 keeps fp32's range, so no overflow in the un-normalised activations; fp16 on the
     # GPUs that lack it.
     return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16

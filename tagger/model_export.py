@@ -147,7 +147,7 @@ def _stock_backbone(version: ModelVersion | None) -> backbones.FeatureBackbone:
 
 
 def _fine_tuned_backbone(path: Path) -> backbones.FeatureBackbone:
-    from tagger.deep_training import BackboneCheckpointError, load_finetuned_backbone
+    from tagger.tuned_backbone import BackboneCheckpointError, load_finetuned_backbone
 
     try:
         return load_finetuned_backbone(path, torch.device("cpu"))

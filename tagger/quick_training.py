@@ -38,6 +38,7 @@ from tagger.semi_supervised import (
     propagate_labels,
 )
 from tagger.splits import EvaluationPlan
+from tagger.store import Store
 
 UNLABELED = -1
 FITS_PER_TRAINING = 2  # the labels-only fit and the refit with pseudo-labels
@@ -164,3 +165,17 @@ def cross_validated_logits(
             accuracy = float(np.mean(logits[rows].argmax(axis=1) == pool.truth[rows]))
             on_fold(fold, accuracy)
     return logits
+
+
+def unlabeled_features(
+    store: Store, backbone_id: str, labeled: set[int], settings: QuickSettings
+) -> np.ndarray:
+    """Cached features of up to `settings.max_unlabeled` photos without a user label, drawn
+    at random (the same draw for the same seed and library)."""
+    if not settings.use_unlabeled or settings.max_unlabeled <= 0:
+        return np.zeros((0, 0), dtype=np.float32)
+    candidates = [i for i in store.photo_ids_to_tag(include_tagged=True) if i not in labeled]
+    if len(candidates) > settings.max_unlabeled:
+        rng = np.random.default_rng(settings.seed)
+        candidates = sorted(rng.choice(candidates, settings.max_unlabeled, replace=False).tolist())
+    return store.features(backbone_id, candidates)[1]

@@ -56,7 +56,7 @@ import numpy as np
 from tagger.calibration import fit_temperature
 from tagger.domain import ModelVersion
 from tagger.head import Head, softmax
-from tagger.quick_training import QuickSettings, build_pool, cross_validated_logits
+from tagger.quick_training import QuickSettings, build_pool, cross_validated_logits, unlabeled_features
 from tagger.splits import NEVER_HELD_OUT, EvaluationPlan, assign_folds
 from tagger.store import Store
 
@@ -240,7 +240,7 @@ def find_suspects(
         return []
     label_of = dict(labeled)
     truth = np.array([position[label_of[int(i)]] for i in ids], dtype=np.int64)
-    unlabeled = _unlabeled_features(store_reader, version.backbone_id, set(label_of), settings)
+    unlabeled = unlabeled_features(store_reader, version.backbone_id, set(label_of), settings)
     probabilities = out_of_sample_probabilities(head, features, truth, unlabeled, folds=k, settings=settings)
     issues = label_issues(probabilities, truth)
     rows = np.flatnonzero(issues.suspect)
@@ -256,19 +256,6 @@ def find_suspects(
         )
         for row in rows
     ]
-
-
-def _unlabeled_features(
-    store: Store, backbone_id: str, labeled: set[int], settings: QuickSettings
-) -> np.ndarray:
-    # The same sample quick training draws, so that the judging heads learn like the real one.
-    if not settings.use_unlabeled or settings.max_unlabeled <= 0:
-        return np.zeros((0, 0), dtype=np.float32)
-    candidates = [i for i in store.photo_ids_to_tag(include_tagged=True) if i not in labeled]
-    if len(candidates) > settings.max_unlabeled:
-        rng = np.random.default_rng(settings.seed)
-        candidates = sorted(rng.choice(candidates, settings.max_unlabeled, replace=False).tolist())
-    return store.features(backbone_id, candidates)[1]
 
 
 def suspects_csv_rows(suspects: Sequence[Suspect]) -> list[list[str]]:

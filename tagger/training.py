@@ -35,7 +35,8 @@ from tagger.calibration import cross_fitted_probabilities, fit_temperature
 from tagger.domain import ModelVersion
 from tagger.engine import FeatureEngine
 from tagger.evaluation import evaluate
-from tagger.head import OTHER, Head, softmax, write_atomically
+from tagger.atomic import write_atomically
+from tagger.head import OTHER, Head, softmax
 from tagger.head_fitting import fit_steps
 from tagger.model_comparison import Comparison, compare_heads, record_training_labels, seen_by
 from tagger.quick_training import (
@@ -45,6 +46,7 @@ from tagger.quick_training import (
     build_pool,
     cross_validated_logits,
     fit_semi_supervised,
+    unlabeled_features,
 )
 from tagger.splits import EvaluationPlan, cap_held_out, plan_evaluation, single_hold_out
 from tagger.store import Store
@@ -327,20 +329,6 @@ def _prepare(store: Store, head: Head, backbone_id: str, settings: QuickSettings
     unlabeled = unlabeled_features(store, backbone_id, set(photo_ids), settings)
     pool = build_pool(head, features, truth, unlabeled, settings)
     return _TrainingData(photo_ids, labels, truth, features, pool, warnings)
-
-
-def unlabeled_features(
-    store: Store, backbone_id: str, labeled: set[int], settings: QuickSettings
-) -> np.ndarray:
-    """Cached features of up to `settings.max_unlabeled` photos without a user label, drawn
-    at random (the same draw for the same seed and library)."""
-    if not settings.use_unlabeled or settings.max_unlabeled <= 0:
-        return np.zeros((0, 0), dtype=np.float32)
-    candidates = [i for i in store.photo_ids_to_tag(include_tagged=True) if i not in labeled]
-    if len(candidates) > settings.max_unlabeled:
-        rng = np.random.default_rng(settings.seed)
-        candidates = sorted(rng.choice(candidates, settings.max_unlabeled, replace=False).tolist())
-    return store.features(backbone_id, candidates)[1]
 
 
 # --- the two modes ------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -257,33 +257,58 @@ def test_a_killed_holder_leaves_no_stale_lock(library_root: Path, held_library: 
     assert_success(run_cli(library_root, "label", photo, "--as", "other"))
 
 
-def frozen_while_holding(argv: list[str], lock_file: Path) -> subprocess.Popen:
-    """Start `argv`, wait until it holds the library's lock, then freeze it there (SIGSTOP)."""
+def frozen_while_holding(argv: list[str], lock_file: Path, *,
+                         working: Callable[[], bool] = lambda: True) -> subprocess.Popen:
+    """Start `argv`, wait until it holds the library's lock and `working()` says it is into
+    its work, then freeze it there (SIGSTOP)."""
     process = subprocess.Popen(argv, cwd=REPO_ROOT, env=cli_environment(),
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
-    while not lock_holder_is(lock_file, process.pid):
+    while not (lock_holder_is(lock_file, process.pid) and working()):
         if process.poll() is not None or time.monotonic() > deadline:
             process.kill()
             output, errors = process.communicate()
-            pytest.fail(f"{argv} never took the lock: exit {process.returncode}\n{output}\n{errors}")
+            pytest.fail(f"{argv} ended before it was at work: exit {process.returncode}\n{output}\n{errors}")
         time.sleep(0.01)
-    time.sleep(0.3)  # into the work itself, past opening the library
     os.kill(process.pid, signal.SIGSTOP)
+    state = process_state(process.pid)
+    deadline = time.monotonic() + 5
+    while state not in ("T", "Z") and time.monotonic() < deadline:  # the signal arrives a little later
+        time.sleep(0.01)
+        state = process_state(process.pid)
+    if state != "T":
+        os.kill(process.pid, signal.SIGCONT)
+        output, errors = process.communicate()
+        pytest.fail(f"{argv} finished before it could be frozen (state {state}): {output}\n{errors}")
     return process
+
+
+def untagged_count(root: Path) -> int:
+    with Library(root, readonly=True) as library:
+        return library.store.counts()["unlabeled"]
+
+
+def process_state(pid: int) -> str:
+    """The state letter of /proc/PID/stat: R running, S sleeping, T stopped, Z exited..."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
 
 
 @pytest.mark.parametrize("activity", ["tag", "train"])
 def test_labeling_during_a_running_command_is_refused_clearly(
     library_root: Path, template: TemplateLibrary, tmp_path: Path, activity: str,
 ) -> None:
+    working: Callable[[], bool] = lambda: True  # quick training holds the lock for under a second
     if activity == "tag":
-        generate_photos(tmp_path / "new", 60, seed=42)
+        generate_photos(tmp_path / "new", 200, seed=42)
         assert_success(run_cli(library_root, "import", tmp_path / "new"))
         argv = cli_argv(library_root, "tag")
+        untagged = untagged_count(library_root)
+
+        def working() -> bool:  # past loading the engine: its batches are being committed
+            return untagged_count(library_root) < untagged
     else:
         argv = train_argv(library_root)
-    running = frozen_while_holding(argv, library_root / "library.lock")
+    running = frozen_while_holding(argv, library_root / "library.lock", working=working)
     try:
         photo = sorted(template.user_labels)[0]
         assert_clean_failure(run_cli(library_root, "label", photo, "--as", "elephant"), *BUSY_WORDS,

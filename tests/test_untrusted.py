@@ -143,7 +143,7 @@ def test_a_pickled_onnx_cache_is_ignored(template: TemplateLibrary, tmp_path: Pa
 @pytest.mark.slow
 def test_a_pickled_backbone_checkpoint_is_refused_unexecuted(tmp_path: Path) -> None:
     pytest.importorskip("torch")
-    from tagger.deep_training import load_finetuned_backbone
+    from tagger.tuned_backbone import load_finetuned_backbone
 
     marker = tmp_path / "code-ran"
     for kind, payload in PAYLOADS.items():

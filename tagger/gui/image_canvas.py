@@ -59,6 +59,9 @@ class ImageCanvas(QWidget):
         self._overlay_opacity = max(0.0, min(1.0, opacity))
         self.update()
 
+    def has_overlay(self) -> bool:
+        return self._overlay is not None
+
     def image_pixel_size(self) -> QSize:
         return QSize(self._pixmap.size()) if self._pixmap is not None else QSize()
 

@@ -43,6 +43,8 @@ class PhotoListModel(QAbstractListModel):
         self._row_of_index: dict[int, int] | None = None
         self._filter = PhotoFilter()
         self._order = SortOrder.ADDED
+        # A hand-picked list (review queue, suspects) shown in its own order instead of the sort order.
+        self._listed: list[int] | None = None
 
     # -- Qt interface ----------------------------------------------------------
 
@@ -101,6 +103,15 @@ class PhotoListModel(QAbstractListModel):
         return self._order
 
     @property
+    def listed(self) -> list[int] | None:
+        return None if self._listed is None else list(self._listed)
+
+    def set_listed(self, photo_ids: Sequence[int] | None) -> None:
+        """Show only these photos, in this order (the filter still applies); None goes back to all."""
+        self._listed = None if photo_ids is None else list(photo_ids)
+        self._reselect()
+
+    @property
     def class_names(self) -> list[str]:
         return list(self._table.class_names)
 
@@ -115,7 +126,7 @@ class PhotoListModel(QAbstractListModel):
         """Read every photo again (after anything but additions and label changes)."""
         self.beginResetModel()
         self._table.load(self._store)
-        self._shown = self._table.select(self._filter, self._order)
+        self._shown = self._select()
         self._row_of_index = None
         self.endResetModel()
         self.counts_changed.emit()
@@ -134,9 +145,14 @@ class PhotoListModel(QAbstractListModel):
 
     def _reselect(self) -> None:
         self.beginResetModel()
-        self._shown = self._table.select(self._filter, self._order)
+        self._shown = self._select()
         self._row_of_index = None
         self.endResetModel()
+
+    def _select(self) -> list[int]:
+        if self._listed is not None:
+            return self._table.select_listed(self._filter, self._listed)
+        return self._table.select(self._filter, self._order)
 
     # -- changes -------------------------------------------------------------------
 
@@ -144,6 +160,10 @@ class PhotoListModel(QAbstractListModel):
         """New photos from an import: shown at once, each in its sorted place if it passes the filter."""
         added = self._table.add(self._store, photo_ids)
         if not added:
+            return
+        if self._listed is not None:
+            # New photos are not on the hand-picked list; they show when the list is closed.
+            self.counts_changed.emit()
             return
         keep = self._table.matches(self._filter)
         key = self._table.sort_key(self._order)

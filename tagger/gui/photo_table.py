@@ -229,6 +229,12 @@ class PhotoTable:
 
         return least_confident_first
 
+    def select_listed(self, photo_filter: PhotoFilter, photo_ids: Sequence[int]) -> list[int]:
+        """Table indexes of the listed photos that pass the filter, in the list's order."""
+        keep = self.matches(photo_filter)
+        index_of = self.index_of
+        return [i for photo_id in photo_ids if (i := index_of.get(photo_id)) is not None and keep(i)]
+
     def select(self, photo_filter: PhotoFilter, order: SortOrder) -> list[int]:
         """Table indexes of the photos to show, in display order."""
         keep = self.matches(photo_filter)

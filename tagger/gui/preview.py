@@ -72,6 +72,7 @@ class PreviewPane(QWidget):
         for widget in (self._name, self._path, self._details, self._label_line, self._problem,
                        self._model_title, self.probability_bars):
             info.addWidget(widget)
+        self._info = info
 
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
@@ -111,6 +112,10 @@ class PreviewPane(QWidget):
     def add_tool_action(self, action: QAction) -> None:
         """Put a button in the preview's toolbar (e.g. a heatmap toggle)."""
         self.toolbar.addAction(action)
+
+    def add_info_widget(self, widget: QWidget) -> None:
+        """Show `widget` with the photo's details, above the model's probabilities (e.g. a suggested label)."""
+        self._info.insertWidget(self._info.indexOf(self._model_title), widget)
 
     def set_zoom_mode(self, mode: ZoomMode) -> None:
         if mode is self.canvas.zoom_mode:

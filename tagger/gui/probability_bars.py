@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from PySide6.QtCore import QRectF, QSize, Qt
-from PySide6.QtGui import QColor, QFont, QPainter, QPaintEvent, QPalette
+from PySide6.QtCore import QRectF, QSize, Qt, Signal
+from PySide6.QtGui import QColor, QFont, QMouseEvent, QPainter, QPaintEvent, QPalette
 from PySide6.QtWidgets import QSizePolicy, QWidget
 
 
@@ -18,6 +18,8 @@ class ClassProbability:
 
 
 class ProbabilityBars(QWidget):
+    class_clicked = Signal(str)  # a class's row was clicked (e.g. to see the evidence for it)
+
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self._rows: list[ClassProbability] = []
@@ -31,6 +33,22 @@ class ProbabilityBars(QWidget):
 
     def probabilities(self) -> list[ClassProbability]:
         return list(self._rows)
+
+    def class_at(self, y: float) -> str | None:
+        row = int(y // self._row_height())
+        return self._rows[row].name if 0 <= row < len(self._rows) else None
+
+    def set_clickable(self, hint: str) -> None:
+        """Say (in the tooltip) what clicking a class does, and show a hand over the rows."""
+        self.setToolTip(hint)
+        self.setCursor(Qt.CursorShape.PointingHandCursor)
+
+    def mousePressEvent(self, event: QMouseEvent) -> None:  # noqa: N802 - Qt's name
+        name = self.class_at(event.position().y())
+        if name is not None and event.button() == Qt.MouseButton.LeftButton:
+            self.class_clicked.emit(name)
+            return
+        super().mousePressEvent(event)
 
     def _row_height(self) -> int:
         return self.fontMetrics().height() + 6
