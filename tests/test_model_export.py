@@ -101,21 +101,21 @@ def test_json_describes_classes_and_preprocessing(exported):
 
 
 def test_a_fine_tuned_backbone_is_the_one_exported(tmp_path):
-    from tagger import deep_training
+    from tagger import tuned_backbone
 
     library = Library(tmp_path / "library")
     backbone = backbones.load_backbone(device=torch.device("cpu"))
     with torch.no_grad():  # a stand-in for fine-tuning: any change the export must carry
         first_conv = next(p for p in backbone.body.parameters() if p.ndim == 4)
         first_conv.mul_(0.8)
-    raw = deep_training.checkpoint_bytes(backbone, backbone.backbone_id)
+    raw = tuned_backbone.checkpoint_bytes(backbone, backbone.backbone_id)
     checkpoint = library.models_dir / "backbone-test.safetensors"
     checkpoint.write_bytes(raw)
     head = Head.zero_shot(library.class_names(), backbone.imagenet_weight, backbone.imagenet_bias)
     head_file = library.models_dir / "head-tuned.safetensors"
     head.save(head_file)
     library.register_model_version(
-        mode="deep", backbone_id=deep_training.checkpoint_backbone_id(raw, backbone.preprocessing),
+        mode="deep", backbone_id=tuned_backbone.checkpoint_backbone_id(raw, backbone.preprocessing),
         head_file=head_file, backbone_file=checkpoint, classes=head.classes, make_current=True,
     )
     files = export_model(library, tmp_path / "export")
