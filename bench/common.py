@@ -324,3 +324,83 @@ def child_environment(**extra: str) -> dict[str, str]:
     environment["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), environment.get("PYTHONPATH")]))
     environment.update(extra)
     return environment
+
+
+# --- the GUI event loop ---------------------------------------------------------------------------
+
+
+class StallProbe:
+    """Measures how late the GUI thread's event loop answers a timer that should fire every few ms.
+
+    A late tick means the event loop was busy (painting, a slot doing too much, the GIL held by
+    a worker): the lateness is what a user feels as a frozen window. Create it on the GUI thread
+    with a QApplication running; `start()`, do things, `stop()`, then read the figures.
+    """
+
+    def __init__(self, interval_ms: int = 5) -> None:
+        from PySide6.QtCore import QElapsedTimer, Qt, QTimer
+
+        self.interval_ms = interval_ms
+        self._clock = QElapsedTimer()
+        self._timer = QTimer()
+        self._timer.setTimerType(Qt.TimerType.PreciseTimer)
+        self._timer.setInterval(interval_ms)
+        self._timer.timeout.connect(self._tick)
+        self._last_ns: int | None = None
+        self.lateness_ms: list[float] = []
+        self.tick_s: list[float] = []  # when each lateness was seen, seconds after start()
+
+    def start(self) -> None:
+        self.lateness_ms = []
+        self.tick_s = []
+        self._clock.start()
+        self._last_ns = self._clock.nsecsElapsed()
+        self._timer.start()
+
+    def stop(self) -> None:
+        self._timer.stop()
+        self._last_ns = None
+
+    def _tick(self) -> None:
+        now = self._clock.nsecsElapsed()
+        if self._last_ns is not None:
+            self.lateness_ms.append(max(0.0, (now - self._last_ns) / 1e6 - self.interval_ms))
+            self.tick_s.append(now / 1e9)
+        self._last_ns = now
+
+    def worst(self, count: int = 3) -> list[tuple[float, float]]:
+        """The `count` longest stalls as (seconds after start, milliseconds), in time order."""
+        ranked = sorted(zip(self.tick_s, self.lateness_ms), key=lambda pair: -pair[1])[:count]
+        return [(round(at, 2), round(late, 1)) for at, late in sorted(ranked)]
+
+    @property
+    def max_ms(self) -> float:
+        return max(self.lateness_ms, default=0.0)
+
+    @property
+    def p99_ms(self) -> float:
+        return percentile(self.lateness_ms, 0.99)
+
+    def summary(self) -> dict[str, float]:
+        return {"max_stall_ms": round(self.max_ms, 1), "p99_stall_ms": round(self.p99_ms, 1),
+                "ticks": len(self.lateness_ms)}
+
+
+def wait_until(condition: Callable[[], bool], timeout_s: float, *, step_ms: int = 20) -> bool:
+    """Run the Qt event loop until `condition()` holds (True) or `timeout_s` passes (False)."""
+    from PySide6.QtCore import QEventLoop, QTimer
+
+    deadline = time.monotonic() + timeout_s
+    loop = QEventLoop()
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        QTimer.singleShot(step_ms, loop.quit)
+        loop.exec()
+    return True
+
+
+def isolated_gui_environment(config_dir: Path) -> dict[str, str]:
+    """Environment for a GUI child: no display needed, and its settings kept out of the user's."""
+    return child_environment(QT_QPA_PLATFORM="offscreen", XDG_CONFIG_HOME=str(config_dir),
+                             XDG_CACHE_HOME=str(config_dir / "cache"), XDG_DATA_HOME=str(config_dir / "data"))

@@ -347,7 +347,10 @@ class Head:
     def from_bytes(cls, raw: bytes) -> Head:
         from safetensors.numpy import load
 
-        if raw[:1] == b"\x80" or raw[:4] == b"PK\x03\x04":
+        # safetensors starts with its header's length, then the header's "{"; the length's low
+        # byte may well be 0x80, like a pickle's first byte, so the "{" decides.
+        looks_like_safetensors = raw[8:9] == b"{"
+        if not looks_like_safetensors and (raw[:1] == b"\x80" or raw[:4] == b"PK\x03\x04"):
             # Pickle protocol 2+ and torch.save's zip: loading those could run code.
             raise HeadError("not a Tagger model file: it is a pickle or PyTorch file, which could run "
                             "code when loaded; Tagger only loads the safetensors format")

@@ -4,12 +4,10 @@ Everything here drives the real command line in subprocesses (`python -m tagger 
 DIR ...`), because a SIGKILL, a full disk or a second process only mean something to a
 real process with its own file handles, locks and SQLite connection.
 
-The module is also a small program, for the two jobs a test needs another process for:
+The module is also a small program, for the one job a test needs another process for:
 
-    python tests/reliability_helpers.py hold LIBRARY       open LIBRARY for writing, print
-                                                           "ready", keep it open until stdin closes
-    python tests/reliability_helpers.py train LIBRARY MODE train through the Python API, for as
-                                                           long as `tagger train` is not wired
+    python tests/reliability_helpers.py hold LIBRARY    open LIBRARY for writing, print "ready",
+                                                        and keep it open until stdin closes
 """
 
 from __future__ import annotations
@@ -140,6 +138,14 @@ class KillWindow:
             return rng.uniform(0, 1.1 * self.duration_s)
         return rng.uniform(self.opened_at_s, self.duration_s)
 
+    def after(self, outcome: KillOutcome) -> KillWindow:
+        """The window for the next round: a run that finished before its kill shows the
+        command is quicker now than when measured (the machine's load changes)."""
+        if outcome.killed or outcome.seconds >= self.duration_s:
+            return self
+        scale = outcome.seconds / self.duration_s
+        return KillWindow(outcome.seconds, None if self.opened_at_s is None else self.opened_at_s * scale)
+
 
 def measure_window(argv: Sequence[str], lock_file: Path) -> KillWindow:
     started = time.monotonic()
@@ -160,16 +166,13 @@ def measure_window(argv: Sequence[str], lock_file: Path) -> KillWindow:
 
 @lru_cache(maxsize=None)
 def cli_has_command(name: str) -> bool:
-    """Whether this checkout's CLI has a command yet (others are wiring `train`, `sort`...)."""
+    """Whether this checkout's CLI has a command yet (others are still wiring some)."""
     result = run_argv([sys.executable, "-m", "tagger", name, "--help"], timeout=120)
     return result.returncode == 0
 
 
 def train_argv(library: Path, mode: str = "quick") -> list[str]:
-    """`tagger train --mode MODE`, or the same job through the Python API while it is missing."""
-    if cli_has_command("train"):
-        return cli_argv(library, "train", "--mode", mode)
-    return [sys.executable, str(Path(__file__).resolve()), "train", str(library), mode]
+    return cli_argv(library, "train", "--mode", mode)
 
 
 # -- photos -----------------------------------------------------------------------------------
@@ -461,15 +464,16 @@ class ActivityFigures:
     kills_with_library_open: int = 0  # ...after it had opened the library for writing
     finished_first: int = 0  # the command was done before its kill time came
     reopen_checks: int = 0
-    labels_lost: int = 0
+    labels_lost: int = 0  # distinct photos whose label the user set was not found at some check
     resumed: int = 0  # re-runs after a kill that finished the job
     leftover_temp_files: int = 0
     orphan_model_files: int = 0
     failures: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    lost_label_paths: set[str] = field(default_factory=set)
 
     def as_dict(self) -> dict:
-        return {key: value for key, value in self.__dict__.items() if key != "failures"} | {
+        return {key: value for key, value in self.__dict__.items() if key not in ("failures", "lost_label_paths")} | {
             "failures": len(self.failures)}
 
 
@@ -514,13 +518,15 @@ class KillCampaign:
     def check(self, figures: ActivityFigures) -> LibraryReport:
         report = inspect_library(self.root, self.expected, seeded_cache=self.seeded_cache)
         figures.reopen_checks += 1
-        figures.labels_lost += len(report.labels_lost)
+        figures.lost_label_paths.update(line.split(": ", 1)[0] for line in report.labels_lost)
+        figures.labels_lost = len(figures.lost_label_paths)
         figures.failures.extend(report.problems + report.labels_lost)
         figures.leftover_temp_files = max(figures.leftover_temp_files, report.leftover_temp_files)
         figures.orphan_model_files = max(figures.orphan_model_files, report.orphan_model_files)
         return report
 
-    def _uncut(self, figures: ActivityFigures, argv: Sequence[str], what: str) -> subprocess.CompletedProcess[str] | None:
+    def _uncut(self, figures: ActivityFigures, argv: Sequence[str],
+               what: str) -> subprocess.CompletedProcess[str] | None:
         result = run_argv(argv)
         if result.returncode != 0:
             figures.failures.append(f"{what}: {describe_run(result)}")
@@ -561,6 +567,7 @@ class KillCampaign:
             folder = self.work / f"import-{figures.rounds}"
             paths = self._new_photos(folder, photos_per_round)
             outcome = self._kill(cli_argv(self.root, "import", folder), window.pick(self.rng))
+            window = window.after(outcome)
             self._record(figures, outcome, "import")
             self.check(figures)
             if self._uncut(figures, cli_argv(self.root, "import", folder), "re-import") is None:
@@ -588,6 +595,7 @@ class KillCampaign:
             label = self.rng.choice([*classes, None])
             arguments = ("--clear",) if label is None else ("--as", label)
             outcome = self._kill(cli_argv(self.root, "label", *chosen, *arguments), window.pick(self.rng))
+            window = window.after(outcome)
             self._record(figures, outcome, "label")
             if outcome.returncode == 0:
                 for path in chosen:
@@ -651,6 +659,7 @@ class KillCampaign:
         window = measure_window(train_argv(self.root, mode), self.lock_file)
         for _ in self._attempts(figures, kills):
             outcome = self._kill(train_argv(self.root, mode), window.pick(self.rng))
+            window = window.after(outcome)
             self._record(figures, outcome, "train")
             self.check(figures)
         before = self.check(figures).model_version
@@ -799,38 +808,9 @@ def _hold(root: Path) -> int:
     return 0
 
 
-def _train(root: Path, mode: str) -> int:
-    """What `tagger train` does, through the Python API (training.py's documented use).
-
-    Errors the CLI would print as one line (see tagger.cli.main) are printed the same way."""
-    from tagger.head import HeadError
-    from tagger.library import Library, LibraryError
-    from tagger.locking import LibraryBusyError
-    from tagger.store import StoreError
-    from tagger.training import TrainingError, register_outcome, train
-
-    try:
-        with Library(root) as library:
-            reader = library.reader()
-            try:
-                outcome = train(reader, library.current_model_version(), library.class_names(),
-                                models_dir=library.models_dir, mode=mode)
-            finally:
-                reader.close()
-            version = register_outcome(library, outcome)
-    except (TrainingError, HeadError, LibraryError, LibraryBusyError, StoreError, OSError) as error:
-        print(f"tagger: {error}", file=sys.stderr)
-        return 1
-    print(outcome.summary())
-    print(f"model version {version.id}{' (current)' if version.is_current else ''}")
-    return 0
-
-
 def main(argv: Sequence[str]) -> int:
     if len(argv) == 2 and argv[0] == "hold":
         return _hold(Path(argv[1]))
-    if len(argv) == 3 and argv[0] == "train":
-        return _train(Path(argv[1]), argv[2])
     print(__doc__, file=sys.stderr)
     return 2
 

@@ -1,10 +1,10 @@
 """Photos are never modified unless the user explicitly asks (`export --format xmp --embed`).
 
 A whole session through the real CLI (import, tag, label, add a class, train, re-tag,
-evaluate, export CSV/JSON/XMP sidecars, sort by copying) over a folder of real and
-generated photos in many formats; before and after, the sha256, size, mtime and mode of
-every file are compared. XMP sidecars may appear next to the photos (that is what
-`export --format xmp` is for); nothing else may appear, change or go."""
+evaluate, list suspects, explain a tag, export CSV/JSON/XMP sidecars, sort by copying) over a
+folder of real and generated photos in many formats; before and after, the sha256, size,
+mtime and mode of every file are compared. XMP sidecars may appear next to the photos (that
+is what `export --format xmp` is for); nothing else may appear, change or go."""
 
 from __future__ import annotations
 
@@ -69,8 +69,12 @@ def test_a_whole_session_never_changes_a_photo(template: TemplateLibrary, tmp_pa
     for export_format in ("csv", "json"):
         assert_success(run_cli(root, "export", "--format", export_format, "-o", tmp_path / f"labels.{export_format}"))
     assert_success(run_cli(root, "export", "--format", "xmp"))
-    if cli_has_command("sort"):
-        assert_success(run_cli(root, "sort", tmp_path / "sorted"))
+    assert_success(run_cli(root, "sort", tmp_path / "sorted"))
+    if cli_has_command("suspects"):
+        assert_success(run_cli(root, "suspects"))
+    if cli_has_command("explain"):
+        photo = next(p for p, label in labels.items() if label == "dog")
+        assert_success(run_cli(root, "explain", photo, "-o", tmp_path / "explained.png"))
 
     after = snapshot_files(photos)
     changed = sorted(path for path in before if after.get(path) != before[path])

@@ -102,6 +102,21 @@ def test_a_pickle_named_like_a_head_is_refused_unexecuted(tmp_path: Path, kind: 
     assert not marker.exists()
 
 
+def test_a_real_head_is_never_mistaken_for_a_pickle() -> None:
+    """A safetensors file starts with its header's length: when that length's low byte is
+    0x80, its first byte is a pickle's. (Found by bench/kill_survival.py: a trained head that
+    then would not load.)"""
+    head = Head.from_bytes(small_head_file())
+    for padding in range(64):
+        head.info = {"padding": "x" * padding}
+        raw = head.to_bytes()
+        if raw[:1] == b"\x80":
+            break
+    else:
+        pytest.fail("no padding gave a header length with 0x80 as its low byte")
+    assert Head.from_bytes(raw).info == head.info
+
+
 def test_the_payload_really_runs_when_unpickled(tmp_path: Path) -> None:
     """Guards the test above: a payload that did nothing would prove nothing."""
     marker = tmp_path / "code-ran"
@@ -117,13 +132,13 @@ def test_commands_refuse_a_pickled_current_model(template: TemplateLibrary, tmp_
 
     assert_clean_failure(run_cli(root, "tag", "--all"), "safetensors")
     assert_clean_failure(run_cli(root, "eval", template.photos / "samples"), "safetensors")
-    training = run_argv(train_argv(root))
-    assert training.returncode != 0 and "Traceback" not in training.stderr, training.stderr
-    assert "safetensors" in training.stderr, training.stderr
+    assert_clean_failure(run_argv(train_argv(root)), "safetensors")
     if cli_has_command("explain"):
         photo = next(iter(template.user_labels))
-        result = run_cli(root, "explain", photo)
-        assert result.returncode != 0 and "Traceback" not in result.stderr, result.stderr
+        assert_clean_failure(run_cli(root, "explain", photo, "-o", tmp_path / "explained.png"), "safetensors")
+    if cli_has_command("suspects"):
+        result = run_cli(root, "suspects")
+        assert "Traceback" not in result.stderr, result.stderr
     assert not marker.exists()
     # Refusing the model did not cost the user anything else.
     assert_success(run_cli(root, "status"))
@@ -209,7 +224,8 @@ LYING_FILES: dict[str, Callable[[], bytes]] = {
     "overlapping tensors": lambda: safetensors_bytes(
         {"a": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]},
          "b": {"dtype": "F32", "shape": [4], "data_offsets": [8, 24]}}, b"\0" * 24),
-    "unknown dtype": lambda: safetensors_bytes({"w": {"dtype": "X99", "shape": [1], "data_offsets": [0, 4]}}, b"\0" * 4),
+    "unknown dtype": lambda: safetensors_bytes(
+        {"w": {"dtype": "X99", "shape": [1], "data_offsets": [0, 4]}}, b"\0" * 4),
     "truncated head": lambda: small_head_file()[:-7],
     "no Tagger metadata": lambda: small_head_file(metadata={"format": None}),
     "residual shape mismatch": lambda: small_head_file(shapes={"residual_weight": [3, 7]}),
@@ -289,14 +305,8 @@ def test_sorting_a_crafted_library_stays_in_the_destination(crafted_library: tup
     root, tree = crafted_library
     destination = tree / "sorted"
     before = snapshot_files(tree)
-    if cli_has_command("sort"):
-        result = run_cli(root, "sort", destination)
-        assert "Traceback" not in result.stderr, result.stderr
-    else:
-        from tagger.sorting import apply_sort, plan_sort
-
-        with Library(root) as library:
-            apply_sort(library, plan_sort(library, destination, mode="copy"))
+    result = run_cli(root, "sort", destination)
+    assert "Traceback" not in result.stderr, result.stderr
     # The library's own files (database, lock) change too; anything else must be in destination.
     written = [p for p in new_or_changed_files(before, snapshot_files(tree)) if not p.startswith(str(root) + os.sep)]
     assert written, "the sort wrote nothing at all: the test proves nothing"

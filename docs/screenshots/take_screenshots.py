@@ -102,6 +102,84 @@ def make_trip_with_sidecars(folder: Path) -> None:
     (folder / "trip_04.jpg.xmp").write_text(sidecar(["cow"], ["Tagger|cow"]), encoding="utf-8")
 
 
+def label_like_a_user(library, per_class: int = 12) -> None:  # noqa: ANN001 - the script's Library
+    """The first photos of each folder labeled as their folder says, and two labeled wrongly on purpose,
+    so that Retrain has labels to learn from and Likely-Wrong Labels has mistakes to find."""
+    by_folder: dict[str, list[int]] = {}
+    for photo in library.photos():
+        folder = Path(photo.path).parent.name
+        if folder in library.class_names():
+            by_folder.setdefault(folder, []).append(photo.id)
+    for folder, ids in by_folder.items():
+        library.set_user_labels(ids[:per_class], folder)
+    library.set_user_labels([by_folder["horse"][per_class]], "cow")
+    library.set_user_labels([by_folder["dog"][per_class]], "other")
+
+
+def select_path(window, library, path: Path) -> None:  # noqa: ANN001
+    assert window.gallery.select_photo(library.photo_by_path(path).id), path
+
+
+def model_feature_shots(app: QApplication, window, library) -> None:  # noqa: ANN001
+    """Retrain and its result, the model history, the review queue, likely-wrong labels, heatmaps, the probe."""
+    label_like_a_user(library)
+    window.reload_photos()
+    window.retrain.quick_action.trigger()
+    wait_for(app, lambda: window.retrain.dialog is not None and window.retrain.dialog.use_button.isVisible())
+    dialog = window.retrain.dialog
+    dialog.resize(900, 800)
+    settle(app, 0.5)
+    save(dialog, "retrain-result.png")
+    retagged: list[int] = []
+    window.model_switcher.retag_finished.connect(retagged.append)
+    dialog.use_button.click()
+    wait_for(app, lambda: bool(retagged))
+    dialog.close()
+
+    history = window.model_history.open_dialog()
+    history.resize(1100, 300)
+    settle(app, 0.5)
+    save(history, "model-history.png")
+    history.close()
+
+    window.review_queue.toggle_action.trigger()
+    wait_for(app, lambda: window.photo_lists.owner == "review")
+    window.gallery.select_row(0)
+    settle(app, 2.5)
+    save(window, "review-queue.png")
+
+    window.suspects.toggle_action.trigger()
+    wait_for(app, lambda: window.photo_lists.owner == "suspects")
+    window.gallery.select_row(0)
+    settle(app, 2.5)
+    save(window, "likely-wrong-labels.png")
+    window.suspects.toggle_action.trigger()
+
+    for name, folder in (("heatmap-dog.png", "dog"), ("heatmap-elephant.png", "elephant")):
+        # A photo the model tagged (not one of the user's), so its probability bars show beside the map.
+        photo = next(p for p in library.photos()
+                     if f"/{folder}/c101-" in p.path and not p.is_user_labeled and p.label == folder)
+        window.filter_bar.set_filter(PhotoFilter(show=Show.CLASS, class_name=folder))
+        window.filter_bar.set_sort_order(SortOrder.NAME)
+        shown: list[object] = []
+        window.heatmap.overlay_applied.connect(shown.append)
+        select_path(window, library, Path(photo.path))
+        if not window.heatmap.toggle_action.isChecked():
+            window.heatmap.toggle_action.trigger()
+        wait_for(app, lambda: bool(shown) or window.heatmap.shown is not None, timeout=300)
+        window.heatmap.overlay_applied.disconnect(shown.append)
+        settle(app, 1.5)
+        save(window, name)
+    window.heatmap.toggle_action.trigger()
+    window.robustness_probe.start()
+    probe = window.robustness_probe.dialog
+    wait_for(app, lambda: probe.close_button.isVisible(), timeout=300)
+    settle(app, 0.5)
+    save(probe, "robustness-probe.png")
+    probe.close()
+    window.filter_bar.set_filter(PhotoFilter())
+
+
 def main() -> int:
     app = QApplication([sys.argv[0], "-style", "Fusion"])
     app.setApplicationName("Tagger")
@@ -194,6 +272,8 @@ def main() -> int:
     settle(app, 0.5)
     save(dialog, "settings.png")
     dialog.reject()
+
+    model_feature_shots(app, window, library)
 
     window.filter_bar.set_sort_order(SortOrder.FOLDER)
     app.setPalette(dark_palette())

@@ -48,27 +48,28 @@ class ComparisonView(QWidget):
         self.caption = QLabel()
         self.caption.setWordWrap(True)
         self.summary = _table("comparison_summary")
-        self.per_class = _table("comparison_per_class")
+        self.per_class = _table("comparison_per_class", full_width=True)
         self.new_confusion = _table("new_confusion")
         self.current_confusion = _table("current_confusion")
-        self._new_confusion_title = QLabel("<b>New model</b>: rows are your labels, columns the model's tags")
+        self._new_confusion_title = QLabel("<b>New model</b> (rows: your labels, columns: its tags)")
         self._current_confusion_title = QLabel("<b>Current model</b>")
         confusions = QHBoxLayout()
         for title, table in ((self._new_confusion_title, self.new_confusion),
                              (self._current_confusion_title, self.current_confusion)):
             column = QVBoxLayout()
-            title.setWordWrap(True)
             column.addWidget(title)
             column.addWidget(table)
             column.addStretch(1)
             confusions.addLayout(column)
+        confusions.addStretch(1)
+        summary_row = QHBoxLayout()
+        summary_row.addWidget(self.summary)
+        summary_row.addStretch(1)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.caption)
-        top = QHBoxLayout()
-        top.addWidget(self.summary)
-        top.addWidget(self.per_class, 1)
-        layout.addLayout(top)
+        layout.addLayout(summary_row)
+        layout.addWidget(self.per_class)
         layout.addLayout(confusions)
 
     def show_metrics(self, metrics: Mapping[str, Any]) -> None:
@@ -174,7 +175,7 @@ def _cell(text: str, *, bold: bool = False) -> QTableWidgetItem:
     return item
 
 
-def _table(name: str) -> QTableWidget:
+def _table(name: str, *, full_width: bool = False) -> QTableWidget:
     table = QTableWidget()
     table.setObjectName(name)
     table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
@@ -185,18 +186,28 @@ def _table(name: str) -> QTableWidget:
     table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
     table.verticalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
     table.setVerticalScrollMode(QAbstractItemView.ScrollMode.ScrollPerPixel)
-    table.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Fixed)
+    table.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded if full_width
+                                       else Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+    if full_width:
+        table.horizontalHeader().setStretchLastSection(True)
+    horizontal = QSizePolicy.Policy.Expanding if full_width else QSizePolicy.Policy.Fixed
+    table.setSizePolicy(horizontal, QSizePolicy.Policy.Fixed)
     return table
 
 
 def _fit(table: QTableWidget) -> None:
-    """As tall as its rows (up to a dozen classes), so the dialog shows every number without scrolling."""
+    """Exactly as big as its cells (up to a dozen rows), so every number shows without scrolling."""
     table.resizeColumnsToContents()
     table.resizeRowsToContents()
+    frame = 2 * table.frameWidth()
     rows = min(table.rowCount(), 12)
-    height = table.horizontalHeader().sizeHint().height() + 2 * table.frameWidth()
-    height += sum(table.rowHeight(row) for row in range(rows))
-    table.setFixedHeight(height)
-    width = table.verticalHeader().sizeHint().width() + 2 * table.frameWidth()
-    width += sum(table.columnWidth(column) for column in range(table.columnCount()))
-    table.setMinimumWidth(min(width + 2, 520))
+    header_height = max(table.horizontalHeader().sizeHint().height(), table.fontMetrics().height() + 8)
+    table.setFixedHeight(frame + header_height + sum(table.rowHeight(row) for row in range(rows)))
+    header_width = max(table.verticalHeader().sizeHint().width(),
+                       max((table.fontMetrics().horizontalAdvance(table.verticalHeaderItem(row).text())
+                            for row in range(table.rowCount()) if table.verticalHeaderItem(row)), default=0) + 12)
+    width = frame + header_width + sum(table.columnWidth(column) for column in range(table.columnCount()))
+    if table.sizePolicy().horizontalPolicy() == QSizePolicy.Policy.Fixed:
+        table.setFixedWidth(width)
+    else:
+        table.setMinimumWidth(min(width, 640))

@@ -13,6 +13,9 @@ from typing import Protocol
 from PySide6.QtGui import QAction, QUndoStack
 from PySide6.QtWidgets import QWidget
 
+from tagger.gui.labeling import LabelEditor
+from tagger.gui.photo_lists import ListedPhotos
+from tagger.gui.preview import PreviewPane
 from tagger.gui.settings import AppSettings
 from tagger.gui.workers import Job, JobRunner, JobWork
 from tagger.library import Library
@@ -23,6 +26,9 @@ class FeatureHost(Protocol):
     settings: AppSettings
     jobs: JobRunner
     undo_stack: QUndoStack
+    labels: LabelEditor  # the user's label changes, undoable
+    preview: PreviewPane
+    photo_lists: ListedPhotos  # hand-picked lists shown in the grid (review queue, suspects)
 
     def widget(self) -> QWidget:
         """The window itself, as the parent of dialogs and message boxes."""

@@ -5,9 +5,13 @@ piece lives in its own module and is handed the library it needs.
 
 Features live in their own modules and see the window through `FeatureHost`
 (feature_host.py): auto-tag (auto_tagging.py), classes (classes_feature.py), the
-Export menu (export_menu.py), label imports (label_import.py), the engine warm-up.
+Export menu (export_menu.py), label imports (label_import.py), the engine warm-up,
+retrain (retraining.py), model history (model_history.py), both re-tagging through
+model_switching.py, the evidence heatmap (evidence_heatmap.py), the review queue
+(review_queue.py), likely-wrong labels (suspects.py), the robustness probe
+(robustness_probe.py).
 
-Hooks for features added later (retrain, model history, heatmaps, review queue):
+Hooks for features:
   * `start_job(title, work)` runs a generator in the background with a
     progress bar and a Cancel button; `work(context)` yields results that
     arrive in the GUI thread through `Job.result`.
@@ -16,7 +20,9 @@ Hooks for features added later (retrain, model history, heatmaps, review queue):
     `reload_photos()` re-reads everything; `refresh_classes()` after classes change.
   * `auto_tagger.batch_recorded` / `model_adopted` / `run_finished`, and
     `classes.editor.classes_changed`, for views that follow the model's tags.
-  * `preview.photo_shown`, `preview.set_overlay(...)`, `preview.add_tool_action(...)`.
+  * `preview.photo_shown`, `preview.set_overlay(...)`, `preview.add_tool_action(...)`,
+    `preview.add_info_widget(...)`.
+  * `photo_lists.show_list(owner, title, ids)`: a hand-picked list in the grid, in its order.
   * `set_device_text(text)` and the `device_preference_changed` signal.
 """
 
@@ -46,6 +52,8 @@ from tagger.domain import ImportSummary
 from tagger.gui.auto_tagging import AutoTagger
 from tagger.gui.classes_feature import ClassesFeature
 from tagger.gui.engine_warmup import PREPARING_TEXT, EngineWarmup
+from tagger.gui.evidence_heatmap import EvidenceHeatmap
+from tagger.gui.explain_models import ExplainModels
 from tagger.gui.export_menu import ExportMenu
 from tagger.gui.filter_bar import FilterBar
 from tagger.gui.gallery import GalleryView
@@ -56,18 +64,31 @@ from tagger.gui.label_actions import LabelActions
 from tagger.gui.label_import import LabelImport
 from tagger.gui.labeling import LabelEditor
 from tagger.gui.messages import show_problem
+from tagger.gui.model_history import ModelHistoryFeature
+from tagger.gui.model_switching import ModelSwitcher
+from tagger.gui.photo_lists import ListedPhotos
 from tagger.gui.photo_model import PhotoListModel
 from tagger.gui.photo_table import PhotoFilter, SortOrder
 from tagger.gui.preview import PreviewPane
 from tagger.gui.preview_loader import PreviewLoader
+from tagger.gui.retraining import RetrainFeature
+from tagger.gui.review_queue import ReviewQueue
+from tagger.gui.robustness_probe import RobustnessProbe
 from tagger.gui.settings import AppSettings, Preferences
 from tagger.gui.settings_dialog import SettingsDialog
 from tagger.gui.status_line import describe_counts
+from tagger.gui.suspects import SuspectsFeature
 from tagger.gui.thumbnails import ThumbnailProvider
 from tagger.gui.workers import Job, JobRunner, JobWork, describe_error
 from tagger.library import Library
 
 log = logging.getLogger(__name__)
+
+# While an import runs, new photos join the grid at most this often. Each insertion makes the
+# grid lay out every row again (QListView relayouts the whole list on rowsInserted, calling
+# the model once per row) and repaint: per 64-photo batch that was most of the GUI thread's
+# time in a 10,000-photo import (bench/responsiveness.py), and it grows with the library.
+_GRID_GROWTH_INTERVAL_MS = 250
 
 
 class MainWindow(QMainWindow):
@@ -93,6 +114,7 @@ class MainWindow(QMainWindow):
         self.gallery.set_tile_size(settings.thumbnail_size)
         self.preview = PreviewPane(library, self.thumbnails, PreviewLoader(self.jobs, self))
         self.filter_bar = FilterBar()
+        self.photo_lists = ListedPhotos(self.photo_model, self.gallery, self)
         self.undo_stack = QUndoStack(self)
         self.labels = LabelEditor(library, self.undo_stack, self)
         self.label_actions = LabelActions(self)
@@ -107,6 +129,12 @@ class MainWindow(QMainWindow):
         self._counts_timer.setSingleShot(True)
         self._counts_timer.setInterval(0)  # one update per turn of the event loop, however many changes
         self._counts_timer.timeout.connect(self._show_counts)
+        # Photos an import found, waiting to join the grid (see _photos_added).
+        self._arrived_photo_ids: list[int] = []
+        self._arrivals_timer = QTimer(self)
+        self._arrivals_timer.setSingleShot(True)
+        self._arrivals_timer.setInterval(_GRID_GROWTH_INTERVAL_MS)
+        self._arrivals_timer.timeout.connect(self._show_arrived_photos)
 
         self._build_layout()
         self._build_menus()
@@ -124,6 +152,7 @@ class MainWindow(QMainWindow):
         left_layout.setContentsMargins(0, 0, 0, 0)
         left_layout.setSpacing(0)
         left_layout.addWidget(self.filter_bar)
+        left_layout.addWidget(self.photo_lists.banner)
         left_layout.addWidget(self.gallery, 1)
         self.splitter = QSplitter(Qt.Orientation.Horizontal)
         self.splitter.addWidget(left)
@@ -200,6 +229,15 @@ class MainWindow(QMainWindow):
         self.label_import = LabelImport(self, self.import_paths, lambda: self._import is not None,
                                         self.classes.editor.follow_external_change, self)
         self.import_labels_menu.addActions([self.label_import.csv_action, self.label_import.folders_action])
+        self.model_switcher = ModelSwitcher(self, self.auto_tagger, self)
+        self.retrain = RetrainFeature(self, self.model_switcher, self)
+        self.model_history = ModelHistoryFeature(self, self.model_switcher, self)
+        self.retrain.outcome_registered.connect(lambda _version: self.model_history.refresh())
+        self.review_queue = ReviewQueue(self, self.model_switcher, self)
+        self.suspects = SuspectsFeature(self, self)
+        explain_models = ExplainModels()  # one loaded model for heatmaps and probes alike
+        self.heatmap = EvidenceHeatmap(self, explain_models, self.model_switcher, self)
+        self.robustness_probe = RobustnessProbe(self, explain_models, self)
 
     def _connect(self) -> None:
         self.gallery.current_photo_changed.connect(self.preview.show_photo)
@@ -208,6 +246,8 @@ class MainWindow(QMainWindow):
         self.photo_model.rowsInserted.connect(self._counts_timer.start)
         self.filter_bar.filter_changed.connect(self._apply_filter)
         self.filter_bar.sort_changed.connect(self._apply_sort)
+        # A list keeps its own order: sorting means nothing until it is closed.
+        self.photo_lists.active_changed.connect(lambda active: self.filter_bar.sort_box.setEnabled(not active))
         self.filter_bar.search_box.leave_requested.connect(self.gallery.setFocus)
         self.label_actions.assign_requested.connect(self._assign_selected)
         self.label_actions.confirm_requested.connect(self._confirm_selected)
@@ -332,12 +372,25 @@ class MainWindow(QMainWindow):
             self.import_paths(files)
 
     def _photos_added(self, photo_ids: list[int]) -> None:
+        # The first batch shows at once; later ones join at most every _GRID_GROWTH_INTERVAL_MS.
+        self._arrived_photo_ids.extend(photo_ids)
+        if not self._arrivals_timer.isActive():
+            self._show_arrived_photos()
+
+    def _show_arrived_photos(self) -> None:
+        if not self._arrived_photo_ids:
+            return
+        photo_ids, self._arrived_photo_ids = self._arrived_photo_ids, []
         had_rows = self.photo_model.rowCount() > 0
         self.photo_model.add_photos(photo_ids)
         if not had_rows and self.photo_model.rowCount() and not self.gallery.currentIndex().isValid():
             self.gallery.select_row(0)
+        self._arrivals_timer.start()
 
     def _import_finished(self, summary: ImportSummary) -> None:
+        self._arrivals_timer.stop()
+        self._show_arrived_photos()
+        self._arrivals_timer.stop()
         self._import = None
         self.last_import_summary = summary
         if summary.moved or summary.missing or summary.unchanged:
@@ -503,6 +556,7 @@ class MainWindow(QMainWindow):
         if self._import is not None:
             self._import.cancel()
         self.auto_tagger.cancel()
+        self.retrain.cancel()
         self.thumbnails.stop()
         # Delivers batches the import and the tagging had already produced, so they are
         # written before the library closes.

@@ -24,6 +24,7 @@ from PySide6.QtCore import QObject, Signal
 from tagger.domain import ModelVersion, Progress, TagResult
 from tagger.gui.auto_tagging import AutoTagger
 from tagger.gui.feature_host import FeatureHost
+from tagger.gui.tagging_summary import TaggingRunSummary
 from tagger.gui.workers import Job, JobContext, describe_error
 from tagger.head import Head
 from tagger.retagging import retag_from_features
@@ -67,7 +68,9 @@ class ModelSwitcher(QObject):
     """Re-tags the library after the current model version changed; one re-tag at a time."""
 
     switched = Signal(object)  # ModelVersion: the one now current (its tags may still be coming)
-    retag_finished = Signal(int)  # photos re-tagged from cached features
+    # Also when Auto-tag adopts a version (first run, classes changed): for views of the current model.
+    current_changed = Signal(object)  # ModelVersion
+    retag_finished = Signal(int)  # photos re-tagged (from cached features, or by the Auto-tag run it started)
 
     def __init__(self, host: FeatureHost, auto_tagger: AutoTagger, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -78,21 +81,25 @@ class ModelSwitcher(QObject):
         self._retagged = 0
         self._to_decode: list[int] = []
         self._after_auto_tag: Callable[[], None] | None = None
+        self._auto_tag_is_mine = False  # the running Auto-tag is this switcher's re-tag
         auto_tagger.run_finished.connect(self._auto_tag_ended)
+        auto_tagger.model_adopted.connect(self.current_changed)
+        self.switched.connect(self.current_changed)
 
     def is_retagging(self) -> bool:
-        return self._job is not None
+        return self._job is not None or self._auto_tag_is_mine
 
     def adopt(self, version: ModelVersion, *, needs_feature_extraction: bool = False) -> None:
         """`version` was just made current: tag every photo the user did not label with it."""
         version = self._with_current_classes(version)
+        self._retagged = 0
         self.switched.emit(version)
         self._host.show_status(f"Model v{version.id} is now current; re-tagging…", 5000)
         if self._job is not None:
             self._job.cancel()  # its results are for a version no longer current
             self._job = None
         if needs_feature_extraction:
-            self._when_auto_tag_idle(lambda: self._auto_tagger.start(include_tagged=True))
+            self._when_auto_tag_idle(lambda: self._auto_tag(None))
         else:
             self._when_auto_tag_idle(lambda: self._rescore(version))
 
@@ -138,7 +145,8 @@ class ModelSwitcher(QObject):
         self._host.show_status(f"{self._retagged} photos re-tagged with model v{version.id}", 10000)
         if self._to_decode:
             # Never tagged with this backbone (e.g. imported after a deep training): decode them.
-            self._auto_tagger.start(include_tagged=True, photo_ids=self._to_decode)
+            self._auto_tag(self._to_decode)
+            return
         self.retag_finished.emit(self._retagged)
 
     # -- helpers ------------------------------------------------------------------------------
@@ -154,6 +162,12 @@ class ModelSwitcher(QObject):
             self._host.report_problem("Classes not updated", describe_error(error))
             return version
 
+    def _auto_tag(self, photo_ids: list[int] | None) -> None:
+        """Tag by decoding the photos (all the model may tag, or these): a new backbone has no features yet."""
+        self._auto_tag_is_mine = self._auto_tagger.start(include_tagged=True, photo_ids=photo_ids) is not None
+        if not self._auto_tag_is_mine:
+            self.retag_finished.emit(self._retagged)
+
     def _when_auto_tag_idle(self, then: Callable[[], None]) -> None:
         if not self._auto_tagger.is_running():
             then()
@@ -161,7 +175,10 @@ class ModelSwitcher(QObject):
         self._after_auto_tag = then
         self._auto_tagger.cancel()
 
-    def _auto_tag_ended(self, _summary: object) -> None:
+    def _auto_tag_ended(self, summary: TaggingRunSummary) -> None:
+        if self._auto_tag_is_mine:
+            self._auto_tag_is_mine = False
+            self.retag_finished.emit(self._retagged + summary.tagged)
         then, self._after_auto_tag = self._after_auto_tag, None
         if then is not None and not self._host.is_closing():
             then()

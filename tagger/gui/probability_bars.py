@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from PySide6.QtCore import QRectF, QSize, Qt, Signal
-from PySide6.QtGui import QColor, QFont, QMouseEvent, QPainter, QPaintEvent, QPalette
+from PySide6.QtGui import QColor, QFont, QFontMetrics, QMouseEvent, QPainter, QPaintEvent, QPalette
 from PySide6.QtWidgets import QSizePolicy, QWidget
 
 
@@ -65,7 +65,11 @@ class ProbabilityBars(QWidget):
         painter = QPainter(self)
         painter.setRenderHint(QPainter.RenderHint.Antialiasing)
         metrics = self.fontMetrics()
-        name_width = min(self.width() // 3, max(metrics.horizontalAdvance(r.name) for r in self._rows) + 8)
+        bold = QFont(self.font())
+        bold.setBold(True)
+        # Measured in bold: the best class's name is drawn bold and must not be cut.
+        bold_metrics = QFontMetrics(bold)
+        name_width = min(self.width() // 3, max(bold_metrics.horizontalAdvance(r.name) for r in self._rows) + 8)
         percent_width = metrics.horizontalAdvance("100%") + 8
         bar_width = max(10, self.width() - name_width - percent_width)
         row_height = self._row_height()
@@ -80,7 +84,8 @@ class ProbabilityBars(QWidget):
             painter.setPen(self.palette().color(QPalette.ColorRole.WindowText))
             painter.drawText(QRectF(0, top, name_width - 4, row_height),
                              Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignLeft,
-                             metrics.elidedText(row.name, Qt.TextElideMode.ElideRight, name_width - 8))
+                             (bold_metrics if row is best else metrics).elidedText(
+                                 row.name, Qt.TextElideMode.ElideRight, name_width - 8))
             bar = QRectF(name_width, top + 4, bar_width, row_height - 8)
             painter.setPen(Qt.PenStyle.NoPen)
             painter.setBrush(track)

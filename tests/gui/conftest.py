@@ -152,3 +152,84 @@ def real_photos_library(engine_ready_library: Library) -> Library:
 
     import_paths(engine_ready_library, [REAL_PHOTOS])
     return engine_ready_library
+
+
+# -- model libraries: features the model learns from, for retraining, history and review -------
+
+CLASSES = ("dog", "elephant", "other")
+SYNTHETIC_BACKBONE = "synthetic-backbone"
+SYNTHETIC_DIM = 64
+
+
+def cluster_features(n_per_class: int, seed: int = 0, separation: float = 4.0):  # noqa: ANN201
+    """Three Gaussian clusters, one per class: features [3n, DIM] and each row's true class index."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(len(CLASSES), SYNTHETIC_DIM))
+    centres *= separation / np.linalg.norm(centres, axis=1, keepdims=True)
+    truth = np.repeat(np.arange(len(CLASSES)), n_per_class)
+    return (centres[truth] + rng.normal(size=(len(truth), SYNTHETIC_DIM))).astype(np.float32), truth
+
+
+def useless_prior_head():  # noqa: ANN201
+    """A zero-shot head whose ImageNet prior knows nothing about these features: only labels can teach it."""
+    import numpy as np
+
+    from tagger.head import Head
+
+    rng = np.random.default_rng(1)
+    weight = rng.normal(scale=0.01, size=(1000, SYNTHETIC_DIM)).astype(np.float32)
+    return Head.zero_shot(CLASSES, weight, np.zeros(1000, dtype=np.float32), backbone_id=SYNTHETIC_BACKBONE)
+
+
+def fill_with_features(library: Library, features, head) -> list[int]:  # noqa: ANN001
+    """Photos with cached features (no files: the model never decodes them), tagged by `head` as v1."""
+    from tagger.domain import TagResult
+
+    scanned = [ScannedFile(f"/synthetic/photo_{i:03d}.jpg", 1000 + i, 1_600_000_000.0 + i, f"{i:064x}", 64, 48,
+                           "JPEG") for i in range(len(features))]
+    library.record_scanned(scanned, ImportSummary())
+    ids = [library.photo_by_path(item.path).id for item in scanned]
+    with library.store.transaction():
+        for photo_id, vector in zip(ids, features):
+            library.store.write_features(photo_id, SYNTHETIC_BACKBONE, vector)
+    head_file = library.models_dir / "zero-shot.safetensors"
+    head.save(head_file)
+    version = library.register_model_version(mode="zero-shot", backbone_id=SYNTHETIC_BACKBONE, head_file=head_file,
+                                             classes=head.classes)
+    probabilities = head.probabilities(features)
+    library.record_tag_results(version, [TagResult(i, tuple(map(float, p))) for i, p in zip(ids, probabilities)])
+    return ids
+
+
+def label_rows(library: Library, ids: list[int], truth, rows) -> None:  # noqa: ANN001
+    for position, name in enumerate(CLASSES):
+        chosen = [ids[row] for row in rows if truth[row] == position]
+        if chosen:
+            library.set_user_labels(chosen, name)
+
+
+def first_rows_per_class(truth, n: int) -> list[int]:  # noqa: ANN001
+    import numpy as np
+
+    return [int(row) for position in range(len(CLASSES)) for row in np.flatnonzero(truth == position)[:n]]
+
+
+@pytest.fixture
+def clustered_library(library: Library):  # noqa: ANN201
+    """120 photos in three clusters, 24 labeled by the user; the current model (v1) tags them at random."""
+    features, truth = cluster_features(40)
+    ids = fill_with_features(library, features, useless_prior_head())
+    label_rows(library, ids, truth, first_rows_per_class(truth, 8))
+    return library, ids, truth
+
+
+@pytest.fixture
+def tagged_real_library(real_photos_library: Library) -> Library:
+    """The committed real photos tagged once by the real network (ONNX on the CPU): features cached, v1 current."""
+    from tagger.runner import tag_library
+
+    outcome = tag_library(real_photos_library, device="cpu")
+    assert outcome.tagged == 8, outcome.describe()
+    return real_photos_library

@@ -1,0 +1,232 @@
+"""Does the window stay responsive while the app works? The GUI event loop, measured.
+
+The real MainWindow runs here (offscreen), with a 5 ms timer on the GUI thread recording how
+late the event loop answers it (common.StallProbe), while the app does, one after another:
+
+  import      window.import_paths on 10,000 photos (64x64 JPEGs in nested folders): the
+              scan runs in a job, the GUI thread writes each batch and grows the grid.
+  tagging     Auto-tag (window.auto_tagger) on --tag-photos camera-size photos (12 MP
+              JPEGs, common.camera_photos): decoding and the network in a job, the GUI
+              thread writes each batch and repaints the tiles.
+  quick       Quick retraining: the GUI's own worker function (gui.training_job.training_work)
+  deep        and Deep retraining, through window.start_job as the Retrain feature starts
+              them; the GUI thread registers the new model version when the job delivers it.
+
+The photos the user labels before retraining are the camera photos, by the class of the photo
+each was made from. The gallery stays on screen throughout, so thumbnails load as usual.
+
+Figures per activity and overall: max_stall_ms (target <= 100) and p99_stall_ms (target <= 20).
+`idle` is the probe with nothing to do: on a shared machine it shows how much of a stall is
+simply the operating system giving the core to someone else.
+
+    .venv/bin/python bench/responsiveness.py [--import-photos 10000] [--tag-photos 200] [--skip-deep]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.common import (  # noqa: E402
+    StallProbe,
+    camera_photos,
+    describe_machine,
+    emit_json,
+    fresh_library_dir,
+    percentile,
+    prepare_library_cache,
+    small_photo_library,
+    source_photos,
+    verdict,
+    wait_until,
+)
+
+MAX_STALL_TARGET_MS = 100
+P99_STALL_TARGET_MS = 20
+_ACTIVITY_TIMEOUT_S = 900
+
+
+@dataclass
+class Activity:
+    name: str
+    seconds: float = 0.0
+    lateness_ms: list[float] = field(default_factory=list)
+    note: str = ""
+    worst: list[tuple[float, float]] = field(default_factory=list)  # (s after start, ms)
+
+    @property
+    def max_ms(self) -> float:
+        return max(self.lateness_ms, default=0.0)
+
+    @property
+    def p99_ms(self) -> float:
+        return percentile(self.lateness_ms, 0.99)
+
+    def as_json(self) -> dict[str, float | str]:
+        figures: dict[str, float | str] = {"max_stall_ms": round(self.max_ms, 1), "p99_stall_ms": round(self.p99_ms, 1),
+                                           "seconds": round(self.seconds, 2),
+                                           "worst_stalls_at_s_ms": [list(pair) for pair in self.worst]}
+        if self.note:
+            figures["note"] = self.note
+        return figures
+
+
+def measure(name: str, start: Callable[[], object], finished: Callable[[], bool], note: str = "") -> Activity:
+    """Start an activity on the GUI thread and run the event loop until it is done, probing."""
+    probe = StallProbe()
+    probe.start()
+    started = time.perf_counter()
+    start()
+    if not wait_until(finished, _ACTIVITY_TIMEOUT_S):
+        raise SystemExit(f"{name} did not finish within {_ACTIVITY_TIMEOUT_S} s")
+    seconds = time.perf_counter() - started
+    probe.stop()
+    activity = Activity(name, seconds, list(probe.lateness_ms), note, probe.worst())
+    worst = ", ".join(f"{late:.0f} ms at {at:.1f} s" for at, late in activity.worst)
+    print(f"{name:>8}: {seconds:6.1f} s, longest stall {activity.max_ms:5.0f} ms, "
+          f"99th percentile {activity.p99_ms:5.1f} ms ({len(activity.lateness_ms)} ticks){'; ' + note if note else ''}"
+          f"\n{'':>10}worst: {worst}", flush=True)
+    return activity
+
+
+def source_class(camera_photo: Path, sources: list[Path]) -> str:
+    # camera-NNNN.jpg was made from sources[NNNN % len(sources)] (common.camera_photos).
+    number = int(camera_photo.stem.split("-")[1])
+    return sources[number % len(sources)].parent.name
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--import-photos", type=int, default=10_000)
+    parser.add_argument("--tag-photos", type=int, default=200)
+    parser.add_argument("--skip-deep", action="store_true", help="leave out Deep retraining (minutes on a CPU)")
+    args = parser.parse_args()
+
+    from PySide6.QtCore import QSettings
+    from PySide6.QtWidgets import QApplication
+
+    from tagger.gui.app import default_device_text
+    from tagger.gui.main_window import MainWindow
+    from tagger.gui.settings import AppSettings
+    from tagger.gui.training_job import DEEP, QUICK, TrainingFailed, TrainingRequest, training_work
+    from tagger.importer import import_paths
+    from tagger.library import Library
+    from tagger.training import TrainingOutcome, register_outcome
+
+    machine = describe_machine()
+    print(f"machine: {machine.describe()}")
+    small_folder = small_photo_library(args.import_photos)
+    cameras = camera_photos(args.tag_photos)
+
+    # -- setup, not measured: a library with the camera photos and a prepared ONNX cache.
+    root = fresh_library_dir("responsiveness")
+    with Library(root) as library:
+        import_paths(library, [str(p) for p in cameras])
+    prepare_library_cache(root)
+
+    app = QApplication.instance() or QApplication([sys.argv[0]])
+    config = tempfile.TemporaryDirectory(prefix="tagger-bench-config-")
+    settings = AppSettings(QSettings(str(Path(config.name) / "tagger.ini"), QSettings.Format.IniFormat))
+    library = Library(root)
+    window = MainWindow(library, settings, device_text=default_device_text(settings.device))
+    window.show()
+    window.start_engine_warmup()  # as app.run does right after showing the window
+    if not wait_until(lambda: not window.engine_warmup.is_pending(), 120):
+        raise SystemExit("the model's warm-up did not finish")
+    camera_ids = [library.photo_by_path(str(p)).id for p in cameras]
+    activities: list[Activity] = []
+
+    activities.append(measure("idle", lambda: None, _after(2.0)))
+
+    # -- (a) importing
+    activities.append(measure(
+        "import", lambda: window.import_paths([str(small_folder)]),
+        lambda: window.current_import() is None,
+        note=f"{args.import_photos:,} photos"))
+    dialog = getattr(window, "import_summary_dialog", None)
+    if dialog is not None:
+        dialog.close()
+
+    # -- (b) tagging
+    activities.append(measure(
+        "tagging", lambda: window.auto_tagger.start(photo_ids=camera_ids),
+        lambda: not window.auto_tagger.is_running(), note=f"{len(camera_ids)} camera-size photos"))
+
+    # -- labels for retraining (not measured): the camera photos, by their source's class
+    sources = source_photos()
+    names = set(library.class_names())
+    by_class: dict[str, list[int]] = {}
+    for path, photo_id in zip(cameras, camera_ids):
+        name = source_class(path, sources)
+        by_class.setdefault(name if name in names else "other", []).append(photo_id)
+    for name, ids in by_class.items():
+        library.set_user_labels(ids, name)
+    window.refresh_photos(camera_ids)
+    wait_until(_after(0.5), 5)
+
+    def retrain(mode: str) -> Activity:
+        outcome: list[object] = []
+        done: list[bool] = []
+
+        def start() -> None:
+            request = TrainingRequest(library.database_path, library.models_dir, library.current_model_version(),
+                                      tuple(library.class_names()), mode, None)
+            job = window.start_job(f"Retraining ({mode})", training_work(request))
+
+            def received(event: object) -> None:
+                if isinstance(event, TrainingOutcome):
+                    # What Retrain does with the result on the GUI thread: record the version.
+                    outcome.append(register_outcome(library, event))
+                elif isinstance(event, TrainingFailed):
+                    outcome.append(event)
+
+            job.result.connect(received)
+            job.finished.connect(lambda _cancelled: done.append(True))
+
+        activity = measure(mode, start, lambda: bool(done), note=f"{sum(map(len, by_class.values()))} labels")
+        if not outcome or isinstance(outcome[0], TrainingFailed):
+            activity.note += f"; FAILED: {outcome[0].message if outcome else 'no result'}"
+        return activity
+
+    # -- (c) and (d) retraining
+    activities.append(retrain(QUICK))
+    if not args.skip_deep:
+        activities.append(retrain(DEEP))
+
+    window.close()
+    library.close()
+    config.cleanup()
+
+    measured = [a for a in activities if a.name != "idle"]
+    every_tick = [value for a in measured for value in a.lateness_ms]
+    max_stall = max(every_tick, default=0.0)
+    p99_stall = percentile(every_tick, 0.99)
+    print()
+    print(f"overall: longest stall {max_stall:.0f} ms {verdict(max_stall, MAX_STALL_TARGET_MS, at_least=False)}, "
+          f"99th percentile {p99_stall:.1f} ms {verdict(p99_stall, P99_STALL_TARGET_MS, at_least=False)}")
+    emit_json("responsiveness", {
+        "max_stall_ms": round(max_stall, 1),
+        "p99_stall_ms": round(p99_stall, 1),
+        **{f"{a.name}": a.as_json() for a in activities},
+        "device": machine.cpu,
+        "cores": machine.cores,
+        "load_average_1min": round(os.getloadavg()[0], 2),
+    })
+
+
+def _after(seconds: float) -> Callable[[], bool]:
+    deadline = time.monotonic() + seconds
+    return lambda: time.monotonic() >= deadline
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,141 @@
+"""Test Robustness: how small a change to the shown photo's pixels flips its tag.
+
+tagger.explain_probe.probe_sensitivity takes gradient steps through the network (about
+half a second each on a CPU), in a worker with the model the ExplainModels cache keeps;
+the probe asks whether to stop before every step, which is also where progress is counted.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from PySide6.QtCore import QObject, Qt
+from PySide6.QtGui import QAction, QKeySequence
+
+from tagger.domain import ModelVersion, Photo, Progress
+from tagger.gui.explain_models import ExplainModels
+from tagger.gui.feature_host import FeatureHost
+from tagger.gui.probe_dialog import ProbeDialog
+from tagger.gui.workers import Job, JobContext, describe_error
+
+log = logging.getLogger(__name__)
+
+PROBE_SHORTCUT = "P"
+# The probe's own default: budgets up to 32/255, enough to flip all but the surest tags.
+MAX_STEPS = 10
+
+
+@dataclass(frozen=True)
+class ProbeFailed:
+    """The photo could not be probed (unreadable, a model it cannot explain...): the message says why."""
+
+    message: str
+
+
+def _probe_work(models: ExplainModels, library_root: Path, photo: Photo, version: ModelVersion,
+                max_steps: int):  # noqa: ANN202 - a job function
+    def work(context: JobContext) -> Iterator[object]:
+        from tagger.explain_probe import ProbeCancelled, probe_sensitivity  # torch: worker only
+
+        steps = 0
+
+        def should_cancel() -> bool:
+            # Asked once before every step: the natural place to count them.
+            nonlocal steps
+            if context.cancelled():
+                return True
+            context.report(Progress(steps, max_steps, "Testing robustness"))
+            steps += 1
+            return False
+
+        try:
+            backbone, head = models.for_version(library_root, version)
+            yield probe_sensitivity(photo.path, head, backbone, max_steps=max_steps, should_cancel=should_cancel)
+        except ProbeCancelled:
+            return
+        except Exception as error:  # noqa: BLE001 - said in the probe's own window, not a second box
+            log.exception("The robustness probe failed on %s", photo.path)
+            yield ProbeFailed(describe_error(error))
+
+    return work
+
+
+class RobustnessProbe(QObject):
+    def __init__(self, host: FeatureHost, models: ExplainModels, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self._host = host
+        self._models = models
+        self._job: Job | None = None
+        self.max_steps = MAX_STEPS
+        self.dialog: ProbeDialog | None = None
+        self.probe_action = QAction("Test Robustness", self)
+        self.probe_action.setShortcut(QKeySequence(PROBE_SHORTCUT))
+        self.probe_action.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
+        self.probe_action.setToolTip("Look for the smallest change to this photo's pixels that changes "
+                                     f"the model's tag ({PROBE_SHORTCUT})")
+        self.probe_action.triggered.connect(lambda _checked=False: self.start())
+        host.preview.add_tool_action(self.probe_action)
+        host.preview.photo_shown.connect(lambda _photo_id: self._enable())
+        self._enable()
+
+    def is_running(self) -> bool:
+        return self._job is not None
+
+    def start(self) -> Job | None:
+        photo = self._host.preview.photo
+        if photo is None or not photo.readable:
+            return None
+        version = self._host.library.current_model_version()
+        if version is None:
+            self._host.report_problem("No model yet", "The robustness test probes the model: tag your photos once "
+                                      "(Auto-tag, Ctrl+T) first.")
+            return None
+        if self._job is not None:
+            self._job.cancel()  # one probe at a time: the newest photo asked about wins
+        dialog = self._dialog()
+        dialog.show_running(Path(photo.path).name, self.max_steps)
+        job = self._host.start_job("Testing robustness",
+                                   _probe_work(self._models, self._host.library.root, photo, version, self.max_steps))
+        self._job = job
+        job.progress.connect(lambda progress, source=job: self._progressed(source, progress))
+        job.result.connect(lambda result, source=job: self._finished_probe(source, result))
+        job.finished.connect(lambda cancelled, source=job: self._ended(source, cancelled))
+        return job
+
+    def cancel(self) -> None:
+        if self._job is not None:
+            self._job.cancel()
+
+    def _progressed(self, job: Job, progress: Progress) -> None:
+        if job is self._job and self.dialog is not None:
+            self.dialog.show_step(progress.done)
+
+    def _finished_probe(self, job: Job, result: object) -> None:
+        if job is not self._job or self.dialog is None or job.is_cancelled():
+            return
+        if isinstance(result, ProbeFailed):
+            self.dialog.show_failure(result.message)
+        else:
+            self.dialog.show_result(result)
+
+    def _ended(self, job: Job, cancelled: bool) -> None:
+        if job is not self._job:
+            return
+        self._job = None
+        if cancelled and self.dialog is not None:
+            self.dialog.show_cancelled()
+
+    def _dialog(self) -> ProbeDialog:
+        if self.dialog is None:
+            self.dialog = ProbeDialog(self._host.widget())
+            self.dialog.cancel_requested.connect(self.cancel)
+        self.dialog.show()
+        self.dialog.raise_()
+        return self.dialog
+
+    def _enable(self) -> None:
+        photo = self._host.preview.photo
+        self.probe_action.setEnabled(photo is not None and photo.readable)

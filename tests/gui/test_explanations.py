@@ -1,0 +1,137 @@
+"""The evidence heatmap and the robustness probe, with the real network (torch, in workers) on real photos."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+from PySide6.QtCore import QPoint, Qt
+
+from tagger.explain_overlay import heatmap_cache_path
+
+from .conftest import REAL_PHOTOS
+
+explain = pytest.importorskip("tagger.explain")  # torch
+explain_probe = pytest.importorskip("tagger.explain_probe")
+
+DOG = REAL_PHOTOS / "dog" / "c101-dalmatian__image_0041.jpg"
+ELEPHANT = REAL_PHOTOS / "elephant" / "c101-elephant__image_0011.jpg"
+
+
+def show(window, library, path: Path) -> int:  # noqa: ANN001
+    photo_id = library.photo_by_path(path).id
+    assert window.gallery.select_photo(photo_id)
+    return photo_id
+
+
+def test_the_heatmap_toggle_overlays_the_evidence_computed_in_a_worker(qtbot, monkeypatch, window_factory,
+                                                                      tagged_real_library):
+    library = tagged_real_library
+    window = window_factory(library)
+    computed_in: list[threading.Thread] = []
+    real_heatmap_cached = explain.heatmap_cached
+
+    def watched(*args, **options):  # noqa: ANN002, ANN003, ANN202
+        computed_in.append(threading.current_thread())
+        return real_heatmap_cached(*args, **options)
+
+    monkeypatch.setattr(explain, "heatmap_cached", watched)
+    heatmap = window.heatmap
+    dog_id = show(window, library, DOG)
+    assert not window.preview.canvas.has_overlay()
+
+    window.activateWindow()
+    window.gallery.setFocus()
+    qtbot.waitUntil(window.gallery.hasFocus)
+    with qtbot.waitSignal(heatmap.overlay_applied, timeout=60000) as applied:
+        qtbot.keyClick(window.gallery, Qt.Key.Key_H)
+    version = library.current_model_version()
+    assert applied.args[0].photo_id == dog_id and applied.args[0].class_name == "dog"  # the photo's tag
+    assert window.preview.canvas.has_overlay()
+    assert computed_in and all(thread is not threading.main_thread() for thread in computed_in)
+    assert heatmap_cache_path(library.cache_dir, library.photo(dog_id).content_hash, version.id, "dog").is_file()
+    assert heatmap.class_box.currentText() == "dog"
+
+    # A click on the elephant bar shows the evidence for elephant instead.
+    bars = window.preview.probability_bars
+    row_height = bars.height() / len(bars.probabilities())
+    with qtbot.waitSignal(heatmap.overlay_applied, timeout=30000) as applied:
+        qtbot.mouseClick(bars, Qt.MouseButton.LeftButton, pos=QPoint(10, int(row_height * 1.5)))
+    assert applied.args[0].class_name == "elephant" and heatmap.class_box.currentText() == "elephant"
+    assert heatmap._models.loads == 1  # the model was loaded once, not per map
+
+    heatmap.toggle_action.trigger()
+    assert not window.preview.canvas.has_overlay()
+
+
+def test_a_heatmap_that_arrives_after_the_user_moved_on_is_not_shown(qtbot, monkeypatch, window_factory,
+                                                                     tagged_real_library):
+    library = tagged_real_library
+    window = window_factory(library)
+    release = threading.Event()
+    real_heatmap_cached = explain.heatmap_cached
+
+    def held_back(cache_dir, photo, *args, **options):  # noqa: ANN001, ANN002, ANN003, ANN202
+        if photo.path == str(DOG):
+            release.wait(20)
+        return real_heatmap_cached(cache_dir, photo, *args, **options)
+
+    monkeypatch.setattr(explain, "heatmap_cached", held_back)
+    applied: list[object] = []
+    window.heatmap.overlay_applied.connect(applied.append)
+    dog_id = show(window, library, DOG)
+    window.heatmap.toggle_action.trigger()
+    elephant_id = show(window, library, ELEPHANT)  # while the dog's map is still being computed
+    release.set()
+    qtbot.waitUntil(lambda: bool(applied), timeout=60000)
+    qtbot.wait(200)
+    assert [key.photo_id for key in applied] == [elephant_id]
+    assert window.heatmap.shown.photo_id == elephant_id and window.preview.canvas.has_overlay()
+
+    # The dog's map was kept on disk: going back shows it at once, without a worker.
+    show(window, library, DOG)
+    assert window.heatmap.shown.photo_id == dog_id and window.heatmap._job is None
+
+
+def test_the_robustness_probe_shows_both_images_and_the_change(qtbot, monkeypatch, window_factory,
+                                                               tagged_real_library):
+    library = tagged_real_library
+    window = window_factory(library)
+    probed_in: list[threading.Thread] = []
+    real_probe = explain_probe.probe_sensitivity
+
+    def watched(*args, **options):  # noqa: ANN002, ANN003, ANN202
+        probed_in.append(threading.current_thread())
+        return real_probe(*args, **options)
+
+    monkeypatch.setattr(explain_probe, "probe_sensitivity", watched)
+    show(window, library, ELEPHANT)
+    probe = window.robustness_probe
+    probe.max_steps = 2
+    assert probe.probe_action in window.preview.toolbar.actions()
+
+    probe.probe_action.trigger()
+    dialog = probe.dialog
+    qtbot.waitUntil(lambda: dialog.close_button.isVisible(), timeout=60000)
+    assert probed_in and probed_in[0] is not threading.main_thread()
+    assert not dialog.original_picture.pixmap().isNull() and not dialog.perturbed_picture.pixmap().isNull()
+    assert "elephant" in dialog.original_caption.text()
+    facts = dialog.facts.text()
+    assert "L-inf" in facts and "L2" in facts and "steps: <b>" in facts
+    heading = dialog.heading.text()
+    assert heading.startswith(ELEPHANT.name) and ("the tag changes" in heading or "the tag held" in heading)
+
+
+def test_the_robustness_probe_can_be_cancelled(qtbot, window_factory, tagged_real_library):
+    library = tagged_real_library
+    window = window_factory(library)
+    show(window, library, DOG)
+    probe = window.robustness_probe
+    job = probe.start()
+    dialog = probe.dialog
+    qtbot.waitUntil(lambda: dialog.bar.value() >= 1, timeout=60000)
+    with qtbot.waitSignal(job.finished, timeout=10000):
+        qtbot.mouseClick(dialog.cancel_button, Qt.MouseButton.LeftButton)
+    assert dialog.heading.text() == "Robustness test cancelled." and dialog.close_button.isVisible()
+    assert not probe.is_running()
