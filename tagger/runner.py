@@ -299,15 +299,17 @@ def sync_model_classes(library: Library, renamed: dict[str, str] | None = None) 
     )
 
 
-def retag_from_cache(library: Library, *, include_tagged: bool = True) -> int:
-    """Re-score every photo the user did not label from cached features (no decoding).
+def retag_from_cache(library: Library) -> int:
+    """Re-score every photo from cached features (no decoding) with the current model.
 
-    Photos without cached features for the current backbone are left for the next tagging run."""
+    All photos get the new model's probabilities, so the preview and the suspects see them;
+    only those the user did not label get the new tag. Photos without cached features for
+    the current backbone are left for the next tagging run."""
     version = library.current_model_version()
     if version is None:
         raise LibraryError("There is no model yet: tag some photos first")
     head = Head.load(library.model_file(version.head_file))
-    ids = library.store.photo_ids_to_tag(include_tagged=include_tagged)
+    ids = library.store.photo_ids_readable()
     cached_ids, features = library.store.features(version.backbone_id, ids)
     if not len(cached_ids):
         return 0

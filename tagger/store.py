@@ -465,6 +465,10 @@ class Store:
             sql += " AND label_source IS NULL"
         return [row[0] for row in self._db.execute(sql + " ORDER BY id")]
 
+    def photo_ids_readable(self) -> list[int]:
+        """Present, readable photos, the user's included: the ones a model can score."""
+        return [row[0] for row in self._db.execute("SELECT id FROM photos WHERE readable = 1 AND missing = 0 ORDER BY id")]
+
     def counts(self) -> dict[str, int]:
         row = self._db.execute(
             "SELECT COUNT(*), SUM(readable = 0), SUM(missing = 1), SUM(label_source = 'user'), "

@@ -48,7 +48,7 @@ def _rescoring_work(database_path: Path, head_file: Path, version: ModelVersion)
         reader = Store(database_path, readonly=True)
         try:
             head = Head.load(head_file)
-            ids = reader.photo_ids_to_tag(include_tagged=True)
+            ids = reader.photo_ids_readable()
             context.report(Progress(0, len(ids)))
             for start in range(0, len(ids), RETAG_CHUNK):
                 if context.cancelled():

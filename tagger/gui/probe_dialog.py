@@ -49,8 +49,9 @@ class ProbeDialog(QDialog):
         self.setWindowTitle("Test Robustness")
         self.setModal(False)
         self._photo_name = ""
+        # No label here wraps its words: wrapped labels make the dialog's height depend on its width,
+        # and Qt then squeezes the captions under the pictures. Lines are broken by hand instead.
         self.heading = QLabel()
-        self.heading.setWordWrap(True)
         self.heading.setTextFormat(Qt.TextFormat.RichText)
         self.bar = QProgressBar()
         self.original_picture = _picture()
@@ -69,11 +70,9 @@ class ProbeDialog(QDialog):
             pictures.addWidget(caption, 1, column)
         self.facts = QLabel()
         self.facts.setObjectName("probe_facts")
-        self.facts.setWordWrap(True)
         self.facts.setTextFormat(Qt.TextFormat.RichText)
         self.facts.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.advice = QLabel()
-        self.advice.setWordWrap(True)
         self.buttons = QDialogButtonBox()
         self.cancel_button = QPushButton("Cancel")
         self.close_button = QPushButton("Close")
@@ -92,8 +91,8 @@ class ProbeDialog(QDialog):
 
     def show_running(self, photo_name: str, max_steps: int) -> None:
         self._photo_name = photo_name
-        self.heading.setText(f"<b>{_escape(photo_name)}</b>: looking for the smallest change to its pixels that "
-                             "changes the model's tag…")
+        self.heading.setText(f"<b>{_escape(_short(photo_name))}</b>: looking for the smallest change to its "
+                             "pixels that changes the model's tag…")
         self.bar.setRange(0, max_steps)
         self.bar.setValue(0)
         self.bar.show()
@@ -120,7 +119,7 @@ class ProbeDialog(QDialog):
         self.original_caption.setText(f"As the model sees it\n{result.original_tag} "
                                       f"{result.original_probability:.0%}")
         self.perturbed_caption.setText(f"Changed copy\n{result.new_tag} {result.new_probability:.0%}")
-        name = f"{_escape(self._photo_name)}: " if self._photo_name else ""
+        name = f"{_escape(_short(self._photo_name))}: " if self._photo_name else ""
         if result.flipped:
             self.heading.setText(f"{name}<b>the tag changes</b> from <b>{_escape(result.original_tag)}</b> to "
                                  f"<b>{_escape(result.new_tag)}</b>.")
@@ -134,13 +133,14 @@ class ProbeDialog(QDialog):
             f"Gradient steps: <b>{len(result.steps)}</b>")
         if result.flipped and result.linf <= 4:
             self.advice.setText("A change this small is invisible to the eye. Most tags of this network flip this "
-                                "easily, so compare photos by the L2 size and the steps it took: the fewer, the more "
-                                "this tag deserves a second look.")
+                                "easily,\nso compare photos by the L2 size and the steps it took: the smaller and "
+                                "fewer, the more this tag deserves a second look.")
         elif result.flipped:
             self.advice.setText("It took a visible change to flip this tag: the model's answer is fairly robust.")
         else:
             self.advice.setText("No change within the budget flipped the tag: the model is sure of this one.")
         self._show_buttons(self.close_button)
+        self.adjustSize()  # the captions grew a line: never squeeze them under the pictures
 
     def show_cancelled(self) -> None:
         self.bar.hide()
@@ -185,8 +185,11 @@ def _picture() -> QLabel:
 def _caption() -> QLabel:
     label = QLabel()
     label.setAlignment(Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignTop)
-    label.setWordWrap(True)
     return label
+
+
+def _short(name: str, limit: int = 60) -> str:
+    return name if len(name) <= limit else name[: limit // 2 - 1] + "…" + name[-(limit // 2):]
 
 
 def _escape(text: str) -> str:
