@@ -17,11 +17,7 @@ from tagger.gui.photo_model import PhotoRole
 from tagger.importer import import_paths
 from tagger.library import Library
 
-
-def wait_for_run(qtbot, window, timeout: int = 30000):  # noqa: ANN001, ANN201
-    with qtbot.waitSignal(window.auto_tagger.run_finished, timeout=timeout) as finished:
-        pass
-    return finished.args[0]
+from .driving import wait_for_run
 
 
 def grid_labels(window) -> dict[str, str | None]:  # noqa: ANN001

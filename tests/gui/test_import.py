@@ -4,31 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QUrl
-from PySide6.QtGui import QDragEnterEvent, QDropEvent
-from PySide6.QtWidgets import QApplication, QMessageBox
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QMessageBox
 
 from tagger.gui.import_summary import ImportSummaryDialog
 from tagger.gui.photo_model import PhotoRole
 from tagger.library import Library
 
-
-def drop_paths(target, paths: list[Path]) -> None:  # noqa: ANN001 - any widget
-    """Deliver a real drag-enter and drop with file URLs, as the platform would."""
-    mime = QMimeData()
-    mime.setUrls([QUrl.fromLocalFile(str(path)) for path in paths])
-    where = QPoint(target.width() // 2, target.height() // 2)
-    enter = QDragEnterEvent(where, Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
-                            Qt.KeyboardModifier.NoModifier)
-    QApplication.sendEvent(target, enter)
-    drop = QDropEvent(QPointF(where), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
-                      Qt.KeyboardModifier.NoModifier)
-    QApplication.sendEvent(target, drop)
-
-
-def wait_for_import(qtbot, window) -> None:  # noqa: ANN001
-    qtbot.waitUntil(lambda: window.current_import() is None and window.last_import_summary is not None,
-                    timeout=15000)
+from .driving import drop_paths, wait_for_import
 
 
 def test_dropping_a_folder_imports_it_and_the_grid_shows_the_photos(qtbot, window, make_photos, library):
