@@ -293,15 +293,20 @@ def process_state(pid: int) -> str:
 def test_labeling_during_a_running_command_is_refused_clearly(
     library_root: Path, template: TemplateLibrary, tmp_path: Path, activity: str,
 ) -> None:
-    working: Callable[[], bool] = lambda: True  # quick training holds the lock for under a second
+    def always_working() -> bool:  # quick training holds the lock for under a second
+        return True
+
+    working = always_working
     if activity == "tag":
         generate_photos(tmp_path / "new", 200, seed=42)
         assert_success(run_cli(library_root, "import", tmp_path / "new"))
         argv = cli_argv(library_root, "tag")
         untagged = untagged_count(library_root)
 
-        def working() -> bool:  # past loading the engine: its batches are being committed
+        def past_loading_the_engine() -> bool:  # its batches are being committed
             return untagged_count(library_root) < untagged
+
+        working = past_loading_the_engine
     else:
         argv = train_argv(library_root)
     running = frozen_while_holding(argv, library_root / "library.lock", working=working)

@@ -275,7 +275,7 @@ def crafted_library(tmp_path: Path) -> tuple[Path, Path]:
     from tagger.importer import import_paths
 
     photos = tmp_path / "photos"
-    paths = generate_photos(photos / "sub", len(HOSTILE_CLASS_NAMES) + 2, seed=7)
+    generate_photos(photos / "sub", len(HOSTILE_CLASS_NAMES) + 2, seed=7)
     victim = generate_photos(tmp_path / "outside", 1, seed=8)[0]
     root = tmp_path / "library"
     with Library(root) as library:
