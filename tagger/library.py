@@ -243,7 +243,7 @@ class Library:
                 before.append(state)
                 if label is None and state.label is None:
                     continue
-                self.store.write_label(photo_id, class_id, LabelSource.USER if class_id else state.source)
+                self.store.write_label(photo_id, class_id, LabelSource.USER)
         return before
 
     def confirm_model_labels(self, photo_ids: Sequence[int]) -> list[LabelState]:

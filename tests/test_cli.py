@@ -1,0 +1,147 @@
+"""The command line end to end, on a temporary library and the committed real photos."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tagger.cli import main
+
+PHOTOS = Path(__file__).resolve().parent / "data" / "photos"
+
+
+@pytest.fixture(scope="module")
+def onnx_cache(tmp_path_factory) -> Path:
+    from tagger.engine import export_onnx
+
+    folder = tmp_path_factory.mktemp("onnx")
+    export_onnx(folder)
+    return folder
+
+
+@pytest.fixture
+def tagger(tmp_path, onnx_cache, capsys):
+    """Run `tagger ARGS` on a fresh library; returns (exit code, stdout, stderr)."""
+    library = tmp_path / "library"
+    (library / "cache").mkdir(parents=True)
+    for file in onnx_cache.iterdir():
+        shutil.copy2(file, library / "cache" / file.name)
+
+    def run(*args: str) -> tuple[int, str, str]:
+        code = main(["--library", str(library), *args])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run
+
+
+def export_csv(tagger) -> list[dict[str, str]]:
+    code, out, _ = tagger("export", "--format", "csv")
+    assert code == 0
+    assert out.splitlines()[0] == "path,label,source,confidence,model_version"
+    return list(csv.DictReader(io.StringIO(out)))
+
+
+def test_import_tag_label_export_round_trip(tagger, tmp_path):
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "letter.jpg").write_text("not a photo")
+    shutil.copy(next(PHOTOS.glob("dog/*.jpg")), broken / "same-dog.jpg")
+
+    code, out, _ = tagger("import", str(PHOTOS), str(broken))
+    assert code == 0
+    assert "8 added, 1 skipped as duplicates, 1 unreadable" in out
+    assert "letter.jpg\tnot an image (text file)" in out
+
+    code, out, _ = tagger("tag", "--device", "cpu")
+    assert code == 0 and "8 photo(s) tagged" in out
+    rows = export_csv(tagger)
+    assert len(rows) == 9
+    for row in rows:
+        truth = Path(row["path"]).parent.name
+        if truth == "broken":
+            assert row["label"] == "" and row["source"] == ""
+        else:
+            assert (row["label"], row["source"], row["model_version"]) == (truth, "model", "1")
+            assert 0.5 < float(row["confidence"]) <= 1
+
+    airplane = next(PHOTOS.glob("other/*airplanes*"))
+    code, out, _ = tagger("label", str(airplane), "--as", "elephant")
+    assert code == 0 and "1 photo(s) labeled elephant" in out
+    code, out, _ = tagger("tag", "--all")
+    assert code == 0 and "7 photo(s) tagged (7 from cached features)" in out
+    (mine,) = [row for row in export_csv(tagger) if row["path"] == str(airplane)]
+    assert (mine["label"], mine["source"]) == ("elephant", "user")  # the model never overwrites it
+
+    code, out, _ = tagger("export", "--format", "json")
+    assert {entry["label"] for entry in json.loads(out)} == {"dog", "elephant", "other", None}
+    code, out, _ = tagger("status", "--json")
+    status = json.loads(out)
+    assert (status["photos"], status["unreadable"], status["user_labeled"]) == (9, 1, 1)
+
+
+def test_eval_scores_a_sorted_folder_without_adding_anything(tagger):
+    code, out, _ = tagger("eval", str(PHOTOS), "--json")
+    assert code == 0
+    report = json.loads(out)
+    assert report["report"]["accuracy"] == 1.0
+    assert report["report"]["confusion"] == [[3, 0, 0], [0, 3, 0], [0, 0, 2]]
+    code, out, _ = tagger("status", "--json")
+    assert json.loads(out)["photos"] == 0
+
+
+def test_classes_train_and_rollback(tagger):
+    tagger("import", str(PHOTOS))
+    tagger("tag")
+    code, out, _ = tagger("classes", "add", "cow")
+    assert code == 0 and "4. cow" in out
+    code, out, _ = tagger("classes", "rename", "cow", "cattle")
+    assert "4. cattle" in out
+    code, _, err = tagger("classes", "remove", "nothing")
+    assert code == 1 and "no class called 'nothing'" in err
+
+    code, _, err = tagger("train")
+    assert code == 1 and err.startswith("tagger: ") and "label" in err  # no labels yet: told what to do
+
+    for truth in ("dog", "elephant", "other"):
+        code, _, _ = tagger("label", *map(str, sorted((PHOTOS / truth).iterdir())), "--as", truth)
+        assert code == 0
+    code, out, _ = tagger("train", "--mode", "quick", "--promote")
+    assert code == 0 and "is now current" in out
+    code, out, _ = tagger("models")
+    versions = [line for line in out.splitlines() if line.strip()]
+    assert versions[-1].startswith("*") and "quick" in versions[-1]
+    code, out, _ = tagger("models", "use", "1")
+    assert code == 0 and "version 1" in out
+    assert next(line for line in out.splitlines() if line.startswith("*")).split()[1] == "1"
+
+
+def test_suspects_and_explain(tagger, tmp_path):
+    tagger("import", str(PHOTOS))
+    tagger("tag")
+    for truth in ("dog", "elephant", "other"):
+        tagger("label", *map(str, sorted((PHOTOS / truth).iterdir())), "--as", truth)
+    code, out, _ = tagger("suspects", "--top", "5")
+    assert code == 0 and out.splitlines()[0] == "path,label,suggested,score"
+
+    overlay = tmp_path / "evidence.png"
+    elephant = next(PHOTOS.glob("elephant/*.jpg"))
+    code, out, _ = tagger("explain", str(elephant), "--class", "elephant", "-o", str(overlay))
+    assert code == 0 and overlay.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_clear_errors_and_exit_codes(tagger, tmp_path):
+    code, _, err = tagger("import", str(tmp_path / "missing"))
+    assert code == 1 and "no such file or folder" in err
+    code, _, err = tagger("label", str(tmp_path / "x.jpg"), "--as", "dog")
+    assert code == 1 and "not in the library" in err
+    code, _, err = tagger("eval", str(tmp_path / "missing"))
+    assert code == 1 and "is not a folder" in err
+    with pytest.raises(SystemExit) as usage:
+        main(["tag", "--device", "tpu"])
+    assert usage.value.code == 2
