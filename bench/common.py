@@ -283,7 +283,7 @@ def small_photo_library(count: int, *, per_folder: int = 500, log: Callable[[str
 
 def onnx_cache_dir(*, log: Callable[[str], None] = print) -> Path:
     """A folder holding the default backbone's ONNX export (made once, with torch, then reused)."""
-    from tagger.engine import default_backbone_id, export_onnx, onnx_cache_paths
+    from tagger.engine import default_backbone_id, onnx_cache_paths
 
     folder = OUT_DIR / "onnx-cache"
     graph, sidecar = onnx_cache_paths(folder, default_backbone_id())

@@ -133,7 +133,8 @@ def main() -> None:
         import_paths(library, [str(p) for p in cameras])
     prepare_library_cache(root)
 
-    app = QApplication.instance() or QApplication([sys.argv[0]])
+    # Kept in a name so the application lives as long as the window does.
+    application = QApplication.instance() or QApplication([sys.argv[0]])
     config = tempfile.TemporaryDirectory(prefix="tagger-bench-config-")
     settings = AppSettings(QSettings(str(Path(config.name) / "tagger.ini"), QSettings.Format.IniFormat))
     library = Library(root)
@@ -205,6 +206,7 @@ def main() -> None:
     window.close()
     library.close()
     config.cleanup()
+    application.processEvents()
 
     measured = [a for a in activities if a.name != "idle"]
     every_tick = [value for a in measured for value in a.lateness_ms]

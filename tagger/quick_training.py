@@ -121,6 +121,16 @@ def fit_semi_supervised(
     pseudo = propagate_labels(pool.graph, seeds, alpha=settings.alpha).argmax(axis=1)
     targets = one_hot[np.where(train, pool.truth, pseudo)]
     weights = np.full(len(pool.features), settings.pseudo_label_weight)
+    import os
+    variant = os.environ.get("QT_VARIANT", "")
+    first_guess = seeds.argmax(axis=1)
+    other = [i for i, n in enumerate(head.classes) if n.strip().lower() == "other"]
+    if variant == "agree":
+        weights[pseudo != first_guess] = 0.0
+    elif variant == "agree_other" and other:
+        weights[(pseudo == other[0]) & (first_guess != other[0])] = 0.0
+    elif variant == "agree_other_both" and other:
+        weights[(pseudo == other[0]) != (first_guess == other[0])] = 0.0
     weights[train] = balanced_weights(labels, n_classes)
     return fit_residual(
         head,

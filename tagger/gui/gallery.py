@@ -8,7 +8,18 @@ costs the same whatever the size of the library.
 from __future__ import annotations
 
 from PySide6.QtCore import QModelIndex, QPersistentModelIndex, QRect, QRectF, QSize, Qt, Signal
-from PySide6.QtGui import QColor, QContextMenuEvent, QResizeEvent, QFont, QFontMetrics, QPainter, QPainterPath, QPalette, QPen
+from PySide6.QtGui import (
+    QColor,
+    QContextMenuEvent,
+    QFont,
+    QFontMetrics,
+    QPainter,
+    QPainterPath,
+    QPalette,
+    QPen,
+    QPixmap,
+    QResizeEvent,
+)
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QListView,
@@ -43,6 +54,10 @@ class TileDelegate(QStyledItemDelegate):
         super().__init__(parent)
         self._thumbnails = thumbnails
         self._image_size = DEFAULT_TILE_SIZE
+        # Placeholders drawn once per look (size, note, palette, font, screen) and then copied:
+        # while scrolling fast most tiles show one, and drawing its shapes from Python every
+        # time was the largest part of a tile's paint (bench/scale.py).
+        self._placeholders: dict[tuple, QPixmap] = {}
 
     @property
     def image_size(self) -> int:
@@ -133,7 +148,26 @@ class TileDelegate(QStyledItemDelegate):
             note = "Cannot show"
         else:
             note = ""
-        self._paint_placeholder(painter, area, palette, note)
+        self._draw_placeholder(painter, area, palette, note)
+
+    def _draw_placeholder(self, painter: QPainter, area: QRect, palette: QPalette, note: str) -> None:
+        ratio = painter.device().devicePixelRatioF()
+        font = painter.font()
+        key = (area.width(), area.height(), note, palette.cacheKey(), ratio, font.key())
+        pixmap = self._placeholders.get(key)
+        if pixmap is None:
+            if len(self._placeholders) > 64:
+                self._placeholders.clear()  # palettes or sizes keep changing: start over
+            pixmap = QPixmap(round(area.width() * ratio), round(area.height() * ratio))
+            pixmap.setDevicePixelRatio(ratio)
+            pixmap.fill(Qt.GlobalColor.transparent)
+            canvas = QPainter(pixmap)
+            canvas.setRenderHint(QPainter.RenderHint.Antialiasing)
+            canvas.setFont(font)
+            self._paint_placeholder(canvas, QRect(0, 0, area.width(), area.height()), palette, note)
+            canvas.end()
+            self._placeholders[key] = pixmap
+        painter.drawPixmap(area.topLeft(), pixmap)
 
     @staticmethod
     def _paint_placeholder(painter: QPainter, area: QRect, palette: QPalette, note: str) -> None:
