@@ -164,7 +164,7 @@ class Library:
     def record_scanned(self, files: Sequence[ScannedFile], summary: ImportSummary) -> list[int]:
         """Write one batch of scanned files in one transaction; returns ids of new photos."""
         new_ids: list[int] = []
-        with self.store.transaction():
+        with self.store.transaction(durable=False):
             for scanned in files:
                 photo_id = self._record_one(scanned, summary)
                 if photo_id is not None:
@@ -214,13 +214,14 @@ class Library:
 
     def mark_missing_under(self, folder: str, seen: set[str], summary: ImportSummary) -> None:
         """After a folder scan: photos under it that were not seen and are gone are missing."""
-        with self.store.transaction():
-            for photo in self.store.photos_under(folder):
-                if photo.path in seen or photo.missing:
-                    continue
-                if not os.path.exists(photo.path):
-                    self.store.update_photo_file(photo.id, missing=True)
-                    summary.missing.append(photo.path)
+        unseen = [(photo_id, path) for photo_id, path in self.store.present_paths_under(folder) if path not in seen]
+        gone = [(photo_id, path) for photo_id, path in unseen if not os.path.exists(path)]
+        if not gone:
+            return
+        with self.store.transaction(durable=False):
+            for photo_id, path in gone:
+                self.store.update_photo_file(photo_id, missing=True)
+                summary.missing.append(path)
 
     def mark_unreadable(self, photo_id: int, reason: str) -> None:
         with self.store.transaction():
@@ -278,7 +279,7 @@ class Library:
     def record_tag_results(self, version: ModelVersion, results: Sequence[TagResult]) -> None:
         """Store a batch of model outputs; the model's label never replaces the user's."""
         class_ids = {name: self.store.class_id(name) for name in version.classes}
-        with self.store.transaction():
+        with self.store.transaction(durable=False):
             for result in results:
                 if result.error is not None:
                     self.store.update_photo_file(result.photo_id, readable=False, error=result.error)

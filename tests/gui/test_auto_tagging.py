@@ -98,8 +98,17 @@ def many_photos_library(engine_ready_library: Library, make_photos) -> Library: 
     return engine_ready_library
 
 
-def test_progress_shows_count_rate_and_eta_and_cancel_stops_within_a_second(qtbot, window_factory,
+def test_progress_shows_count_rate_and_eta_and_cancel_stops_within_a_second(qtbot, monkeypatch, window_factory,
                                                                              many_photos_library):
+    real_run = auto_tagging.run_tagging
+
+    def steady_run(plan, **options):  # noqa: ANN001, ANN202 - a run long enough to show an ETA on any machine
+        for event in real_run(plan, **options):
+            if isinstance(event, list):
+                time.sleep(0.08)
+            yield event
+
+    monkeypatch.setattr(auto_tagging, "run_tagging", steady_run)
     window = window_factory(many_photos_library)
     job = window.auto_tagger.start()
     assert job is not None
