@@ -19,7 +19,7 @@ from tagger.domain import Progress
 from tagger.evaluation import evaluate, format_report
 from tagger.head import Head
 from tagger.library import Library
-from tagger.runner import DECODE_MAX_SIDE, open_engine
+from tagger.runner import decode_for_model, open_engine
 
 
 @dataclass
@@ -67,7 +67,6 @@ def evaluate_folder(
     device: str | None = None,
     progress: Callable[[Progress], None] | None = None,
 ) -> FolderEvaluation:
-    from tagger.images import load_array
     from tagger.importer import iter_candidate_files
     from tagger.tagging import tag_photos
 
@@ -104,7 +103,7 @@ def evaluate_folder(
             elapsed = time.monotonic() - started
             progress(Progress(done, total, rate_per_s=done / elapsed if elapsed > 0.5 else None))
 
-    for batch in tag_photos(items, engine, head, lambda p: load_array(p, DECODE_MAX_SIDE),
+    for batch in tag_photos(items, engine, head, decode_for_model(engine.preprocessing),
                             progress=report_progress):
         for result in batch:
             if result.ok:
