@@ -337,12 +337,17 @@ def export_onnx(cache_dir: Path, backbone: str = DEFAULT_BACKBONE) -> tuple[Path
     """
     from tagger import model
 
-    features = model.load_backbone(backbone, model.pick_device("cpu"))
-    onnx_file, sidecar = onnx_cache_paths(cache_dir, features.backbone_id)
-    graph = model.export_onnx_bytes(features)
+    return export_loaded_backbone(cache_dir, model.load_backbone(backbone, model.pick_device("cpu")), backbone)
 
+
+def export_loaded_backbone(cache_dir: Path, features: Any, backbone: str) -> tuple[Path, Path]:
+    """Cache an ONNX export of a backbone already in memory (a fine-tuned one, for instance)."""
     from safetensors.numpy import save as save_safetensors
 
+    from tagger import model
+
+    onnx_file, sidecar = onnx_cache_paths(cache_dir, features.backbone_id)
+    graph = model.export_onnx_bytes(features)
     info = {
         "backbone_id": features.backbone_id,
         "backbone": backbone,

@@ -121,9 +121,15 @@ def plan_tagging(
 
 def open_engine(device: str | None, cache_dir: Path, version: ModelVersion | None, library_root: Path):
     """The feature engine for a model version: the stock backbone, or one the user fine-tuned."""
-    from tagger.engine import choose_engine
+    from tagger.engine import OnnxEngine, accelerator_may_exist, choose_engine
 
     if version is not None and version.backbone_file:
+        # A fine-tuned backbone runs from its ONNX export when training left one (it does on
+        # the CPU): tagging then never imports torch, whose import would stall the GUI.
+        on_cpu = device == "cpu" or (device is None and not accelerator_may_exist())
+        exported = OnnxEngine.from_cache(cache_dir, version.backbone_id) if on_cpu else None
+        if exported is not None:
+            return exported
         from tagger.training import load_tuned_engine
 
         return load_tuned_engine(library_root / version.backbone_file, device)

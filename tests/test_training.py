@@ -320,14 +320,13 @@ def test_temperature_recovers_an_overconfident_scale() -> None:
 # --- deep training --------------------------------------------------------------------------------
 
 
-@pytest.mark.slow
-def test_deep_mode_fine_tunes_a_loadable_backbone_with_a_new_id(tmp_path) -> None:
+@pytest.fixture
+def deep_ready_library(tmp_path):
+    """A library of the committed photos, labeled, with real features and a zero-shot version."""
     torch = pytest.importorskip("torch")
     from tagger import images
-    from tagger.deep_training import DeepSettings
     from tagger.engine import preprocess
     from tagger.model import load_backbone
-    from tagger.training import load_tuned_engine
 
     paths = sorted(p for p in PHOTOS_DIR.glob("*/*.jpg"))
     names = [p.parent.name for p in paths]
@@ -360,6 +359,16 @@ def test_deep_mode_fine_tunes_a_loadable_backbone_with_a_new_id(tmp_path) -> Non
     )
     for photo_id, name in zip(ids, names):
         library.set_user_labels([photo_id], name)
+    yield library, backbone, batch, features
+    library.close()
+
+
+@pytest.mark.slow
+def test_deep_mode_fine_tunes_a_loadable_backbone_with_a_new_id(deep_ready_library) -> None:
+    from tagger.deep_training import DeepSettings
+    from tagger.training import load_tuned_engine
+
+    library, backbone, batch, features = deep_ready_library
     epochs = []
 
     outcome = train(
@@ -386,4 +395,39 @@ def test_deep_mode_fine_tunes_a_loadable_backbone_with_a_new_id(tmp_path) -> Non
     assert np.allclose(new_head.probabilities(tuned_features).sum(axis=1), 1, atol=1e-5)
     version = register_outcome(library, outcome, make_current=True)
     assert version.backbone_file is not None and version.backbone_id == outcome.backbone_id
-    library.close()
+
+
+@pytest.mark.slow
+def test_deep_training_in_a_child_process_leaves_a_cpu_engine_without_torch(deep_ready_library) -> None:
+    from tagger.deep_training import DeepSettings
+    from tagger.engine import OnnxEngine
+    from tagger.runner import open_engine
+    from tagger.training import load_tuned_engine
+    from tagger.training_process import train_in_child_process
+
+    library, _backbone, batch, _features = deep_ready_library
+    steps = []
+    outcome = train_in_child_process(
+        library.database_path, library.current_model_version(), library.class_names(),
+        models_dir=library.models_dir, mode="deep", device="cpu",
+        deep_settings=DeepSettings(epochs=1, batch_size=4, images_per_epoch=4),
+        progress=lambda step, total, loss, acc: steps.append((step, total)),
+    )
+    assert steps and steps[-1][0] == steps[-1][1]
+    version = register_outcome(library, outcome, make_current=True)
+    engine = open_engine("cpu", library.cache_dir, version, library.root)
+    assert isinstance(engine, OnnxEngine) and engine.backbone_id == outcome.backbone_id
+    reference = load_tuned_engine(outcome.backbone_file, "cpu").extract(batch)
+    assert np.allclose(engine.extract(batch), reference, atol=1e-3)
+
+
+def test_a_cancelled_child_training_leaves_no_model(deep_ready_library) -> None:
+    from tagger.training_process import train_in_child_process
+
+    library, *_ = deep_ready_library
+    before = sorted(library.models_dir.iterdir())
+    with pytest.raises(TrainingCancelled):
+        train_in_child_process(library.database_path, library.current_model_version(), library.class_names(),
+                               models_dir=library.models_dir, mode="deep", device="cpu",
+                               should_cancel=lambda: True)
+    assert sorted(library.models_dir.iterdir()) == before

@@ -92,23 +92,33 @@ class _StepBuffer:
 
 def training_work(request: TrainingRequest) -> JobWork:
     def work(context: JobContext) -> Iterator[object]:
-        # torch (deep mode) and the training code load here, in the worker, never on the GUI thread.
+        # The training code loads here, in the worker; deep mode's torch only in a child process.
         from tagger.store import Store
         from tagger.training import TrainingCancelled, TrainingError, train
 
+        from tagger.training_process import ChildTrainingError, train_in_child_process
+
         steps = _StepBuffer(context, request.mode)
-        reader = Store(request.database_path, readonly=True)
         try:
-            outcome = train(reader, request.current, request.classes, models_dir=request.models_dir,
-                            mode=request.mode, progress=steps, should_cancel=context.cancelled,
-                            device=request.device)
+            if request.mode == DEEP:
+                # In a child process: importing torch here would freeze the window (see there).
+                outcome = train_in_child_process(request.database_path, request.current, request.classes,
+                                                 models_dir=request.models_dir, mode=request.mode,
+                                                 device=request.device, progress=steps,
+                                                 should_cancel=context.cancelled)
+            else:
+                reader = Store(request.database_path, readonly=True)
+                try:
+                    outcome = train(reader, request.current, request.classes, models_dir=request.models_dir,
+                                    mode=request.mode, progress=steps, should_cancel=context.cancelled,
+                                    device=request.device)
+                finally:
+                    reader.close()
         except TrainingCancelled:
             return
-        except TrainingError as error:
+        except (TrainingError, ChildTrainingError) as error:
             yield TrainingFailed(str(error))
             return
-        finally:
-            reader.close()
         steps.flush()
         yield outcome
 
