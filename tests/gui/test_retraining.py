@@ -15,10 +15,12 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QMessageBox
 
 import tagger.training as training
+import tagger.training_process as training_process
 from tagger.gui.photo_model import PhotoRole
 from tagger.gui.photo_table import LabelOrigin
 from tagger.gui.retrain_dialog import RetrainDialog
 from tagger.gui.training_chart import TrainingChart
+from tagger.store import Store
 
 from .conftest import (
     CLASSES,
@@ -237,14 +239,20 @@ def test_a_deep_model_made_current_is_tagged_again_from_the_photos(qtbot, monkey
     asked_modes: list[str] = []
     real_train = training.train
 
-    def deep_stand_in(*args, mode, models_dir, **options):  # noqa: ANN001, ANN002, ANN202
+    def deep_stand_in(database_path, current, classes, *, mode, models_dir, **options):  # noqa: ANN001, ANN202
+        # Stands in for the child process that deep training runs in.
         asked_modes.append(mode)
-        outcome = real_train(*args, mode="quick", models_dir=models_dir, **options)
+        reader = Store(database_path, readonly=True)
+        try:
+            outcome = real_train(reader, current, classes, mode="quick", models_dir=models_dir,
+                                 progress=options["progress"], should_cancel=options["should_cancel"])
+        finally:
+            reader.close()
         backbone = models_dir / "backbone-stand-in.safetensors"
         backbone.write_bytes(b"not used")
         return dataclasses.replace(outcome, mode="deep", backbone_file=backbone)
 
-    monkeypatch.setattr(training, "train", deep_stand_in)
+    monkeypatch.setattr(training_process, "train_in_child_process", deep_stand_in)
     tag_runs: list[dict] = []
     monkeypatch.setattr(window.auto_tagger, "start", lambda **options: tag_runs.append(options))
 
