@@ -18,7 +18,7 @@ from tagger.calibration import fit_temperature
 from tagger.domain import ImportSummary, ScannedFile
 from tagger.head import Head
 from tagger.library import Library
-from tagger.quick_training import QuickSettings
+from tagger.quick_training import QuickSettings, distrusted_pseudo_labels
 from tagger.retagging import retag_from_features
 from tagger.semi_supervised import neighbour_graph, propagate_labels
 from tagger.splits import NEVER_HELD_OUT, assign_folds, cap_held_out, single_hold_out
@@ -288,6 +288,18 @@ def test_label_propagation_follows_the_clusters() -> None:
     propagated = propagate_labels(neighbour_graph(features), seeds)
     assert np.allclose(propagated.sum(axis=1), 1)
     assert np.mean(propagated.argmax(axis=1) == truth) > 0.95
+
+
+def test_the_graphs_other_counts_only_where_the_labels_only_head_agrees() -> None:
+    # A heterogeneous "other" (cows, horses) leaks to the dogs beside them along the graph;
+    # a named class's pseudo-label, even against the labels-only head, is the graph's to give.
+    dog, elephant, other = 0, 1, 2
+    propagated = np.array([other, other, dog, elephant])
+    labels_only = np.array([dog, other, other, dog])
+    assert distrusted_pseudo_labels(["dog", "elephant", "other"], propagated, labels_only).tolist() == [
+        True, False, False, False
+    ]
+    assert not distrusted_pseudo_labels(["dog", "elephant", "cow"], propagated, labels_only).any()
 
 
 def test_folds_are_stratified_and_lone_labels_stay_in_training() -> None:
