@@ -346,39 +346,30 @@ def _decode_smaller(image: Image.Image, max_side: int | None) -> bool:
     """Ask the decoder for a smaller picture where the format allows it; True if it will."""
     if max_side is None:
         return False
-    width, height = image.size
-    longer = max(width, height)
+    longer = max(image.size)
     if longer <= max_side:
         return False
-    if image.format in ("JPEG", "MPO"):
-        scale = max_side / longer
-        # draft() picks the strongest 1/2, 1/4 or 1/8 reduction still at least this size.
-        wanted = (max(1, math.ceil(width * scale)), max(1, math.ceil(height * scale)))
-        return image.draft(image.mode, wanted) is not None
-    if image.format == "JPEG2000":
-        factor = 0
-        while factor < _MAX_JPEG2000_REDUCTION and longer >> (factor + 1) >= max_side:
-            factor += 1
-        if factor:
-            image.reduce = factor  # type: ignore[assignment,method-assign]  # the plugin's resolution-level setter
-        return factor > 0
-    return False
+    return _reduce_while_decoding(image, max_side / longer)
 
 
 def _decode_smaller_covering(image: Image.Image, min_shorter_side: int) -> bool:
     """Like `_decode_smaller`, but keeping the shorter side at least `min_shorter_side`."""
-    width, height = image.size
-    shorter = min(width, height)
+    shorter = min(image.size)
     if shorter < 2 * min_shorter_side:
         return False  # not even a 1/2 reduction would leave enough pixels
+    return _reduce_while_decoding(image, min_shorter_side / shorter)
+
+
+def _reduce_while_decoding(image: Image.Image, scale: float) -> bool:
+    """Decode at no less than `scale` of the full size, where the format can skip detail."""
+    width, height = image.size
     if image.format in ("JPEG", "MPO"):
-        scale = min_shorter_side / shorter
         # draft() picks the strongest 1/2, 1/4 or 1/8 reduction still at least this size.
         wanted = (max(1, math.ceil(width * scale)), max(1, math.ceil(height * scale)))
         return image.draft(image.mode, wanted) is not None
     if image.format == "JPEG2000":
         factor = 0
-        while factor < _MAX_JPEG2000_REDUCTION and shorter >> (factor + 1) >= min_shorter_side:
+        while factor < _MAX_JPEG2000_REDUCTION and 0.5 ** (factor + 1) >= scale:
             factor += 1
         if factor:
             image.reduce = factor  # type: ignore[assignment,method-assign]  # the plugin's resolution-level setter
