@@ -171,6 +171,7 @@ def install_exception_hook(active_window: Callable[[], QWidget | None]) -> None:
 def _parse(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
     parser = argparse.ArgumentParser(prog="tagger", description="Tag photos with a model that learns from you.")
     parser.add_argument("--library", help="the library folder to open")
+    parser.add_argument("paths", nargs="*", metavar="PATH", help="photos or folders to import when the window opens")
     parser.add_argument("--version", action="version", version=f"{APP_NAME} {__version__}")
     return parser.parse_known_args(list(argv))
 
@@ -199,6 +200,8 @@ def run(argv: Sequence[str], *, describe_device: DeviceDescriber = default_devic
     install_exception_hook(lambda: session.window)
     if not session.start(choose_library_path(arguments.library, app_settings)):
         return 1
+    if arguments.paths:
+        session.window.import_paths(arguments.paths)
     try:
         return app.exec()
     finally:

@@ -78,3 +78,11 @@ def test_the_gui_entry_point_does_not_import_torch():
     code = "import sys, tagger.gui.app; sys.exit('torch' in sys.modules)"
     environment = dict(os.environ, QT_QPA_PLATFORM="offscreen")
     assert subprocess.run([sys.executable, "-c", code], env=environment, timeout=60).returncode == 0
+
+
+def test_paths_on_the_command_line_are_imported_when_the_window_opens():
+    from tagger.gui.app import _parse
+
+    arguments, qt_arguments = _parse(["--library", "/tmp/lib", "/photos/a", "/photos/b", "-style=fusion"])
+    assert arguments.library == "/tmp/lib" and arguments.paths == ["/photos/a", "/photos/b"]
+    assert qt_arguments == ["-style=fusion"]
