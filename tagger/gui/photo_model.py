@@ -168,16 +168,14 @@ class PhotoListModel(QAbstractListModel):
         keep = self._table.matches(self._filter)
         key = self._table.sort_key(self._order)
         wanted = sorted((i for i in added if keep(i)), key=key)
-        if not wanted:
-            pass
-        elif self._order is SortOrder.ADDED:
+        if wanted and self._order is SortOrder.ADDED:
             # Newest last: the whole batch goes in as one block at the end.
             first = len(self._shown)
             self.beginInsertRows(QModelIndex(), first, first + len(wanted) - 1)
             self._shown.extend(wanted)
             self._row_of_index = None
             self.endInsertRows()
-        else:
+        elif wanted:
             shown_keys = [key(i) for i in self._shown]
             for table_index in wanted:
                 row = bisect.bisect_right(shown_keys, key(table_index))
