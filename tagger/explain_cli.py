@@ -29,7 +29,7 @@ EXIT_OK = 0
 def usage_error(message: str) -> Exception:
     """The command line's CommandError (printed without a traceback), imported when needed:
     tagger.cli imports this module to register the commands, so not at the top."""
-    from tagger.cli import CommandError
+    from tagger.cli_support import CommandError
 
     return CommandError(message)
 

@@ -635,6 +635,9 @@ class KillCampaign:
                 self._uncut(figures, cli_argv(self.root, "import", folder), "import before tagging")
                 left = self.check(figures).untagged
             outcome = self._kill(cli_argv(self.root, "tag"), self.rng.uniform(0, window_s))
+            if not outcome.killed:
+                # Tagging finished before its kill: aim within the time a whole run takes here.
+                window_s = min(window_s, 0.9 * outcome.seconds)
             self._record(figures, outcome, "tag")
             report = self.check(figures)
             if report.untagged > left:

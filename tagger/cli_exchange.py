@@ -1,0 +1,132 @@
+"""`export`, `export-model`, `import-labels` and `sort`: tags going out of the app and coming in."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from tagger.cli_support import EXIT_FAILURE, EXIT_OK, CommandError, open_library
+from tagger.console import ProgressBar
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from tagger import exporting
+
+    include_model = not args.user_only
+    if args.format == "xmp":
+        from tagger import xmp
+
+        with open_library(args) as library:
+            plan = xmp.plan_xmp_changes(library, None, embed=args.embed, include_model_labels=include_model)
+            for change in plan:
+                if change.action != "unchanged":
+                    print(f"{change.action}\t{change.target_path}\t{', '.join(change.tagger_keywords)}"
+                          + (f"\t({change.problem})" if change.problem else ""))
+            if args.dry_run:
+                print("dry run: nothing written")
+                return EXIT_OK
+            result = xmp.apply_xmp_changes(plan)
+        print(result.describe())
+        return EXIT_FAILURE if result.failed else EXIT_OK
+    with open_library(args, readonly=None) as library:
+        rows = exporting.export_rows(library)
+    if args.user_only:
+        rows = [row for row in rows if row.source == "user"]
+    if args.format == "csv":
+        def writer(stream):
+            return exporting.write_csv(rows, stream, include_date=args.with_date)
+    else:
+        def writer(stream):
+            return exporting.write_json(rows, stream)
+    if args.output in (None, "-"):
+        writer(sys.stdout)
+    else:
+        from tagger.user_files import user_text_writer
+
+        with user_text_writer(Path(args.output)) as stream:
+            writer(stream)
+        print(f"{len(rows)} photo(s) exported to {args.output}", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_export_model(args: argparse.Namespace) -> int:
+    from tagger.model_export import export_model
+
+    out_dir = Path(args.output)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with open_library(args, readonly=None) as library:
+        exported = export_model(library, out_dir)
+    for path in exported.paths:
+        print(path)
+    return EXIT_OK
+
+
+def cmd_import_labels(args: argparse.Namespace) -> int:
+    from tagger import exporting
+
+    with open_library(args) as library:
+        if args.csv:
+            with open(args.csv, encoding="utf-8-sig", newline="") as stream:
+                summary = exporting.import_labels_csv(library, stream, create_classes=args.create_classes,
+                                                      base_dir=Path(args.csv).resolve().parent)
+        else:
+            if not Path(args.tree).is_dir():
+                raise CommandError(f"{args.tree} is not a folder")
+            bar = ProgressBar("Importing")
+            try:
+                summary = exporting.import_label_tree(library, args.tree, create_classes=args.create_classes,
+                                                      progress=bar)
+            finally:
+                bar.close()
+    print(summary.describe())
+    return EXIT_OK
+
+
+def cmd_sort(args: argparse.Namespace) -> int:
+    from tagger.sorting import apply_sort, plan_sort
+
+    with open_library(args) as library:
+        plan = plan_sort(library, Path(args.destination), None, "move" if args.move else "copy",
+                         unlabeled_folder=args.unlabeled_folder, include_model_labels=not args.user_only)
+        print(plan.describe())
+        if args.dry_run:
+            for item in plan.items:
+                print(f"{item.source}\t-> {item.destination}")
+            return EXIT_OK
+        bar = ProgressBar("Sorting")
+        try:
+            result = apply_sort(library, plan, progress=bar)
+        finally:
+            bar.close()
+    print(result.describe())
+    return EXIT_FAILURE if result.failed else EXIT_OK
+
+
+def add_commands(command) -> None:  # noqa: ANN001 - the command line's registration hook
+    """Register the exchange commands with the parser."""
+    sub = command("export", cmd_export, "write every photo's label as CSV, JSON or XMP sidecars")
+    sub.add_argument("--format", choices=["csv", "json", "xmp"], default="csv")
+    sub.add_argument("-o", "--output", metavar="FILE", help="output file (default: stdout)")
+    sub.add_argument("--with-date", action="store_true", help="csv: add a date column")
+    sub.add_argument("--user-only", action="store_true", help="only the labels you set, not the model's")
+    sub.add_argument("--embed", action="store_true",
+                     help="xmp: ALSO write the keywords into the JPEG files themselves (changes your photos)")
+    sub.add_argument("--dry-run", action="store_true", help="xmp: show what would change, write nothing")
+
+    sub = command("export-model", cmd_export_model, "write the current model as ONNX and TorchScript with a JSON")
+    sub.add_argument("-o", "--output", metavar="DIR", default="tagger-model")
+
+    sub = command("import-labels", cmd_import_labels,
+                  "take labels you already have as your own: a CSV (path,label) or a folder per class")
+    source = sub.add_mutually_exclusive_group(required=True)
+    source.add_argument("--csv", metavar="FILE")
+    source.add_argument("--tree", metavar="DIR")
+    sub.add_argument("--create-classes", action="store_true", help="add classes the library does not have yet")
+
+    sub = command("sort", cmd_sort, "copy (or move) photos into one folder per label; never overwrites")
+    sub.add_argument("destination", metavar="DEST")
+    sub.add_argument("--move", action="store_true", help="move instead of copy (the library follows)")
+    sub.add_argument("--unlabeled-folder", metavar="NAME", help="also sort unlabeled photos into NAME")
+    sub.add_argument("--user-only", action="store_true", help="sort by your labels only")
+    sub.add_argument("--dry-run", action="store_true", help="show the plan, change nothing")

@@ -1,0 +1,109 @@
+"""`train` and `models`: retraining from the user's labels, and the model history."""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from tagger.cli_support import EXIT_OK, CommandError, open_library
+from tagger.console import ProgressBar
+from tagger.domain import Progress
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from tagger.runner import retag_from_cache, tag_library
+    from tagger.training import TrainingCancelled, TrainingError, register_outcome, train
+
+    with open_library(args) as library:
+        current = library.current_model_version()
+        if current is None:
+            raise CommandError("there is no model yet: run `tagger tag` once before training")
+        reader = library.reader()
+        chart = ProgressBar(f"Training ({args.mode})")
+
+        def progress(step: int, total: int, loss: float, accuracy: float | None) -> None:
+            text = f"loss {loss:.3f}" + (f", held-out accuracy {100 * accuracy:.1f}%" if accuracy is not None else "")
+            chart(Progress(step, total, text))
+
+        try:
+            outcome = train(reader, current, library.class_names(), models_dir=library.models_dir,
+                            mode=args.mode, progress=progress, device=args.device)
+        except TrainingError as error:
+            raise CommandError(str(error)) from None
+        except TrainingCancelled:
+            raise KeyboardInterrupt from None
+        finally:
+            chart.close()
+            reader.close()
+        make_current = True if args.promote else (False if args.keep else None)
+        version = register_outcome(library, outcome, make_current=make_current)
+        print(outcome.summary())
+        print(_format_comparison(outcome.metrics))
+        if not version.is_current:
+            print(f"version {version.id} kept in the history but NOT made current "
+                  f"(use `tagger models use {version.id}` to override)")
+            return EXIT_OK
+        print(f"version {version.id} is now current")
+        if outcome.needs_feature_extraction:
+            bar = ProgressBar("Re-tagging")
+            try:
+                tagged = tag_library(library, include_tagged=True, device=args.device, progress=bar)
+            finally:
+                bar.close()
+            print(tagged.describe())
+        else:
+            print(f"{retag_from_cache(library)} photo(s) re-tagged from cached features")
+    return EXIT_OK
+
+
+def _format_comparison(metrics: dict) -> str:
+    new, old = metrics.get("new") or {}, metrics.get("current") or {}
+    if new.get("accuracy") is None:
+        return ""
+    lines = [f"same held-out labels ({new.get('n', '?')}): new {100 * new['accuracy']:.1f}%"
+             + (f" vs current {100 * old['accuracy']:.1f}%" if old.get("accuracy") is not None else "")]
+    for name, stats in (new.get("per_class") or {}).items():
+        precision, recall = stats.get("precision"), stats.get("recall")
+        lines.append(f"  {name:<14} precision {_pct(precision)}  recall {_pct(recall)}")
+    return "\n".join(lines)
+
+
+def _pct(value: float | None) -> str:
+    return "  -   " if value is None else f"{100 * value:5.1f}%"
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from tagger.runner import retag_from_cache
+
+    with open_library(args, readonly=args.action == "list") as library:
+        if args.action == "use":
+            version = library.promote(args.version)
+            print(f"version {version.id} ({version.mode}) is current again")
+            count = retag_from_cache(library)
+            print(f"{count} photo(s) re-tagged from cached features"
+                  + ("" if count else "; run `tagger tag --all` to re-tag from the photos"))
+        for version in library.model_versions():
+            accuracy = (version.metrics.get("new") or {}).get("accuracy")
+            when = time.strftime("%Y-%m-%d %H:%M", time.localtime(version.created_at))
+            print(f"{'*' if version.is_current else ' '} {version.id:>3}  {when}  {version.mode:<9} "
+                  f"{version.n_labels:>5} labels  accuracy {_pct(accuracy)}  {', '.join(version.classes)}"
+                  + (f"  ({version.note})" if version.note else ""))
+    return EXIT_OK
+
+
+def add_commands(command) -> None:  # noqa: ANN001 - the command line's registration hook
+    """Register the training commands with the parser."""
+    sub = command("train", cmd_train, "retrain the model on your labels and re-tag the rest")
+    sub.add_argument("--mode", choices=["quick", "deep"], default="quick",
+                     help="quick: the head on cached features (seconds); deep: also fine-tune the backbone")
+    sub.add_argument("--device", choices=["cpu", "cuda", "mps"])
+    decision = sub.add_mutually_exclusive_group()
+    decision.add_argument("--promote", action="store_true", help="make the new model current even if it scores worse")
+    decision.add_argument("--keep", action="store_true", help="keep the current model; only record the new one")
+
+    sub = command("models", cmd_models, "list model versions, or go back to one")
+    actions = sub.add_subparsers(dest="action", metavar="ACTION")
+    actions.add_parser("list", help="the history of model versions (* marks the current one)")
+    use = actions.add_parser("use", help="make a version current again (roll back)")
+    use.add_argument("version", type=int)
+    sub.set_defaults(action="list")
