@@ -17,7 +17,7 @@ TORCH_MODULES = {
     "tagger.model", "tagger.engine", "tagger.tagging", "tagger.runner", "tagger.folder_eval",
     "tagger.training", "tagger.deep_training", "tagger.tuned_backbone", "tagger.explain",
     "tagger.explain_head", "tagger.explain_probe", "tagger.model_export", "tagger.cli",
-    "tagger.explain_cli", "tagger.training_process", "tagger.cli_exchange", "tagger.cli_training",
+    "tagger.explain_cli", "tagger.training_process", "tagger.cli_exchange", "tagger.cli_training", "tagger.onnx_export_process",
 }
 
 

@@ -360,3 +360,13 @@ def test_bad_class_lists_are_refused() -> None:
         head.with_classes([])
     with pytest.raises(ValueError, match="features of shape"):
         head.logits(np.zeros((2, 5), dtype=np.float32))
+
+
+def test_the_onnx_export_runs_in_a_child_process_and_can_be_cancelled(tmp_path):
+    from tagger.engine import OnnxEngine, default_backbone_id
+    from tagger.onnx_export_process import export_onnx_in_child_process
+
+    assert export_onnx_in_child_process(tmp_path / "stopped", should_cancel=lambda: True) is False
+    (tmp_path / "cache").mkdir()
+    assert export_onnx_in_child_process(tmp_path / "cache") is True
+    assert OnnxEngine.from_cache(tmp_path / "cache", default_backbone_id()) is not None

@@ -28,7 +28,8 @@ def _warmup_work(cache_dir: Path, device_preference: str):  # noqa: ANN202 - a j
     def work(context: JobContext) -> Iterator[str]:
         # Imported here: tagger.engine pulls in OpenCV and ONNX Runtime, which the
         # first paint must not wait for.
-        from tagger.engine import OnnxEngine, accelerator_may_exist, default_backbone_id, export_onnx
+        from tagger.engine import OnnxEngine, accelerator_may_exist, default_backbone_id
+        from tagger.onnx_export_process import export_onnx_in_child_process
 
         if device_preference in ("cuda", "mps"):
             return  # PyTorch runs on the GPU; there is nothing to export
@@ -38,7 +39,9 @@ def _warmup_work(cache_dir: Path, device_preference: str):  # noqa: ANN202 - a j
         engine = OnnxEngine.from_cache(cache_dir, backbone_id)
         if engine is None:
             context.report(Progress(0, 0, PREPARING_TEXT))
-            export_onnx(cache_dir)
+            # In a child process: importing torch here would freeze the window for a moment.
+            if not export_onnx_in_child_process(cache_dir, should_cancel=context.cancelled):
+                return
             engine = OnnxEngine.from_cache(cache_dir, backbone_id)
         if engine is not None:
             yield engine.describe()

@@ -163,18 +163,19 @@ def test_the_warm_up_prepares_the_engine_and_auto_tag_waits_for_it(qtbot, monkey
                                                                      real_photos_library, onnx_cache):
     import shutil
 
-    import tagger.engine
+    import tagger.onnx_export_process
 
     exports: list[Path] = []
 
-    def export_from_the_session_cache(cache_dir: Path, backbone: str = "") -> None:  # noqa: ARG001
-        exports.append(cache_dir)  # stands in for the ten-second torch export
+    def export_from_the_session_cache(cache_dir: Path, *, should_cancel=None) -> bool:  # noqa: ANN001, ARG001
+        exports.append(cache_dir)  # stands in for the ten-second export in a child process
         for file in onnx_cache.iterdir():
             shutil.copy2(file, Path(cache_dir) / file.name)
+        return True
 
     for file in real_photos_library.cache_dir.iterdir():
         file.unlink()  # a library that never tagged on this machine
-    monkeypatch.setattr(tagger.engine, "export_onnx", export_from_the_session_cache)
+    monkeypatch.setattr(tagger.onnx_export_process, "export_onnx_in_child_process", export_from_the_session_cache)
     window = window_factory(real_photos_library)
     assert window.device_label.text() == "CPU, 2 threads"  # what is known before the model loads
     window.engine_warmup.start_soon("cpu", delay_ms=200)
