@@ -38,7 +38,7 @@ from tagger.domain import ModelVersion, Photo
 from tagger.engine import Preprocessing, preprocess
 from tagger.explain_head import TorchHead
 from tagger.explain_overlay import heatmap_cache_path, load_heatmap, overlay, save_heatmap
-from tagger.head import Head, softmax
+from tagger.head import Head, HeadError, softmax
 from tagger.images import load_array
 from tagger.model import FeatureBackbone, load_backbone, pick_device
 from tagger.runner import DECODE_MAX_SIDE
@@ -109,15 +109,10 @@ def model_for_version(library_root: Path, version: ModelVersion) -> tuple[Featur
 
 
 def check_compatible(backbone: FeatureBackbone, head: Head) -> None:
-    if head.feature_dim != backbone.feature_dim:
-        raise ExplainError(
-            f"the head expects {head.feature_dim} features but the backbone gives {backbone.feature_dim}"
-        )
-    if head.backbone_id and head.backbone_id != backbone.backbone_id:
-        raise ExplainError(
-            f"the head was trained on backbone {head.backbone_id}, not {backbone.backbone_id}: "
-            "explain it with its own model version's backbone"
-        )
+    try:
+        head.check_backbone(backbone.backbone_id, backbone.feature_dim)
+    except HeadError as error:
+        raise ExplainError(f"{error}: explain it with its own model version's backbone") from None
 
 
 def class_index(head: Head, class_name: str) -> int:

@@ -261,6 +261,13 @@ class Head:
     def feature_dim(self) -> int:
         return int(self.imagenet_weight.shape[1])
 
+    def check_backbone(self, backbone_id: str, feature_dim: int) -> None:
+        """Raise HeadError unless features from this backbone are what the head was made for."""
+        if feature_dim != self.feature_dim:
+            raise HeadError(f"the head expects {self.feature_dim}-d features, the backbone gives {feature_dim}")
+        if self.backbone_id and self.backbone_id != backbone_id:
+            raise HeadError(f"the head was trained on backbone {self.backbone_id}, not {backbone_id}")
+
     def membership(self) -> np.ndarray:
         """[C, K] bool: which ImageNet classes feed each class's prior."""
         n_imagenet = self.imagenet_weight.shape[0]

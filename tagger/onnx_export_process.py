@@ -15,7 +15,7 @@ _POLL_S = 0.1
 
 
 class ExportFailed(RuntimeError):
-    pass
+    """The child process could not export the model; the message gives its exit code."""
 
 
 def export_onnx_in_child_process(cache_dir: Path, *, should_cancel: CancelCheck | None = None) -> bool:

@@ -97,14 +97,7 @@ def tag_photos(
     if batch_size < 1 or first_batch_size < 1:
         raise ValueError("batch sizes must be at least 1")
     first_batch_size = min(first_batch_size, batch_size)
-    if head.feature_dim != engine.feature_dim:
-        raise ValueError(
-            f"head expects {head.feature_dim}-d features, engine gives {engine.feature_dim}"
-        )
-    if head.backbone_id and head.backbone_id != engine.backbone_id:
-        raise ValueError(
-            f"head was trained on backbone {head.backbone_id}, engine runs {engine.backbone_id}"
-        )
+    head.check_backbone(engine.backbone_id, engine.feature_dim)
     total = len(items)
     if progress is not None:
         progress(0, total)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from PIL import Image
@@ -57,3 +57,19 @@ def library_with_photos(root: Path, labels: dict[str, str | None]) -> tuple[Libr
                 library.add_class(label)
             library.set_user_labels([ids[name]], label)
     return library, ids
+
+
+def add_photos_with_features(library: Library, paths: Sequence[str], features, backbone_id: str) -> list[int]:
+    """Photos that exist only as cached features (no files: nothing ever decodes them).
+
+    Each gets a distinct content hash and a later mtime than the one before, so sorting by
+    date follows the order given."""
+    scanned = [ScannedFile(path=path, size_bytes=1000 + i, mtime=1_600_000_000.0 + i,
+                           content_hash=hashlib.sha256(path.encode()).hexdigest(), width=64, height=48,
+                           format="JPEG") for i, path in enumerate(paths)]
+    library.record_scanned(scanned, ImportSummary())
+    ids = [library.photo_by_path(item.path).id for item in scanned]
+    with library.store.transaction():
+        for photo_id, vector in zip(ids, features):
+            library.store.write_features(photo_id, backbone_id, vector)
+    return ids

@@ -8,7 +8,6 @@ summary. The rest of the folder always makes it in, and the files are never chan
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 from pathlib import Path
@@ -16,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from bad_corpus import build_bad_folder
+from reliability_helpers import snapshot_files
 from tagger import images, importer
 from tagger.images import load_rgb
 from tagger.importer import import_paths
@@ -24,20 +24,6 @@ from tagger.paths import normalise_path
 
 def real(path: Path) -> str:
     return normalise_path(path)
-
-
-def fingerprint(folder: Path) -> dict[str, tuple[str, int, int]]:
-    """Content hash, mode and mtime of every regular file under `folder`."""
-    prints = {}
-    for dirpath, _, filenames in os.walk(folder):
-        for name in filenames:
-            path = os.path.join(dirpath, name)
-            if os.path.islink(path) or not os.path.isfile(path):
-                continue
-            status = os.stat(path)
-            with open(path, "rb") as file:
-                prints[path] = (hashlib.sha256(file.read()).hexdigest(), status.st_mode, status.st_mtime_ns)
-    return prints
 
 
 def refuse_to_open(monkeypatch: pytest.MonkeyPatch, refused: Path) -> None:
@@ -74,7 +60,7 @@ EXPECTED_IMPORTED = {
 # Pillow warns about the deliberately garbled EXIF in odd-exif.jpg; that is the point of the file.
 @pytest.mark.filterwarnings("ignore:Corrupt EXIF data:UserWarning")
 def test_a_folder_of_bad_files_imports_without_losing_anything(tmp_library, bad_folder, monkeypatch):
-    before = fingerprint(bad_folder)
+    before = snapshot_files(bad_folder)
     refuse_to_open(monkeypatch, bad_folder / "secret.jpg")
     real_probe = images.probe
 
@@ -110,7 +96,7 @@ def test_a_folder_of_bad_files_imports_without_losing_anything(tmp_library, bad_
     assert tmp_library.store.photo_count() == len(EXPECTED_IMPORTED) + len(EXPECTED_UNREADABLE)
     assert tmp_library.store.integrity_check() == "ok"
     monkeypatch.undo()
-    after = fingerprint(bad_folder)
+    after = snapshot_files(bad_folder)
     del before[f"{root}/deleted-before-decoding.jpg"]  # the test itself removed it
     assert after == before
 

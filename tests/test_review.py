@@ -10,7 +10,7 @@ from contextlib import redirect_stdout
 import numpy as np
 import pytest
 
-from tagger.domain import ImportSummary, ScannedFile
+from library_builders import add_photos_with_features
 from tagger.head import Head
 from tagger.library import Library
 from tagger.review import (
@@ -137,13 +137,8 @@ def labeled_library(tmp_library: Library) -> tuple[Library, list[int], np.ndarra
     features, truth = clusters(20, seed=1)
     for old, new in zip(list(tmp_library.class_names()), CLASSES):
         tmp_library.rename_class(old, new)
-    scanned = [ScannedFile(path=f"/photos/p{i:02d}.jpg", size_bytes=1, mtime=0.0, content_hash=f"h{i}")
-               for i in range(len(truth))]
-    tmp_library.record_scanned(scanned, ImportSummary())
-    ids = [tmp_library.photo_by_path(file.path).id for file in scanned]
-    with tmp_library.store.transaction():
-        for photo_id, vector in zip(ids, features):
-            tmp_library.store.write_features(photo_id, BACKBONE, vector)
+    paths = [f"/photos/p{i:02d}.jpg" for i in range(len(truth))]
+    ids = add_photos_with_features(tmp_library, paths, features, BACKBONE)
     head_file = tmp_library.models_dir / "head.safetensors"
     synthetic_head().save(head_file)
     tmp_library.register_model_version(mode="zero-shot", backbone_id=BACKBONE, head_file=head_file,

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from library_builders import add_photos_with_features
 from tagger.calibration import fit_temperature
 from tagger.domain import ImportSummary, ScannedFile
 from tagger.head import Head
@@ -55,17 +56,8 @@ def useless_prior_head(seed: int = 1) -> Head:
 def make_library(root: Path, features: np.ndarray, head: Head) -> tuple[Library, list[int]]:
     """A library whose photos have cached features and whose current model is `head`."""
     library = Library(root / "library")
-    scanned = [
-        ScannedFile(
-            path=str(root / f"photo-{i}.jpg"), size_bytes=1, mtime=0.0, content_hash=f"h{i}"
-        )
-        for i in range(len(features))
-    ]
-    library.record_scanned(scanned, ImportSummary())
-    ids = [library.photo_by_path(item.path).id for item in scanned]
-    with library.store.transaction():
-        for photo_id, vector in zip(ids, features):
-            library.store.write_features(photo_id, BACKBONE, vector)
+    paths = [str(root / f"photo-{i}.jpg") for i in range(len(features))]
+    ids = add_photos_with_features(library, paths, features, BACKBONE)
     head_file = library.models_dir / "current.safetensors"
     head.save(head_file)
     library.register_model_version(

@@ -16,6 +16,7 @@ import pytest  # noqa: E402
 from PIL import Image  # noqa: E402
 from PySide6.QtCore import QSettings  # noqa: E402
 
+from library_builders import add_photos_with_features
 from tagger.domain import ImportSummary, LabelSource, ScannedFile  # noqa: E402
 from tagger.gui.binding_check import broken_binding_message  # noqa: E402
 from tagger.gui.main_window import MainWindow  # noqa: E402
@@ -187,13 +188,8 @@ def fill_with_features(library: Library, features, head) -> list[int]:  # noqa: 
     """Photos with cached features (no files: the model never decodes them), tagged by `head` as v1."""
     from tagger.domain import TagResult
 
-    scanned = [ScannedFile(f"/synthetic/photo_{i:03d}.jpg", 1000 + i, 1_600_000_000.0 + i, f"{i:064x}", 64, 48,
-                           "JPEG") for i in range(len(features))]
-    library.record_scanned(scanned, ImportSummary())
-    ids = [library.photo_by_path(item.path).id for item in scanned]
-    with library.store.transaction():
-        for photo_id, vector in zip(ids, features):
-            library.store.write_features(photo_id, SYNTHETIC_BACKBONE, vector)
+    paths = [f"/synthetic/photo_{i:03d}.jpg" for i in range(len(features))]
+    ids = add_photos_with_features(library, paths, features, SYNTHETIC_BACKBONE)
     head_file = library.models_dir / "zero-shot.safetensors"
     head.save(head_file)
     version = library.register_model_version(mode="zero-shot", backbone_id=SYNTHETIC_BACKBONE, head_file=head_file,
