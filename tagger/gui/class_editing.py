@@ -13,13 +13,12 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from PySide6.QtCore import QObject, Qt, Signal
-from PySide6.QtWidgets import QApplication
+from PySide6.QtCore import QObject, Signal
 
 from tagger.gui.feature_host import FeatureHost
 from tagger.gui.workers import describe_error
 from tagger.library import LibraryError
-from tagger.runner import retag_from_cache, sync_model_classes
+from tagger.runner import sync_model_classes
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +35,9 @@ class ClassUsage:
 
 class ClassEditor(QObject):
     classes_changed = Signal()  # the library, the model and the grid all show the new list
+    # A model version with the new class list is current; its tags are re-scored by whoever
+    # listens (the window's ModelSwitcher, in a worker: 10,000 photos take a second).
+    model_followed = Signal(object)  # ModelVersion
 
     def __init__(self, host: FeatureHost, is_busy: Callable[[], bool] = lambda: False,
                  parent: QObject | None = None) -> None:
@@ -99,19 +101,17 @@ class ClassEditor(QObject):
 
     def _follow(self, renamed: dict[str, str] | None = None) -> None:
         """Bring the model and the tags along; the class change itself is already saved."""
-        library = self._host.library
-        QApplication.setOverrideCursor(Qt.CursorShape.WaitCursor)
+        version = None
         try:
-            if sync_model_classes(library, renamed=renamed) is not None:
-                retag_from_cache(library)
-        except Exception as error:  # noqa: BLE001 - the classes changed; only the re-scoring failed
+            version = sync_model_classes(self._host.library, renamed=renamed)
+        except Exception as error:  # noqa: BLE001 - the classes changed; only the model failed to follow
             log.exception("The model could not follow the class change")
             self._host.report_problem(
                 "Tags not updated",
                 "The classes were changed, but the model's tags could not be updated: "
                 f"{describe_error(error)}. Run Re-tag All to update them.")
-        finally:
-            QApplication.restoreOverrideCursor()
         self._host.undo_stack.clear()
         self._host.refresh_classes()
         self.classes_changed.emit()
+        if version is not None:
+            self.model_followed.emit(version)

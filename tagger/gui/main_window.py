@@ -230,6 +230,7 @@ class MainWindow(QMainWindow):
                                         self.classes.editor.follow_external_change, self)
         self.import_labels_menu.addActions([self.label_import.csv_action, self.label_import.folders_action])
         self.model_switcher = ModelSwitcher(self, self.auto_tagger, self)
+        self.classes.editor.model_followed.connect(self.model_switcher.adopt)
         self.retrain = RetrainFeature(self, self.model_switcher, self)
         self.model_history = ModelHistoryFeature(self, self.model_switcher, self)
         self.retrain.outcome_registered.connect(lambda _version: self.model_history.refresh())

@@ -70,8 +70,9 @@ def test_add_rename_and_remove_update_the_model_the_keys_and_the_chips(qtbot, wi
     assert version.id != first_version and version.classes == ("dog", "elephant", "other", "cow")
     assert [action.text() for action in window.label_actions.class_actions] == ["dog", "elephant", "other", "cow"]
     assert window.filter_bar.show_box.findText("cow") >= 0
-    predictions = library.store.predictions([p.id for p in library.photos()], version.id, version.classes)
-    assert len(predictions) == 8  # re-scored from cached features at once
+    # Re-scored from cached features, in a worker: no photo is decoded again.
+    qtbot.waitUntil(lambda: len(library.store.predictions([p.id for p in library.photos()], version.id,
+                                                          version.classes)) == 8, timeout=10000)
 
     # Rename in place: F2 on the name, type, Enter.
     dialog.select_class("elephant")
