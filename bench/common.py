@@ -226,6 +226,28 @@ def camera_photos(count: int, *, log: Callable[[str], None] = print) -> list[Pat
     return targets
 
 
+def camera_photo_copies(photos: Sequence[Path], count: int, *, log: Callable[[str], None] = print) -> list[Path]:
+    """`count` camera photos: `photos`, then copies of them that differ by a JPEG comment only.
+
+    The importer files away byte-identical files as duplicates; a comment makes each copy a
+    photo of its own at the cost of a file copy, not of making another camera photo."""
+    if count <= len(photos):
+        return list(photos[:count])
+    folder = camera_photo_dir().with_name(camera_photo_dir().name + "-copies")
+    folder.mkdir(parents=True, exist_ok=True)
+    copies = []
+    for index in range(count - len(photos)):
+        target = folder / f"copy-{index:05d}.jpg"
+        if not target.exists():
+            data = _with_comment(photos[index % len(photos)].read_bytes(), b"tagger bench copy %d" % index)
+            temporary = target.with_suffix(".partial")
+            temporary.write_bytes(data)
+            temporary.replace(target)
+        copies.append(target)
+    log(f"{len(copies)} comment-only copies in {folder}")
+    return [*photos, *copies]
+
+
 # --- many small photos ------------------------------------------------------------------------
 
 _SMALL_SIDE = 64

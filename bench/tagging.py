@@ -6,7 +6,11 @@ see common.camera_photos), cached in bench/out/. Figures, all measured in this o
   end_to_end_ips   `tagger tag` (a subprocess, the real CLI path: decode + model + writing
                    to the library) on a fresh library whose ONNX cache is prepared; photos
                    per second over the command's own tagging time (what `tagger tag`
-                   reports; interpreter start and imports are in startup_s instead).
+                   reports; interpreter start and imports are in startup_s instead). On a
+                   GPU machine the run starts on the ONNX export and the GPU takes over once
+                   PyTorch has started (tagger.handover_engine).
+  in_process_ips   the same run in this process with the engine already started (on a GPU
+                   machine: the GPU engine from the first photo), and its CPU time.
   decode_ips       the app's loader for tagging (runner.decode_for_model + preprocessing to
                    the ready tensor), over the same photos with the same thread count.
   model_ips        the engine tagging uses (ONNX Runtime on the CPU, PyTorch on a GPU) on
@@ -98,13 +102,14 @@ class TagRun:
         return self.photos / self.reported_s
 
 
-def run_tagger_tag(library: Path, expected: int) -> TagRun:
+def run_tagger_tag(library: Path, expected: int, *options: str) -> TagRun:
     """Launch `tagger tag`, watch the database for its first result, wait for it to end."""
     database = library / "library.sqlite3"
     reader = sqlite3.connect(database.resolve().as_uri() + "?mode=ro", uri=True)
     launched = time.perf_counter()
-    # No --device: the app's own choice (CUDA where there is a card, else ONNX on the CPU).
-    child = subprocess.Popen(tagger_command("--library", str(library), "tag"),
+    # No --device unless `options` says: the app's own choice (on a GPU machine, the ONNX
+    # export until PyTorch has started on the card; else ONNX on the CPU).
+    child = subprocess.Popen(tagger_command("--library", str(library), "tag", *options),
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                              env=child_environment())
     first_result = float("nan")
@@ -148,10 +153,15 @@ class PartRun:
 
 
 def open_app_engine():  # noqa: ANN201 - FeatureEngine
-    """The engine `tagger tag` would use here, from the prepared cache."""
+    """The engine `tagger tag` would use here, from the prepared cache, once fully started.
+
+    On a GPU machine that is the GPU engine: the run starts on the CPU export and hands over
+    to it (tagger.handover_engine); the parts are measured on what a long run ends up using."""
     from tagger.engine import choose_engine
 
-    return choose_engine(None, onnx_cache_dir())
+    engine = choose_engine(None, onnx_cache_dir())
+    wait = getattr(engine, "wait_for_accelerator", None)
+    return (wait(600) or engine) if wait is not None else engine
 
 
 def measure_decode(photos: Sequence[Path], engine, workers: int) -> tuple[PartRun, np.ndarray]:
@@ -170,14 +180,15 @@ def measure_decode(photos: Sequence[Path], engine, workers: int) -> tuple[PartRu
     return PartRun(len(photos), time.perf_counter() - started, time.process_time() - cpu), np.stack(tensors)
 
 
-def measure_tagging_in_process(library_root: Path) -> PartRun:
-    """`runner.tag_library` here, for its CPU time without the interpreter's start and imports."""
+def measure_tagging_in_process(library_root: Path, engine) -> PartRun:  # noqa: ANN001 - FeatureEngine
+    """`runner.tag_library` here with `engine` already started: the run without any start-up
+    (on a GPU machine, all of it on the GPU), and its CPU time."""
     from tagger.library import Library
     from tagger.runner import tag_library
 
     with Library(library_root) as library:
         started, cpu = time.perf_counter(), time.process_time()
-        outcome = tag_library(library)
+        outcome = tag_library(library, engine=engine)
         return PartRun(outcome.tagged, time.perf_counter() - started, time.process_time() - cpu)
 
 
@@ -255,6 +266,21 @@ def run_naive(photos: Sequence[Path]) -> NaiveRun:
                     steady_ips=len(photos) / (done - ready), cpu_ms_per_photo=1000 * events["done"]["cpu_s"] / len(photos))
 
 
+# --- on a GPU machine: the app's choice against the CPU alone and the GPU alone ---------------------
+
+
+def compare_devices(photos: Sequence[Path]) -> dict[str, dict[str, float]]:
+    """`tagger tag` over `photos` with the automatic choice, `--device cpu` and `--device cuda`."""
+    figures = {}
+    for name, options in (("auto", ()), ("cpu", ("--device", "cpu")), ("cuda", ("--device", "cuda"))):
+        run = run_tagger_tag(build_library(f"tagging-compare-{name}", photos), len(photos), *options)
+        figures[name] = {"ips": round(run.ips, 1), "first_result_s": round(run.first_result_s, 2),
+                         "wall_s": round(run.wall_s, 2)}
+        print(f"  {name:>4}: {run.ips:6.1f} photos/s, first result {run.first_result_s:.2f} s, "
+              f"launch to exit {run.wall_s:.1f} s ({run.engine})", flush=True)
+    return figures
+
+
 # --- main ---------------------------------------------------------------------------------------------
 
 
@@ -264,6 +290,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2, help="repeat each throughput measurement; the best counts")
     parser.add_argument("--naive-photos", type=int, default=96,
                         help="photos through the naive pipeline (the first 48 also give the speed-up)")
+    parser.add_argument("--compare-devices", type=int, default=0, metavar="PHOTOS",
+                        help="on a GPU machine, also time `tagger tag` over this many photos with the automatic "
+                             "choice, --device cpu and --device cuda")
     parser.add_argument("--naive-child", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--mark-after", type=int, default=SPEEDUP_PHOTOS, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -293,7 +322,8 @@ def main() -> None:
     for round_number in range(1, args.rounds + 1):
         library = build_library("tagging-throughput", throughput_photos)
         tag_runs.append(run_tagger_tag(library, len(throughput_photos)))
-        in_process_runs.append(measure_tagging_in_process(build_library("tagging-in-process", throughput_photos)))
+        in_process_runs.append(measure_tagging_in_process(build_library("tagging-in-process", throughput_photos),
+                                                          engine))
         decode_run, tensors = measure_decode(throughput_photos, engine, workers)
         decode_runs.append(decode_run)
         model_runs.append(measure_model(engine, tensors))
@@ -322,7 +352,9 @@ def main() -> None:
     print()
     print(f"end to end (tagger tag, {args.photos} photos): {end_to_end_ips:.1f} photos/s "
           f"[{', '.join(f'{r.ips:.1f}' for r in tag_runs)}]; {best_tag.engine}")
-    print(f"  the same in this process: [{', '.join(f'{r.ips:.1f}' for r in in_process_runs)}] photos/s; "
+    best_in_process = max(in_process_runs, key=lambda r: r.ips)
+    print(f"  the same in this process, engine started: {best_in_process.ips:.1f} photos/s "
+          f"[{', '.join(f'{r.ips:.1f}' for r in in_process_runs)}] = {best_in_process.ips / bound:.2f} of the bound; "
           f"{cpu_tag:.1f} CPU ms/photo")
     print(f"decode alone ({workers} threads):             {decode_ips:.1f} photos/s "
           f"[{', '.join(f'{r.ips:.1f}' for r in decode_runs)}]; {cpu_decode:.1f} CPU ms/photo")
@@ -340,12 +372,21 @@ def main() -> None:
     print(f"start-up to first result: {startup_s:.2f} s "
           f"[{', '.join(f'{r.first_result_s:.2f}' for r in tag_runs_all)}] {verdict(startup_s, 2, at_least=False)}")
 
+    by_device = {}
+    if args.compare_devices and machine.gpu is not None:
+        from bench.common import camera_photo_copies
+
+        print(f"\n`tagger tag` over {args.compare_devices} photos, by device:")
+        by_device = compare_devices(camera_photo_copies(photos, args.compare_devices))
+
     emit_json("tagging", {
         "end_to_end_ips": round(end_to_end_ips, 2),
         "decode_ips": round(decode_ips, 2),
         "model_ips": round(model_ips, 2),
         "naive_ips": round(naive.steady_ips, 2),
         "end_to_end_vs_bound": round(ratio, 3),
+        "in_process_ips": round(best_in_process.ips, 2),
+        "in_process_vs_bound": round(best_in_process.ips / bound, 3),
         "speedup_vs_naive_48": round(speedup_48, 2),
         "startup_s": round(startup_s, 3),
         "cpu_ms_per_photo": {"end_to_end": round(cpu_tag, 1), "decode": round(cpu_decode, 1),
@@ -357,6 +398,7 @@ def main() -> None:
         "device": machine.gpu or machine.cpu,
         "cores": machine.cores,
         "load_average_1min": round(os.getloadavg()[0], 2),
+        **({"by_device": by_device} if by_device else {}),
     })
 
 

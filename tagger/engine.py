@@ -201,7 +201,7 @@ def _check_batch(batch: np.ndarray, size: int) -> np.ndarray:
 # batch 4 against 12.0 at 8, 12.6 at 16 and 14 at 32; a whole tagging run needed about 2 ms
 # less per photo at 4 than at 8. GPUs want big batches to fill their cores.
 CPU_BATCH_SIZE = 4
-_TORCH_BATCH_SIZES = {"cuda": 64, "mps": 32}
+TORCH_BATCH_SIZES = {"cuda": 64, "mps": 32}
 
 
 class TorchEngine:
@@ -215,7 +215,7 @@ class TorchEngine:
         self.backbone_id = self.backbone.backbone_id
         self.feature_dim = self.backbone.feature_dim
         self.preprocessing = self.backbone.preprocessing
-        self.preferred_batch_size = _TORCH_BATCH_SIZES.get(self.device.type, CPU_BATCH_SIZE)
+        self.preferred_batch_size = TORCH_BATCH_SIZES.get(self.device.type, CPU_BATCH_SIZE)
 
     def extract(self, batch: np.ndarray) -> np.ndarray:
         batch = _check_batch(batch, self.preprocessing.size)
@@ -388,7 +388,9 @@ def choose_engine(
 
     "cuda"/"mps" (or an auto choice that finds one) run PyTorch. On the CPU the ONNX export
     is preferred: loaded straight from `cache_dir` without importing torch when it exists,
-    exported there first when it does not, and PyTorch is the fallback if export fails.
+    exported there first when it does not, and PyTorch is the fallback if export fails. An
+    auto choice on a machine that may have a GPU, with the export in the cache, tags with the
+    export until PyTorch has started on the GPU (tagger.handover_engine).
     """
     if device_preference not in (None, "cpu", "cuda", "mps"):
         raise ValueError(
@@ -397,6 +399,13 @@ def choose_engine(
     if device_preference in ("cuda", "mps"):
         return TorchEngine(device_preference, backbone)
     if device_preference is None and accelerator_may_exist():
+        cached = OnnxEngine.from_cache(cache_dir, default_backbone_id()) if (
+            cache_dir is not None and backbone == DEFAULT_BACKBONE) else None
+        if cached is not None:
+            # The export tags while torch starts; the GPU takes over when it is ready.
+            from tagger.handover_engine import start_gpu_behind
+
+            return start_gpu_behind(cached, lambda device: TorchEngine(device, backbone))
         from tagger import model
 
         device = model.pick_device(None)

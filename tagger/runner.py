@@ -124,16 +124,26 @@ def open_engine(device: str | None, cache_dir: Path, version: ModelVersion | Non
     from tagger.engine import OnnxEngine, accelerator_may_exist, choose_engine
 
     if version is not None and version.backbone_file:
-        # A fine-tuned backbone runs from its ONNX export when training left one (it does on
-        # the CPU): tagging then never imports torch, whose import would stall the GUI.
+        # A fine-tuned backbone runs from the ONNX export its training left: on the CPU tagging
+        # then never imports torch, whose import would stall the GUI.
         on_cpu = device == "cpu" or (device is None and not accelerator_may_exist())
-        exported = OnnxEngine.from_cache(cache_dir, version.backbone_id) if on_cpu else None
-        if exported is not None:
+        exported = OnnxEngine.from_cache(cache_dir, version.backbone_id) if on_cpu or device is None else None
+        backbone_file = library_root / version.backbone_file
+        if exported is not None and on_cpu:
             return exported
-        from tagger.training import load_tuned_engine
+        if exported is not None:
+            # A GPU may be there: the export tags until PyTorch has started on it.
+            from tagger.handover_engine import start_gpu_behind
 
-        return load_tuned_engine(library_root / version.backbone_file, device)
+            return start_gpu_behind(exported, lambda gpu: _tuned_engine(backbone_file, gpu))
+        return _tuned_engine(backbone_file, device)
     return choose_engine(device, cache_dir)
+
+
+def _tuned_engine(backbone_file: Path, device: str | None):  # noqa: ANN202 - a FeatureEngine
+    from tagger.training import load_tuned_engine  # imports torch
+
+    return load_tuned_engine(backbone_file, device)
 
 
 def head_for(plan_current: ModelVersion | None, classes: Sequence[str], engine, models_dir: Path,
@@ -260,6 +270,7 @@ def tag_library(
     progress: ProgressCallback | None = None,
     should_cancel: CancelCheck | None = None,
     photo_ids: Sequence[int] | None = None,
+    engine=None,  # a FeatureEngine already open; by default the run opens the plan's
 ) -> TagOutcome:
     """Tag inline (the CLI): the same run the GUI does in a worker."""
     plan = plan_tagging(library, include_tagged=include_tagged, photo_ids=photo_ids, device=device)
@@ -269,7 +280,7 @@ def tag_library(
     started = time.monotonic()
     version: ModelVersion | None = None
     paths = dict(plan.items)
-    for event in run_tagging(plan, progress=progress, should_cancel=should_cancel):
+    for event in run_tagging(plan, progress=progress, should_cancel=should_cancel, engine=engine):
         if isinstance(event, ModelReady):
             version = adopt_model(library, event, plan.current)
             outcome.engine = event.engine_description

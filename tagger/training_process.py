@@ -52,7 +52,10 @@ def train_in_child_process(
         args=(str(database_path), current, tuple(classes), str(models_dir), mode, device, deep_settings,
               messages, cancel),
         name="tagger-training",
-        daemon=True,
+        # Not a daemon: on a GPU, Deep training decodes photos in DataLoader processes of its
+        # own, and a daemonic process may not start children. The finally below still stops
+        # it, and the child stops by itself if this process dies (see _child_main).
+        daemon=False,
     )
     child.start()
     try:
@@ -94,10 +97,17 @@ def _child_main(database_path: str, current: ModelVersion, classes: tuple[str, .
     def report(step: int, total: int, loss: float, accuracy: float | None) -> None:
         messages.put(("progress", step, total, float(loss), accuracy))
 
+    parent = multiprocessing.parent_process()
+
+    def should_stop() -> bool:
+        # A parent killed outright cannot set the event: its death counts as a cancel, so
+        # an orphaned child does not train on, holding the GPU, for minutes.
+        return cancel.is_set() or (parent is not None and not parent.is_alive())
+
     reader = Store(Path(database_path), readonly=True)
     try:
         outcome = train(reader, current, classes, models_dir=Path(models_dir), mode=mode, progress=report,
-                        should_cancel=cancel.is_set, device=device, deep_settings=deep_settings)
+                        should_cancel=should_stop, device=device, deep_settings=deep_settings)
         if outcome.backbone_file is not None:
             _export_for_cpu(outcome.backbone_file, Path(models_dir).parent / "cache")
         messages.put(("done", outcome))

@@ -104,3 +104,57 @@ def awkward_path() -> Callable[[str], Path]:
         return path
 
     return find
+
+
+# --- a library of the committed real photos, for the tests that run the real network -------------
+
+COMMITTED_PHOTOS_DIR = Path(__file__).parent / "data" / "photos"
+
+
+@pytest.fixture
+def deep_ready_library(tmp_path: Path):
+    """A library of the committed photos, labeled, with real features and a zero-shot version.
+
+    Yields (library, backbone on the CPU, preprocessed batch, CPU features)."""
+    torch = pytest.importorskip("torch")
+    import numpy as np
+
+    from tagger import images
+    from tagger.domain import ImportSummary, ScannedFile
+    from tagger.engine import preprocess
+    from tagger.head import Head
+    from tagger.model import load_backbone
+
+    paths = sorted(COMMITTED_PHOTOS_DIR.glob("*/*.jpg"))
+    names = [p.parent.name for p in paths]
+    backbone = load_backbone(device=torch.device("cpu"))
+    batch = np.stack([preprocess(images.load_array(p)) for p in paths])
+    features = backbone.extract(batch)
+
+    library = Library(tmp_path / "library")
+    scanned = [
+        ScannedFile(path=str(p), size_bytes=p.stat().st_size, mtime=0.0, content_hash=f"h{i}")
+        for i, p in enumerate(paths)
+    ]
+    library.record_scanned(scanned, ImportSummary())
+    ids = [library.photo_by_path(str(p)).id for p in paths]
+    with library.store.transaction():
+        for photo_id, vector in zip(ids, features):
+            library.store.write_features(photo_id, backbone.backbone_id, vector)
+    head = Head.zero_shot(
+        library.class_names(),
+        backbone.imagenet_weight,
+        backbone.imagenet_bias,
+        backbone_id=backbone.backbone_id,
+    )
+    head.save(library.models_dir / "zero-shot.safetensors")
+    library.register_model_version(
+        mode="zero-shot",
+        backbone_id=backbone.backbone_id,
+        head_file=library.models_dir / "zero-shot.safetensors",
+        classes=library.class_names(),
+    )
+    for photo_id, name in zip(ids, names):
+        library.set_user_labels([photo_id], name)
+    yield library, backbone, batch, features
+    library.close()

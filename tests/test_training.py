@@ -16,7 +16,6 @@ import pytest
 
 from library_builders import add_photos_with_features
 from tagger.calibration import fit_temperature
-from tagger.domain import ImportSummary, ScannedFile
 from tagger.head import Head
 from tagger.library import Library
 from tagger.quick_training import QuickSettings, distrusted_pseudo_labels
@@ -33,7 +32,6 @@ from tagger.training import (
 CLASSES = ("dog", "elephant", "other")
 BACKBONE = "test-backbone"
 DIM = 64
-PHOTOS_DIR = Path(__file__).parent / "data" / "photos"
 
 
 def cluster_features(
@@ -324,49 +322,6 @@ def test_temperature_recovers_an_overconfident_scale() -> None:
 # --- deep training --------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def deep_ready_library(tmp_path):
-    """A library of the committed photos, labeled, with real features and a zero-shot version."""
-    torch = pytest.importorskip("torch")
-    from tagger import images
-    from tagger.engine import preprocess
-    from tagger.model import load_backbone
-
-    paths = sorted(p for p in PHOTOS_DIR.glob("*/*.jpg"))
-    names = [p.parent.name for p in paths]
-    backbone = load_backbone(device=torch.device("cpu"))
-    batch = np.stack([preprocess(images.load_array(p)) for p in paths])
-    features = backbone.extract(batch)
-
-    library = Library(tmp_path / "library")
-    scanned = [
-        ScannedFile(path=str(p), size_bytes=p.stat().st_size, mtime=0.0, content_hash=f"h{i}")
-        for i, p in enumerate(paths)
-    ]
-    library.record_scanned(scanned, ImportSummary())
-    ids = [library.photo_by_path(str(p)).id for p in paths]
-    with library.store.transaction():
-        for photo_id, vector in zip(ids, features):
-            library.store.write_features(photo_id, backbone.backbone_id, vector)
-    head = Head.zero_shot(
-        library.class_names(),
-        backbone.imagenet_weight,
-        backbone.imagenet_bias,
-        backbone_id=backbone.backbone_id,
-    )
-    head.save(library.models_dir / "zero-shot.safetensors")
-    library.register_model_version(
-        mode="zero-shot",
-        backbone_id=backbone.backbone_id,
-        head_file=library.models_dir / "zero-shot.safetensors",
-        classes=library.class_names(),
-    )
-    for photo_id, name in zip(ids, names):
-        library.set_user_labels([photo_id], name)
-    yield library, backbone, batch, features
-    library.close()
-
-
 @pytest.mark.slow
 def test_deep_mode_fine_tunes_a_loadable_backbone_with_a_new_id(deep_ready_library) -> None:
     from tagger.deep_training import DeepSettings
@@ -435,3 +390,71 @@ def test_a_cancelled_child_training_leaves_no_model(deep_ready_library) -> None:
                                models_dir=library.models_dir, mode="deep", device="cpu",
                                should_cancel=lambda: True)
     assert sorted(library.models_dir.iterdir()) == before
+
+
+@pytest.mark.slow
+def test_the_training_child_may_decode_in_processes_of_its_own(deep_ready_library) -> None:
+    # What Deep training does on a GPU (DataLoader workers); a daemonic child could not.
+    from tagger.deep_training import DeepSettings
+    from tagger.training_process import train_in_child_process
+
+    library, *_ = deep_ready_library
+    outcome = train_in_child_process(
+        library.database_path, library.current_model_version(), library.class_names(),
+        models_dir=library.models_dir, mode="deep", device="cpu",
+        deep_settings=DeepSettings(epochs=1, batch_size=4, images_per_epoch=4, workers=1),
+    )
+    assert outcome.mode == "deep" and outcome.backbone_file.is_file()
+
+
+_ORPHANING_PARENT = """
+import sys
+from pathlib import Path
+from tagger.deep_training import DeepSettings
+from tagger.library import Library
+from tagger.training_process import train_in_child_process
+
+library = Library(Path(sys.argv[1]))
+database, current, classes, models = (library.database_path, library.current_model_version(),
+                                      library.class_names(), library.models_dir)
+library.close()
+
+
+def report(step, total, loss, accuracy):
+    print("training", flush=True)
+
+
+train_in_child_process(database, current, classes, models_dir=models, mode="deep", device="cpu",
+                       deep_settings=DeepSettings(epochs=1000, batch_size=2, images_per_epoch=64),
+                       progress=report)
+"""
+
+
+@pytest.mark.slow
+def test_a_training_child_stops_when_its_parent_is_killed(deep_ready_library) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    library, *_ = deep_ready_library
+    root = library.root
+    library.close()
+    parent = subprocess.Popen([sys.executable, "-c", _ORPHANING_PARENT, str(root)],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert parent.stdout.readline().strip() == "training"  # the child is in its loop
+        children = [int(pid) for pid in subprocess.run(
+            ["pgrep", "-P", str(parent.pid)], capture_output=True, text=True).stdout.split()]
+        assert children
+        parent.send_signal(signal.SIGKILL)
+        parent.wait(10)
+        deadline = time.monotonic() + 30
+        while any(Path(f"/proc/{pid}").exists() for pid in children) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        alive = [pid for pid in children if Path(f"/proc/{pid}").exists()
+                 and "Z" not in Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]]
+        assert not alive, f"training children outlived their parent: {alive}"
+    finally:
+        if parent.poll() is None:
+            parent.kill()

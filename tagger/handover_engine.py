@@ -1,0 +1,191 @@
+"""Tagging on the CPU while the GPU engine starts, then on the GPU.
+
+On a GPU machine, PyTorch's engine needs seconds before its first batch. On a 16-core H200
+machine, importing torch and timm took 8 s and starting CUDA 0.4 s, so the first tag came
+10 s after `tagger tag` was launched. A library's ONNX export answers in a fraction of a
+second. `HandoverEngine` therefore tags with the export while the GPU engine loads in a
+thread, and hands every later batch to the GPU once it is ready. Both run the same
+backbone, so the features agree (the GPU computes in bfloat16, to a cosine of about 0.999).
+If the GPU engine cannot start, tagging carries on with the export.
+
+Like tagger.engine, this module never imports torch itself: the loader it is given does,
+in its own thread.
+"""
+
+from __future__ import annotations
+
+import atexit
+import importlib
+import logging
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import numpy as np
+
+from tagger.engine import FeatureEngine
+
+_log = logging.getLogger(__name__)
+
+AcceleratedLoader = Callable[[], FeatureEngine]
+
+
+class AcceleratorUnavailable(RuntimeError):
+    """The loader found no GPU after all (or the process is ending); the CPU engine keeps tagging."""
+
+
+# --- starting the GPU while the process may be exiting ---------------------------------------
+#
+# A short run can end while its GPU engine is still starting. Most of a start is importing
+# torch and timm, which runs Python code: a daemon thread caught there at exit simply never
+# resumes. Starting CUDA and moving the network onto the card run in native code without
+# Python's lock, and a process that exits meanwhile dies in its C++ runtime ("terminate
+# called without an active exception", seen on an H200 machine). So that part is fenced:
+# at exit, starts already inside it are waited for, and none may enter it any more.
+
+_EXIT_WAIT_S = 60.0
+_exit_lock = threading.Lock()
+_exiting = False
+_in_native_start: set[threading.Thread] = set()
+
+
+@contextmanager
+def native_start() -> Iterator[None]:
+    """Wrap the part of a GPU start that runs in native code; raises once the process is exiting."""
+    me = threading.current_thread()
+    with _exit_lock:
+        if _exiting:
+            raise AcceleratorUnavailable("the process is exiting")
+        _in_native_start.add(me)
+    try:
+        yield
+    finally:
+        with _exit_lock:
+            _in_native_start.discard(me)
+
+
+def _let_native_starts_finish() -> None:
+    global _exiting
+    with _exit_lock:
+        _exiting = True
+        busy = list(_in_native_start)
+    for thread in busy:
+        thread.join(_EXIT_WAIT_S)
+
+
+# Runs after the interpreter has joined its ordinary threads, before it abandons daemon ones.
+atexit.register(_let_native_starts_finish)
+
+
+class HandoverEngine:
+    """`cpu_engine` until `load_accelerated()` returns, then the engine it returned."""
+
+    def __init__(self, cpu_engine: FeatureEngine, load_accelerated: AcceleratedLoader, *, batch_size: int) -> None:
+        self.backbone_id = cpu_engine.backbone_id
+        self.feature_dim = cpu_engine.feature_dim
+        self.preprocessing = cpu_engine.preprocessing
+        # The GPU's batch size from the start: the run fixes it before the handover, and the
+        # CPU engine copes with big batches.
+        self.preferred_batch_size = batch_size
+        self._cpu = cpu_engine
+        self._accelerated: FeatureEngine | None = None
+        self._failure: str | None = None
+        self._photos_on_cpu = 0
+        self._started = time.monotonic()
+        self._ready = threading.Event()
+        # A daemon thread: a short run may end before torch has finished importing, and the
+        # process must not wait seconds for an engine it no longer needs.
+        self._loader = threading.Thread(target=self._load, args=(load_accelerated,),
+                                        name="tagger-gpu-engine-start", daemon=True)
+        self._loader.start()
+
+    def _load(self, load_accelerated: AcceleratedLoader) -> None:
+        try:
+            engine = load_accelerated()
+            mismatch = self._mismatch(engine)
+            if mismatch:
+                raise AcceleratorUnavailable(mismatch)
+            self._accelerated = engine
+            _log.info("%s took over after %.1f s and %d photo(s) on %s", engine.describe(),
+                      time.monotonic() - self._started, self._photos_on_cpu, self._cpu.describe())
+        except AcceleratorUnavailable as reason:
+            self._failure = str(reason)
+        except Exception as error:  # noqa: BLE001 - any failure to start leaves the CPU engine working
+            self._failure = f"{type(error).__name__}: {error}"
+            _log.warning("the GPU engine did not start, tagging stays on the CPU: %s", self._failure)
+        finally:
+            self._ready.set()
+
+    def _mismatch(self, engine: FeatureEngine) -> str | None:
+        if engine.backbone_id != self.backbone_id:
+            return f"the GPU engine runs {engine.backbone_id}, the CPU engine {self.backbone_id}"
+        if engine.feature_dim != self.feature_dim or engine.preprocessing != self.preprocessing:
+            return "the GPU engine's input or output differs from the CPU engine's"
+        return None
+
+    def wait_for_accelerator(self, timeout_s: float | None = None) -> FeatureEngine | None:
+        """The GPU engine once it has started; None if it failed, or is still starting at the timeout."""
+        self._ready.wait(timeout_s)
+        return self._accelerated
+
+    @property
+    def photos_on_cpu(self) -> int:
+        return self._photos_on_cpu
+
+    def extract(self, batch: np.ndarray) -> np.ndarray:
+        accelerated = self._accelerated
+        if accelerated is not None:
+            return accelerated.extract(batch)
+        self._photos_on_cpu += len(batch)
+        # The run's batches are sized for the GPU; the CPU engine is fastest at its own size
+        # (ONNX Runtime's activations then stay in the cache).
+        step = max(1, self._cpu.preferred_batch_size)
+        if len(batch) <= step:
+            return self._cpu.extract(batch)
+        return np.concatenate([self._cpu.extract(batch[i:i + step]) for i in range(0, len(batch), step)])
+
+    def imagenet_classifier(self) -> tuple[np.ndarray, np.ndarray]:
+        return self._cpu.imagenet_classifier()
+
+    def describe(self) -> str:
+        accelerated = self._accelerated
+        if accelerated is not None:
+            if self._photos_on_cpu:
+                return f"{accelerated.describe()} (the first {self._photos_on_cpu} on {self._cpu.describe()})"
+            return accelerated.describe()
+        if self._failure is not None:
+            return self._cpu.describe()
+        return f"{self._cpu.describe()} while PyTorch starts on the GPU"
+
+
+def gpu_batch_size() -> int:
+    """The batch the GPU engine will want, known before torch says which GPU there is."""
+    from tagger.engine import TORCH_BATCH_SIZES
+
+    return TORCH_BATCH_SIZES["mps" if sys.platform == "darwin" else "cuda"]
+
+
+def start_gpu_behind(cpu_engine: FeatureEngine, make_gpu_engine: Callable[[str], FeatureEngine]) -> HandoverEngine:
+    """Tag with `cpu_engine` now; `make_gpu_engine(device)` takes over if torch finds a GPU."""
+    batch_size = gpu_batch_size()
+
+    def load() -> FeatureEngine:
+        # The imports: seconds of Python code, safe to abandon at exit. timm too, so that
+        # the fenced part below stays short.
+        importlib.import_module("timm")
+        from tagger import model
+
+        with native_start():
+            device = model.pick_device(None)
+            if device.type == "cpu":
+                raise AcceleratorUnavailable("PyTorch sees no GPU")
+            engine = make_gpu_engine(device.type)
+            # The first batch of a shape pays for kernel selection and lazy loading: pay it
+            # here, while the CPU engine is still tagging.
+            size = cpu_engine.preprocessing.size
+            engine.extract(np.zeros((batch_size, 3, size, size), dtype=np.float32))
+        return engine
+
+    return HandoverEngine(cpu_engine, load, batch_size=batch_size)

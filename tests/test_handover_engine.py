@@ -1,0 +1,217 @@
+"""Tagging on the CPU while the GPU engine starts, then on the GPU (tagger.handover_engine).
+
+Stand-in engines play the GPU here (CI has none; tests/test_gpu.py runs the real one), and
+the real ONNX engine plays the CPU where the choice of engine is tested.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tagger import engine as engine_module
+from tagger.engine import OnnxEngine, Preprocessing, choose_engine
+from tagger.handover_engine import AcceleratorUnavailable, HandoverEngine
+
+REPO = Path(__file__).resolve().parents[1]
+PHOTOS = Path(__file__).parent / "data" / "photos"
+
+
+class ConstantEngine:
+    """Features all equal to `value`, so a test can tell which engine ran a batch."""
+
+    preprocessing = Preprocessing(size=8)
+    preferred_batch_size = 4
+
+    def __init__(self, value: float, name: str, backbone_id: str = "net", feature_dim: int = 3) -> None:
+        self.value, self.name = value, name
+        self.backbone_id, self.feature_dim = backbone_id, feature_dim
+        self.batch_sizes: list[int] = []
+
+    def extract(self, batch: np.ndarray) -> np.ndarray:
+        self.batch_sizes.append(len(batch))
+        return np.full((len(batch), self.feature_dim), self.value, dtype=np.float32)
+
+    def imagenet_classifier(self) -> tuple[np.ndarray, np.ndarray]:
+        return np.ones((2, self.feature_dim), np.float32) * self.value, np.zeros(2, np.float32)
+
+    def describe(self) -> str:
+        return self.name
+
+
+def batch(n: int = 2) -> np.ndarray:
+    return np.zeros((n, 3, 8, 8), dtype=np.float32)
+
+
+def test_the_cpu_tags_until_the_gpu_engine_is_ready_then_the_gpu_does() -> None:
+    release = threading.Event()
+    gpu = ConstantEngine(2.0, "GPU engine")
+
+    def load() -> ConstantEngine:
+        release.wait(10)
+        return gpu
+
+    cpu = ConstantEngine(1.0, "CPU engine")
+    engine = HandoverEngine(cpu, load, batch_size=64)
+    assert engine.preferred_batch_size == 64 and engine.backbone_id == "net"
+    assert (engine.extract(batch(3)) == 1.0).all()
+    # A GPU-sized batch reaches the CPU engine in pieces of the size it prefers.
+    assert engine.extract(batch(10)).shape == (10, 3) and cpu.batch_sizes == [3, 4, 4, 2]
+    assert engine.describe() == "CPU engine while PyTorch starts on the GPU"
+    assert engine.wait_for_accelerator(timeout_s=0.05) is None
+
+    release.set()
+    assert engine.wait_for_accelerator(timeout_s=10) is gpu
+    assert (engine.extract(batch(2)) == 2.0).all()
+    assert engine.photos_on_cpu == 13 and gpu.batch_sizes == [2]
+    assert engine.describe() == "GPU engine (the first 13 on CPU engine)"
+    # The ImageNet layer is the backbone's, whichever runtime executes it.
+    assert (engine.imagenet_classifier()[0] == 1.0).all()
+
+
+def test_a_gpu_engine_that_fails_to_start_leaves_the_cpu_tagging(caplog) -> None:
+    def load() -> ConstantEngine:
+        raise RuntimeError("CUDA error: out of memory")
+
+    engine = HandoverEngine(ConstantEngine(1.0, "CPU engine"), load, batch_size=64)
+    assert engine.wait_for_accelerator(timeout_s=10) is None
+    assert (engine.extract(batch()) == 1.0).all()
+    assert engine.describe() == "CPU engine"
+    assert "CUDA error: out of memory" in caplog.text
+
+
+def test_no_gpu_after_all_is_quiet(caplog) -> None:
+    def load() -> ConstantEngine:
+        raise AcceleratorUnavailable("PyTorch sees no GPU")
+
+    engine = HandoverEngine(ConstantEngine(1.0, "CPU engine"), load, batch_size=64)
+    assert engine.wait_for_accelerator(timeout_s=10) is None
+    assert engine.describe() == "CPU engine" and not caplog.records
+
+
+@pytest.mark.parametrize("gpu", [ConstantEngine(2.0, "other net", backbone_id="other"),
+                                 ConstantEngine(2.0, "wider net", feature_dim=4)])
+def test_a_gpu_engine_that_runs_another_network_is_not_handed_over_to(gpu: ConstantEngine) -> None:
+    engine = HandoverEngine(ConstantEngine(1.0, "CPU engine"), lambda: gpu, batch_size=64)
+    assert engine.wait_for_accelerator(timeout_s=10) is None
+    assert (engine.extract(batch()) == 1.0).all()
+
+
+@pytest.fixture(scope="module")
+def onnx_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    cache = tmp_path_factory.getbasetemp() / "onnx-cache"
+    if OnnxEngine.from_cache(cache, engine_module.default_backbone_id()) is None:
+        engine_module.export_onnx(cache)
+    return cache
+
+
+@pytest.fixture
+def driver_but_no_usable_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A machine with an NVIDIA driver but no GPU that PyTorch can use (whatever this one has)."""
+    from tagger import model
+
+    monkeypatch.setattr(engine_module, "accelerator_may_exist", lambda: True)
+    cpu = model.pick_device("cpu")
+    monkeypatch.setattr(model, "pick_device", lambda preference=None: cpu)
+
+
+@pytest.mark.usefixtures("driver_but_no_usable_gpu")
+def test_the_automatic_choice_on_a_possible_gpu_machine_tags_with_the_export_at_once(onnx_cache: Path) -> None:
+    reference = OnnxEngine.from_cache(onnx_cache, engine_module.default_backbone_id())
+
+    chosen = choose_engine(None, onnx_cache)
+
+    assert isinstance(chosen, HandoverEngine)
+    prepared = np.random.default_rng(0).normal(size=(2, 3, 224, 224)).astype(np.float32)
+    assert np.allclose(chosen.extract(prepared), reference.extract(prepared), atol=1e-5)
+    assert chosen.wait_for_accelerator(timeout_s=120) is None  # torch sees no GPU
+    assert chosen.describe() == reference.describe()
+
+
+@pytest.mark.usefixtures("driver_but_no_usable_gpu")
+def test_without_the_export_a_possible_gpu_machine_waits_for_pytorch(tmp_path: Path) -> None:
+    chosen = choose_engine(None, tmp_path / "empty-cache")
+    # PyTorch's pick is the CPU, where the export is made and used.
+    assert isinstance(chosen, OnnxEngine)
+
+
+_SHORT_RUN = """
+import sys
+from pathlib import Path
+from tagger import engine
+from tagger.importer import import_paths
+from tagger.library import Library
+from tagger.runner import tag_library
+
+engine.accelerator_may_exist = lambda: True
+with Library(Path(sys.argv[1])) as library:
+    import_paths(library, [sys.argv[2]])
+    outcome = tag_library(library)
+    print(outcome.tagged, outcome.engine, flush=True)
+"""
+
+
+def test_a_run_that_ends_while_pytorch_is_still_starting_exits_cleanly(onnx_cache: Path, tmp_path: Path) -> None:
+    library = tmp_path / "library"
+    (library / "cache").mkdir(parents=True)
+    for file in onnx_cache.iterdir():
+        (library / "cache" / file.name).write_bytes(file.read_bytes())
+    answer = subprocess.run([sys.executable, "-c", _SHORT_RUN, str(library), str(PHOTOS)],
+                            capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert answer.returncode == 0, answer.stderr
+    tagged, description = answer.stdout.strip().split(" ", 1)
+    assert int(tagged) == len(list(PHOTOS.glob("*/*.jpg")))
+    # Almost always still starting; on a GPU machine PyTorch may have won the race.
+    assert description == "ONNX Runtime on CPU while PyTorch starts on the GPU" or "CUDA" in description
+
+
+_EXIT_DURING_NATIVE_START = """
+import sys, threading, time
+from pathlib import Path
+from tagger.handover_engine import HandoverEngine, native_start
+
+marker = Path(sys.argv[1])
+inside = threading.Event()
+
+
+class Cpu:
+    backbone_id, feature_dim, preprocessing = "net", 3, None
+    def describe(self): return "cpu"
+
+
+def load():
+    with native_start():
+        inside.set()
+        time.sleep(1.0)  # stands in for CUDA starting, in native code
+        marker.write_text("finished")
+    raise RuntimeError("not needed")
+
+
+engine = HandoverEngine(Cpu(), load, batch_size=8)
+inside.wait(10)
+print("exiting", flush=True)
+"""
+
+
+def test_exit_waits_for_a_gpu_start_that_is_in_native_code(tmp_path: Path) -> None:
+    marker = tmp_path / "marker"
+    answer = subprocess.run([sys.executable, "-c", _EXIT_DURING_NATIVE_START, str(marker)],
+                            capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert answer.returncode == 0, answer.stderr
+    assert answer.stdout.strip() == "exiting"
+    assert marker.read_text() == "finished"
+
+
+def test_no_gpu_start_enters_native_code_once_the_process_is_exiting(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tagger import handover_engine
+    from tagger.handover_engine import native_start
+
+    monkeypatch.setattr(handover_engine, "_exiting", True)
+    with pytest.raises(AcceleratorUnavailable, match="exiting"):
+        with native_start():
+            pytest.fail("entered")
