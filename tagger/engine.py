@@ -219,8 +219,17 @@ class TorchEngine:
 
     def extract(self, batch: np.ndarray) -> np.ndarray:
         batch = _check_batch(batch, self.preprocessing.size)
-        if len(batch) == 0:
+        count = len(batch)
+        if count == 0:
             return np.zeros((0, self.feature_dim), dtype=np.float32)
+        if self.device.type == "cuda" and count < self.preferred_batch_size:
+            # One shape for every batch. The first batch of a new shape makes CUDA pick and
+            # load kernels anew: on an H200, 400 photos in batches of 64 and one of 16 went
+            # through at 181/s the first time and 6,427/s the second. Padding costs the card
+            # a few milliseconds; eval-mode BatchNorm keeps the photos independent.
+            padded = np.zeros((self.preferred_batch_size, *batch.shape[1:]), dtype=np.float32)
+            padded[:count] = batch
+            return self.backbone.extract(padded)[:count]
         return self.backbone.extract(batch)
 
     def imagenet_classifier(self) -> tuple[np.ndarray, np.ndarray]:

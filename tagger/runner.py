@@ -228,6 +228,9 @@ def run_tagging(
         report(done)
     have = set(cached_ids.tolist())
     to_decode = [(photo_id, path) for photo_id, path in plan.items if photo_id not in have]
+    expect_photos = getattr(engine, "expect_photos", None)
+    if expect_photos is not None:  # a GPU engine that starts only for a long run (handover_engine)
+        expect_photos(len(to_decode))
 
     base = done
     for batch in tag_photos(to_decode, engine, head, decode_for_model(engine.preprocessing),

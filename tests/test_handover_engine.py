@@ -59,6 +59,8 @@ def test_the_cpu_tags_until_the_gpu_engine_is_ready_then_the_gpu_does() -> None:
     cpu = ConstantEngine(1.0, "CPU engine")
     engine = HandoverEngine(cpu, load, batch_size=64)
     assert engine.preferred_batch_size == 64 and engine.backbone_id == "net"
+    assert engine.describe() == "CPU engine (PyTorch on the GPU if the run is long)"
+    # Not told the run's size, it starts the GPU engine at the first batch.
     assert (engine.extract(batch(3)) == 1.0).all()
     # A GPU-sized batch reaches the CPU engine in pieces of the size it prefers.
     assert engine.extract(batch(10)).shape == (10, 3) and cpu.batch_sizes == [3, 4, 4, 2]
@@ -100,6 +102,66 @@ def test_a_gpu_engine_that_runs_another_network_is_not_handed_over_to(gpu: Const
     engine = HandoverEngine(ConstantEngine(1.0, "CPU engine"), lambda: gpu, batch_size=64)
     assert engine.wait_for_accelerator(timeout_s=10) is None
     assert (engine.extract(batch()) == 1.0).all()
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def never_called() -> ConstantEngine:
+    raise AssertionError("the GPU engine was started")
+
+
+def tag_in_batches(engine: HandoverEngine, clock: FakeClock, batches: int, *, size: int = 10,
+                   seconds_each: float = 0.5) -> None:
+    for _ in range(batches):
+        clock.now += seconds_each
+        engine.extract(batch(size))
+
+
+def test_a_run_the_cpu_finishes_soon_never_starts_the_gpu() -> None:
+    clock = FakeClock()
+    engine = HandoverEngine(ConstantEngine(1.0, "CPU engine"), never_called, batch_size=64, clock=clock)
+    engine.expect_photos(300)  # at 20 photos/s, 15 s of work: less than the GPU's start repays
+
+    tag_in_batches(engine, clock, 30)
+
+    assert engine.gpu_declined and engine.photos_on_cpu == 300
+    assert engine.describe() == "CPU engine"
+
+
+def test_a_long_run_starts_the_gpu_once_the_cpus_pace_is_known() -> None:
+    clock = FakeClock()
+    gpu = ConstantEngine(2.0, "GPU engine")
+    engine = HandoverEngine(ConstantEngine(1.0, "CPU engine"), lambda: gpu, batch_size=64, clock=clock)
+    engine.expect_photos(10_000)  # some 500 s at the CPU's pace
+
+    tag_in_batches(engine, clock, 2)
+    assert engine.describe().endswith("(PyTorch on the GPU if the run is long)")  # pace not known yet
+    tag_in_batches(engine, clock, 1)  # a second of batches after the first
+
+    assert engine.describe() in ("CPU engine while PyTorch starts on the GPU", "GPU engine (the first 30 on CPU engine)")
+    assert engine.wait_for_accelerator(timeout_s=10) is gpu and not engine.gpu_declined
+    assert (engine.extract(batch()) == 2.0).all()
+
+
+def test_a_tagging_run_tells_the_engine_how_many_photos_it_will_decode(onnx_cache: Path, tmp_path: Path) -> None:
+    from tagger.importer import import_paths
+    from tagger.library import Library
+    from tagger.runner import tag_library
+
+    cpu = OnnxEngine.from_cache(onnx_cache, engine_module.default_backbone_id())
+    engine = HandoverEngine(cpu, never_called, batch_size=64)
+    told = []
+    engine.expect_photos = told.append  # type: ignore[method-assign]
+    with Library(tmp_path / "library") as library:
+        import_paths(library, [str(PHOTOS)])
+        outcome = tag_library(library, engine=engine)
+    assert told == [outcome.tagged] and outcome.tagged == len(list(PHOTOS.glob("*/*.jpg")))
 
 
 @pytest.fixture(scope="module")
@@ -151,7 +213,9 @@ from tagger.runner import tag_library
 engine.accelerator_may_exist = lambda: True
 with Library(Path(sys.argv[1])) as library:
     import_paths(library, [sys.argv[2]])
-    outcome = tag_library(library)
+    chosen = engine.choose_engine(None, library.cache_dir)
+    chosen.start_accelerator()  # as a long run would: torch is still importing when this one ends
+    outcome = tag_library(library, engine=chosen)
     print(outcome.tagged, outcome.engine, flush=True)
 """
 
@@ -193,6 +257,7 @@ def load():
 
 
 engine = HandoverEngine(Cpu(), load, batch_size=8)
+engine.start_accelerator()
 inside.wait(10)
 print("exiting", flush=True)
 """

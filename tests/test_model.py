@@ -222,7 +222,7 @@ def test_choose_engine_uses_the_onnx_cache_without_torch(onnx_cache) -> None:
         "import tagger.head, tagger.evaluation, tagger.tagging\n"
         "assert 'torch' not in sys.modules, 'torch was imported'\n"
     )
-    environment = dict(os.environ, PYTHONPATH=str(REPO))
+    environment = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
     result = subprocess.run(
         [sys.executable, "-c", code], env=environment, capture_output=True, text=True
     )
@@ -370,3 +370,22 @@ def test_the_onnx_export_runs_in_a_child_process_and_can_be_cancelled(tmp_path):
     (tmp_path / "cache").mkdir()
     assert export_onnx_in_child_process(tmp_path / "cache") is True
     assert OnnxEngine.from_cache(tmp_path / "cache", default_backbone_id()) is not None
+
+
+def test_a_short_batch_on_cuda_is_padded_to_the_usual_shape(photo_batch) -> None:
+    # Runs on the CPU: only the engine's idea of its device says "cuda" (see TorchEngine.extract).
+    from types import SimpleNamespace
+
+    engine = engine_module.TorchEngine("cpu")
+    batch = photo_batch[0][:3]
+    unpadded = engine.extract(batch)
+    seen = []
+    real_extract = engine.backbone.extract
+    engine.backbone.extract = lambda images: seen.append(len(images)) or real_extract(images)
+    engine.device = SimpleNamespace(type="cuda")
+    engine.preferred_batch_size = 8
+
+    padded = engine.extract(batch)
+
+    assert seen == [8] and padded.shape == unpadded.shape
+    assert np.allclose(padded, unpadded, atol=1e-4)
