@@ -399,7 +399,7 @@ def choose_engine(
     is preferred: loaded straight from `cache_dir` without importing torch when it exists,
     exported there first when it does not, and PyTorch is the fallback if export fails. An
     auto choice on a machine that may have a GPU, with the export in the cache, tags with the
-    export until PyTorch has started on the GPU (tagger.handover_engine).
+    export and starts PyTorch on the GPU if the run is long (tagger.handover_engine).
     """
     if device_preference not in (None, "cpu", "cuda", "mps"):
         raise ValueError(
@@ -411,7 +411,7 @@ def choose_engine(
         cached = OnnxEngine.from_cache(cache_dir, default_backbone_id()) if (
             cache_dir is not None and backbone == DEFAULT_BACKBONE) else None
         if cached is not None:
-            # The export tags while torch starts; the GPU takes over when it is ready.
+            # The export tags at once; PyTorch takes over on the GPU if the run is long.
             from tagger.handover_engine import start_gpu_behind
 
             return start_gpu_behind(cached, lambda device: TorchEngine(device, backbone))

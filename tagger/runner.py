@@ -132,7 +132,7 @@ def open_engine(device: str | None, cache_dir: Path, version: ModelVersion | Non
         if exported is not None and on_cpu:
             return exported
         if exported is not None:
-            # A GPU may be there: the export tags until PyTorch has started on it.
+            # A GPU may be there: the export tags at once, PyTorch takes over if the run is long.
             from tagger.handover_engine import start_gpu_behind
 
             return start_gpu_behind(exported, lambda gpu: _tuned_engine(backbone_file, gpu))

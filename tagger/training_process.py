@@ -10,11 +10,14 @@ with its one writer in the parent."""
 
 from __future__ import annotations
 
+import atexit
 import multiprocessing
 import queue
+import threading
 import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from tagger.cancellation import CancelCheck, is_cancelled
 from tagger.domain import ModelVersion
@@ -27,6 +30,28 @@ _STOP_GRACE_S = 5.0
 
 class ChildTrainingError(RuntimeError):
     """The child process died or failed in an unexpected way; the message says how."""
+
+
+# Children still training, with their cancel events. The child is not a daemon (see below),
+# so an interpreter that exits while some thread still waits on one would otherwise wait for
+# the training to end: at exit they are cancelled, then terminated after a grace period.
+_running: dict[Any, Any] = {}
+_running_lock = threading.Lock()
+
+
+def _stop_children_at_exit() -> None:
+    with _running_lock:
+        children = list(_running.items())
+    for _child, cancel in children:
+        cancel.set()
+    for child, _cancel in children:
+        child.join(_STOP_GRACE_S)
+        if child.is_alive():
+            child.terminate()
+
+
+# Registered after multiprocessing's own exit handler, so it runs first (atexit is LIFO).
+atexit.register(_stop_children_at_exit)
 
 
 def train_in_child_process(
@@ -58,6 +83,8 @@ def train_in_child_process(
         daemon=False,
     )
     child.start()
+    with _running_lock:
+        _running[child] = cancel
     try:
         while True:
             if is_cancelled(should_cancel):
@@ -86,6 +113,8 @@ def train_in_child_process(
             if child.is_alive():
                 child.terminate()
         child.join(_STOP_GRACE_S)
+        with _running_lock:
+            _running.pop(child, None)
         messages.close()
 
 

@@ -458,3 +458,47 @@ def test_a_training_child_stops_when_its_parent_is_killed(deep_ready_library) ->
     finally:
         if parent.poll() is None:
             parent.kill()
+
+
+_EXITING_WHILE_A_THREAD_TRAINS = """
+import sys, threading
+from pathlib import Path
+from tagger.deep_training import DeepSettings
+from tagger.library import Library
+from tagger.training_process import train_in_child_process
+
+library = Library(Path(sys.argv[1]))
+database, current, classes, models = (library.database_path, library.current_model_version(),
+                                      library.class_names(), library.models_dir)
+library.close()
+training = threading.Event()
+
+
+def train():
+    train_in_child_process(database, current, classes, models_dir=models, mode="deep", device="cpu",
+                           deep_settings=DeepSettings(epochs=1000, batch_size=2, images_per_epoch=64),
+                           progress=lambda *_: training.set())
+
+
+threading.Thread(target=train, daemon=True).start()
+training.wait(120)
+import multiprocessing
+print(" ".join(str(child.pid) for child in multiprocessing.active_children()), flush=True)
+"""
+
+
+@pytest.mark.slow
+def test_an_interpreter_exiting_mid_training_stops_the_child(deep_ready_library) -> None:
+    import subprocess
+    import sys
+
+    library, *_ = deep_ready_library
+    root = library.root
+    library.close()
+    # A thread still waiting on the child at exit, as a worker thread abandoned by a crash
+    # would be: the exit must neither wait for the whole training nor leave the child behind.
+    answer = subprocess.run([sys.executable, "-c", _EXITING_WHILE_A_THREAD_TRAINS, str(root)],
+                            capture_output=True, text=True, timeout=60)
+    children = [int(pid) for pid in answer.stdout.split()]
+    assert answer.returncode == 0 and children, answer.stderr
+    assert not [pid for pid in children if Path(f"/proc/{pid}").exists()]

@@ -1,10 +1,10 @@
 """Prepares the CPU engine in the background right after the window appears.
 
 On the CPU the backbone runs through an ONNX graph exported once per library (the
-export imports torch: about ten seconds); on a GPU machine the same graph tags while
-PyTorch starts. Doing the export while the user looks at the window means the first
-Auto-tag starts tagging at once. Everything heavy happens
-in the worker; the GUI thread only learns the engine's description.
+export imports torch: about ten seconds); on a GPU machine the same graph tags short runs
+and the start of long ones. Doing the export while the user looks at the window means the
+first Auto-tag starts tagging at once. Everything heavy happens in the worker; the GUI
+thread only learns the engine's description.
 """
 
 from __future__ import annotations
@@ -34,9 +34,9 @@ def _warmup_work(cache_dir: Path, device_preference: str):  # noqa: ANN202 - a j
 
         if device_preference in ("cuda", "mps"):
             return  # PyTorch runs on the GPU; there is nothing to export
-        # Where a GPU may be there the export is made too: it tags the first batches while
-        # PyTorch starts on the GPU (tagger.handover_engine). Which engine tags is then the
-        # run's to say, not this job's.
+        # Where a GPU may be there the export is made too: it tags short runs, and the start
+        # of long ones while PyTorch starts on the GPU (tagger.handover_engine). Which engine
+        # tags is then each run's to say, not this job's.
         gpu_possible = device_preference == "auto" and accelerator_may_exist()
         backbone_id = default_backbone_id()
         engine = OnnxEngine.from_cache(cache_dir, backbone_id)
