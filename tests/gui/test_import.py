@@ -129,3 +129,22 @@ def test_closing_the_window_mid_import_exits_cleanly_and_keeps_what_was_found(
         assert {photo.path for photo in reopened.photos()} == in_library
     finally:
         reopened.close()
+
+
+def test_a_big_import_is_written_in_small_pieces_and_every_photo_arrives(qtbot, window, make_photos, library,
+                                                                        monkeypatch):
+    # The GUI thread writes what the scan found; pieces of at most GUI_WRITE_CHUNK keep each
+    # write short enough that the window keeps answering.
+    from tagger.gui import importing
+
+    photos = make_photos("big", count=40)
+    written = []
+    record = library.record_scanned
+    monkeypatch.setattr(library, "record_scanned", lambda batch, *a, **k: written.append(len(batch))
+                        or record(batch, *a, **k))
+
+    drop_paths(window.gallery.viewport(), [photos[0].parent])
+    wait_for_import(qtbot, window)
+
+    assert sum(written) == 40 and max(written) <= importing.GUI_WRITE_CHUNK < 40
+    assert window.gallery.model().rowCount() == 40
