@@ -158,3 +158,14 @@ def deep_ready_library(tmp_path: Path):
         library.set_user_labels([photo_id], name)
     yield library, backbone, batch, features
     library.close()
+
+
+@pytest.fixture(scope="session")
+def onnx_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The default backbone's ONNX export, made once per test session (it needs torch)."""
+    from tagger import engine
+
+    cache = tmp_path_factory.getbasetemp() / "onnx-cache"
+    if engine.OnnxEngine.from_cache(cache, engine.default_backbone_id()) is None:
+        engine.export_onnx(cache)
+    return cache

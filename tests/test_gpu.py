@@ -42,8 +42,8 @@ def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def cpu_engine(tmp_path_factory: pytest.TempPathFactory) -> OnnxEngine:
-    engine = choose_engine("cpu", tmp_path_factory.mktemp("onnx-cache"))
+def cpu_engine(onnx_cache: Path) -> OnnxEngine:
+    engine = choose_engine("cpu", onnx_cache)
     assert isinstance(engine, OnnxEngine)
     return engine
 
@@ -56,12 +56,10 @@ def test_the_automatic_choice_is_the_gpu(tmp_path: Path) -> None:
     assert engine.preferred_batch_size >= 32
 
 
-def test_with_the_export_cached_the_cpu_tags_until_the_gpu_takes_over(tmp_path: Path) -> None:
-    from tagger.engine import export_onnx
+def test_with_the_export_cached_the_cpu_tags_until_the_gpu_takes_over(onnx_cache: Path) -> None:
     from tagger.handover_engine import HandoverEngine
 
-    export_onnx(tmp_path)
-    engine = choose_engine(None, tmp_path)
+    engine = choose_engine(None, onnx_cache)
     assert isinstance(engine, HandoverEngine)
     batch = prepared_batch()
     engine.extract(batch)  # on the CPU, unless the GPU engine was quicker

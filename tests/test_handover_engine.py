@@ -164,14 +164,6 @@ def test_a_tagging_run_tells_the_engine_how_many_photos_it_will_decode(onnx_cach
     assert told == [outcome.tagged] and outcome.tagged == len(list(PHOTOS.glob("*/*.jpg")))
 
 
-@pytest.fixture(scope="module")
-def onnx_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    cache = tmp_path_factory.getbasetemp() / "onnx-cache"
-    if OnnxEngine.from_cache(cache, engine_module.default_backbone_id()) is None:
-        engine_module.export_onnx(cache)
-    return cache
-
-
 @pytest.fixture
 def driver_but_no_usable_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
     """A machine with an NVIDIA driver but no GPU that PyTorch can use (whatever this one has)."""

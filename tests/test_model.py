@@ -52,14 +52,6 @@ def torch_features(backbone, photo_batch) -> np.ndarray:
     return backbone.extract(photo_batch[0])
 
 
-@pytest.fixture(scope="module")
-def onnx_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    cache = tmp_path_factory.getbasetemp() / "onnx-cache"
-    if OnnxEngine.from_cache(cache, engine_module.default_backbone_id()) is None:
-        engine_module.export_onnx(cache)
-    return cache
-
-
 # --- devices ---------------------------------------------------------------------------
 
 

@@ -407,7 +407,8 @@ def test_the_training_child_may_decode_in_processes_of_its_own(deep_ready_librar
     assert outcome.mode == "deep" and outcome.backbone_file.is_file()
 
 
-_ORPHANING_PARENT = """
+# What both scripts below start with: the library given as argv[1], read and closed again.
+_TRAINING_SCRIPT_START = """
 import sys
 from pathlib import Path
 from tagger.deep_training import DeepSettings
@@ -418,6 +419,9 @@ library = Library(Path(sys.argv[1]))
 database, current, classes, models = (library.database_path, library.current_model_version(),
                                       library.class_names(), library.models_dir)
 library.close()
+"""
+
+_ORPHANING_PARENT = _TRAINING_SCRIPT_START + """
 
 
 def report(step, total, loss, accuracy):
@@ -460,17 +464,8 @@ def test_a_training_child_stops_when_its_parent_is_killed(deep_ready_library) ->
             parent.kill()
 
 
-_EXITING_WHILE_A_THREAD_TRAINS = """
-import sys, threading
-from pathlib import Path
-from tagger.deep_training import DeepSettings
-from tagger.library import Library
-from tagger.training_process import train_in_child_process
-
-library = Library(Path(sys.argv[1]))
-database, current, classes, models = (library.database_path, library.current_model_version(),
-                                      library.class_names(), library.models_dir)
-library.close()
+_EXITING_WHILE_A_THREAD_TRAINS = _TRAINING_SCRIPT_START + """
+import threading
 training = threading.Event()
 
 
