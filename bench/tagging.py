@@ -7,8 +7,9 @@ see common.camera_photos), cached in bench/out/. Figures, all measured in this o
                    to the library) on a fresh library whose ONNX cache is prepared; photos
                    per second over the command's own tagging time (what `tagger tag`
                    reports; interpreter start and imports are in startup_s instead). On a
-                   GPU machine the run starts on the ONNX export and the GPU takes over once
-                   PyTorch has started (tagger.handover_engine).
+                   GPU machine the automatic choice tags with the ONNX export and starts
+                   PyTorch on the GPU only for a run long enough to repay that start
+                   (tagger.handover_engine).
   in_process_ips   the same run in this process with the engine already started (on a GPU
                    machine: the GPU engine from the first photo), and its CPU time.
   decode_ips       the app's loader for tagging (runner.decode_for_model + preprocessing to
@@ -54,6 +55,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import (  # noqa: E402
+    camera_photo_copies,
     camera_photos,
     child_environment,
     describe_machine,
@@ -107,8 +109,8 @@ def run_tagger_tag(library: Path, expected: int, *options: str) -> TagRun:
     database = library / "library.sqlite3"
     reader = sqlite3.connect(database.resolve().as_uri() + "?mode=ro", uri=True)
     launched = time.perf_counter()
-    # No --device unless `options` says: the app's own choice (on a GPU machine, the ONNX
-    # export until PyTorch has started on the card; else ONNX on the CPU).
+    # No --device unless `options` says: the app's own choice (on a GPU machine the ONNX
+    # export, with PyTorch on the card for a long run; else ONNX on the CPU).
     child = subprocess.Popen(tagger_command("--library", str(library), "tag", *options),
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                              env=child_environment())
@@ -155,8 +157,8 @@ class PartRun:
 def open_app_engine():  # noqa: ANN201 - FeatureEngine
     """The engine `tagger tag` would use here, from the prepared cache, once fully started.
 
-    On a GPU machine that is the GPU engine: the run starts on the CPU export and hands over
-    to it (tagger.handover_engine); the parts are measured on what a long run ends up using."""
+    On a GPU machine that is the GPU engine, which a long run hands over to (tagger.handover_engine):
+    the parts are measured on what a long run ends up using."""
     from tagger.engine import choose_engine
 
     engine = choose_engine(None, onnx_cache_dir())
@@ -374,8 +376,6 @@ def main() -> None:
 
     by_device = {}
     if args.compare_devices and machine.gpu is not None:
-        from bench.common import camera_photo_copies
-
         print(f"\n`tagger tag` over {args.compare_devices} photos, by device:")
         by_device = compare_devices(camera_photo_copies(photos, args.compare_devices))
 
