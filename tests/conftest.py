@@ -162,7 +162,8 @@ def deep_ready_library(tmp_path: Path):
 
 @pytest.fixture(scope="session")
 def onnx_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The default backbone's ONNX export, made once per test session (it needs torch)."""
+    """The default backbone's ONNX export, made once per test session (it imports torch:
+    seconds). Tests copy it into their libraries' caches, so a first run starts at once."""
     from tagger import engine
 
     cache = tmp_path_factory.getbasetemp() / "onnx-cache"

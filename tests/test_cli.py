@@ -15,15 +15,6 @@ from tagger.cli import main
 PHOTOS = Path(__file__).resolve().parent / "data" / "photos"
 
 
-@pytest.fixture(scope="module")
-def onnx_cache(tmp_path_factory) -> Path:
-    from tagger.engine import export_onnx
-
-    folder = tmp_path_factory.mktemp("onnx")
-    export_onnx(folder)
-    return folder
-
-
 @pytest.fixture
 def tagger(tmp_path, onnx_cache, capsys):
     """Run `tagger ARGS` on a fresh library; returns (exit code, stdout, stderr)."""

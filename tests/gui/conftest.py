@@ -122,19 +122,6 @@ def seeded_window(window_factory, seeded_library: Library) -> MainWindow:  # noq
 REAL_PHOTOS = Path(__file__).resolve().parents[1] / "data" / "photos"
 
 
-@pytest.fixture(scope="session")
-def onnx_cache(tmp_path_factory) -> Path:  # noqa: ANN001
-    """The CPU engine's ONNX export, made once per session (it imports torch: seconds).
-
-    Each library that tags gets a copy in its cache folder, so its first run starts at once."""
-    pytest.importorskip("torch")
-    from tagger.engine import export_onnx
-
-    folder = tmp_path_factory.mktemp("onnx-cache")
-    export_onnx(folder)
-    return folder
-
-
 @pytest.fixture
 def engine_ready_library(library: Library, onnx_cache: Path, settings: AppSettings) -> Library:
     """The test library with the prepared CPU engine, and the settings asking for the CPU."""
