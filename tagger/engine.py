@@ -1,9 +1,10 @@
 """Turning pictures into feature vectors: preprocessing and the engines that run the backbone.
 
 This module must import without torch. Tagging from the command line has to show its first
-result within two seconds, and `import torch` alone takes about three here, whereas ONNX
-Runtime starts in a fraction of a second. So preprocessing is numpy/OpenCV, `OnnxEngine`
-needs only onnxruntime, and torch is imported inside `TorchEngine` and `export_onnx` only.
+result within two seconds, and `import torch` alone takes about three here, whereas OpenVINO
+and ONNX Runtime start in a fraction of a second. So preprocessing is numpy/OpenCV,
+`OnnxEngine` needs only one of those runtimes (tagger.cpu_runtime), and torch is imported
+inside `TorchEngine` and `export_onnx` only.
 
 Every engine answers the same question: `extract(batch[N, 3, S, S] float32) ->
 features[N, D] float32`, where D is the backbone's pooled feature size (1280 for the
@@ -248,10 +249,11 @@ def onnx_cache_paths(cache_dir: Path, backbone_id: str) -> tuple[Path, Path]:
 
 
 class OnnxEngine:
-    """Runs an exported backbone with ONNX Runtime on the CPU; never imports torch.
+    """Runs an exported backbone (ONNX) on the CPU, with OpenVINO or ONNX Runtime; never imports torch.
 
-    On 2 shared CPU cores it needed 9-14 ms of CPU time per photo where eager PyTorch needed
-    50-300 ms, and its session is ready in about 0.2 s against 3 s for importing torch.
+    On 2 shared CPU cores it needed 7-14 ms of CPU time per photo where eager PyTorch needed
+    50-300 ms, and it is ready in a few tenths of a second against 3 s for importing torch.
+    Which runtime runs the graph: tagger.cpu_runtime.
     """
 
     def __init__(
@@ -261,9 +263,11 @@ class OnnxEngine:
         *,
         threads: int | None = None,
         spinning: bool = False,
+        runtime: str | None = None,
     ) -> None:
-        import onnxruntime
         from safetensors.numpy import load as load_safetensors
+
+        from tagger.cpu_runtime import open_runner
 
         raw = Path(sidecar_file).read_bytes()
         tensors = load_safetensors(raw)
@@ -274,26 +278,13 @@ class OnnxEngine:
         self.preprocessing = Preprocessing.from_json(info["preprocessing"])
         self._weight = np.ascontiguousarray(tensors["imagenet_weight"], dtype=np.float32)
         self._bias = np.ascontiguousarray(tensors["imagenet_bias"], dtype=np.float32)
-
-        options = onnxruntime.SessionOptions()
-        options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
-        if threads:
-            options.intra_op_num_threads = threads
-        # Left unset, ONNX Runtime runs one thread per physical core, which is what its
-        # convolution kernels want. The graph is a plain chain, so there is nothing for
-        # inter-op parallelism to run side by side; its threads would only contend.
-        options.inter_op_num_threads = 1
-        if not spinning:
-            # Idle ONNX Runtime threads busy-wait by default. That buys a little on an idle
-            # machine but starves the decode threads and the GUI, which share the same cores;
-            # measured on 2 shared cores it also made throughput far more erratic.
-            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self._threads = threads
-        self._session = onnxruntime.InferenceSession(
-            str(onnx_file), options, providers=["CPUExecutionProvider"]
-        )
-        self._input = self._session.get_inputs()[0].name
+        self._runner = open_runner(onnx_file, runtime=runtime, threads=threads, spinning=spinning)
         self.preferred_batch_size = CPU_BATCH_SIZE
+
+    @property
+    def runtime_name(self) -> str:
+        return self._runner.name
 
     @classmethod
     def from_cache(
@@ -303,13 +294,14 @@ class OnnxEngine:
         *,
         threads: int | None = None,
         spinning: bool = False,
+        runtime: str | None = None,
     ) -> OnnxEngine | None:
         """The cached export for `backbone_id`, or None if there is none (or it is unusable)."""
         onnx_file, sidecar = onnx_cache_paths(cache_dir, backbone_id)
         if not (onnx_file.is_file() and sidecar.is_file()):
             return None
         try:
-            engine = cls(onnx_file, sidecar, threads=threads, spinning=spinning)
+            engine = cls(onnx_file, sidecar, threads=threads, spinning=spinning, runtime=runtime)
         except Exception:
             # A truncated or foreign file: treat as absent so it is simply re-exported.
             return None
@@ -319,15 +311,14 @@ class OnnxEngine:
         batch = _check_batch(batch, self.preprocessing.size)
         if len(batch) == 0:
             return np.zeros((0, self.feature_dim), dtype=np.float32)
-        (features,) = self._session.run(None, {self._input: batch})
-        return np.asarray(features, dtype=np.float32)
+        return self._runner.run(batch)
 
     def imagenet_classifier(self) -> tuple[np.ndarray, np.ndarray]:
         return self._weight, self._bias
 
     def describe(self) -> str:
         threads = f", {self._threads} threads" if self._threads else ""
-        return f"ONNX Runtime on CPU{threads}"
+        return f"{self._runner.name} on CPU{threads}"
 
 
 def _safetensors_metadata(raw: bytes) -> dict[str, str]:

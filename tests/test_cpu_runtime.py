@@ -1,0 +1,87 @@
+"""The CPU runtimes behind the ONNX export: OpenVINO where installed, ONNX Runtime otherwise,
+with the same features and tags either way."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageOps
+
+from tagger import cpu_runtime
+from tagger import engine as engine_module
+from tagger.cpu_runtime import ONNXRUNTIME, OPENVINO, RUNTIME_VARIABLE, open_runner, preferred_runtime
+from tagger.engine import OnnxEngine, preprocess
+from tagger.head import Head
+
+PHOTOS = Path(__file__).parent / "data" / "photos"
+
+pytest.importorskip("openvino")
+
+
+def committed_batch() -> tuple[np.ndarray, list[str]]:
+    paths = sorted(PHOTOS.glob("*/*.jpg"))
+    arrays = []
+    for path in paths:
+        with Image.open(path) as image:
+            arrays.append(preprocess(np.asarray(ImageOps.exif_transpose(image).convert("RGB"))))
+    return np.stack(arrays), [path.parent.name for path in paths]
+
+
+def engine_with(runtime: str, onnx_cache: Path) -> OnnxEngine:
+    engine = OnnxEngine.from_cache(onnx_cache, engine_module.default_backbone_id(), runtime=runtime)
+    assert engine is not None
+    return engine
+
+
+def test_both_runtimes_give_the_same_features_and_tags(onnx_cache: Path) -> None:
+    batch, truth = committed_batch()
+    openvino, onnxruntime = engine_with(OPENVINO, onnx_cache), engine_with(ONNXRUNTIME, onnx_cache)
+    assert openvino.describe() == "OpenVINO on CPU" and onnxruntime.describe() == "ONNX Runtime on CPU"
+
+    on_openvino = np.concatenate([openvino.extract(batch[i:i + 4]) for i in range(0, len(batch), 4)])
+    on_onnxruntime = onnxruntime.extract(batch)
+
+    assert on_openvino.dtype == np.float32 and on_openvino.shape == on_onnxruntime.shape
+    assert np.allclose(on_openvino, on_onnxruntime, atol=1e-3)
+    weight, bias = openvino.imagenet_classifier()
+    head = Head.zero_shot(["dog", "elephant", "other"], weight, bias, backbone_id=openvino.backbone_id)
+    assert np.abs(head.probabilities(on_openvino) - head.probabilities(on_onnxruntime)).max() < 1e-4
+    assert [head.classes[i] for i in head.probabilities(on_openvino).argmax(axis=1)] == truth
+
+
+def test_batches_do_not_share_an_output_buffer(onnx_cache: Path) -> None:
+    batch, _ = committed_batch()
+    engine = engine_with(OPENVINO, onnx_cache)
+    first = engine.extract(batch[:2])
+    kept = first.copy()
+    engine.extract(batch[2:4])
+    assert np.array_equal(first, kept)
+
+
+def test_openvino_is_preferred_and_the_environment_can_choose(monkeypatch: pytest.MonkeyPatch, caplog) -> None:
+    monkeypatch.delenv(RUNTIME_VARIABLE, raising=False)
+    assert preferred_runtime() == OPENVINO
+    monkeypatch.setenv(RUNTIME_VARIABLE, "ONNXRuntime")
+    assert preferred_runtime() == ONNXRUNTIME
+    monkeypatch.setenv(RUNTIME_VARIABLE, "tensorrt")
+    assert preferred_runtime() == OPENVINO
+    assert "tensorrt is not a runtime Tagger knows" in caplog.text
+
+
+def test_onnx_runtime_takes_over_when_openvino_cannot_load_the_graph(
+        onnx_cache: Path, monkeypatch: pytest.MonkeyPatch, caplog) -> None:
+    def broken(*args, **kwargs):
+        raise RuntimeError("no CPU plugin")
+
+    monkeypatch.setattr(cpu_runtime, "OpenVinoRunner", broken)
+    engine = engine_with(OPENVINO, onnx_cache)
+    assert engine.describe() == "ONNX Runtime on CPU"
+    assert "OpenVINO could not load" in caplog.text and "no CPU plugin" in caplog.text
+
+
+def test_an_unknown_runtime_is_a_clear_error(onnx_cache: Path) -> None:
+    onnx_file, _ = engine_module.onnx_cache_paths(onnx_cache, engine_module.default_backbone_id())
+    with pytest.raises(ValueError, match="unknown CPU runtime 'tpu'"):
+        open_runner(onnx_file, runtime="tpu")
