@@ -279,8 +279,9 @@ class OnnxEngine:
         self._weight = np.ascontiguousarray(tensors["imagenet_weight"], dtype=np.float32)
         self._bias = np.ascontiguousarray(tensors["imagenet_bias"], dtype=np.float32)
         self._threads = threads
-        self._runner = open_runner(onnx_file, runtime=runtime, threads=threads, spinning=spinning)
         self.preferred_batch_size = CPU_BATCH_SIZE
+        self._runner = open_runner(onnx_file, batch=CPU_BATCH_SIZE, runtime=runtime, threads=threads,
+                                   spinning=spinning)
 
     @property
     def runtime_name(self) -> str:

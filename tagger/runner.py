@@ -73,17 +73,24 @@ class TagOutcome:
     from_cache: int = 0
     unreadable: list[tuple[str, str]] = field(default_factory=list)
     cancelled: bool = False
-    seconds: float = 0.0
+    seconds: float = 0.0  # the whole run, the model's start included
+    model_ready_s: float = 0.0  # of which starting the model
     engine: str = ""
     model_version: int | None = None
+
+    @property
+    def rate_per_s(self) -> float:
+        """Photos per second once the model was ready."""
+        tagging = self.seconds - self.model_ready_s
+        return self.tagged / tagging if tagging > 0 else 0.0
 
     def describe(self) -> str:
         if not self.tagged and not self.unreadable:
             text = "nothing to tag: every photo has a tag (use --all to re-tag the model's)"
         else:
-            rate = self.tagged / self.seconds if self.seconds > 0 else 0.0
             text = (f"{self.tagged} photo(s) tagged ({self.from_cache} from cached features) in "
-                    f"{self.seconds:.1f} s, {rate:.1f}/s, model version {self.model_version}, {self.engine}")
+                    f"{self.seconds:.2f} s (model ready after {self.model_ready_s:.2f} s, then "
+                    f"{self.rate_per_s:.1f}/s), model version {self.model_version}, {self.engine}")
             if self.unreadable:
                 text += f"; {len(self.unreadable)} unreadable"
         return text + (" (cancelled; run again to resume)" if self.cancelled else "")
@@ -285,6 +292,7 @@ def tag_library(
     paths = dict(plan.items)
     for event in run_tagging(plan, progress=progress, should_cancel=should_cancel, engine=engine):
         if isinstance(event, ModelReady):
+            outcome.model_ready_s = time.monotonic() - started
             version = adopt_model(library, event, plan.current)
             outcome.engine = event.engine_description
             outcome.model_version = version.id

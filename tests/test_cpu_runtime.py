@@ -51,6 +51,15 @@ def test_both_runtimes_give_the_same_features_and_tags(onnx_cache: Path) -> None
     assert [head.classes[i] for i in head.probabilities(on_openvino).argmax(axis=1)] == truth
 
 
+def test_any_batch_size_gives_the_features_of_one_photo_at_a_time(onnx_cache: Path) -> None:
+    # OpenVINO runs a graph of fixed batch size: shorter batches are padded, longer split.
+    batch, _ = committed_batch()
+    engine = engine_with(OPENVINO, onnx_cache)
+    one_by_one = np.concatenate([engine.extract(batch[i:i + 1]) for i in range(len(batch))])
+    for size in (3, 4, 5, len(batch)):
+        assert np.allclose(engine.extract(batch[:size]), one_by_one[:size], atol=1e-5), size
+
+
 def test_batches_do_not_share_an_output_buffer(onnx_cache: Path) -> None:
     batch, _ = committed_batch()
     engine = engine_with(OPENVINO, onnx_cache)
@@ -84,4 +93,4 @@ def test_onnx_runtime_takes_over_when_openvino_cannot_load_the_graph(
 def test_an_unknown_runtime_is_a_clear_error(onnx_cache: Path) -> None:
     onnx_file, _ = engine_module.onnx_cache_paths(onnx_cache, engine_module.default_backbone_id())
     with pytest.raises(ValueError, match="unknown CPU runtime 'tpu'"):
-        open_runner(onnx_file, runtime="tpu")
+        open_runner(onnx_file, batch=4, runtime="tpu")
