@@ -56,8 +56,14 @@ done
 "$APP" --library "$library" import "$smoke/photos"
 "$APP" --library "$library" status
 
-step "tag them on the CPU (PyTorch exports the bundled weights to ONNX, ONNX Runtime runs them)"
-"$APP" --library "$library" tag --device cpu
+step "tag them on the CPU (PyTorch exports the bundled weights to ONNX, OpenVINO runs them)"
+"$APP" --library "$library" tag --device cpu | tee "$smoke/tag.log"
+# OpenVINO finds its CPU plugin by file path: a bundle that lost it would quietly fall back
+# to ONNX Runtime, so say so when the build environment had OpenVINO.
+if "$PYTHON" -c "import openvino" 2>/dev/null && ! grep -q "OpenVINO on CPU" "$smoke/tag.log"; then
+    echo "build.sh: the bundle did not run the network with OpenVINO" >&2
+    exit 1
+fi
 "$APP" --library "$library" export --format csv | tee "$smoke/labels.csv"
 tagged=$(tail -n +2 "$smoke/labels.csv" | awk -F, '$2 != ""' | wc -l)
 [[ "$tagged" -ge 1 ]] || { echo "build.sh: the bundle tagged no photo" >&2; exit 1; }
