@@ -174,8 +174,8 @@ def test_deep_training_in_a_child_process_on_the_gpu_leaves_an_onnx_engine(deep_
     )
     version = register_outcome(library, outcome, make_current=True)
 
-    # The app tags with the card where there is one (starting on the export the child left,
-    # until PyTorch is ready), and a CPU machine that opens the same library uses the export.
+    # Where there is a card the app tags with the export the child left and hands a long run
+    # over to PyTorch on the card; a CPU machine that opens the same library uses the export.
     automatic = open_engine(None, library.cache_dir, version, library.root)
     assert isinstance(automatic, HandoverEngine)
     on_gpu = automatic.wait_for_accelerator(timeout_s=300)
