@@ -16,6 +16,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
+import sys
 import threading
 from pathlib import Path
 from typing import Protocol
@@ -27,6 +28,7 @@ _log = logging.getLogger(__name__)
 OPENVINO = "openvino"
 ONNXRUNTIME = "onnxruntime"
 RUNTIME_VARIABLE = "TAGGER_CPU_RUNTIME"
+TELEMETRY_PACKAGE = "openvino_telemetry"
 
 
 class GraphRunner(Protocol):
@@ -74,8 +76,7 @@ class OpenVinoRunner:
     name = "OpenVINO"
 
     def __init__(self, onnx_file: Path, *, batch: int, threads: int | None = None) -> None:
-        import openvino
-
+        openvino = import_openvino_offline()
         core = openvino.Core()
         model = core.read_model(str(onnx_file))
         shape = model.input(0).get_partial_shape()
@@ -116,6 +117,25 @@ class OpenVinoRunner:
         features = self._request.infer({0: batch})[self._output]
         # The request reuses its output buffer: copy before the next batch overwrites it.
         return np.array(features, dtype=np.float32)
+
+
+def import_openvino_offline():  # noqa: ANN201 - the openvino module
+    """Import OpenVINO with its usage reporting switched off.
+
+    When its telemetry package is installed (pip installs it with OpenVINO), OpenVINO reports
+    usage to Google Analytics from a forked child process unless the user has opted out with
+    Intel's tool. Tagger works offline and sends nothing anywhere, and the fork also inherited
+    the library's lock, holding it for a moment after a killed Tagger had died. Without
+    that package, OpenVINO falls back to its built-in stub that sends nothing: so Tagger makes
+    it unimportable (a None entry in sys.modules makes an import raise ImportError).
+    """
+    if sys.modules.get(TELEMETRY_PACKAGE, None) is not None:
+        _log.warning("%s was imported before OpenVINO: its usage reporting may be on", TELEMETRY_PACKAGE)
+    else:
+        sys.modules[TELEMETRY_PACKAGE] = None  # type: ignore[assignment]
+    import openvino
+
+    return openvino
 
 
 def preferred_runtime() -> str:

@@ -3,6 +3,9 @@ with the same features and tags either way."""
 
 from __future__ import annotations
 
+import importlib.util
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +20,8 @@ from tagger.head import Head
 
 PHOTOS = Path(__file__).parent / "data" / "photos"
 
-pytest.importorskip("openvino")
+# Not importorskip: OpenVINO must first be imported the way Tagger does (offline).
+pytestmark = pytest.mark.skipif(importlib.util.find_spec("openvino") is None, reason="OpenVINO is not installed")
 
 
 def committed_batch() -> tuple[np.ndarray, list[str]]:
@@ -94,3 +98,25 @@ def test_an_unknown_runtime_is_a_clear_error(onnx_cache: Path) -> None:
     onnx_file, _ = engine_module.onnx_cache_paths(onnx_cache, engine_module.default_backbone_id())
     with pytest.raises(ValueError, match="unknown CPU runtime 'tpu'"):
         open_runner(onnx_file, batch=4, runtime="tpu")
+
+
+_FORK_WATCH = """
+import os, sys
+forks = []
+real_fork = os.fork
+os.fork = lambda: forks.append(1) or real_fork()
+from pathlib import Path
+from tagger import engine
+tagging = engine.OnnxEngine.from_cache(Path(sys.argv[1]), engine.default_backbone_id(), runtime="openvino")
+import numpy as np
+tagging.extract(np.zeros((4, 3, 224, 224), dtype=np.float32))
+print(tagging.describe(), len(forks), sys.modules.get("openvino_telemetry"))
+"""
+
+
+def test_openvino_reports_nothing_and_starts_no_process(onnx_cache: Path) -> None:
+    # OpenVINO's telemetry sends usage data from a forked process; Tagger turns it off.
+    answer = subprocess.run([sys.executable, "-c", _FORK_WATCH, str(onnx_cache)], capture_output=True,
+                            text=True, timeout=120)
+    assert answer.returncode == 0, answer.stderr
+    assert answer.stdout.split() == ["OpenVINO", "on", "CPU", "0", "None"]
