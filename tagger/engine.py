@@ -283,10 +283,6 @@ class OnnxEngine:
         self._runner = open_runner(onnx_file, batch=CPU_BATCH_SIZE, runtime=runtime, threads=threads,
                                    spinning=spinning)
 
-    @property
-    def runtime_name(self) -> str:
-        return self._runner.name
-
     @classmethod
     def from_cache(
         cls,
