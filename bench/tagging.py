@@ -15,7 +15,7 @@ see common.camera_photos), cached in bench/out/. Figures, all measured in this o
                    machine: the GPU engine from the first photo), and its CPU time.
   decode_ips       the app's loader for tagging (runner.decode_for_model + preprocessing to
                    the ready tensor), over the same photos with the same thread count.
-  model_ips        the engine tagging uses (ONNX Runtime on the CPU, PyTorch on a GPU) on
+  model_ips        the engine tagging uses (OpenVINO or ONNX Runtime on the CPU, PyTorch on a GPU) on
                    ready tensors, at its preferred batch size.
   naive_ips        full-size PIL decode, torchvision transforms, eager PyTorch, one photo at
                    a time (in its own process so that torch does not change this one's threads).

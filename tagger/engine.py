@@ -197,10 +197,11 @@ def _check_batch(batch: np.ndarray, size: int) -> np.ndarray:
     return np.ascontiguousarray(batch, dtype=np.float32)
 
 
-# On the CPU, ONNX Runtime needs the least CPU time per photo in small batches, whose
-# activations stay in the cores' caches: measured on 2 cores (2 MB L2 each), 10.3 ms at
-# batch 4 against 12.0 at 8, 12.6 at 16 and 14 at 32; a whole tagging run needed about 2 ms
-# less per photo at 4 than at 8. GPUs want big batches to fill their cores.
+# On the CPU, small batches need the least CPU time per photo: their activations stay in the
+# cores' caches. Measured on 2 cores (2 MB L2 each) with ONNX Runtime: 10.3 ms at batch 4
+# against 12.0 at 8, 12.6 at 16 and 14 at 32, and a whole tagging run needed about 2 ms less
+# per photo at 4 than at 8; OpenVINO, with the batch fixed in its graph, ran whole runs about
+# as fast at 4 as at 8 (tagger.cpu_runtime). GPUs want big batches to fill their cores.
 CPU_BATCH_SIZE = 4
 TORCH_BATCH_SIZES = {"cuda": 64, "mps": 32}
 

@@ -182,7 +182,7 @@ class HandoverEngine:
         if accelerated is not None:
             return accelerated.extract(batch)
         # The run's batches are sized for the GPU; the CPU engine is fastest at its own size
-        # (ONNX Runtime's activations then stay in the cache).
+        # (its activations then stay in the cache).
         step = max(1, self._cpu.preferred_batch_size)
         if len(batch) <= step:
             features = self._cpu.extract(batch)

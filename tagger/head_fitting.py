@@ -6,7 +6,7 @@ reaches the optimum in a few dozen gradient evaluations: a fraction of a second 
 thousands of photos, and the same answer every time, which SGD would not give.
 
 numpy rather than torch: quick training then never imports torch, whose import alone costs
-the GUI (which tags with ONNX Runtime) several seconds, and whose thread pool measured 5x
+the GUI (which tags without torch, through the ONNX export) several seconds, and whose thread pool measured 5x
 slower than one thread on these small matrices on a busy two-core machine.
 
 Weight decay pulls W towards zero, i.e. towards the zero-shot prior: with few labels the head

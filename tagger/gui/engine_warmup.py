@@ -27,7 +27,7 @@ PREPARING_TEXT = "Preparing the model (first run only)…"
 
 def _warmup_work(cache_dir: Path, device_preference: str):  # noqa: ANN202 - a job function
     def work(context: JobContext) -> Iterator[str]:
-        # Imported here: tagger.engine pulls in OpenCV and ONNX Runtime, which the
+        # Imported here: tagger.engine pulls in OpenCV and a CPU runtime, which the
         # first paint must not wait for.
         from tagger.engine import OnnxEngine, accelerator_may_exist, default_backbone_id
         from tagger.onnx_export_process import export_onnx_in_child_process
@@ -55,7 +55,7 @@ def _warmup_work(cache_dir: Path, device_preference: str):  # noqa: ANN202 - a j
 class EngineWarmup(QObject):
     """Runs the warm-up job once; the tagging feature waits for it instead of exporting twice."""
 
-    described = Signal(str)  # the engine's own words, e.g. "ONNX Runtime on CPU"
+    described = Signal(str)  # the engine's own words, e.g. "OpenVINO on CPU"
     preparing = Signal(str)  # shown while the export runs
     finished = Signal()
 
