@@ -265,6 +265,9 @@ class GalleryView(QListView):
         # pass took 40-76 ms each time an import added photos (bench/responsiveness.py).
         self.setLayoutMode(QListView.LayoutMode.Batched)
         self.setBatchSize(LAYOUT_BATCH)
+        # The tiles wrap to the view's width, so there is never anything to the side; while a
+        # batched layout is under way QListView would otherwise flash a horizontal scroll bar.
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.setSpacing(4)
         self.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
         self.setSelectionRectVisible(True)
