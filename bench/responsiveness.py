@@ -30,7 +30,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
@@ -58,23 +58,14 @@ _ACTIVITY_TIMEOUT_S = 900
 @dataclass
 class Activity:
     name: str
-    seconds: float = 0.0
-    lateness_ms: list[float] = field(default_factory=list)
+    seconds: float
+    probe: StallProbe  # stopped; its ticks are this activity's
     note: str = ""
-    worst: list[tuple[float, float]] = field(default_factory=list)  # (s after start, ms)
-
-    @property
-    def max_ms(self) -> float:
-        return max(self.lateness_ms, default=0.0)
-
-    @property
-    def p99_ms(self) -> float:
-        return percentile(self.lateness_ms, 0.99)
 
     def as_json(self) -> dict[str, float | str]:
-        figures: dict[str, float | str] = {"max_stall_ms": round(self.max_ms, 1), "p99_stall_ms": round(self.p99_ms, 1),
-                                           "seconds": round(self.seconds, 2),
-                                           "worst_stalls_at_s_ms": [list(pair) for pair in self.worst]}
+        figures: dict[str, float | str] = {
+            "max_stall_ms": round(self.probe.max_ms, 1), "p99_stall_ms": round(self.probe.p99_ms, 1),
+            "seconds": round(self.seconds, 2), "worst_stalls_at_s_ms": [list(pair) for pair in self.probe.worst()]}
         if self.note:
             figures["note"] = self.note
         return figures
@@ -90,10 +81,10 @@ def measure(name: str, start: Callable[[], object], finished: Callable[[], bool]
         raise SystemExit(f"{name} did not finish within {_ACTIVITY_TIMEOUT_S} s")
     seconds = time.perf_counter() - started
     probe.stop()
-    activity = Activity(name, seconds, list(probe.lateness_ms), note, probe.worst())
-    worst = ", ".join(f"{late:.0f} ms at {at:.1f} s" for at, late in activity.worst)
-    print(f"{name:>8}: {seconds:6.1f} s, longest stall {activity.max_ms:5.0f} ms, "
-          f"99th percentile {activity.p99_ms:5.1f} ms ({len(activity.lateness_ms)} ticks){'; ' + note if note else ''}"
+    activity = Activity(name, seconds, probe, note)
+    worst = ", ".join(f"{late:.0f} ms at {at:.1f} s" for at, late in probe.worst())
+    print(f"{name:>8}: {seconds:6.1f} s, longest stall {probe.max_ms:5.0f} ms, "
+          f"99th percentile {probe.p99_ms:5.1f} ms ({len(probe.lateness_ms)} ticks){'; ' + note if note else ''}"
           f"\n{'':>10}worst: {worst}", flush=True)
     return activity
 
@@ -209,7 +200,7 @@ def main() -> None:
     application.processEvents()
 
     measured = [a for a in activities if a.name != "idle"]
-    every_tick = [value for a in measured for value in a.lateness_ms]
+    every_tick = [value for a in measured for value in a.probe.lateness_ms]
     max_stall = max(every_tick, default=0.0)
     p99_stall = percentile(every_tick, 0.99)
     print()

@@ -25,18 +25,24 @@ def show(window, library, path: Path) -> int:  # noqa: ANN001
     return photo_id
 
 
+def threads_calling(monkeypatch, module, name: str) -> list[threading.Thread]:  # noqa: ANN001
+    """Wrap `module.name` so that each call records the thread it ran on."""
+    threads: list[threading.Thread] = []
+    real = getattr(module, name)
+
+    def watched(*args, **options):  # noqa: ANN002, ANN003, ANN202
+        threads.append(threading.current_thread())
+        return real(*args, **options)
+
+    monkeypatch.setattr(module, name, watched)
+    return threads
+
+
 def test_the_heatmap_toggle_overlays_the_evidence_computed_in_a_worker(qtbot, monkeypatch, window_factory,
                                                                       tagged_real_library):
     library = tagged_real_library
     window = window_factory(library)
-    computed_in: list[threading.Thread] = []
-    real_heatmap_cached = explain.heatmap_cached
-
-    def watched(*args, **options):  # noqa: ANN002, ANN003, ANN202
-        computed_in.append(threading.current_thread())
-        return real_heatmap_cached(*args, **options)
-
-    monkeypatch.setattr(explain, "heatmap_cached", watched)
+    computed_in = threads_calling(monkeypatch, explain, "heatmap_cached")
     heatmap = window.heatmap
     dog_id = show(window, library, DOG)
     assert not window.preview.canvas.has_overlay()
@@ -98,14 +104,7 @@ def test_the_robustness_probe_shows_both_images_and_the_change(qtbot, monkeypatc
                                                                tagged_real_library):
     library = tagged_real_library
     window = window_factory(library)
-    probed_in: list[threading.Thread] = []
-    real_probe = explain_probe.probe_sensitivity
-
-    def watched(*args, **options):  # noqa: ANN002, ANN003, ANN202
-        probed_in.append(threading.current_thread())
-        return real_probe(*args, **options)
-
-    monkeypatch.setattr(explain_probe, "probe_sensitivity", watched)
+    probed_in = threads_calling(monkeypatch, explain_probe, "probe_sensitivity")
     show(window, library, ELEPHANT)
     probe = window.robustness_probe
     probe.max_steps = 2
