@@ -8,9 +8,17 @@ late the event loop answers it (common.StallProbe), while the app does, one afte
   tagging     Auto-tag (window.auto_tagger) on --tag-photos camera-size photos (12 MP
               JPEGs, common.camera_photos): decoding and the network in a job, the GUI
               thread writes each batch and repaints the tiles.
+  evidence    the first evidence heatmap of a tagged camera photo (the model it explains loads)
+  probe       and a robustness probe of PROBE_STEPS steps on the same photo.
   quick       Quick retraining: the GUI's own worker function (gui.training_job.training_work)
   deep        and Deep retraining, through window.start_job as the Retrain feature starts
               them; the GUI thread registers the new model version when the job delivers it.
+  handover    On a GPU machine a long Auto-tag starts PyTorch on the GPU while the ONNX export
+              tags (tagger.handover_engine). Here it runs with PyTorch on the CPU standing in
+              for the GPU, on --handover-photos fresh camera photos, twice: with the GPU
+              engine in a child process, as the app does (`handover`), and, for comparison
+              in the same run, started in a thread of the app, as it was until 2026-11-26
+              (`handover_in_thread`, not counted in the overall figures).
 
 The photos the user labels before retraining are the camera photos, by the class of the photo
 each was made from. The gallery stays on screen throughout, so thumbnails load as usual.
@@ -20,6 +28,7 @@ Figures per activity and overall: max_stall_ms (target <= 100) and p99_stall_ms 
 simply the operating system giving the core to someone else.
 
     .venv/bin/python bench/responsiveness.py [--import-photos 10000] [--tag-photos 200] [--skip-deep]
+                                             [--handover-photos 400]
 """
 
 from __future__ import annotations
@@ -30,7 +39,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
@@ -38,6 +47,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import (  # noqa: E402
     StallProbe,
+    camera_photo_copies,
     camera_photos,
     describe_machine,
     emit_json,
@@ -53,6 +63,7 @@ from bench.common import (  # noqa: E402
 MAX_STALL_TARGET_MS = 100
 P99_STALL_TARGET_MS = 20
 _ACTIVITY_TIMEOUT_S = 900
+PROBE_STEPS = 3
 
 
 @dataclass
@@ -100,6 +111,8 @@ def main() -> None:
     parser.add_argument("--import-photos", type=int, default=10_000)
     parser.add_argument("--tag-photos", type=int, default=200)
     parser.add_argument("--skip-deep", action="store_true", help="leave out Deep retraining (minutes on a CPU)")
+    parser.add_argument("--handover-photos", type=int, default=400,
+                        help="camera photos for each GPU handover run (0 leaves them out)")
     args = parser.parse_args()
 
     from PySide6.QtCore import QSettings
@@ -120,8 +133,9 @@ def main() -> None:
 
     # -- setup, not measured: a library with the camera photos and a prepared ONNX cache.
     root = fresh_library_dir("responsiveness")
+    fresh = camera_photo_copies(cameras, len(cameras) + 2 * args.handover_photos)[len(cameras):]
     with Library(root) as library:
-        import_paths(library, [str(p) for p in cameras])
+        import_paths(library, [str(p) for p in cameras + fresh])
     prepare_library_cache(root)
 
     # Kept in a name so the application lives as long as the window does.
@@ -135,6 +149,7 @@ def main() -> None:
     if not wait_until(lambda: not window.engine_warmup.is_pending(), 120):
         raise SystemExit("the model's warm-up did not finish")
     camera_ids = [library.photo_by_path(str(p)).id for p in cameras]
+    fresh_ids = [library.photo_by_path(str(p)).id for p in fresh]
     activities: list[Activity] = []
 
     activities.append(measure("idle", lambda: None, _after(2.0)))
@@ -152,6 +167,19 @@ def main() -> None:
     activities.append(measure(
         "tagging", lambda: window.auto_tagger.start(photo_ids=camera_ids),
         lambda: not window.auto_tagger.is_running(), note=f"{len(camera_ids)} camera-size photos"))
+
+    # -- (b2) explanations of a tagged photo: the first evidence heatmap (its model loads), a probe
+    window.gallery.select_photo(camera_ids[0])
+    shown: list[object] = []
+    window.heatmap.overlay_applied.connect(shown.append)
+    activities.append(measure("evidence", window.heatmap.toggle_action.trigger, lambda: bool(shown),
+                              note="the first heatmap: its model loads"))
+    window.heatmap.toggle_action.trigger()  # off again
+    window.robustness_probe.max_steps = PROBE_STEPS
+    activities.append(measure("probe", window.robustness_probe.start,
+                              lambda: not window.robustness_probe.is_running(), note=f"{PROBE_STEPS} steps"))
+    if window.robustness_probe.dialog is not None:
+        window.robustness_probe.dialog.close()
 
     # -- labels for retraining (not measured): the camera photos, by their source's class
     sources = source_photos()
@@ -194,12 +222,18 @@ def main() -> None:
     if not args.skip_deep:
         activities.append(retrain(DEEP))
 
+    # -- (e) the GPU handover, last: its in-thread comparison imports torch into this process
+    if args.handover_photos:
+        halves = fresh_ids[:args.handover_photos], fresh_ids[args.handover_photos:]
+        activities.append(handover(window, "handover", halves[0], in_child=True))
+        activities.append(handover(window, "handover_in_thread", halves[1], in_child=False))
+
     window.close()
     library.close()
     config.cleanup()
     application.processEvents()
 
-    measured = [a for a in activities if a.name != "idle"]
+    measured = [a for a in activities if a.name not in ("idle", "handover_in_thread")]
     every_tick = [value for a in measured for value in a.probe.lateness_ms]
     max_stall = max(every_tick, default=0.0)
     p99_stall = percentile(every_tick, 0.99)
@@ -214,6 +248,43 @@ def main() -> None:
         "cores": machine.cores,
         "load_average_1min": round(os.getloadavg()[0], 2),
     })
+
+
+def handover(window, name: str, photo_ids: list[int], *, in_child: bool) -> Activity:  # noqa: ANN001 - MainWindow
+    """Auto-tag `photo_ids` with the GPU handover forced on, PyTorch on the CPU playing the GPU."""
+    from tagger import engine as engine_module
+    from tagger import handover_engine
+    from tagger.engine import TorchEngine
+
+    engines: list[handover_engine.HandoverEngine] = []
+    original_start = handover_engine.start_gpu_behind
+
+    def start_on_cpu(cpu_engine, recipe):  # noqa: ANN001, ANN202 - as handover_engine.start_gpu_behind
+        if in_child:
+            # A short warm-up: a batch of 64 photos takes the CPU seconds, a GPU milliseconds.
+            engine = original_start(cpu_engine, replace(recipe, device="cpu", warm_up_batch=4))
+        else:
+            engine = handover_engine.HandoverEngine(cpu_engine, lambda: TorchEngine("cpu"),
+                                                    batch_size=handover_engine.gpu_batch_size())
+        engines.append(engine)
+        return engine
+
+    patches = {(engine_module, "accelerator_may_exist"): lambda: True,
+               (handover_engine, "start_gpu_behind"): start_on_cpu,
+               (handover_engine, "GPU_START_PAYS_AFTER_S"): 0.0}  # start it whatever the run's length
+    saved = {key: getattr(*key) for key in patches}
+    for (module, attribute), value in patches.items():
+        setattr(module, attribute, value)
+    try:
+        activity = measure(name, lambda: window.auto_tagger.start(photo_ids=photo_ids),
+                           lambda: not window.auto_tagger.is_running(),
+                           note=f"{len(photo_ids)} camera-size photos")
+    finally:
+        for (module, attribute), value in saved.items():
+            setattr(module, attribute, value)
+    if engines:
+        activity.note += f"; ended on {engines[0].describe()}"
+    return activity
 
 
 def _after(seconds: float) -> Callable[[], bool]:

@@ -170,6 +170,10 @@ def default_backbone_id() -> str:
 # --- engines ---------------------------------------------------------------------------
 
 
+class AcceleratorUnavailable(RuntimeError):
+    """No GPU after all (or none worth starting): the CPU engine keeps tagging."""
+
+
 class FeatureEngine(Protocol):
     """What tagging needs from a backbone, whichever runtime executes it."""
 
@@ -189,6 +193,13 @@ class FeatureEngine(Protocol):
         ...
 
     def describe(self) -> str: ...
+
+
+def close_engine(engine: FeatureEngine) -> None:
+    """Release what an engine holds beyond memory (a child process, a GPU); most hold nothing."""
+    close = getattr(engine, "close", None)
+    if close is not None:
+        close()
 
 
 def _check_batch(batch: np.ndarray, size: int) -> np.ndarray:
@@ -401,9 +412,10 @@ def choose_engine(
             cache_dir is not None and backbone == DEFAULT_BACKBONE) else None
         if cached is not None:
             # The export tags at once; PyTorch takes over on the GPU if the run is long.
+            from tagger.engine_process import GpuEngineRecipe
             from tagger.handover_engine import start_gpu_behind
 
-            return start_gpu_behind(cached, lambda device: TorchEngine(device, backbone))
+            return start_gpu_behind(cached, GpuEngineRecipe(backbone=backbone))
         from tagger import model
 
         device = model.pick_device(None)

@@ -3,81 +3,35 @@
 On a GPU machine, PyTorch's engine needs seconds before its first batch. On a 16-core H200
 machine, importing torch and timm took 8 s and starting CUDA 0.4 s, so the first tag came
 10 s after `tagger tag` was launched. A library's ONNX export answers in a fraction of a
-second. `HandoverEngine` therefore tags with the export, starts the GPU engine in a thread
-when the run is long enough to repay that start, and hands every later batch to the GPU
-once it is ready. Both run the same backbone, so the features agree (the GPU computes in
-bfloat16; tests/test_gpu.py holds every photo's features to a cosine of at least 0.99). If
-the GPU engine cannot start, tagging carries on with the export.
+second. `HandoverEngine` therefore tags with the export, starts the GPU engine when the run
+is long enough to repay that start, and hands every later batch to the GPU once it is ready.
+Both run the same backbone, so the features agree (the GPU computes in bfloat16;
+tests/test_gpu.py holds every photo's features to a cosine of at least 0.99). If the GPU
+engine cannot start, tagging carries on with the export.
 
-Like tagger.engine, this module never imports torch itself: the loader it is given does,
-in its own thread.
+The GPU engine runs in a child process (tagger.engine_process), so neither this process nor
+its window ever imports torch; a thread here only waits for the child to be ready.
 """
 
 from __future__ import annotations
 
-import atexit
-import importlib
 import logging
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from tagger.engine import FeatureEngine
+from tagger.engine import AcceleratorUnavailable, FeatureEngine, close_engine
+
+if TYPE_CHECKING:
+    from tagger.engine_process import GpuEngineRecipe
 
 _log = logging.getLogger(__name__)
 
 AcceleratedLoader = Callable[[], FeatureEngine]
-
-
-class AcceleratorUnavailable(RuntimeError):
-    """The loader found no GPU after all (or the process is ending); the CPU engine keeps tagging."""
-
-
-# --- starting the GPU while the process may be exiting ---------------------------------------
-#
-# A short run can end while its GPU engine is still starting. Most of a start is importing
-# torch and timm, which runs Python code: a daemon thread caught there at exit simply never
-# resumes. Starting CUDA and moving the network onto the card run in native code without
-# Python's lock, and a process that exits meanwhile dies in its C++ runtime ("terminate
-# called without an active exception", seen on an H200 machine). So that part is fenced:
-# at exit, starts already inside it are waited for, and none may enter it any more.
-
-_EXIT_WAIT_S = 60.0
-_exit_lock = threading.Lock()
-_exiting = False
-_in_native_start: set[threading.Thread] = set()
-
-
-@contextmanager
-def native_start() -> Iterator[None]:
-    """Wrap the part of a GPU start that runs in native code; raises once the process is exiting."""
-    me = threading.current_thread()
-    with _exit_lock:
-        if _exiting:
-            raise AcceleratorUnavailable("the process is exiting")
-        _in_native_start.add(me)
-    try:
-        yield
-    finally:
-        with _exit_lock:
-            _in_native_start.discard(me)
-
-
-def _let_native_starts_finish() -> None:
-    global _exiting
-    with _exit_lock:
-        _exiting = True
-        busy = list(_in_native_start)
-    for thread in busy:
-        thread.join(_EXIT_WAIT_S)
-
-
-# Runs after the interpreter has joined its ordinary threads, before it abandons daemon ones.
-atexit.register(_let_native_starts_finish)
 
 
 # Starting PyTorch on the GPU pays only for a long run. Measured on a 16-core H200 machine
@@ -86,7 +40,11 @@ atexit.register(_let_native_starts_finish)
 # started behind the CPU engine it slowed that engine so much (importing torch and timm holds
 # Python's lock) that the run took 18.7 s. Once running, the GPU path did 228/s. So the GPU
 # saves some 43% of the time left, after costing about 9 s of progress to start: it is worth
-# starting when more than about 20 s of work is left at the CPU's pace.
+# starting when more than about 20 s of work is left at the CPU's pace. That start ran in a
+# thread of this process; in its child process it no longer holds this one's lock (on 2 cores
+# the CPU engine tagged 392 of 400 photos at its own pace meanwhile, bench/responsiveness.py),
+# so the cost is probably lower on a GPU machine too. Until a GPU run measures it, the
+# threshold stays where the measured cost put it.
 GPU_START_PAYS_AFTER_S = 20.0
 # How long the CPU engine tags before its pace is trusted for that estimate.
 PACE_SAMPLE_S = 1.0
@@ -121,6 +79,7 @@ class HandoverEngine:
         self._ready = threading.Event()
         self._loader: threading.Thread | None = None
         self._loader_lock = threading.Lock()
+        self._closed = False
 
     def expect_photos(self, count: int) -> None:
         """How many photos the run will pass through `extract`: lets a short run stay on the CPU."""
@@ -132,8 +91,9 @@ class HandoverEngine:
             if self._loader is not None:
                 return
             self._started_at = self._clock()
-            # A daemon thread: a short run may end before torch has finished importing, and
-            # the process must not wait seconds for an engine it no longer needs.
+            # A daemon thread: a short run may end while the GPU engine is still starting, and
+            # the process must not wait seconds for an engine it no longer needs (its child
+            # process, a daemon too, is ended with it).
             self._loader = threading.Thread(target=self._load, name="tagger-gpu-engine-start", daemon=True)
             self._loader.start()
 
@@ -142,8 +102,13 @@ class HandoverEngine:
             engine = self._load_accelerated()
             mismatch = self._mismatch(engine)
             if mismatch:
+                close_engine(engine)
                 raise AcceleratorUnavailable(mismatch)
-            self._accelerated = engine
+            with self._loader_lock:
+                if self._closed:
+                    close_engine(engine)  # the run ended while it started
+                    return
+                self._accelerated = engine
             _log.info("%s took over after %.1f s and %d photo(s) on %s", engine.describe(),
                       self._clock() - self._started_at, self._photos_on_cpu, self._cpu.describe())
         except AcceleratorUnavailable as reason:
@@ -218,6 +183,14 @@ class HandoverEngine:
     def imagenet_classifier(self) -> tuple[np.ndarray, np.ndarray]:
         return self._cpu.imagenet_classifier()
 
+    def close(self) -> None:
+        """End the run: the GPU engine (started, or starting) is stopped and frees the card."""
+        with self._loader_lock:
+            self._closed = True
+            accelerated = self._accelerated
+        if accelerated is not None:
+            close_engine(accelerated)
+
     def describe(self) -> str:
         accelerated = self._accelerated
         if accelerated is not None:
@@ -238,25 +211,15 @@ def gpu_batch_size() -> int:
     return TORCH_BATCH_SIZES["mps" if sys.platform == "darwin" else "cuda"]
 
 
-def start_gpu_behind(cpu_engine: FeatureEngine, make_gpu_engine: Callable[[str], FeatureEngine]) -> HandoverEngine:
-    """Tag with `cpu_engine` now; `make_gpu_engine(device)` takes over if torch finds a GPU."""
+def start_gpu_behind(cpu_engine: FeatureEngine, recipe: GpuEngineRecipe) -> HandoverEngine:
+    """Tag with `cpu_engine` now; the engine `recipe` describes takes over, in a child process,
+    if PyTorch finds a GPU there."""
+    from dataclasses import replace
+
+    from tagger.engine_process import ProcessEngine
+
     batch_size = gpu_batch_size()
-
-    def load() -> FeatureEngine:
-        # The imports: seconds of Python code, safe to abandon at exit. timm too, so that
-        # the fenced part below stays short.
-        importlib.import_module("timm")
-        from tagger import model
-
-        with native_start():
-            device = model.pick_device(None)
-            if device.type == "cpu":
-                raise AcceleratorUnavailable("PyTorch sees no GPU")
-            engine = make_gpu_engine(device.type)
-            # The first batch of a shape pays for kernel selection and lazy loading: pay it
-            # here, while the CPU engine is still tagging.
-            size = cpu_engine.preprocessing.size
-            engine.extract(np.zeros((batch_size, 3, size, size), dtype=np.float32))
-        return engine
-
-    return HandoverEngine(cpu_engine, load, batch_size=batch_size)
+    # The first batch of a shape pays for kernel selection and lazy loading: the child pays
+    # it before it says it is ready, while the CPU engine is still tagging.
+    recipe = replace(recipe, warm_up_batch=batch_size)
+    return HandoverEngine(cpu_engine, lambda: ProcessEngine.start(recipe), batch_size=batch_size)

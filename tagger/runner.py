@@ -140,9 +140,10 @@ def open_engine(device: str | None, cache_dir: Path, version: ModelVersion | Non
             return exported
         if exported is not None:
             # A GPU may be there: the export tags at once, PyTorch takes over if the run is long.
+            from tagger.engine_process import GpuEngineRecipe
             from tagger.handover_engine import start_gpu_behind
 
-            return start_gpu_behind(exported, lambda gpu: _tuned_engine(backbone_file, gpu))
+            return start_gpu_behind(exported, GpuEngineRecipe(tuned_backbone_file=str(backbone_file)))
         return _tuned_engine(backbone_file, device)
     return choose_engine(device, cache_dir)
 
@@ -200,10 +201,25 @@ def run_tagging(
     should_cancel: CancelCheck | None = None,
     engine=None,
 ) -> Iterator[ModelReady | list[TagResult]]:
-    """Yield a ModelReady, then batches of results. Reads the database, never writes it."""
+    """Yield a ModelReady, then batches of results. Reads the database, never writes it.
+
+    An engine passed in stays open; one the run opens is closed when the run ends."""
+    if engine is not None:
+        yield from _tag_with(plan, engine, progress, should_cancel)
+        return
+    from tagger.engine import close_engine
+
+    engine = open_engine(plan.device, plan.cache_dir, plan.current, plan.library_root)
+    try:
+        yield from _tag_with(plan, engine, progress, should_cancel)
+    finally:
+        close_engine(engine)
+
+
+def _tag_with(plan: TaggingPlan, engine, progress: ProgressCallback | None,  # noqa: ANN001 - FeatureEngine
+              should_cancel: CancelCheck | None) -> Iterator[ModelReady | list[TagResult]]:
     from tagger.tagging import tag_photos
 
-    engine = engine or open_engine(plan.device, plan.cache_dir, plan.current, plan.library_root)
     head, head_file, is_new = head_for(plan.current, plan.classes, engine, plan.models_dir, plan.library_root)
     note = "" if plan.current is None else "classes changed"
     yield ModelReady(head_file, engine.backbone_id, tuple(head.classes), engine.describe(), is_new,

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 
 from tagger import engine as engine_module
-from tagger.engine import OnnxEngine, Preprocessing, choose_engine
-from tagger.handover_engine import AcceleratorUnavailable, HandoverEngine
+from tagger.engine import AcceleratorUnavailable, OnnxEngine, Preprocessing, choose_engine
+from tagger.handover_engine import HandoverEngine
 
 REPO = Path(__file__).resolve().parents[1]
 PHOTOS = Path(__file__).parent / "data" / "photos"
@@ -42,6 +42,15 @@ class ConstantEngine:
 
     def describe(self) -> str:
         return self.name
+
+
+class ClosableEngine(ConstantEngine):
+    """Holds something to release, as the GPU engine's child process does."""
+
+    closed = 0
+
+    def close(self) -> None:
+        self.closed += 1
 
 
 def batch(n: int = 2) -> np.ndarray:
@@ -172,6 +181,8 @@ def driver_but_no_usable_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(engine_module, "accelerator_may_exist", lambda: True)
     cpu = model.pick_device("cpu")
     monkeypatch.setattr(model, "pick_device", lambda preference=None: cpu)
+    # The GPU engine starts in a child process, which sees the environment, not the patch.
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
 
 
 @pytest.mark.usefixtures("driver_but_no_usable_gpu")
@@ -195,7 +206,7 @@ def test_without_the_export_a_possible_gpu_machine_waits_for_pytorch(tmp_path: P
 
 
 _SHORT_RUN = """
-import sys
+import multiprocessing, sys, time
 from pathlib import Path
 from tagger import engine
 from tagger.importer import import_paths
@@ -206,13 +217,27 @@ engine.accelerator_may_exist = lambda: True
 with Library(Path(sys.argv[1])) as library:
     import_paths(library, [sys.argv[2]])
     chosen = engine.choose_engine(None, library.cache_dir)
-    chosen.start_accelerator()  # as a long run would: torch is still importing when this one ends
+    chosen.start_accelerator()  # as a long run would: the GPU engine is still starting when this one ends
+    deadline = time.monotonic() + 30
+    while not multiprocessing.active_children() and time.monotonic() < deadline:
+        time.sleep(0.01)
     outcome = tag_library(library, engine=chosen)
-    print(outcome.tagged, outcome.engine, flush=True)
+    children = [child.pid for child in multiprocessing.active_children()]
+    print(outcome.tagged, "torch" in sys.modules, children, outcome.engine, sep="|", flush=True)
 """
 
 
-def test_a_run_that_ends_while_pytorch_is_still_starting_exits_cleanly(onnx_cache: Path, tmp_path: Path) -> None:
+def is_running(pid: int) -> bool:
+    """True while `pid` runs; a zombie (dead, its parent gone and not yet reaped) is not running."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return "State:\tZ" not in status
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads /proc")
+def test_a_run_that_ends_while_the_gpu_engine_is_starting_exits_cleanly(onnx_cache: Path, tmp_path: Path) -> None:
     library = tmp_path / "library"
     (library / "cache").mkdir(parents=True)
     for file in onnx_cache.iterdir():
@@ -220,55 +245,48 @@ def test_a_run_that_ends_while_pytorch_is_still_starting_exits_cleanly(onnx_cach
     answer = subprocess.run([sys.executable, "-c", _SHORT_RUN, str(library), str(PHOTOS)],
                             capture_output=True, text=True, timeout=300, cwd=REPO)
     assert answer.returncode == 0, answer.stderr
-    tagged, description = answer.stdout.strip().split(" ", 1)
+    tagged, torch_imported, children, description = answer.stdout.strip().split("|")
     assert int(tagged) == len(list(PHOTOS.glob("*/*.jpg")))
+    assert torch_imported == "False"  # PyTorch starts in the child, never in the app
     # Almost always still starting; on a GPU machine PyTorch may have won the race.
     assert description.endswith(" on CPU while PyTorch starts on the GPU") or "CUDA" in description
+    child_pids = [int(pid) for pid in children.strip("[]").split(",") if pid.strip()]
+    assert child_pids, "the GPU engine's process should have been starting"
+    assert not any(is_running(pid) for pid in child_pids), "the GPU engine's process outlived the app"
 
 
-_EXIT_DURING_NATIVE_START = """
-import sys, threading, time
-from pathlib import Path
-from tagger.handover_engine import HandoverEngine, native_start
+def test_closing_the_run_stops_a_gpu_engine_that_took_over() -> None:
+    gpu = ClosableEngine(2.0, "GPU engine")
+    engine = HandoverEngine(ConstantEngine(1.0, "CPU engine"), lambda: gpu, batch_size=64)
+    assert engine.wait_for_accelerator(timeout_s=10) is gpu
 
-marker = Path(sys.argv[1])
-inside = threading.Event()
+    engine.close()
 
-
-class Cpu:
-    backbone_id, feature_dim, preprocessing = "net", 3, None
-    def describe(self): return "cpu"
+    assert gpu.closed == 1
+    assert engine.describe() == "GPU engine"  # what tagged is still told after the run
 
 
-def load():
-    with native_start():
-        inside.set()
-        time.sleep(1.0)  # stands in for CUDA starting, in native code
-        marker.write_text("finished")
-    raise RuntimeError("not needed")
+def test_a_gpu_engine_that_is_ready_only_after_the_run_ended_is_stopped_at_once() -> None:
+    release = threading.Event()
+    gpu = ClosableEngine(2.0, "GPU engine")
+
+    def load() -> ClosableEngine:
+        release.wait(10)
+        return gpu
+
+    engine = HandoverEngine(ConstantEngine(1.0, "CPU engine"), load, batch_size=64)
+    engine.start_accelerator()
+    engine.close()
+    release.set()
+
+    assert engine.wait_for_accelerator(timeout_s=10) is None
+    assert gpu.closed == 1
 
 
-engine = HandoverEngine(Cpu(), load, batch_size=8)
-engine.start_accelerator()
-inside.wait(10)
-print("exiting", flush=True)
-"""
+def test_a_gpu_engine_for_another_network_is_stopped_and_refused() -> None:
+    gpu = ClosableEngine(2.0, "GPU engine", backbone_id="another net")
+    engine = HandoverEngine(ConstantEngine(1.0, "CPU engine"), lambda: gpu, batch_size=64)
 
-
-def test_exit_waits_for_a_gpu_start_that_is_in_native_code(tmp_path: Path) -> None:
-    marker = tmp_path / "marker"
-    answer = subprocess.run([sys.executable, "-c", _EXIT_DURING_NATIVE_START, str(marker)],
-                            capture_output=True, text=True, timeout=60, cwd=REPO)
-    assert answer.returncode == 0, answer.stderr
-    assert answer.stdout.strip() == "exiting"
-    assert marker.read_text() == "finished"
-
-
-def test_no_gpu_start_enters_native_code_once_the_process_is_exiting(monkeypatch: pytest.MonkeyPatch) -> None:
-    from tagger import handover_engine
-    from tagger.handover_engine import native_start
-
-    monkeypatch.setattr(handover_engine, "_exiting", True)
-    with pytest.raises(AcceleratorUnavailable, match="exiting"):
-        with native_start():
-            pytest.fail("entered")
+    assert engine.wait_for_accelerator(timeout_s=10) is None
+    assert gpu.closed == 1
+    assert engine.describe() == "CPU engine"
