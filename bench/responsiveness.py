@@ -10,6 +10,7 @@ late the event loop answers it (common.StallProbe), while the app does, one afte
               thread writes each batch and repaints the tiles.
   evidence    the first evidence heatmap of a tagged camera photo (the model it explains loads)
   probe       and a robustness probe of PROBE_STEPS steps on the same photo.
+  model_export  Export > Model: the current model written as ONNX and TorchScript.
   quick       Quick retraining: the GUI's own worker function (gui.training_job.training_work)
   deep        and Deep retraining, through window.start_job as the Retrain feature starts
               them; the GUI thread registers the new model version when the job delivers it.
@@ -116,7 +117,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from PySide6.QtCore import QSettings
-    from PySide6.QtWidgets import QApplication
+    from PySide6.QtWidgets import QApplication, QMessageBox
 
     from tagger.gui.app import default_device_text
     from tagger.gui.main_window import MainWindow
@@ -180,6 +181,19 @@ def main() -> None:
                               lambda: not window.robustness_probe.is_running(), note=f"{PROBE_STEPS} steps"))
     if window.robustness_probe.dialog is not None:
         window.robustness_probe.dialog.close()
+    exported: list[object] = []
+    window.export_menu.model.exported.connect(exported.append)
+    export_dir = tempfile.TemporaryDirectory(prefix="tagger-bench-model-")
+    export_jobs = []
+    activity = measure("model_export", lambda: export_jobs.append(window.export_menu.model.export(Path(export_dir.name))),
+                       lambda: not export_jobs[0].is_running(), note="ONNX + TorchScript")
+    if not exported:
+        activity.note += "; FAILED"
+    activities.append(activity)
+    export_dir.cleanup()
+    box = window.findChild(QMessageBox)
+    if box is not None:
+        box.close()
 
     # -- labels for retraining (not measured): the camera photos, by their source's class
     sources = source_photos()

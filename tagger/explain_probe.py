@@ -38,6 +38,7 @@ from tagger.explain_head import TorchHead
 from tagger.head import Head
 from tagger.images import load_array
 from tagger.model import FeatureBackbone
+from tagger.probe_result import ProbeResult, ProbeStep
 from tagger.runner import DECODE_MAX_SIDE
 
 # Budgets tried in turn (L-inf, 0-255 units). They start at 1 because a uint8 image cannot
@@ -52,38 +53,6 @@ CancelCheck = Callable[[], bool]
 
 class ProbeCancelled(Exception):
     """`should_cancel` said stop; nothing was changed anywhere."""
-
-
-@dataclass(frozen=True)
-class ProbeStep:
-    """One attempt: the L-inf budget, and the tag of the image it produced."""
-
-    epsilon: float
-    tag: str
-    probability: float
-    linf: float
-
-
-@dataclass(frozen=True)
-class ProbeResult:
-    original: np.ndarray  # uint8 [S, S, 3]: the network's view of the photo (crop, resized)
-    perturbed: np.ndarray  # uint8 [S, S, 3]: the smallest flipping change found (or the last try)
-    original_tag: str
-    original_probability: float
-    new_tag: str  # == original_tag when nothing flipped it
-    new_probability: float
-    flipped: bool
-    linf: float  # max |perturbed - original|, 0-255 pixel units
-    l2: float  # Euclidean norm of (perturbed - original) over all S*S*3 values, 0-255 units
-    steps: tuple[ProbeStep, ...]  # gradient steps tried, in order
-
-    def describe(self) -> str:
-        if not self.flipped:
-            return (f"{self.original_tag} ({100 * self.original_probability:.0f}%) held up to a change of "
-                    f"{self.linf:.0f}/255 per pixel in {len(self.steps)} steps")
-        return (f"{self.original_tag} ({100 * self.original_probability:.0f}%) becomes {self.new_tag} "
-                f"({100 * self.new_probability:.0f}%) with a change of at most {self.linf:.0f}/255 per pixel "
-                f"(L2 {self.l2:.0f}) after {len(self.steps)} steps")
 
 
 class _Classifier:

@@ -18,7 +18,8 @@ TORCH_MODULES = {
     "tagger.training", "tagger.deep_training", "tagger.tuned_backbone", "tagger.explain",
     "tagger.explain_head", "tagger.explain_probe", "tagger.model_export", "tagger.cli",
     "tagger.explain_cli", "tagger.training_process", "tagger.cli_exchange", "tagger.cli_training", "tagger.onnx_export_process",
-    "tagger.handover_engine", "tagger.engine_process",
+    "tagger.handover_engine", "tagger.engine_process", "tagger.explain_process",
+    "tagger.model_export_process",
 }
 
 
@@ -42,7 +43,7 @@ def test_torch_modules_import_torch_only_inside_functions_where_they_must_start_
     # The CLI, the runner and the engine are on the path of `tagger tag`, which must show its
     # first result before `import torch` alone would have finished.
     for name in ("cli", "cli_exchange", "cli_training", "runner", "engine", "handover_engine", "engine_process",
-                 "tagging", "folder_eval", "explain_cli"):
+                 "explain_process", "model_export_process", "tagging", "folder_eval", "explain_cli"):
         tree = ast.parse((ROOT / "tagger" / f"{name}.py").read_text())
         for node in tree.body:
             if isinstance(node, (ast.Import, ast.ImportFrom)):

@@ -16,7 +16,8 @@ from tagger import model as backbones  # noqa: E402
 from tagger.engine import preprocess  # noqa: E402
 from tagger.head import Head  # noqa: E402
 from tagger.library import Library  # noqa: E402
-from tagger.model_export import export_model  # noqa: E402
+from tagger.model_export import ExportedModel, export_model  # noqa: E402
+from tagger.model_export_process import ModelExportFailed, export_model_in_child_process  # noqa: E402
 
 DATA = Path(__file__).parent / "data"
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
@@ -52,8 +53,10 @@ def exported(tmp_path_factory):
     head.save(head_file)
     version = library.register_model_version(mode="head", backbone_id=backbone.backbone_id, head_file=head_file,
                                              classes=head.classes, make_current=True)
-    files = export_model(library, root / "export")
+    # As the app exports: in a child process that opens the library read-only.
+    paths = export_model_in_child_process(library.root, root / "export")
     library.close()
+    files = ExportedModel(*paths)
     return files, head, backbone, version
 
 
@@ -126,3 +129,18 @@ def test_a_fine_tuned_backbone_is_the_one_exported(tmp_path):
     session = onnxruntime.InferenceSession(str(files.onnx), providers=["CPUExecutionProvider"])
     (actual,) = session.run(None, {"images": batch})
     np.testing.assert_allclose(actual, expected, atol=2e-4)
+
+
+def test_an_export_that_fails_in_its_process_says_why(exported, tmp_path):
+    files, _head, _backbone, _version = exported
+    blocked = tmp_path / "a-file"
+    blocked.write_text("not a folder")
+    library_root = files.onnx.parent.parent / "library"
+
+    with pytest.raises(NotADirectoryError) as raised:  # built-in errors cross as themselves
+        export_model_in_child_process(library_root, blocked / "export")
+    assert raised.value.filename == str(blocked / "export")
+
+    with pytest.raises(ModelExportFailed) as failed:  # Tagger's own errors cross with their message
+        export_model_in_child_process(tmp_path / "no-library-here", tmp_path / "export")
+    assert str(failed.value) == f"There is no Tagger library at {tmp_path / 'no-library-here'}"

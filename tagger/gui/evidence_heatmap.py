@@ -4,7 +4,8 @@ A toggle in the preview's toolbar (H) lays the heatmap over the photo, for the p
 by default; the combo beside it, or a click on a class's probability bar, shows the
 evidence for another class. Maps are cached on disk per photo, model version and class
 (tagger.explain.heatmap_cached), so a map seen once comes back at once; a new one is
-computed in a worker with the model the ExplainModels cache keeps loaded.
+computed by the explainer's child process (tagger.explain_process), which keeps the model
+loaded, while a worker waits for it.
 
 At most one map is computed at a time and only the newest request waits behind it:
 walking through photos with the toggle on must not queue a map per photo passed. A map
@@ -24,7 +25,7 @@ from PySide6.QtGui import QAction, QImage, QKeySequence
 from PySide6.QtWidgets import QComboBox, QWidgetAction
 
 from tagger.domain import ModelVersion, Photo
-from tagger.gui.explain_models import ExplainModels
+from tagger.explain_process import Explainer
 from tagger.gui.feature_host import FeatureHost
 from tagger.gui.model_switching import ModelSwitcher
 from tagger.gui.preview import PreviewPane
@@ -65,15 +66,12 @@ def heat_image(heat: np.ndarray) -> QImage:
     return QImage(rgba.data, width, height, 4 * width, QImage.Format.Format_RGBA8888).copy()
 
 
-def _heatmap_work(models: ExplainModels, library_root: Path, cache_dir: Path, photo: Photo,
+def _heatmap_work(explainer: Explainer, library_root: Path, cache_dir: Path, photo: Photo,
                   version: ModelVersion, key: HeatmapKey):  # noqa: ANN202 - a job function
     def work(context: JobContext) -> Iterator[_Computed]:
-        from tagger.explain import heatmap_cached  # torch: worker only
-
-        backbone, head = models.for_version(library_root, version)
-        if context.cancelled():
-            return
-        yield _Computed(key, heatmap_cached(cache_dir, photo, version.id, head, key.class_name, backbone))
+        heat = explainer.heatmap(library_root, cache_dir, photo, version, key.class_name, cancelled=context.cancelled)
+        if heat is not None:
+            yield _Computed(key, heat)
 
     return work
 
@@ -81,12 +79,12 @@ def _heatmap_work(models: ExplainModels, library_root: Path, cache_dir: Path, ph
 class EvidenceHeatmap(QObject):
     overlay_applied = Signal(object)  # HeatmapKey now shown over the photo
 
-    def __init__(self, host: FeatureHost, models: ExplainModels, switcher: ModelSwitcher,
+    def __init__(self, host: FeatureHost, explainer: Explainer, switcher: ModelSwitcher,
                  parent: QObject | None = None) -> None:
         super().__init__(parent)
         self._host = host
         self._preview: PreviewPane = host.preview
-        self._models = models
+        self._explainer = explainer
         self._job: Job | None = None
         self._failed: set[HeatmapKey] = set()  # not tried again: the same photo and model fail the same way
         self._picked: tuple[int, str] | None = None  # (photo id, class) the user chose over the tag
@@ -179,8 +177,8 @@ class EvidenceHeatmap(QObject):
     def _start(self, key: HeatmapKey, photo: Photo, version: ModelVersion) -> None:
         library = self._host.library
         self._host.show_status(f"Finding the evidence for {key.class_name}"
-                               + ("…" if self._models.loads else " (loading the model the first time)…"), 0)
-        job = self._host.jobs.start("Evidence heatmap", _heatmap_work(self._models, library.root, library.cache_dir,
+                               + ("…" if self._explainer.loads else " (loading the model the first time)…"), 0)
+        job = self._host.jobs.start("Evidence heatmap", _heatmap_work(self._explainer, library.root, library.cache_dir,
                                                                        photo, version, key))
         self._job = job
         job.result.connect(self._computed)

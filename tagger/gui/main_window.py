@@ -49,11 +49,11 @@ from PySide6.QtWidgets import (
 
 from tagger import APP_NAME
 from tagger.domain import ImportSummary
+from tagger.explain_process import Explainer
 from tagger.gui.auto_tagging import AutoTagger
 from tagger.gui.classes_feature import ClassesFeature
 from tagger.gui.engine_warmup import PREPARING_TEXT, EngineWarmup
 from tagger.gui.evidence_heatmap import EvidenceHeatmap
-from tagger.gui.explain_models import ExplainModels
 from tagger.gui.export_menu import ExportMenu
 from tagger.gui.filter_bar import FilterBar
 from tagger.gui.gallery import GalleryView
@@ -236,9 +236,10 @@ class MainWindow(QMainWindow):
         self.retrain.outcome_registered.connect(lambda _version: self.model_history.refresh())
         self.review_queue = ReviewQueue(self, self.model_switcher, self)
         self.suspects = SuspectsFeature(self, self)
-        explain_models = ExplainModels()  # one loaded model for heatmaps and probes alike
-        self.heatmap = EvidenceHeatmap(self, explain_models, self.model_switcher, self)
-        self.robustness_probe = RobustnessProbe(self, explain_models, self)
+        # One child process, with one loaded model, for heatmaps and probes alike.
+        self.explainer = Explainer()
+        self.heatmap = EvidenceHeatmap(self, self.explainer, self.model_switcher, self)
+        self.robustness_probe = RobustnessProbe(self, self.explainer, self)
 
     def _connect(self) -> None:
         self.gallery.current_photo_changed.connect(self.preview.show_photo)
@@ -559,6 +560,7 @@ class MainWindow(QMainWindow):
         self.auto_tagger.cancel()
         self.retrain.cancel()
         self.thumbnails.stop()
+        self.explainer.close()  # first: a job waiting on it then ends at once
         # Delivers batches the import and the tagging had already produced, so they are
         # written before the library closes.
         if not self.jobs.shutdown():

@@ -1,7 +1,8 @@
 """Export ▸ Model: the current model as ONNX + TorchScript files, built by a job.
 
-Building the network imports torch, which must never happen on the GUI thread:
-tagger.model_export is imported inside the job only.
+Building the network imports torch, which must never happen in the app's process (its import
+freezes the window whichever thread does it): a child process exports, and the job waits for it
+(tagger.model_export_process).
 """
 
 from __future__ import annotations
@@ -17,17 +18,13 @@ from tagger.domain import Progress
 from tagger.gui.feature_host import FeatureHost
 from tagger.gui.messages import show_information
 from tagger.gui.workers import Job, JobContext
+from tagger.model_export_process import export_model_in_child_process
 
 
 def _export_model_work(library_root: Path, out_dir: Path):  # noqa: ANN202 - a job function
     def work(context: JobContext) -> Iterator[list[Path]]:
         context.report(Progress(0, 0, "Exporting the model (loading PyTorch)"))
-        from tagger.library import Library
-        from tagger.model_export import export_model
-
-        with Library(library_root, readonly=True) as reader:
-            exported = export_model(reader, out_dir)
-        yield exported.paths
+        yield export_model_in_child_process(library_root, out_dir)
 
     return work
 

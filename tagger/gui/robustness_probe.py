@@ -1,8 +1,9 @@
 """Test Robustness: how small a change to the shown photo's pixels flips its tag.
 
 tagger.explain_probe.probe_sensitivity takes gradient steps through the network (about
-half a second each on a CPU), in a worker with the model the ExplainModels cache keeps;
-the probe asks whether to stop before every step, which is also where progress is counted.
+half a second each on a CPU) in the explainer's child process (tagger.explain_process),
+which keeps the model loaded, while a worker waits for it; the probe asks whether to stop
+before every step, which is also where progress is counted.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from PySide6.QtCore import QObject, Qt
 from PySide6.QtGui import QAction, QKeySequence
 
 from tagger.domain import ModelVersion, Photo, Progress
-from tagger.gui.explain_models import ExplainModels
+from tagger.explain_process import Explainer
 from tagger.gui.feature_host import FeatureHost
 from tagger.gui.probe_dialog import ProbeDialog
 from tagger.gui.workers import Job, JobContext, describe_error
@@ -35,39 +36,30 @@ class ProbeFailed:
     message: str
 
 
-def _probe_work(models: ExplainModels, library_root: Path, photo: Photo, version: ModelVersion,
+def _probe_work(explainer: Explainer, library_root: Path, photo: Photo, version: ModelVersion,
                 max_steps: int):  # noqa: ANN202 - a job function
     def work(context: JobContext) -> Iterator[object]:
-        from tagger.explain_probe import ProbeCancelled, probe_sensitivity  # torch: worker only
-
-        steps = 0
-
-        def should_cancel() -> bool:
-            # Asked once before every step: the natural place to count them.
-            nonlocal steps
-            if context.cancelled():
-                return True
-            context.report(Progress(steps, max_steps, "Testing robustness"))
-            steps += 1
-            return False
+        def step(done: int) -> None:
+            context.report(Progress(done, max_steps, "Testing robustness"))
 
         try:
-            backbone, head = models.for_version(library_root, version)
-            yield probe_sensitivity(photo.path, head, backbone, max_steps=max_steps, should_cancel=should_cancel)
-        except ProbeCancelled:
-            return
+            result = explainer.probe(library_root, photo, version, max_steps, cancelled=context.cancelled,
+                                     on_step=step)
         except Exception as error:  # noqa: BLE001 - said in the probe's own window, not a second box
             log.exception("The robustness probe failed on %s", photo.path)
             yield ProbeFailed(describe_error(error))
+            return
+        if result is not None:  # None: cancelled
+            yield result
 
     return work
 
 
 class RobustnessProbe(QObject):
-    def __init__(self, host: FeatureHost, models: ExplainModels, parent: QObject | None = None) -> None:
+    def __init__(self, host: FeatureHost, explainer: Explainer, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self._host = host
-        self._models = models
+        self._explainer = explainer
         self._job: Job | None = None
         self.max_steps = MAX_STEPS
         self.dialog: ProbeDialog | None = None
@@ -98,7 +90,7 @@ class RobustnessProbe(QObject):
         dialog = self._dialog()
         dialog.show_running(Path(photo.path).name, self.max_steps)
         job = self._host.start_job("Testing robustness",
-                                   _probe_work(self._models, self._host.library.root, photo, version, self.max_steps))
+                                   _probe_work(self._explainer, self._host.library.root, photo, version, self.max_steps))
         self._job = job
         job.progress.connect(lambda progress, source=job: self._progressed(source, progress))
         job.result.connect(lambda result, source=job: self._finished_probe(source, result))

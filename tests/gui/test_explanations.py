@@ -1,7 +1,9 @@
-"""The evidence heatmap and the robustness probe, with the real network (torch, in workers) on real photos."""
+"""The evidence heatmap and the robustness probe, with the real network (torch, in the explainer's
+child process) on real photos."""
 
 from __future__ import annotations
 
+import os
 import threading
 from pathlib import Path
 
@@ -12,8 +14,7 @@ from tagger.explain_overlay import heatmap_cache_path
 
 from .conftest import REAL_PHOTOS
 
-explain = pytest.importorskip("tagger.explain")  # torch
-explain_probe = pytest.importorskip("tagger.explain_probe")
+pytest.importorskip("torch")  # the explainer's child process needs it
 
 DOG = REAL_PHOTOS / "dog" / "c101-dalmatian__image_0041.jpg"
 ELEPHANT = REAL_PHOTOS / "elephant" / "c101-elephant__image_0011.jpg"
@@ -25,24 +26,16 @@ def show(window, library, path: Path) -> int:  # noqa: ANN001
     return photo_id
 
 
-def threads_calling(monkeypatch, module, name: str) -> list[threading.Thread]:  # noqa: ANN001
-    """Wrap `module.name` so that each call records the thread it ran on."""
-    threads: list[threading.Thread] = []
-    real = getattr(module, name)
-
-    def watched(*args, **options):  # noqa: ANN002, ANN003, ANN202
-        threads.append(threading.current_thread())
-        return real(*args, **options)
-
-    monkeypatch.setattr(module, name, watched)
-    return threads
+def computed_elsewhere(window) -> bool:  # noqa: ANN001
+    """True when the explainer's child process is running: the window's own process computes nothing."""
+    pid = window.explainer.pid
+    return pid is not None and pid != os.getpid()
 
 
-def test_the_heatmap_toggle_overlays_the_evidence_computed_in_a_worker(qtbot, monkeypatch, window_factory,
-                                                                      tagged_real_library):
+def test_the_heatmap_toggle_overlays_the_evidence_computed_in_the_explainer(qtbot, window_factory,
+                                                                           tagged_real_library):
     library = tagged_real_library
     window = window_factory(library)
-    computed_in = threads_calling(monkeypatch, explain, "heatmap_cached")
     heatmap = window.heatmap
     dog_id = show(window, library, DOG)
     assert not window.preview.canvas.has_overlay()
@@ -55,7 +48,7 @@ def test_the_heatmap_toggle_overlays_the_evidence_computed_in_a_worker(qtbot, mo
     version = library.current_model_version()
     assert applied.args[0].photo_id == dog_id and applied.args[0].class_name == "dog"  # the photo's tag
     assert window.preview.canvas.has_overlay()
-    assert computed_in and all(thread is not threading.main_thread() for thread in computed_in)
+    assert computed_elsewhere(window)
     assert heatmap_cache_path(library.cache_dir, library.photo(dog_id).content_hash, version.id, "dog").is_file()
     assert heatmap.class_box.currentText() == "dog"
 
@@ -65,7 +58,7 @@ def test_the_heatmap_toggle_overlays_the_evidence_computed_in_a_worker(qtbot, mo
     with qtbot.waitSignal(heatmap.overlay_applied, timeout=30000) as applied:
         qtbot.mouseClick(bars, Qt.MouseButton.LeftButton, pos=QPoint(10, int(row_height * 1.5)))
     assert applied.args[0].class_name == "elephant" and heatmap.class_box.currentText() == "elephant"
-    assert heatmap._models.loads == 1  # the model was loaded once, not per map
+    assert window.explainer.loads == 1  # the model was loaded once, not per map
 
     heatmap.toggle_action.trigger()
     assert not window.preview.canvas.has_overlay()
@@ -76,14 +69,14 @@ def test_a_heatmap_that_arrives_after_the_user_moved_on_is_not_shown(qtbot, monk
     library = tagged_real_library
     window = window_factory(library)
     release = threading.Event()
-    real_heatmap_cached = explain.heatmap_cached
+    real_heatmap = window.explainer.heatmap
 
-    def held_back(cache_dir, photo, *args, **options):  # noqa: ANN001, ANN002, ANN003, ANN202
+    def held_back(library_root, cache_dir, photo, *args, **options):  # noqa: ANN001, ANN002, ANN003, ANN202
         if photo.path == str(DOG):
             release.wait(20)
-        return real_heatmap_cached(cache_dir, photo, *args, **options)
+        return real_heatmap(library_root, cache_dir, photo, *args, **options)
 
-    monkeypatch.setattr(explain, "heatmap_cached", held_back)
+    monkeypatch.setattr(window.explainer, "heatmap", held_back)
     applied: list[object] = []
     window.heatmap.overlay_applied.connect(applied.append)
     dog_id = show(window, library, DOG)
@@ -100,11 +93,9 @@ def test_a_heatmap_that_arrives_after_the_user_moved_on_is_not_shown(qtbot, monk
     assert window.heatmap.shown.photo_id == dog_id and window.heatmap._job is None
 
 
-def test_the_robustness_probe_shows_both_images_and_the_change(qtbot, monkeypatch, window_factory,
-                                                               tagged_real_library):
+def test_the_robustness_probe_shows_both_images_and_the_change(qtbot, window_factory, tagged_real_library):
     library = tagged_real_library
     window = window_factory(library)
-    probed_in = threads_calling(monkeypatch, explain_probe, "probe_sensitivity")
     show(window, library, ELEPHANT)
     probe = window.robustness_probe
     probe.max_steps = 2
@@ -113,7 +104,7 @@ def test_the_robustness_probe_shows_both_images_and_the_change(qtbot, monkeypatc
     probe.probe_action.trigger()
     dialog = probe.dialog
     qtbot.waitUntil(lambda: dialog.close_button.isVisible(), timeout=60000)
-    assert probed_in and probed_in[0] is not threading.main_thread()
+    assert computed_elsewhere(window)
     assert not dialog.original_picture.pixmap().isNull() and not dialog.perturbed_picture.pixmap().isNull()
     assert "elephant" in dialog.original_caption.text()
     facts = dialog.facts.text()
