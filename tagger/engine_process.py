@@ -3,14 +3,15 @@
 Starting PyTorch means importing torch and timm and loading the weights. Done in a thread of
 the app, that import holds Python's interpreter lock in long stretches while native
 libraries initialise: on the 2-core development machine the window's event loop stalled up to
-222-234 ms (p99 35-60 ms) while a worker thread started PyTorch, and on a 16-core H200 machine
+216-229 ms while a thread started PyTorch, against 9-24 ms with this child process
+(bench/responsiveness.py, `handover_in_thread` and `handover`), and on a 16-core H200 machine
 it slowed the CPU engine that was tagging meanwhile so much that a 1,200-photo run took 18.7 s
-instead of 9.6 (docs/PERFORMANCE.md). In a child process the same start costs the app nothing
-but the photos it sends.
+instead of 9.6 (docs/PERFORMANCE.md). In a child process the start never holds the app's lock:
+the app shares only the CPU with it, and then pays for sending the photos.
 
 The child builds the engine from a `GpuEngineRecipe`, says what it runs, then answers one batch
 at a time: the batch goes down a pipe as raw float32 bytes and the features come back the same
-way (a batch of 64 photos is 38.5 MB, a few milliseconds of copying against the GPU's share).
+way (a batch of 64 photos is 38.5 MB; the pipe's system calls release Python's lock).
 It ends when asked, when the app's end of the pipe closes (the app exited or was killed), and,
 being a daemon, when the app's interpreter exits.
 """
