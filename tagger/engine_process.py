@@ -199,7 +199,7 @@ def _serve(connection: Any, recipe: GpuEngineRecipe) -> None:
             raw = connection.recv_bytes()
         except (EOFError, OSError):
             return  # the app has gone
-        # A copy, because torch wants a writable array; a few ms against the batch's decoding.
+        # A copy: torch wants a writable array, and the received bytes are not.
         batch = np.frombuffer(raw, dtype=np.float32).reshape(count, 3, size, size).copy()
         try:
             features = np.ascontiguousarray(engine.extract(batch), dtype=np.float32)

@@ -7,8 +7,7 @@ it loaded. An `Explainer` starts one child at the first request and keeps it, wi
 version's model loaded, for the requests that follow; the app never imports torch for them.
 
 Requests go one at a time. A robustness probe can be cancelled between its steps, and reports
-each step; a heatmap, a second or so once the model is loaded, runs to its end (its map is
-cached on disk either way). The child writes nothing but the heatmap cache's files. It ends
+each step; a heatmap, once started, runs to its end (its map is cached on disk either way). The child writes nothing but the heatmap cache's files. It ends
 when the Explainer is closed, when the app's end of the pipe closes (the app exited or was
 killed) and, being a daemon, when the app's interpreter exits.
 """
@@ -27,6 +26,7 @@ import numpy as np
 from tagger.cancellation import CancelCheck, is_cancelled
 from tagger.child_errors import passable
 from tagger.domain import ModelVersion, Photo
+from tagger.probe_result import ProbeResult
 
 _log = logging.getLogger(__name__)
 
@@ -64,8 +64,8 @@ class Explainer:
         return self._ask("heatmap", request, cancelled, None)
 
     def probe(self, library_root: Path, photo: Photo, version: ModelVersion, max_steps: int, *,
-              cancelled: CancelCheck | None = None, on_step: StepCallback | None = None) -> Any:
-        """explain_probe.probe_sensitivity's ProbeResult for `photo`; None when cancelled or
+              cancelled: CancelCheck | None = None, on_step: StepCallback | None = None) -> ProbeResult | None:
+        """explain_probe.probe_sensitivity's result for `photo`; None when cancelled or
         when the explainer was closed. `on_step(steps done)` is called before every step."""
         request = {"library_root": Path(library_root), "photo": photo, "version": version, "max_steps": max_steps}
         return self._ask("probe", request, cancelled, on_step)
@@ -229,5 +229,5 @@ def _handle(connection: Any, models: _ModelCache, kind: str, request: dict[str, 
         return ("result", value, loaded)
     except ProbeCancelled:
         return None if stop_asked else ("cancelled", None, loaded)
-    except Exception as error:  # noqa: BLE001 - the app reports it as the same exception
+    except Exception as error:  # noqa: BLE001 - the app hears why (tagger.child_errors)
         return ("error", passable(error, "the explainer process", ExplanationFailed), loaded)

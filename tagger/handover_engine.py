@@ -105,10 +105,12 @@ class HandoverEngine:
                 close_engine(engine)
                 raise AcceleratorUnavailable(mismatch)
             with self._loader_lock:
-                if self._closed:
-                    close_engine(engine)  # the run ended while it started
-                    return
-                self._accelerated = engine
+                ended = self._closed
+                if not ended:
+                    self._accelerated = engine
+            if ended:
+                close_engine(engine)  # the run ended while it started
+                return
             _log.info("%s took over after %.1f s and %d photo(s) on %s", engine.describe(),
                       self._clock() - self._started_at, self._photos_on_cpu, self._cpu.describe())
         except AcceleratorUnavailable as reason:

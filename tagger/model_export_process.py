@@ -31,12 +31,12 @@ def export_model_in_child_process(library_root: Path, out_dir: Path) -> list[Pat
     try:
         kind, payload = receiver.recv()
     except EOFError:
-        child.join()
-        raise ModelExportFailed(f"exporting the model stopped: its process ended with exit code {child.exitcode}") \
-            from None
+        kind, payload = "died", None
     finally:
         receiver.close()
     child.join()
+    if kind == "died":
+        raise ModelExportFailed(f"exporting the model stopped: its process ended with exit code {child.exitcode}")
     if kind == "error":
         raise payload
     return [Path(path) for path in payload]
