@@ -237,9 +237,12 @@ def main() -> None:
         activities.append(retrain(DEEP))
 
     # -- (e) the GPU handover, last: its in-thread comparison imports torch into this process
+    app_imported_torch = "torch" in sys.modules
     if args.handover_photos:
         halves = fresh_ids[:args.handover_photos], fresh_ids[args.handover_photos:]
         activities.append(handover(window, "handover", halves[0], in_child=True))
+        # Everything so far ran torch in child processes only; the comparison below imports it here.
+        app_imported_torch = "torch" in sys.modules
         activities.append(handover(window, "handover_in_thread", halves[1], in_child=False))
 
     window.close()
@@ -252,12 +255,14 @@ def main() -> None:
     max_stall = max(every_tick, default=0.0)
     p99_stall = percentile(every_tick, 0.99)
     print()
+    print(f"torch imported in the app's process (before the in-thread comparison): {app_imported_torch}")
     print(f"overall: longest stall {max_stall:.0f} ms {verdict(max_stall, MAX_STALL_TARGET_MS, at_least=False)}, "
           f"99th percentile {p99_stall:.1f} ms {verdict(p99_stall, P99_STALL_TARGET_MS, at_least=False)}")
     emit_json("responsiveness", {
         "max_stall_ms": round(max_stall, 1),
         "p99_stall_ms": round(p99_stall, 1),
         **{f"{a.name}": a.as_json() for a in activities},
+        "app_imported_torch": app_imported_torch,
         "device": machine.cpu,
         "cores": machine.cores,
         "load_average_1min": round(os.getloadavg()[0], 2),

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -144,3 +147,27 @@ def test_an_export_that_fails_in_its_process_says_why(exported, tmp_path):
     with pytest.raises(ModelExportFailed) as failed:  # Tagger's own errors cross with their message
         export_model_in_child_process(tmp_path / "no-library-here", tmp_path / "export")
     assert str(failed.value) == f"There is no Tagger library at {tmp_path / 'no-library-here'}"
+
+
+_APP_EXPORTS = """
+import sys
+from pathlib import Path
+from tagger.model_export_process import export_model_in_child_process
+
+if __name__ == "__main__":
+    paths = export_model_in_child_process(Path(sys.argv[1]), Path(sys.argv[2]))
+    print(len(paths), "torch" in sys.modules, flush=True)
+"""
+
+
+def test_the_app_never_imports_torch_to_export(exported, tmp_path):
+    files, _head, _backbone, _version = exported
+    script = tmp_path / "app.py"
+    script.write_text(_APP_EXPORTS)
+    repo = Path(__file__).resolve().parents[1]
+    library_root = files.onnx.parent.parent / "library"
+    answer = subprocess.run([sys.executable, str(script), str(library_root), str(tmp_path / "out")],
+                            capture_output=True, text=True, timeout=300, cwd=repo,
+                            env={**os.environ, "PYTHONPATH": str(repo)})
+    assert answer.returncode == 0, answer.stderr
+    assert answer.stdout.split() == ["3", "False"]
