@@ -4,8 +4,9 @@ OpenVINO is preferred where it is installed, and ONNX Runtime is the fallback. M
 2-core development machine (Intel Xeon, AVX-512) on the same graph: OpenVINO needed 6.3-7.9 CPU
 ms per photo against 10.4 for ONNX Runtime. Its class probabilities matched ONNX Runtime's to
 2e-6, and all 828 project photos got the same tags. Whole tagging runs went from 0.69-0.74 to
-0.75-0.83 (six runs) of the decoding-alone rate (docs/PERFORMANCE.md). OpenVINO's bfloat16 mode would be
-twice as fast again on CPUs with AMX, but it changed 5 of the 828 tags, so Tagger keeps float32.
+0.75-0.83 (six runs) of the decoding-alone rate (docs/PERFORMANCE.md). OpenVINO's bfloat16
+mode would be twice as fast again on CPUs with AMX, but it changed 5 of the 828 tags, so
+Tagger keeps float32.
 
 Neither runtime imports torch. `TAGGER_CPU_RUNTIME=onnxruntime` (or `openvino`) overrides the
 choice, e.g. to compare the two.
