@@ -68,6 +68,12 @@ fi
 tagged=$(tail -n +2 "$smoke/labels.csv" | awk -F, '$2 != ""' | wc -l)
 [[ "$tagged" -ge 1 ]] || { echo "build.sh: the bundle tagged no photo" >&2; exit 1; }
 
+step "export the model in a child process, as the app does (children must start inside the bundle)"
+"$APP" --library "$library" export-model -o "$smoke/model" | tee "$smoke/model.log"
+for name in model.onnx model.torchscript.pt model.json; do
+    [[ -s "$smoke/model/$name" ]] || { echo "build.sh: the bundle's model export wrote no $name" >&2; exit 1; }
+done
+
 step "the GUI starts and keeps running (stopped after 20 s)"
 set +e
 timeout 20 "$APP" --library "$smoke/gui-library" >"$smoke/gui.log" 2>&1

@@ -51,13 +51,18 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_export_model(args: argparse.Namespace) -> int:
-    from tagger.model_export import export_model
+    from tagger.model_export_process import ModelExportFailed, export_model_in_child_process
 
     out_dir = Path(args.output)
     out_dir.mkdir(parents=True, exist_ok=True)
     with open_library(args, readonly=None) as library:
-        exported = export_model(library, out_dir)
-    for path in exported.paths:
+        # In a child process, as Export > Model in the app does: one way to export, and the
+        # bundle's smoke test (packaging/build.sh) runs this to prove children start inside it.
+        try:
+            paths = export_model_in_child_process(library.root, out_dir)
+        except ModelExportFailed as error:
+            raise CommandError(f"the model was not exported: {error}") from error
+    for path in paths:
         print(path)
     return EXIT_OK
 

@@ -136,3 +136,23 @@ def test_clear_errors_and_exit_codes(tagger, tmp_path):
     with pytest.raises(SystemExit) as usage:
         main(["tag", "--device", "tpu"])
     assert usage.value.code == 2
+
+
+def test_export_model_writes_the_three_files_and_says_why_when_it_cannot(tagger, tmp_path):
+    code, _, _ = tagger("import", str(PHOTOS))
+    assert code == 0
+    code, out, err = tagger("export-model", "-o", str(tmp_path / "model"))
+    assert code == 0, err
+    written = [Path(line) for line in out.splitlines()]
+    assert [path.name for path in written] == ["model.onnx", "model.torchscript.pt", "model.json"]
+    assert all(path.stat().st_size > 0 for path in written)
+
+    # A head file that is not one: the export's child process fails, the CLI says why in a line.
+    library = tmp_path / "library"
+    code, _, _ = tagger("tag")
+    assert code == 0
+    for head in (library / "models").glob("head-*"):
+        head.write_bytes(b"not a model")
+    code, out, err = tagger("export-model", "-o", str(tmp_path / "again"))
+    assert code == 1 and out == ""
+    assert err.startswith("tagger: the model was not exported: ") and "Traceback" not in err
