@@ -7,7 +7,7 @@ second. `HandoverEngine` therefore tags with the export, starts the GPU engine w
 is long enough to repay that start, and hands every later batch to the GPU once it is ready.
 Both run the same backbone, so the features agree (the GPU computes in bfloat16;
 tests/test_gpu.py holds every photo's features to a cosine of at least 0.99). If the GPU
-engine cannot start, tagging carries on with the export.
+engine cannot start, or its process dies during the run, tagging carries on with the export.
 
 The GPU engine runs in a child process (tagger.engine_process), so neither this process nor
 its window ever imports torch; a thread here only waits for the child to be ready.
@@ -20,14 +20,12 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from dataclasses import replace
 
 import numpy as np
 
 from tagger.engine import AcceleratorUnavailable, FeatureEngine, close_engine
-
-if TYPE_CHECKING:
-    from tagger.engine_process import GpuEngineRecipe
+from tagger.engine_process import EngineProcessError, GpuEngineRecipe, ProcessEngine
 
 _log = logging.getLogger(__name__)
 
@@ -80,6 +78,7 @@ class HandoverEngine:
         self._loader: threading.Thread | None = None
         self._loader_lock = threading.Lock()
         self._closed = False
+        self._gpu_stopped = False
 
     def expect_photos(self, count: int) -> None:
         """How many photos the run will pass through `extract`: lets a short run stay on the CPU."""
@@ -147,7 +146,12 @@ class HandoverEngine:
     def extract(self, batch: np.ndarray) -> np.ndarray:
         accelerated = self._accelerated
         if accelerated is not None:
-            return accelerated.extract(batch)
+            try:
+                return accelerated.extract(batch)
+            except EngineProcessError as error:
+                # Its process died (killed, out of memory) or its device failed: the run
+                # goes on with the CPU engine rather than failing with it.
+                self._fall_back_to_cpu(accelerated, error)
         # The run's batches are sized for the GPU; the CPU engine is fastest at its own size
         # (its activations then stay in the cache).
         step = max(1, self._cpu.preferred_batch_size)
@@ -158,6 +162,15 @@ class HandoverEngine:
         self._photos_on_cpu += len(batch)
         self._consider_starting()
         return features
+
+    def _fall_back_to_cpu(self, accelerated: FeatureEngine, error: Exception) -> None:
+        _log.warning("the GPU engine stopped (%s); tagging goes on with %s", error, self._cpu.describe())
+        with self._loader_lock:
+            if self._accelerated is accelerated:
+                self._accelerated = None
+            self._failure = f"the GPU engine stopped: {error}"
+            self._gpu_stopped = True
+        close_engine(accelerated)
 
     def _consider_starting(self) -> None:
         if self._loader is not None or self._declined:
@@ -199,6 +212,8 @@ class HandoverEngine:
             if self._photos_on_cpu:
                 return f"{accelerated.describe()} (the first {self._photos_on_cpu} on {self._cpu.describe()})"
             return accelerated.describe()
+        if self._gpu_stopped:
+            return f"{self._cpu.describe()} (the GPU engine stopped during the run)"
         if self._failure is not None or self._declined:
             return self._cpu.describe()
         if self._loader is not None:
@@ -216,10 +231,6 @@ def gpu_batch_size() -> int:
 def start_gpu_behind(cpu_engine: FeatureEngine, recipe: GpuEngineRecipe) -> HandoverEngine:
     """Tag with `cpu_engine` now; the engine `recipe` describes takes over, in a child process,
     if PyTorch finds a GPU there."""
-    from dataclasses import replace
-
-    from tagger.engine_process import ProcessEngine
-
     batch_size = gpu_batch_size()
     # The first batch of a shape pays for kernel selection and lazy loading: the child pays
     # it before it says it is ready, while the CPU engine is still tagging.

@@ -180,3 +180,20 @@ def test_a_run_leaves_an_engine_it_was_given_open(onnx_cache: Path, tmp_path: Pa
         import_paths(library, [str(PHOTOS)])
         list(run_tagging(plan_tagging(library), engine=given))
     assert given.closed == 0
+
+
+def test_a_run_goes_on_with_the_cpu_engine_when_the_gpu_engine_process_is_killed(onnx_cache: Path) -> None:
+    from tagger.handover_engine import HandoverEngine
+
+    export = OnnxEngine.from_cache(onnx_cache, default_backbone_id())
+    engine = HandoverEngine(export, lambda: ProcessEngine.start(ON_THE_CPU), batch_size=4)
+    child = engine.wait_for_accelerator(timeout_s=120)
+    assert isinstance(child, ProcessEngine)
+    batch = random_batch(4)
+    assert np.allclose(engine.extract(batch), export.extract(batch), atol=1e-3)  # from the child
+
+    os.kill(child.pid, signal.SIGKILL)
+
+    assert np.allclose(engine.extract(batch), export.extract(batch), atol=1e-5)  # from the export
+    assert engine.describe().endswith("(the GPU engine stopped during the run)")
+    engine.close()

@@ -16,6 +16,7 @@ import pytest
 
 from tagger import engine as engine_module
 from tagger.engine import AcceleratorUnavailable, OnnxEngine, Preprocessing, choose_engine
+from tagger.engine_process import EngineProcessError
 from tagger.handover_engine import HandoverEngine
 
 REPO = Path(__file__).resolve().parents[1]
@@ -290,3 +291,25 @@ def test_a_gpu_engine_for_another_network_is_stopped_and_refused() -> None:
     assert engine.wait_for_accelerator(timeout_s=10) is None
     assert gpu.closed == 1
     assert engine.describe() == "CPU engine"
+
+
+class DyingEngine(ClosableEngine):
+    """A GPU engine whose process dies after its first batch."""
+
+    def extract(self, batch: np.ndarray) -> np.ndarray:
+        if self.batch_sizes:
+            raise EngineProcessError("the engine process died (exit code -9): pipe closed")
+        return super().extract(batch)
+
+
+def test_when_the_gpu_engine_dies_mid_run_the_cpu_engine_takes_the_batch_and_the_rest() -> None:
+    cpu, gpu = ConstantEngine(1.0, "CPU engine"), DyingEngine(2.0, "GPU engine")
+    engine = HandoverEngine(cpu, lambda: gpu, batch_size=64)
+    assert engine.wait_for_accelerator(timeout_s=10) is gpu
+
+    assert (engine.extract(batch()) == 2.0).all()
+    assert (engine.extract(batch()) == 1.0).all()  # the batch the GPU engine failed
+    assert (engine.extract(batch()) == 1.0).all()
+
+    assert gpu.closed == 1 and len(cpu.batch_sizes) == 2
+    assert engine.describe() == "CPU engine (the GPU engine stopped during the run)"
