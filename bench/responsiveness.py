@@ -274,17 +274,18 @@ def handover(window, name: str, photo_ids: list[int], *, in_child: bool) -> Acti
     from tagger import engine as engine_module
     from tagger import handover_engine
     from tagger.engine import TorchEngine
+    from tagger.engine_process import ProcessEngine
 
     engines: list[handover_engine.HandoverEngine] = []
-    original_start = handover_engine.start_gpu_behind
 
     def start_on_cpu(cpu_engine, recipe):  # noqa: ANN001, ANN202 - as handover_engine.start_gpu_behind
+        # Both without the GPU's warm-up batch, which takes a CPU seconds and a GPU milliseconds.
         if in_child:
-            # A short warm-up: a batch of 64 photos takes the CPU seconds, a GPU milliseconds.
-            engine = original_start(cpu_engine, replace(recipe, device="cpu", warm_up_batch=4))
+            on_cpu = replace(recipe, device="cpu")
+            load = lambda: ProcessEngine.start(on_cpu)  # noqa: E731 - as start_gpu_behind's loader
         else:
-            engine = handover_engine.HandoverEngine(cpu_engine, lambda: TorchEngine("cpu"),
-                                                    batch_size=handover_engine.gpu_batch_size())
+            load = lambda: TorchEngine("cpu")  # noqa: E731 - the loader as it was until 2026-11-26
+        engine = handover_engine.HandoverEngine(cpu_engine, load, batch_size=handover_engine.gpu_batch_size())
         engines.append(engine)
         return engine
 
