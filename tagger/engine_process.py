@@ -3,7 +3,7 @@
 Starting PyTorch means importing torch and timm and loading the weights. Done in a thread of
 the app, that import holds Python's interpreter lock in long stretches while native
 libraries initialise: on the 2-core development machine the window's event loop stalled up to
-188-229 ms while a thread started PyTorch, against 9-29 ms with this child process
+188-332 ms while a thread started PyTorch, against 9-29 ms with this child process
 (bench/responsiveness.py, `handover_in_thread` and `handover`), and on a 16-core H200 machine
 it slowed the CPU engine that was tagging meanwhile so much that a 1,200-photo run took 18.7 s
 instead of 9.6 (docs/PERFORMANCE.md). In a child process the start never holds the app's lock:

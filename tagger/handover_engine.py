@@ -40,9 +40,9 @@ AcceleratedLoader = Callable[[], FeatureEngine]
 # saves some 43% of the time left, after costing about 9 s of progress to start: it is worth
 # starting when more than about 20 s of work is left at the CPU's pace. That start ran in a
 # thread of this process; in its child process it no longer holds this one's lock (on 2 cores
-# the CPU engine tagged 392 of 400 photos at its own pace meanwhile, bench/responsiveness.py),
-# so the cost is probably lower on a GPU machine too. Until a GPU run measures it, the
-# threshold stays where the measured cost put it.
+# the window's longest stall during it fell from 188-332 ms to 9-29 ms, bench/responsiveness.py),
+# so it should cost less on a GPU machine too. Until a GPU run measures it, the threshold
+# stays where the measured cost put it.
 GPU_START_PAYS_AFTER_S = 20.0
 # How long the CPU engine tags before its pace is trusted for that estimate.
 PACE_SAMPLE_S = 1.0
