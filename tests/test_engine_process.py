@@ -9,40 +9,23 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from process_helpers import HAS_PROC, wait_for_exit
 from tagger.engine import AcceleratorUnavailable, OnnxEngine, default_backbone_id
 from tagger.engine_process import EngineProcessError, GpuEngineRecipe, ProcessEngine
 from tagger.importer import import_paths
 from tagger.library import Library
 from tagger.runner import plan_tagging, run_tagging
 
+
 REPO = Path(__file__).resolve().parents[1]
 PHOTOS = Path(__file__).parent / "data" / "photos"
 ON_THE_CPU = GpuEngineRecipe(device="cpu")
-
-
-def is_running(pid: int) -> bool:
-    """True while `pid` runs; a zombie (dead, its parent gone and not yet reaped) is not running."""
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except (FileNotFoundError, ProcessLookupError):
-        return False
-    return "State:\tZ" not in status
-
-
-def wait_for_exit(pid: int, timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while is_running(pid):
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
 
 
 def random_batch(count: int, size: int = 224) -> np.ndarray:
@@ -130,7 +113,7 @@ if __name__ == "__main__":
 """
 
 
-@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads /proc")
+@pytest.mark.skipif(not HAS_PROC, reason="reads /proc")
 def test_the_child_ends_when_the_app_is_killed_and_the_app_never_imports_torch(tmp_path: Path) -> None:
     script = tmp_path / "app.py"
     script.write_text(_APP_KILLED)

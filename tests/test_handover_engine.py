@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from process_helpers import HAS_PROC, is_running
 from tagger import engine as engine_module
 from tagger.engine import AcceleratorUnavailable, OnnxEngine, Preprocessing, choose_engine
 from tagger.engine_process import EngineProcessError
@@ -228,16 +229,7 @@ with Library(Path(sys.argv[1])) as library:
 """
 
 
-def is_running(pid: int) -> bool:
-    """True while `pid` runs; a zombie (dead, its parent gone and not yet reaped) is not running."""
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except (FileNotFoundError, ProcessLookupError):
-        return False
-    return "State:\tZ" not in status
-
-
-@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads /proc")
+@pytest.mark.skipif(not HAS_PROC, reason="reads /proc")
 def test_a_run_that_ends_while_the_gpu_engine_is_starting_exits_cleanly(onnx_cache: Path, tmp_path: Path) -> None:
     library = tmp_path / "library"
     (library / "cache").mkdir(parents=True)
