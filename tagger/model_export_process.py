@@ -1,7 +1,7 @@
 """Export ▸ Model's work (tagger.model_export) in a child process.
 
 Rebuilding the network for export imports torch, and in the app's process that import holds
-Python's interpreter lock long enough to freeze the window for a fifth of a second at a
+Python's interpreter lock long enough to freeze the window for a fifth of a second or more at a
 time (tagger.explain_process has the measurement). The child opens the library read-only,
 writes the files and sends back their paths; the app's worker only waits.
 """
