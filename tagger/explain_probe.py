@@ -18,9 +18,9 @@ are the same.
 
 Each step is one forward and one backward pass at 224 x 224 (the bisection adds forward passes
 only): 48-50 ms per step on two shared CPU cores (four committed photos). Measured on the
-shared photos (bench/explain_quality.py), nearly every tag of this network flips at a change of 1/255 per
-pixel, invisible to the eye: L-inf tells photos apart little, L2 (how many pixels had to
-move) and the steps needed tell them apart more.
+shared photos (bench/explain_quality.py), nearly every tag of this network flips at a change
+of 1/255 per pixel, invisible to the eye: L-inf tells photos apart little, L2 (how many
+pixels had to move) and the steps needed tell them apart more.
 """
 
 from __future__ import annotations
