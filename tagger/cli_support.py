@@ -22,9 +22,14 @@ class CommandError(Exception):
     """A failure the user can act on; printed without a traceback."""
 
 
+def library_root(args: argparse.Namespace) -> Path:
+    """The folder of the library the command works on: --library, else the default one."""
+    return Path(args.library).expanduser() if args.library else default_library_dir()
+
+
 def open_library(args: argparse.Namespace, *, readonly: bool | None = False) -> Library:
     """readonly=None: open for writing when free, else read-only (for commands that only read)."""
-    root = Path(args.library).expanduser() if args.library else default_library_dir()
+    root = library_root(args)
     if readonly:
         return Library(root, readonly=True)
     try:
@@ -48,7 +53,7 @@ def describe_os_error(error: OSError) -> str:
 
 def describe_database_error(error: sqlite3.Error, args: argparse.Namespace) -> str:
     # SQLite reports a full disk in its own words ("database or disk is full"), not as OSError.
-    root = Path(args.library).expanduser() if args.library else default_library_dir()
+    root = library_root(args)
     if is_disk_full(error, root):
         return describe_os_error(OSError(errno.ENOSPC, "No space left on device", str(root)))
     return f"the library database failed: {error}; what was saved before is kept"

@@ -18,6 +18,7 @@ being a daemon, when the app's interpreter exits.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
 import threading
@@ -162,10 +163,8 @@ class ProcessEngine:
             if self._closed:
                 return
             self._closed = True
-            try:
+            with contextlib.suppress(OSError):  # already gone
                 self._connection.send(("stop", None))
-            except OSError:
-                pass  # already gone
             self._connection.close()
         self._process.join(_STOP_GRACE_S)
         if self._process.is_alive():

@@ -16,22 +16,12 @@ from pathlib import Path
 import numpy as np
 
 from tagger.atomic import write_atomically
+from tagger.cli_support import EXIT_OK, CommandError, library_root
 from tagger.head import DEFAULT_CLASSES
 from tagger.library import Library
-from tagger.paths import default_library_dir
 from tagger.store import DATABASE_NAME
 
 CommandFactory = Callable[[str, Callable[[argparse.Namespace], int], str], argparse.ArgumentParser]
-
-EXIT_OK = 0
-
-
-def usage_error(message: str) -> Exception:
-    """The command line's CommandError (printed without a traceback), imported when needed:
-    tagger.cli imports this module to register the commands, so not at the top."""
-    from tagger.cli_support import CommandError
-
-    return CommandError(message)
 
 
 def add_commands(command: CommandFactory) -> None:
@@ -52,10 +42,6 @@ def add_commands(command: CommandFactory) -> None:
                      "trained on the other folds")
 
 
-def library_root(args: argparse.Namespace) -> Path:
-    return Path(args.library).expanduser() if getattr(args, "library", None) else default_library_dir()
-
-
 def run_explain(args: argparse.Namespace) -> int:
     from tagger.explain import default_backbone, explain_photo, model_for_version
     from tagger.explain_overlay import overlay
@@ -63,7 +49,7 @@ def run_explain(args: argparse.Namespace) -> int:
 
     photo = Path(args.path)
     if not photo.is_file():
-        raise usage_error(f"{photo}: no such file")
+        raise CommandError(f"{photo}: no such file")
     output = Path(args.output)
     root = library_root(args)
     version = None
@@ -81,7 +67,7 @@ def run_explain(args: argparse.Namespace) -> int:
         head = Head.zero_shot(classes, backbone.imagenet_weight, backbone.imagenet_bias,
                               backbone_id=backbone.backbone_id)
     if args.class_name is not None and args.class_name not in head.classes:
-        raise usage_error(
+        raise CommandError(
             f"no class {args.class_name!r} in the model (classes: {', '.join(head.classes)})")
     explanation = explain_photo(photo, head, args.class_name, backbone)
     write_atomically(output, encode_image(overlay(explanation.rgb, explanation.heat), output.suffix))
@@ -100,7 +86,7 @@ def encode_image(rgb: np.ndarray, suffix: str) -> bytes:
     extension = suffix.lower() if suffix.lower() in (".png", ".jpg", ".jpeg", ".webp", ".bmp") else ".png"
     ok, encoded = cv2.imencode(extension, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
     if not ok:
-        raise usage_error(f"could not encode the image as {extension}")
+        raise CommandError(f"could not encode the image as {extension}")
     return encoded.tobytes()
 
 
@@ -108,13 +94,13 @@ def run_suspects(args: argparse.Namespace) -> int:
     from tagger.review import find_suspects, suspects_csv_rows
 
     if args.top is not None and args.top < 0:
-        raise usage_error("--top must be 0 or more")
+        raise CommandError("--top must be 0 or more")
     if args.folds < 2:
-        raise usage_error("--folds must be at least 2")
+        raise CommandError("--folds must be at least 2")
     with Library(library_root(args), readonly=True) as library:
         version = library.current_model_version()
         if version is None:
-            raise usage_error("there is no model yet: tag your photos first")
+            raise CommandError("there is no model yet: tag your photos first")
         n_labels = len(library.user_labels())
         suspects = find_suspects(library.store, version, k=args.folds)
     shown = suspects if args.top is None else suspects[: args.top]

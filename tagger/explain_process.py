@@ -14,7 +14,7 @@ killed) and, being a daemon, when the app's interpreter exits.
 
 from __future__ import annotations
 
-import logging
+import contextlib
 import multiprocessing
 import threading
 from collections.abc import Callable
@@ -24,11 +24,9 @@ from typing import Any
 import numpy as np
 
 from tagger.cancellation import CancelCheck, is_cancelled
-from tagger.child_errors import passable
+from tagger.child_call import passable
 from tagger.domain import ModelVersion, Photo
 from tagger.probe_result import ProbeResult
-
-_log = logging.getLogger(__name__)
 
 StepCallback = Callable[[int], None]  # steps of a probe done so far
 _POLL_S = 0.05
@@ -78,10 +76,9 @@ class Explainer:
             return
         if self._lock.acquire(blocking=False):  # idle: it can be asked
             try:
-                connection.send(("stop", None))
-                process.join(_STOP_GRACE_S)
-            except OSError:
-                pass  # already gone
+                with contextlib.suppress(OSError):  # already gone
+                    connection.send(("stop", None))
+                    process.join(_STOP_GRACE_S)
             finally:
                 self._lock.release()
         if process.is_alive():
@@ -132,7 +129,7 @@ class Explainer:
                 return payload
             if kind == "cancelled":
                 return None
-            raise payload  # "error": see tagger.child_errors
+            raise payload  # "error": see tagger.child_call
 
     def _running_child(self) -> Any:
         if self._process is not None and self._process.is_alive():
@@ -231,5 +228,5 @@ def _handle(connection: Any, models: _ModelCache, kind: str, request: dict[str, 
         return ("result", value, loaded)
     except ProbeCancelled:
         return None if stop_asked else ("cancelled", None, loaded)
-    except Exception as error:  # noqa: BLE001 - the app hears why (tagger.child_errors)
+    except Exception as error:  # noqa: BLE001 - the app hears why (tagger.child_call)
         return ("error", passable(error, "the explainer process", ExplanationFailed), loaded)

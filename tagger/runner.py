@@ -134,7 +134,7 @@ def open_engine(device: str | None, cache_dir: Path, version: ModelVersion | Non
         # A fine-tuned backbone runs from the ONNX export its training left: on the CPU tagging
         # then never imports torch, whose import would stall the GUI.
         on_cpu = device == "cpu" or (device is None and not accelerator_may_exist())
-        exported = OnnxEngine.from_cache(cache_dir, version.backbone_id) if on_cpu or device is None else None
+        exported = OnnxEngine.from_cache(cache_dir, version.backbone_id) if device in (None, "cpu") else None
         backbone_file = library_root / version.backbone_file
         if exported is not None and on_cpu:
             return exported

@@ -173,6 +173,14 @@ _PHOTO_COLUMNS = """
 _PHOTO_FROM = "photos p LEFT JOIN classes c ON c.id = p.label_class_id"
 
 
+def _under_folder(column: str, folder: str) -> tuple[str, tuple]:
+    """An SQL condition (and its parameters) for `column` being `folder` or a path inside it,
+    with either separator; a comparison of prefixes, which stays cheap at 100,000 photos."""
+    prefix = folder.rstrip("/\\")
+    return (f"{column} = ? OR substr({column}, 1, ?) IN (?, ?)",
+            (prefix, len(prefix) + 1, prefix + "/", prefix + "\\"))
+
+
 def _photo_from_row(row: Sequence) -> Photo:
     return Photo(
         id=row[0],
@@ -450,20 +458,14 @@ class Store:
         return [_photo_from_row(row) for row in rows]
 
     def photos_under(self, folder: str) -> list[Photo]:
-        prefix = folder.rstrip("/\\")
-        rows = self._db.execute(
-            f"SELECT {_PHOTO_COLUMNS} FROM {_PHOTO_FROM} WHERE p.path = ? OR substr(p.path, 1, ?) IN (?, ?)",
-            (prefix, len(prefix) + 1, prefix + "/", prefix + "\\"),
-        )
+        where, parameters = _under_folder("p.path", folder)
+        rows = self._db.execute(f"SELECT {_PHOTO_COLUMNS} FROM {_PHOTO_FROM} WHERE {where}", parameters)
         return [_photo_from_row(row) for row in rows]
 
     def present_paths_under(self, folder: str) -> list[tuple[int, str]]:
         """(id, path) of photos under `folder` not already marked missing: cheap at 100,000."""
-        prefix = folder.rstrip("/\\")
-        return self._db.execute(
-            "SELECT id, path FROM photos WHERE missing = 0 AND (path = ? OR substr(path, 1, ?) IN (?, ?))",
-            (prefix, len(prefix) + 1, prefix + "/", prefix + "\\"),
-        ).fetchall()
+        where, parameters = _under_folder("path", folder)
+        return self._db.execute(f"SELECT id, path FROM photos WHERE missing = 0 AND ({where})", parameters).fetchall()
 
     def photos(self, photo_ids: Iterable[int] | None = None) -> list[Photo]:
         if photo_ids is None:
@@ -481,7 +483,7 @@ class Store:
     def photo_count(self) -> int:
         return self._db.execute("SELECT COUNT(*) FROM photos").fetchone()[0]
 
-    def photo_ids_to_tag(self, *, include_tagged: bool, backbone_id: str | None = None) -> list[int]:
+    def photo_ids_to_tag(self, *, include_tagged: bool) -> list[int]:
         """Readable, present photos the model may label: never those the user labeled."""
         sql = "SELECT id FROM photos WHERE readable = 1 AND missing = 0 AND (label_source IS NULL OR label_source != 'user')"
         if not include_tagged:

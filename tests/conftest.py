@@ -119,8 +119,8 @@ def deep_ready_library(tmp_path: Path):
     torch = pytest.importorskip("torch")
     import numpy as np
 
+    from library_builders import add_photos, write_features
     from tagger import images
-    from tagger.domain import ImportSummary, ScannedFile
     from tagger.engine import preprocess
     from tagger.head import Head
     from tagger.model import load_backbone
@@ -132,15 +132,8 @@ def deep_ready_library(tmp_path: Path):
     features = backbone.extract(batch)
 
     library = Library(tmp_path / "library")
-    scanned = [
-        ScannedFile(path=str(p), size_bytes=p.stat().st_size, mtime=0.0, content_hash=f"h{i}")
-        for i, p in enumerate(paths)
-    ]
-    library.record_scanned(scanned, ImportSummary())
-    ids = [library.photo_by_path(str(p)).id for p in paths]
-    with library.store.transaction():
-        for photo_id, vector in zip(ids, features):
-            library.store.write_features(photo_id, backbone.backbone_id, vector)
+    ids = add_photos(library, paths)
+    write_features(library, ids, features, backbone.backbone_id)
     head = Head.zero_shot(
         library.class_names(),
         backbone.imagenet_weight,

@@ -69,7 +69,12 @@ def add_photos_with_features(library: Library, paths: Sequence[str], features, b
                            format="JPEG") for i, path in enumerate(paths)]
     library.record_scanned(scanned, ImportSummary())
     ids = [library.photo_by_path(item.path).id for item in scanned]
-    with library.store.transaction():
-        for photo_id, vector in zip(ids, features):
-            library.store.write_features(photo_id, backbone_id, vector)
+    write_features(library, ids, features, backbone_id)
     return ids
+
+
+def write_features(library: Library, photo_ids: Sequence[int], features, backbone_id: str) -> None:
+    """Cache one feature vector per photo, as a tagging run would."""
+    with library.store.transaction():
+        for photo_id, vector in zip(photo_ids, features):
+            library.store.write_features(photo_id, backbone_id, vector)

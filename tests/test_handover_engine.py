@@ -55,6 +55,15 @@ class ClosableEngine(ConstantEngine):
         self.closed += 1
 
 
+def ready_when(release: threading.Event, gpu: ConstantEngine):  # noqa: ANN201 - a loader
+    """A loader whose GPU engine is ready once `release` is set, as a real one is after seconds."""
+    def load() -> ConstantEngine:
+        release.wait(10)
+        return gpu
+
+    return load
+
+
 def batch(n: int = 2) -> np.ndarray:
     return np.zeros((n, 3, 8, 8), dtype=np.float32)
 
@@ -62,13 +71,8 @@ def batch(n: int = 2) -> np.ndarray:
 def test_the_cpu_tags_until_the_gpu_engine_is_ready_then_the_gpu_does() -> None:
     release = threading.Event()
     gpu = ConstantEngine(2.0, "GPU engine")
-
-    def load() -> ConstantEngine:
-        release.wait(10)
-        return gpu
-
     cpu = ConstantEngine(1.0, "CPU engine")
-    engine = HandoverEngine(cpu, load, batch_size=64)
+    engine = HandoverEngine(cpu, ready_when(release, gpu), batch_size=64)
     assert engine.preferred_batch_size == 64 and engine.backbone_id == "net"
     assert engine.describe() == "CPU engine (PyTorch on the GPU if the run is long)"
     # Not told the run's size, it starts the GPU engine at the first batch.
@@ -262,12 +266,7 @@ def test_closing_the_run_stops_a_gpu_engine_that_took_over() -> None:
 def test_a_gpu_engine_that_is_ready_only_after_the_run_ended_is_stopped_at_once() -> None:
     release = threading.Event()
     gpu = ClosableEngine(2.0, "GPU engine")
-
-    def load() -> ClosableEngine:
-        release.wait(10)
-        return gpu
-
-    engine = HandoverEngine(ConstantEngine(1.0, "CPU engine"), load, batch_size=64)
+    engine = HandoverEngine(ConstantEngine(1.0, "CPU engine"), ready_when(release, gpu), batch_size=64)
     engine.start_accelerator()
     engine.close()
     release.set()

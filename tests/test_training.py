@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from library_builders import add_photos_with_features
+from process_helpers import wait_for_exit
 from tagger.calibration import fit_temperature
 from tagger.head import Head
 from tagger.library import Library
@@ -439,7 +440,6 @@ def test_a_training_child_stops_when_its_parent_is_killed(deep_ready_library) ->
     import signal
     import subprocess
     import sys
-    import time
 
     library, *_ = deep_ready_library
     root = library.root
@@ -453,11 +453,7 @@ def test_a_training_child_stops_when_its_parent_is_killed(deep_ready_library) ->
         assert children
         parent.send_signal(signal.SIGKILL)
         parent.wait(10)
-        deadline = time.monotonic() + 30
-        while any(Path(f"/proc/{pid}").exists() for pid in children) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        alive = [pid for pid in children if Path(f"/proc/{pid}").exists()
-                 and "Z" not in Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]]
+        alive = [pid for pid in children if not wait_for_exit(pid, 30)]
         assert not alive, f"training children outlived their parent: {alive}"
     finally:
         if parent.poll() is None:

@@ -95,7 +95,6 @@ def training_work(request: TrainingRequest) -> JobWork:
         # The training code loads here, in the worker; deep mode's torch only in a child process.
         from tagger.store import Store
         from tagger.training import TrainingCancelled, TrainingError, train
-
         from tagger.training_process import ChildTrainingError, train_in_child_process
 
         steps = _StepBuffer(context, request.mode)
