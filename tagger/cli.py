@@ -49,7 +49,7 @@ def cmd_import(args: argparse.Namespace) -> int:
     with open_library(args) as library:
         bar = ProgressBar("Importing")
         try:
-            summary = import_paths(library, present, progress=bar)
+            summary = import_paths(library, present, progress=bar, follow_links=args.follow_links)
         finally:
             bar.close()
     for path in summary.added if args.verbose else ():
@@ -177,6 +177,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = command("import", cmd_import, "add photos and folders (recursively) to the library")
     sub.add_argument("paths", nargs="+", metavar="PATH")
     sub.add_argument("-v", "--verbose", action="store_true", help="list every added file")
+    sub.add_argument("--follow-links", action="store_true",
+                     help="also follow links that lead out of the folders given (not followed by default)")
 
     sub = command("tag", cmd_tag, "tag the untagged photos with the current model")
     sub.add_argument("--all", action="store_true", help="re-tag every photo the model labeled too")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import io
 import sys
 from pathlib import Path
 
@@ -17,7 +18,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     if args.format == "xmp":
         from tagger import xmp
 
-        with open_library(args) as library:
+        # A dry run only reads, so it also works beside another Tagger that has the library open.
+        with open_library(args, readonly=None if args.dry_run else False) as library:
             plan = xmp.plan_xmp_changes(library, None, embed=args.embed, include_model_labels=include_model)
             for change in plan:
                 if change.action != "unchanged":
@@ -27,6 +29,8 @@ def cmd_export(args: argparse.Namespace) -> int:
                 print("dry run: nothing written")
                 return EXIT_OK
             result = xmp.apply_xmp_changes(plan)
+        for path, reason in result.failed:
+            print(f"failed\t{path}\t({reason})")
         print(result.describe())
         return EXIT_FAILURE if result.failed else EXIT_OK
     with open_library(args, readonly=None) as library:
@@ -42,9 +46,9 @@ def cmd_export(args: argparse.Namespace) -> int:
     if args.output in (None, "-"):
         writer(sys.stdout)
     else:
-        from tagger.user_files import user_text_writer
+        from tagger.user_files import export_text_writer
 
-        with user_text_writer(Path(args.output)) as stream:
+        with export_text_writer(Path(args.output)) as stream:
             writer(stream)
         print(f"{len(rows)} photo(s) exported to {args.output}", file=sys.stderr)
     return EXIT_OK
@@ -69,12 +73,17 @@ def cmd_export_model(args: argparse.Namespace) -> int:
 
 def cmd_import_labels(args: argparse.Namespace) -> int:
     from tagger import exporting
+    from tagger.spreadsheet_csv import guess_delimiter, read_csv_file
 
     with open_library(args) as library:
         if args.csv:
-            with open(args.csv, encoding="utf-8-sig", newline="") as stream:
-                summary = exporting.import_labels_csv(library, stream, create_classes=args.create_classes,
-                                                      base_dir=Path(args.csv).resolve().parent)
+            sheet = read_csv_file(args.csv)
+            if sheet.guessed:
+                print(f"note: {args.csv} is not UTF-8; read as {_ENCODING_NAMES[sheet.encoding]}", file=sys.stderr)
+            summary = exporting.import_labels_csv(library, io.StringIO(sheet.text, newline=""),
+                                                  create_classes=args.create_classes,
+                                                  base_dir=Path(args.csv).resolve().parent,
+                                                  delimiter=guess_delimiter(sheet.text))
         else:
             if not Path(args.tree).is_dir():
                 raise CommandError(f"{args.tree} is not a folder")
@@ -84,14 +93,19 @@ def cmd_import_labels(args: argparse.Namespace) -> int:
                                                       progress=bar)
             finally:
                 bar.close()
+    for where, why in summary.skipped:
+        print(f"skipped\t{where}: {why}")
     print(summary.describe())
     return EXIT_OK
+
+
+_ENCODING_NAMES = {"cp1252": "Windows-1252", "latin-1": "Latin-1"}
 
 
 def cmd_sort(args: argparse.Namespace) -> int:
     from tagger.sorting import apply_sort, plan_sort
 
-    with open_library(args) as library:
+    with open_library(args, readonly=None if args.dry_run else False) as library:
         plan = plan_sort(library, Path(args.destination), None, "move" if args.move else "copy",
                          unlabeled_folder=args.unlabeled_folder, include_model_labels=not args.user_only)
         print(plan.describe())
@@ -104,6 +118,8 @@ def cmd_sort(args: argparse.Namespace) -> int:
             result = apply_sort(library, plan, progress=bar)
         finally:
             bar.close()
+    for source, reason in result.failed:
+        print(f"failed\t{source}\t({reason})")
     print(result.describe())
     return EXIT_FAILURE if result.failed else EXIT_OK
 

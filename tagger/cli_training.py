@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 
 from tagger.cli_support import EXIT_OK, CommandError, open_library
 from tagger.console import ProgressBar
 from tagger.domain import Progress
+from tagger.library import Library
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -15,9 +17,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from tagger.training import TrainingCancelled, TrainingError, register_outcome, train
 
     with open_library(args) as library:
+        compute_label_features(library, args.device)
         current = library.current_model_version()
-        if current is None:
-            raise CommandError("there is no model yet: run `tagger tag` once before training")
         reader = library.reader()
         chart = ProgressBar(f"Training ({args.mode})")
 
@@ -56,12 +57,27 @@ def cmd_train(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def compute_label_features(library: Library, device: str | None = None) -> None:
+    """Features for the labeled photos that have none (and the first model, if there is
+    none): what training and the suspects learn from. Ctrl+C stops it; what was computed is kept."""
+    from tagger.runner import extract_labeled_features
+
+    bar = ProgressBar("Reading labeled photos")
+    try:
+        outcome = extract_labeled_features(library, device=device, progress=bar)
+    finally:
+        bar.close()
+    if outcome.labeled_features or outcome.unreadable:
+        print(outcome.describe(), file=sys.stderr)
+    for path, reason in outcome.unreadable:
+        print(f"unreadable\t{path}\t{reason}", file=sys.stderr)
+
+
 def _format_comparison(metrics: dict) -> str:
-    new, old = metrics.get("new") or {}, metrics.get("current") or {}
-    if new.get("accuracy") is None:
-        return ""
-    lines = [f"same held-out labels ({new.get('n', '?')}): new {100 * new['accuracy']:.1f}%"
-             + (f" vs current {100 * old['accuracy']:.1f}%" if old.get("accuracy") is not None else "")]
+    from tagger.model_comparison import headline_text
+
+    lines = [f"new model: {headline_text(metrics)}"]
+    new = metrics.get("new") or {}
     for name, stats in (new.get("per_class") or {}).items():
         precision, recall = stats.get("precision"), stats.get("recall")
         lines.append(f"  {name:<14} precision {_pct(precision)}  recall {_pct(recall)}")
@@ -73,6 +89,7 @@ def _pct(value: float | None) -> str:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
+    from tagger.model_comparison import headline_text
     from tagger.runner import retag_from_cache
 
     with open_library(args, readonly=args.action == "list") as library:
@@ -83,11 +100,12 @@ def cmd_models(args: argparse.Namespace) -> int:
             print(f"{count} photo(s) re-tagged from cached features"
                   + ("" if count else "; run `tagger tag --all` to re-tag from the photos"))
         for version in library.model_versions():
-            accuracy = (version.metrics.get("new") or {}).get("accuracy")
             when = time.strftime("%Y-%m-%d %H:%M", time.localtime(version.created_at))
             print(f"{'*' if version.is_current else ' '} {version.id:>3}  {when}  {version.mode:<9} "
-                  f"{version.n_labels:>5} labels  accuracy {_pct(accuracy)}  {', '.join(version.classes)}"
+                  f"{version.n_labels:>5} labels  {', '.join(version.classes)}"
                   + (f"  ({version.note})" if version.note else ""))
+            if version.metrics:
+                print(f"        {headline_text(version.metrics)}")
     return EXIT_OK
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from tagger.atomic import write_atomically
-from tagger.cli_support import EXIT_OK, CommandError, library_root
+from tagger.cli_support import EXIT_OK, CommandError, library_root, open_library
 from tagger.head import DEFAULT_CLASSES
 from tagger.library import Library
 from tagger.store import DATABASE_NAME
@@ -35,11 +35,14 @@ def add_commands(command: CommandFactory) -> None:
                      help="image to write: the photo with the heatmap over it")
 
     sub = command("suspects", run_suspects,
-                  "list your labels that a model trained without them disagrees with, as CSV")
+                  "list your labels that a model trained without them disagrees with, as CSV "
+                  "(computing the labeled photos' features first where they have none)")
     sub.add_argument("--top", type=int, metavar="N", help="only the N most suspicious")
     sub.add_argument("--folds", type=int, default=5, metavar="K",
                      help="cross-validation folds (default 5): each label is judged by a model "
                      "trained on the other folds")
+    sub.add_argument("--device", choices=["cpu", "cuda", "mps"],
+                     help="where to compute missing features (default: best available)")
 
 
 def run_explain(args: argparse.Namespace) -> int:
@@ -91,21 +94,29 @@ def encode_image(rgb: np.ndarray, suffix: str) -> bytes:
 
 
 def run_suspects(args: argparse.Namespace) -> int:
+    from tagger.cli_training import compute_label_features
     from tagger.review import find_suspects, suspects_csv_rows
+    from tagger.runner import labeled_photos_without_features
 
     if args.top is not None and args.top < 0:
         raise CommandError("--top must be 0 or more")
     if args.folds < 2:
         raise CommandError("--folds must be at least 2")
-    with Library(library_root(args), readonly=True) as library:
+    # Read-only when another Tagger is writing: the labels that already have features are judged.
+    with open_library(args, readonly=None) as library:
+        if not library.readonly:
+            compute_label_features(library, args.device)
+        unjudged = len(labeled_photos_without_features(library))
         version = library.current_model_version()
-        if version is None:
-            raise CommandError("there is no model yet: tag your photos first")
         n_labels = len(library.user_labels())
-        suspects = find_suspects(library.store, version, k=args.folds)
+        suspects = find_suspects(library.store, version, k=args.folds) if version is not None else []
     shown = suspects if args.top is None else suspects[: args.top]
     writer = csv.writer(sys.stdout, lineterminator="\n")
     writer.writerows(suspects_csv_rows(shown))
     print(f"{len(suspects)} of your {n_labels} labels look wrong to a model trained without them",
           file=sys.stderr)
+    if unjudged:
+        print(f"{unjudged} labeled photo(s) were not judged: their features are not computed yet, and the "
+              "library can only be read now (another Tagger has it open, or its folder is read-only)",
+              file=sys.stderr)
     return EXIT_OK

@@ -14,6 +14,12 @@ Import, always as the user's own labels:
   the top-level folder it sits under. Files directly in root are ignored.
 Both match class names ignoring case ("Dog" is the class "dog") and create missing classes
 only when `create_classes=True`; otherwise those rows are reported under `unknown_class`.
+A name that starts like a spreadsheet formula ("=...", "+...", "-...", "@...") never becomes
+a class this way: the row is skipped, saying so.
+
+Spreadsheets open these files, so every CSV cell that one would run as a formula is written
+escaped, and read back unescaped (see spreadsheet_csv.py); a line the csv module cannot
+read is skipped with its number.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from typing import IO
 from tagger.domain import ImportSummary, LabelSource, Photo, Progress
 from tagger.library import Library, LibraryError
 from tagger.paths import normalise_path
+from tagger.spreadsheet_csv import csv_rows, looks_like_formula, spreadsheet_safe, without_spreadsheet_escape
 
 CSV_COLUMNS = ("path", "label", "source", "confidence", "model_version")
 DATE_COLUMN = "date"
@@ -77,7 +84,8 @@ def write_csv(rows: Iterable[ExportRow], stream: IO[str], *, include_date: bool 
     for row in rows:
         values = asdict(row)
         values["confidence"] = "" if row.confidence is None else f"{row.confidence:.4f}"
-        writer.writerow(["" if values[column] is None else values[column] for column in columns])
+        cells = ("" if values[column] is None else str(values[column]) for column in columns)
+        writer.writerow([spreadsheet_safe(cell) for cell in cells])
         count += 1
     return count
 
@@ -137,6 +145,12 @@ class _ClassResolver:
         if key in self._known:
             return self._known[key]
         name = " ".join(text.split())
+        if looks_like_formula(name):
+            # From someone else's file, it would be run by the spreadsheet of whoever opens a
+            # later export; a class the user made by hand is matched above all the same.
+            self._summary.skipped.append((where, f"the label {name!r} looks like a spreadsheet formula; "
+                                                 "Tagger makes no class of it (add it yourself if you mean it)"))
+            return None
         if not self._create:
             self._summary.unknown_class.setdefault(name, []).append(where)
             return None
@@ -160,16 +174,18 @@ def import_labels_csv(
     *,
     create_classes: bool = False,
     base_dir: str | os.PathLike | None = None,
+    delimiter: str = ",",
 ) -> LabelImportSummary:
     """Label photos already in the library from CSV rows of path,label, as the user's labels.
 
     Relative paths are taken relative to `base_dir` (default: the current folder). When a
-    path appears twice, its last row wins."""
+    path appears twice, its last row wins. Open files with newline="" (the csv module's rule);
+    `spreadsheet_csv.read_csv_file` decodes a file whatever its encoding."""
     summary = LabelImportSummary()
     resolver = _ClassResolver(library, summary, create=create_classes)
     base = Path(base_dir) if base_dir is not None else Path.cwd()
     wanted: dict[int, tuple[str, str]] = {}  # photo id -> (path as written, class)
-    for line_number, path_text, label_text, source in _csv_records(stream, summary):
+    for line_number, path_text, label_text, source in _csv_records(stream, summary, delimiter):
         where = f"line {line_number}: {path_text}"
         if source == LabelSource.MODEL.value:
             summary.skipped.append((where, "the model's label, not the user's"))
@@ -191,12 +207,16 @@ def import_labels_csv(
     return summary
 
 
-def _csv_records(stream: IO[str], summary: LabelImportSummary) -> Iterable[tuple[int, str, str, str]]:
+def _csv_records(stream: IO[str], summary: LabelImportSummary,
+                 delimiter: str) -> Iterable[tuple[int, str, str, str]]:
     """(line number, path, label, source) per data row; source is "" when there is none."""
-    reader = csv.reader(stream)
     path_column, label_column, source_column = 0, 1, None
     first = True
-    for row in reader:
+    for line in csv_rows(stream, delimiter):
+        if line.problem:
+            summary.skipped.append((f"line {line.number}", line.problem))
+            continue
+        row = [without_spreadsheet_escape(cell) for cell in line.cells]
         cells = [cell.strip() for cell in row]
         if not any(cells):
             continue
@@ -208,12 +228,12 @@ def _csv_records(stream: IO[str], summary: LabelImportSummary) -> Iterable[tuple
                 source_column = header.index("source") if "source" in header else None
                 continue
         if len(cells) <= max(path_column, label_column) or not cells[path_column]:
-            summary.skipped.append((f"line {reader.line_num}", "needs a path and a label"))
+            summary.skipped.append((f"line {line.number}", "needs a path and a label"))
             continue
         has_source = source_column is not None and source_column < len(cells)
         source = cells[source_column].casefold() if has_source else ""
         # The path as written: a file name may really begin or end with a space.
-        yield reader.line_num, row[path_column], cells[label_column], source
+        yield line.number, row[path_column], cells[label_column], source
 
 
 def _apply_labels(library: Library, wanted: dict[int, tuple[str, str]], summary: LabelImportSummary) -> None:

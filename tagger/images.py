@@ -9,7 +9,14 @@ JPEG"...), never with a decoder's traceback.
 Truncated files: Pillow's `ImageFile.LOAD_TRUNCATED_IMAGES` stays off and this
 module never turns it on. A JPEG cut short by an interrupted copy is reported as
 "truncated or corrupt JPEG" rather than decoded with a grey band, so the library
-shows the damage instead of tagging and thumbnailing half a photo as if whole.
+shows the damage instead of tagging and thumbnailing half a photo as if whole. A file too
+short to hold the pixels its header declares is refused the same way, from its header.
+
+Memory: a few hundred bytes of lossless WebP or GIF, or a few hundred KB of PNG, can declare
+a picture of 196 MP (under the pixel limit) that takes gigabytes to decode. Before decoding,
+the memory the decode and its conversion to RGB will need is estimated from the header, and
+a picture over the decode budget (which grows with the file's size, so real big photos
+still decode) is refused with a reason. Decodes running at once share the budget.
 """
 
 from __future__ import annotations
@@ -28,6 +35,9 @@ from typing import IO
 import numpy as np
 from PIL import ExifTags, Image
 
+from tagger.jpeg_xmp import JpegError, header_segments
+from tagger.safe_files import UnsafeFileError, open_regular
+
 log = logging.getLogger(__name__)
 
 PathLike = str | os.PathLike[str]
@@ -37,6 +47,13 @@ PathLike = str | os.PathLike[str]
 # own decompression-bomb guard and ours agree on what "too large" means.
 MAX_PIXELS = 200_000_000
 Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+
+# The memory one decode may take: a file under 1 MB gets this much, whatever size it
+# declares. A bigger file gets DECODE_BUDGET_PER_FILE_BYTE times its size: real photos
+# compress at most ~10:1 (a 100 MP PNG photo weighs over 100 MB, a 200 MP phone HEIC about
+# 12 MB), while a bomb's whole point is a ratio in the thousands.
+DECODE_BUDGET_BYTES = 256 * 2**20
+DECODE_BUDGET_PER_FILE_BYTE = 256
 
 # Enough to see an ISO-BMFF `ftyp` box with a few compatible brands.
 HEADER_BYTES = 64
@@ -78,6 +95,20 @@ _SIDEWAYS_ORIENTATIONS = frozenset({5, 6, 7, 8})
 
 _HIGH_BIT_DEPTH_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N", "I", "F"})
 _ALPHA_MODES = frozenset({"RGBA", "RGBa", "LA", "La", "PA"})
+
+# Bytes per pixel Pillow stores for a decoded picture, by mode; every other mode takes 4
+# (RGB too: Pillow pads it to 4 bytes).
+_STORED_BYTES = {"1": 1, "L": 1, "P": 1, "I;16": 2, "I;16L": 2, "I;16B": 2, "I;16N": 2}
+# Bytes per pixel a decoder holds beside Pillow's picture until the file is closed: libwebp,
+# libheif and libavif decode the whole frame into a buffer of their own, which Pillow copies.
+_DECODER_BYTES = {"WEBP": 8, "HEIF": 4, "AVIF": 4}
+# Rows of high-bit-depth pixels are scaled to 8 bits a band of about this many at a time.
+_BAND_PIXELS = 2**20
+# Memory the estimate adds to every decode for the float band used in that scaling.
+_BAND_BYTES = 8 * _BAND_PIXELS
+# Start-of-frame markers of arithmetic-coded JPEGs, which can hold a flat picture in almost
+# no bytes, so that no minimum file size applies to them.
+_ARITHMETIC_JPEG_FRAMES = frozenset({0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF})
 
 # OpenJPEG refuses a reduction beyond the file's resolution levels; 3 (1/8 size)
 # is within what nearly every encoder writes and plenty for thumbnails.
@@ -143,7 +174,7 @@ def sniff_format(head: bytes) -> str | None:
 
 def probe(path: PathLike) -> ImageInfo:
     """Size (as displayed, after EXIF orientation), format and capture time, from the header only."""
-    with _opened(path) as (image, sniffed):
+    with _opened(path) as (image, sniffed, _file_size):
         exif = _exif_of(image, may_decode=False)
         width, height = image.size
         if _orientation(exif) in _SIDEWAYS_ORIENTATIONS:
@@ -211,10 +242,12 @@ class _ReducedDecodeFailed(Exception):
 
 
 @contextmanager
-def _opened(path: PathLike) -> Iterator[tuple[Image.Image, str]]:
-    """The image with only its header read, and the format its first bytes announced."""
+def _opened(path: PathLike) -> Iterator[tuple[Image.Image, str, int]]:
+    """The image with only its header read, the format its first bytes announced and the
+    file's size; refused when no decode of it could be complete or fit the budget."""
     try:
-        file = open(path, "rb")
+        # Not open(): a photo replaced by a named pipe would block it forever.
+        file = open_regular(path)
     except OSError as error:
         raise UnreadableImage(_describe_os_error(error)) from None
     with file:
@@ -230,7 +263,10 @@ def _opened(path: PathLike) -> Iterator[tuple[Image.Image, str]]:
         image = _open_with_pillow(file, sniffed)
         with image:
             _refuse_if_huge(*image.size)
-            yield image, sniffed
+            file_size = os.fstat(file.fileno()).st_size
+            _refuse_if_too_short(file, file_size, image, sniffed)
+            _refuse_if_over_budget(image, _decode_cost(image, _smallest_decode(image)), file_size)
+            yield image, sniffed, file_size
 
 
 def _open_with_pillow(file: IO[bytes], sniffed: str) -> Image.Image:
@@ -276,6 +312,127 @@ def _too_large_message(size: tuple[int, int] | None) -> str:
     return f"image too large ({size[0]} x {size[1]} pixels; {limit})"
 
 
+def _refuse_if_too_short(file: IO[bytes], file_size: int, image: Image.Image, sniffed: str) -> None:
+    """Refuse a file too short to hold the pixels its header declares: its decoder would
+    make up the rest (libjpeg shows it grey) or fail only after allocating the picture."""
+    if file_size >= _smallest_possible_file(image, sniffed):
+        return
+    if sniffed == "JPEG" and _is_arithmetic_coded(file):
+        return
+    width, height = image.size
+    label = _FORMAT_LABELS[sniffed]
+    raise UnreadableImage(f"truncated or corrupt {label} ({file_size} bytes cannot hold {width} x {height} pixels)")
+
+
+def _smallest_possible_file(image: Image.Image, sniffed: str) -> int:
+    """The fewest bytes that can encode the declared picture; 0 where the format has no bound."""
+    width, height = image.size
+    if sniffed == "JPEG":
+        # Huffman coding spends at least one bit on the DC coefficient of every 8 x 8 block;
+        # with the most lopsided subsampling the format allows, one block covers 128 pixels.
+        return width * height // 1024
+    if sniffed == "PNG":
+        # Each row is a filter byte and at least one bit per pixel, and deflate's best ratio
+        # is 1032:1 (a 258-byte match in two bits).
+        return height * (1 + math.ceil(width / 8)) // 1032
+    return 0  # WebP, GIF, HEIF...: a flat picture may take almost nothing
+
+
+def _is_arithmetic_coded(file: IO[bytes]) -> bool:
+    # Only asked of a file shorter than its picture's Huffman minimum, so reading it is cheap.
+    position = file.tell()
+    try:
+        file.seek(0)
+        segments = header_segments(file.read())
+    except (OSError, JpegError):
+        return False
+    finally:
+        file.seek(position)
+    return any(segment.marker in _ARITHMETIC_JPEG_FRAMES for segment in segments)
+
+
+def _refuse_if_over_budget(image: Image.Image, cost: int, file_size: int) -> None:
+    budget = _decode_budget(file_size)
+    if cost > budget:
+        width, height = image.size
+        raise UnreadableImage(f"image too large to decode safely ({width} x {height} pixels need about "
+                              f"{_amount(cost)}; limit {_amount(budget)} for a file of {_amount(file_size)})")
+
+
+def _decode_budget(file_size: int) -> int:
+    return max(DECODE_BUDGET_BYTES, DECODE_BUDGET_PER_FILE_BYTE * file_size)
+
+
+def _decode_cost(image: Image.Image, decoded_size: tuple[int, int]) -> int:
+    """An upper bound, from the header, on the memory that decoding to `decoded_size` and
+    making upright RGB of it hold at any one moment (see `_load_rgb` and `_to_rgb`)."""
+    stored = _STORED_BYTES.get(image.mode, 4)
+    if image.mode in _HIGH_BIT_DEPTH_MODES:
+        converting = stored + 1 + 4  # a numpy copy, its 8-bit scaling, the RGB picture
+    elif _has_alpha(image):
+        converting = 16  # an RGBA copy, a white canvas, the two composited, the RGB picture
+    else:
+        converting = 4  # the RGB picture
+    decoding = stored + _DECODER_BYTES.get(image.format or "", 0) + converting
+    # Once the decoded picture is let go: the RGB picture and its resized or turned copy.
+    finishing = 4 + 4
+    return decoded_size[0] * decoded_size[1] * max(decoding, finishing) + _BAND_BYTES
+
+
+def _smallest_decode(image: Image.Image) -> tuple[int, int]:
+    """The smallest picture any caller could have this file decoded to (see `_reduce_while_decoding`)."""
+    width, height = image.size
+    if image.format in ("JPEG", "MPO", "JPEG2000"):
+        return math.ceil(width / 8), math.ceil(height / 8)
+    return width, height
+
+
+def _size_after_decoding(image: Image.Image) -> tuple[int, int]:
+    # draft() has already made a JPEG's size the reduced one; a JPEG 2000 reduction is
+    # applied only by load(), rounding as the plugin does.
+    reduction = image.reduce if image.format == "JPEG2000" else 0
+    if not isinstance(reduction, int) or reduction <= 0:
+        return image.size
+    power = 1 << reduction
+    return tuple(int((side + (power >> 1)) / power) for side in image.size)  # type: ignore[return-value]
+
+
+def _amount(size: int) -> str:
+    if size < 2**10:
+        return f"{size} bytes"
+    if size < 2**20:
+        return f"{size // 2**10} KB"
+    if size < 2**30:
+        return f"{size // 2**20} MB"
+    return f"{size / 2**30:.1f} GB"
+
+
+class _DecodeMemory:
+    """The decode budget, shared by the decodes running at once (tagging decodes on one
+    thread per core): each waits until its estimate fits beside the others', and one bigger
+    than the whole budget (a big file's) waits to run alone."""
+
+    def __init__(self, capacity: int) -> None:
+        self._capacity = capacity
+        self._reserved = 0
+        self._changed = threading.Condition()
+
+    @contextmanager
+    def reserved(self, amount: int) -> Iterator[None]:
+        with self._changed:
+            self._changed.wait_for(lambda: self._reserved == 0 or self._reserved + amount <= self._capacity)
+            self._reserved += amount
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._reserved -= amount
+                self._changed.notify_all()
+
+
+_decode_memory = _DecodeMemory(DECODE_BUDGET_BYTES)
+
+
 _heif_lock = threading.Lock()
 _heif_registered = False
 
@@ -312,34 +469,41 @@ def _ftyp_brands(head: bytes) -> frozenset[bytes]:
 def _load_rgb(path: PathLike, max_side: int | None, *, decode_smaller: bool,
               min_shorter_side: int | None = None) -> Image.Image:
     """Decode within `max_side`, or (given `min_shorter_side`) just down to that shorter side."""
-    with _opened(path) as (image, sniffed):
-        label = _FORMAT_LABELS[sniffed]
+    with _opened(path) as (image, sniffed, file_size):
         if min_shorter_side is not None:
             reduced = decode_smaller and _decode_smaller_covering(image, min_shorter_side)
         else:
             reduced = decode_smaller and _decode_smaller(image, max_side)
-        try:
-            image.load()
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-            raise UnreadableImage(_too_large_message(image.size)) from None
-        except MemoryError:
-            raise UnreadableImage("not enough memory to decode this image") from None
-        except OSError as error:
-            if error.errno is not None:
-                raise UnreadableImage(_describe_os_error(error)) from None
-            if reduced:
-                raise _ReducedDecodeFailed from None
-            raise UnreadableImage(f"truncated or corrupt {label}") from None
-        except Exception:  # noqa: BLE001 - decoders raise many types on damaged data
-            log.debug("Pillow could not decode a %s file", sniffed, exc_info=True)
-            if reduced:
-                raise _ReducedDecodeFailed from None
-            raise UnreadableImage(f"truncated or corrupt {label}") from None
-        orientation = _orientation(_exif_of(image, may_decode=True))
-        rgb = _to_rgb(image)
+        cost = _decode_cost(image, _size_after_decoding(image))
+        _refuse_if_over_budget(image, cost, file_size)
+        with _decode_memory.reserved(cost):
+            orientation, rgb = _decode(image, sniffed, reduced)
     if min_shorter_side is not None:
         return _upright(_box_reduce_covering(rgb, min_shorter_side), orientation)
     return _upright(_fit_within(rgb, max_side), orientation)
+
+
+def _decode(image: Image.Image, sniffed: str, reduced: bool) -> tuple[int, Image.Image]:
+    """The EXIF orientation, and the picture in RGB with its pixels decoded now."""
+    label = _FORMAT_LABELS[sniffed]
+    try:
+        image.load()
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise UnreadableImage(_too_large_message(image.size)) from None
+    except MemoryError:
+        raise UnreadableImage("not enough memory to decode this image") from None
+    except OSError as error:
+        if error.errno is not None:
+            raise UnreadableImage(_describe_os_error(error)) from None
+        if reduced:
+            raise _ReducedDecodeFailed from None
+        raise UnreadableImage(f"truncated or corrupt {label}") from None
+    except Exception:  # noqa: BLE001 - decoders raise many types on damaged data
+        log.debug("Pillow could not decode a %s file", sniffed, exc_info=True)
+        if reduced:
+            raise _ReducedDecodeFailed from None
+        raise UnreadableImage(f"truncated or corrupt {label}") from None
+    return _orientation(_exif_of(image, may_decode=True)), _to_rgb(image)
 
 
 def _decode_smaller(image: Image.Image, max_side: int | None) -> bool:
@@ -388,8 +552,7 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     try:
         if image.mode in _HIGH_BIT_DEPTH_MODES:
             image = _to_eight_bit_gray(image)
-        has_alpha = image.mode in _ALPHA_MODES or "transparency" in image.info
-        if has_alpha:
+        if _has_alpha(image):
             return _on_white(image.convert("RGBA"))
         # convert() copies even when the mode already matches, so the result never
         # refers back to the closed file.
@@ -405,31 +568,66 @@ def _on_white(rgba: Image.Image) -> Image.Image:
     return Image.alpha_composite(white, rgba).convert("RGB")
 
 
+def _has_alpha(image: Image.Image) -> bool:
+    return image.mode in _ALPHA_MODES or "transparency" in image.info
+
+
 def _to_eight_bit_gray(image: Image.Image) -> Image.Image:
     """16-bit, 32-bit and float pixels scaled to 0..255; Pillow's own conversion clips them to white."""
     pixels = np.asarray(image)
     if image.mode == "F":
-        pixels = np.nan_to_num(pixels.astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)
-        low, high = float(pixels.min()), float(pixels.max())
+        low, high = _finite_range(pixels)
         if low >= 0.0 and high <= 1.0:
-            scaled = pixels * 255.0
+            offset, scale = 0.0, 255.0
         elif high > low:
-            scaled = (pixels - low) * (255.0 / (high - low))
+            offset, scale = low, 255.0 / (high - low)
         else:
-            scaled = np.zeros_like(pixels)
+            offset, scale = 0.0, 0.0
     elif image.mode.startswith("I;16"):
-        scaled = pixels.astype(np.float64) / 257.0
+        offset, scale = 0.0, 1 / 257.0
     else:
         # Mode "I" does not say how many bits were used: judge by the values.
-        pixels = pixels.astype(np.float64)
         low, high = float(pixels.min()), float(pixels.max())
         if low >= 0 and high <= 255:
-            scaled = pixels
+            offset, scale = 0.0, 1.0
         elif low >= 0 and high <= 65535:
-            scaled = pixels / 257.0
+            offset, scale = 0.0, 1 / 257.0
+        elif high > low:
+            offset, scale = low, 255.0 / (high - low)
         else:
-            scaled = (pixels - low) * (255.0 / (high - low))
-    return Image.fromarray(np.clip(np.rint(scaled), 0, 255).astype(np.uint8))
+            offset, scale = 0.0, 0.0
+    return Image.fromarray(_rescaled_to_bytes(pixels, offset, scale))
+
+
+def _bands(pixels: np.ndarray) -> Iterator[slice]:
+    # Whole rows, about _BAND_PIXELS at a time: the float copies of a 100 MP picture would
+    # take 800 MB each, a band's 8 MB.
+    rows = max(1, _BAND_PIXELS // max(1, pixels.shape[1]))
+    for top in range(0, pixels.shape[0], rows):
+        yield slice(top, top + rows)
+
+
+def _finite_band(pixels: np.ndarray, band: slice) -> np.ndarray:
+    return np.nan_to_num(pixels[band].astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+
+
+def _finite_range(pixels: np.ndarray) -> tuple[float, float]:
+    """The lowest and highest value, NaN and infinities counting as 0."""
+    lows, highs = [], []
+    for band in _bands(pixels):
+        values = _finite_band(pixels, band)
+        lows.append(float(values.min()))
+        highs.append(float(values.max()))
+    return min(lows), max(highs)
+
+
+def _rescaled_to_bytes(pixels: np.ndarray, offset: float, scale: float) -> np.ndarray:
+    """(pixels - offset) * scale, rounded and clipped to 0..255, NaN and infinities as 0."""
+    result = np.empty(pixels.shape, dtype=np.uint8)
+    for band in _bands(pixels):
+        scaled = (_finite_band(pixels, band) - offset) * scale
+        result[band] = np.clip(np.rint(scaled), 0, 255)
+    return result
 
 
 def _fit_within(image: Image.Image, max_side: int | None) -> Image.Image:
@@ -527,7 +725,7 @@ def _ends_as_declared(path: PathLike, format: str) -> bool:
     if format not in ("JPEG", "MPO", "PNG", "GIF", "WEBP"):
         return True
     try:
-        with open(path, "rb") as file:
+        with open_regular(path) as file:
             head = file.read(12)
             size = file.seek(0, os.SEEK_END)
             file.seek(max(0, size - 32))
@@ -545,6 +743,8 @@ def _ends_as_declared(path: PathLike, format: str) -> bool:
 
 
 def _describe_os_error(error: OSError) -> str:
+    if isinstance(error, UnsafeFileError):
+        return error.strerror
     if isinstance(error, FileNotFoundError):
         return "file not found"
     if isinstance(error, PermissionError):

@@ -26,6 +26,8 @@ from tagger import images
 from tagger.domain import ImportSummary, Progress, ScannedFile
 from tagger.library import Library
 from tagger.paths import normalise_path
+from tagger.safe_files import open_regular
+from tagger.safe_paths import is_inside
 
 log = logging.getLogger(__name__)
 
@@ -100,25 +102,31 @@ def iter_candidate_files(
     on_error: ErrorHandler,
     *,
     exclude: Iterable[PathInput] = (),
+    follow_links: bool = False,
 ) -> Iterator[str]:
     """Normalised paths of the files worth scanning under `paths`, each once, in name order.
 
-    Folders are walked recursively; links are followed, but a folder already
-    visited (a link loop, two links to one tree) is not entered twice. Hidden
-    entries are skipped unless named directly. Files given directly are always
+    Folders are walked recursively. Links are followed while they stay inside the folders
+    given (a link to /usr in a photo folder would pull in thousands of system images, which
+    a later sort --move would move), anywhere with `follow_links`; a link out is reported.
+    A folder already visited (a link loop, two links to one tree) is not entered twice.
+    Hidden entries are skipped unless named directly. Files given directly are always
     candidates, since the user chose them.
     """
-    walk = _Walk(on_error, {normalise_path(os.fsdecode(path)) for path in exclude})
-    for given in paths:
-        yield from walk.given_path(os.fsdecode(given))
+    given_paths = [os.fsdecode(path) for path in paths]
+    chosen = None if follow_links else [normalise_path(path) for path in given_paths if os.path.isdir(path)]
+    walk = _Walk(on_error, {normalise_path(os.fsdecode(path)) for path in exclude}, chosen)
+    for given in given_paths:
+        yield from walk.given_path(given)
 
 
 class _Walk:
     """One pass over the user's selection, remembering what it has visited."""
 
-    def __init__(self, on_error: ErrorHandler, excluded: set[str]) -> None:
+    def __init__(self, on_error: ErrorHandler, excluded: set[str], chosen_folders: list[str] | None) -> None:
         self._on_error = on_error
         self._excluded = excluded
+        self._chosen_folders = chosen_folders  # None: follow links anywhere
         self._visited_folders: set[str] = set()
         self._found_files: set[str] = set()
 
@@ -161,6 +169,12 @@ class _Walk:
                     if _looks_like_image_name(entry.name):
                         self._report(entry.path, _describe_os_error(error))
                     continue
+                if (is_folder or is_file) and self._leads_out(entry):
+                    if is_folder or _looks_like_image_name(entry.name):
+                        target = printable_path(os.path.realpath(entry.path))
+                        self._report(entry.path, f"a link to {target}, outside the folders chosen for import: "
+                                                 "not followed (--follow-links follows it)")
+                    continue
                 if is_folder:
                     real = normalise_path(entry.path)
                     if entry.name in SKIPPED_FOLDER_NAMES or real in self._visited_folders or real in self._excluded:
@@ -177,6 +191,13 @@ class _Walk:
                 # Sockets, pipes and devices are never photos, and reading a pipe would block.
             # Reversed so that popping from the end walks the subfolders in name order.
             pending.extend(reversed(subfolders))
+
+    def _leads_out(self, entry: os.DirEntry[str]) -> bool:
+        """Whether `entry` is a link to somewhere outside the chosen folders (when that matters)."""
+        if self._chosen_folders is None or not entry.is_symlink():
+            return False
+        target = normalise_path(entry.path)
+        return not any(is_inside(folder, target) for folder in self._chosen_folders)
 
     def _entries(self, folder: str) -> list[os.DirEntry[str]]:
         try:
@@ -210,7 +231,7 @@ def _looks_like_image_name(name: str) -> bool:
 
 def _sniffs_as_image(path: str) -> bool:
     try:
-        with open(path, "rb") as file:
+        with open_regular(path) as file:
             return images.sniff_format(file.read(images.HEADER_BYTES)) is not None
     except OSError:
         # Not named like an image and not readable either: nothing to tell the user.
@@ -271,7 +292,8 @@ def scan_file(path: PathInput, known: KnownFiles) -> ScannedFile:
 
 
 def _hash_file(path: str) -> str:
-    with open(path, "rb") as file:
+    # Checked again on the open file: it may have been swapped for a pipe since the stat.
+    with open_regular(path) as file:
         return hashlib.file_digest(file, "sha256").hexdigest()
 
 
@@ -336,6 +358,7 @@ def scan(
     should_cancel: CancelCheck | None = None,
     on_error: ErrorHandler | None = None,
     exclude: Iterable[PathInput] = (),
+    follow_links: bool = False,
     batch_size: int = DEFAULT_BATCH_SIZE,
     workers: int = DEFAULT_WORKERS,
 ) -> Iterator[list[ScannedFile]]:
@@ -344,14 +367,15 @@ def scan(
     Writes nothing. While files are being found, progress has total 0 (a busy
     indicator); afterwards done counts files scanned. `should_cancel` and
     `progress` are only called from the thread iterating this generator.
-    Pass the library's folder in `exclude` when it could lie inside `paths`.
+    Pass the library's folder in `exclude` when it could lie inside `paths`;
+    `follow_links` as for `iter_candidate_files`.
     """
     report_problem = on_error or _ignore_problem
     cancel = _Cancellation(should_cancel)
     meter = _ProgressMeter(progress)
 
     candidates: list[str] = []
-    for path in iter_candidate_files(paths, report_problem, exclude=exclude):
+    for path in iter_candidate_files(paths, report_problem, exclude=exclude, follow_links=follow_links):
         candidates.append(path)
         if cancel.poll():
             return
@@ -443,8 +467,11 @@ def import_paths(
     *,
     progress: ProgressHandler | None = None,
     should_cancel: CancelCheck | None = None,
+    follow_links: bool = False,
 ) -> ImportSummary:
-    """Import files and folders into `library` on this thread (the command-line path)."""
+    """Import files and folders into `library` on this thread (the command-line path).
+
+    Links out of the folders in `paths` are followed only with `follow_links`."""
     paths = list(paths)
     recorder = ImportRecorder(library, paths)
     cancel_seen = False
@@ -456,7 +483,7 @@ def import_paths(
 
     for batch in scan(
         paths, library.known_files(), progress=progress, should_cancel=latching_cancel,
-        on_error=recorder.note_problem, exclude=[library.root],
+        on_error=recorder.note_problem, exclude=[library.root], follow_links=follow_links,
     ):
         recorder.record(batch)
     return recorder.finish(cancelled=cancel_seen)

@@ -7,8 +7,11 @@ race on a write."""
 
 from __future__ import annotations
 
+import contextlib
+import filecmp
 import os
 import shutil
+import stat
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -25,8 +28,11 @@ from tagger.domain import (
     ScannedFile,
     TagResult,
 )
+from tagger.atomic import remove_abandoned
 from tagger.locking import LibraryLock
 from tagger.paths import normalise_path
+from tagger.safe_files import UnsafeFileError
+from tagger.safe_paths import is_inside
 from tagger.store import DATABASE_NAME, Store, StoreError
 
 __all__ = ["Library", "LibraryError"]
@@ -48,20 +54,51 @@ class Library:
             return
         try:
             self.root.mkdir(parents=True, exist_ok=True)
+            self._refuse_links_out()
             for folder in (self.models_dir, self.thumbnails_dir, self.cache_dir):
                 folder.mkdir(exist_ok=True)
         except OSError as error:
             raise LibraryError(f"Cannot create the library folder {self.root}: {error.strerror or error}") from error
-        self._lock.acquire()
+        try:
+            self._lock.acquire()
+        except UnsafeFileError as error:
+            raise LibraryError(f"{error}; the lock file is Tagger's own: delete it (only it) and open "
+                               "the library again") from None
         try:
             self.store = Store(self.root / DATABASE_NAME)
             if not self.store.classes():
                 with self.store.transaction():
                     for name in DEFAULT_CLASSES:
                         self.store.insert_class(name)
+            self._clean_up_after_interruptions()
         except BaseException:
             self._lock.release()
             raise
+
+    def _refuse_links_out(self) -> None:
+        """Refuse, before writing anything, a library whose own files are links out of it.
+
+        A library folder from someone else may carry `models -> /etc`: writing there would
+        litter the linked-to place. (The lock file and the database refuse links themselves.)"""
+        for folder in (self.models_dir, self.thumbnails_dir, self.cache_dir):
+            if os.path.lexists(folder) and not is_inside(self.root, folder):
+                raise LibraryError(f"{folder} links outside the library (to {os.path.realpath(folder)}); "
+                                   "Tagger writes there, so it must be a folder inside the library")
+
+    def _clean_up_after_interruptions(self) -> None:
+        """What a killed or interrupted run left behind: half-written model files, and the
+        originals of photos whose move into a sorted folder was cut short."""
+        for folder in (self.models_dir, self.cache_dir):
+            remove_abandoned(folder, ".*.tmp")
+        moves = self.store.moves_in_flight()
+        for photo_id, old_path, moved_at in moves:
+            photo = self.store.photo(photo_id)
+            if photo is not None and _is_leftover_original(old_path, photo.path, moved_at):
+                with contextlib.suppress(OSError):  # left for the next open, nothing lost
+                    os.unlink(old_path)
+        if moves:
+            with self.store.transaction():
+                self.store.forget_moves([photo_id for photo_id, _old, _when in moves])
 
     @classmethod
     def open(cls, root: Path, *, readonly: bool = False) -> "Library":
@@ -228,9 +265,16 @@ class Library:
             self.store.update_photo_file(photo_id, readable=False, error=reason)
 
     def follow_move(self, photo_id: int, new_path: str) -> None:
-        """The app itself moved a photo (sorting into folders): keep its labels and features."""
+        """The app itself moved a photo (sorting into folders): keep its labels and features.
+
+        Called once the photo is at `new_path` and before its old name is removed; the old
+        path is remembered, so that if the move is cut short in between, the next open of
+        the library removes the leftover original (see `_clean_up_after_interruptions`)."""
+        photo = self.store.photo(photo_id)
         with self.store.transaction():
             self.store.update_photo_file(photo_id, path=normalise_path(new_path), missing=False)
+            if photo is not None:
+                self.store.note_move(photo_id, photo.path)
 
     # -- labels --------------------------------------------------------------------
 
@@ -370,6 +414,26 @@ class Library:
             "model_mode": version.mode if version else None,
             "disk_free_mb": shutil.disk_usage(self.root).free // 2**20,
         }
+
+
+def _is_leftover_original(old_path: str, new_path: str, moved_at: float) -> bool:
+    """Whether `old_path` is still the photo that was moved to `new_path` at `moved_at`.
+
+    It must be untouched since the move (a file put there later is the user's) and be the
+    same file (a hard link) or, for a move across disks, a byte-identical one."""
+    try:
+        old = os.lstat(old_path)
+        new = os.stat(new_path)
+    except OSError:
+        return False  # gone already, or the moved copy is: keep what there is
+    if not stat.S_ISREG(old.st_mode) or old.st_ctime > moved_at:
+        return False
+    if os.path.samestat(old, new):
+        return True
+    try:
+        return old.st_size == new.st_size and filecmp.cmp(old_path, new_path, shallow=False)
+    except OSError:
+        return False
 
 
 def _clean_class_name(name: str) -> str:

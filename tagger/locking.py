@@ -9,6 +9,8 @@ import os
 import sys
 from pathlib import Path
 
+from tagger.safe_files import open_for_update
+
 
 class LibraryBusyError(Exception):
     pass
@@ -20,7 +22,9 @@ class LibraryLock:
         self._file = None
 
     def acquire(self) -> None:
-        handle = open(self.path, "a+")
+        # Never through a link: a library from someone else with `library.lock -> ~/.bashrc`
+        # would have the pid written over that file (raises UnsafeFileError instead).
+        handle = os.fdopen(open_for_update(self.path), "r+")
         try:
             if sys.platform == "win32":
                 import msvcrt

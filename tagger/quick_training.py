@@ -2,12 +2,21 @@
 
 The method, in three fits (each convex, see head_fitting.py):
 
-1. fit the residual to the labels alone, classes balanced, on top of the zero-shot prior;
+1. fit the residual to the labels, classes balanced, on top of the zero-shot prior, while the
+   photos nobody labeled keep what the current model says of them (the anchor, below);
 2. spread the labels over a nearest-neighbour graph of every photo, seeded with that first
    head's probabilities (semi_supervised.py), which turns the library's unlabeled photos into
    pseudo-labels, except that the graph's "other" is only believed where the first head
    agrees (see `distrusted_pseudo_labels`);
 3. refit the residual to the labels plus those pseudo-labels.
+
+The anchor is what makes any pattern of labels safe. Users rarely label evenly: they fix only
+the wrong tags, or label one class, or label before a class exists. Fitted to such labels
+alone, a head learns that every photo belongs to the labeled classes (20 corrections to
+"other" once turned every dog and elephant into "other"). So the photos without a label take
+part in the first fit too, with the current model's probabilities as soft targets and a
+small weight each: a class nobody labeled keeps what the model knew, and the labels change
+the model only where they speak.
 
 The third head is what gets saved: it tags new photos from their features alone, yet carries
 what the graph learned. On the project's 828 photos this lifts accuracy at 10 labels per
@@ -35,6 +44,7 @@ from tagger.semi_supervised import (
     DEFAULT_ALPHA,
     DEFAULT_NEIGHBOURS,
     NeighbourGraph,
+    nearest_label_in_reach,
     neighbour_graph,
     propagate_labels,
 )
@@ -56,6 +66,9 @@ class QuickSettings:
     # enough that building the graph stays well under a second however big the library is.
     max_unlabeled: int = 1000
     use_unlabeled: bool = True
+    # The anchored photos' total weight in the first fit, relative to the labels' total
+    # (see `anchor_weights`).
+    anchor_share: float = 0.2
     seed: int = 0
 
 
@@ -66,6 +79,7 @@ class FeaturePool:
     features: np.ndarray  # float32 [N, D]
     truth: np.ndarray  # int [N]: class index, UNLABELED for photos without a user label
     prior: np.ndarray  # float32 [N, C]: the head's zero-shot prior logits, computed once
+    anchor: np.ndarray  # float32 [N, C]: the current model's probabilities, computed once
     graph: NeighbourGraph | None
 
     @property
@@ -88,7 +102,9 @@ def build_pool(
     all_truth = np.full(len(features), UNLABELED, dtype=np.int64)
     all_truth[: len(truth)] = truth
     graph = neighbour_graph(features, settings.neighbours) if settings.use_unlabeled else None
-    return FeaturePool(features, all_truth, head.prior_logits(features), graph)
+    return FeaturePool(
+        features, all_truth, head.prior_logits(features), head.probabilities(features), graph
+    )
 
 
 def fit_semi_supervised(
@@ -106,12 +122,16 @@ def fit_semi_supervised(
     n_classes = len(head.classes)
     labels = pool.truth[train]
     one_hot = np.eye(n_classes, dtype=np.float32)
+    first_targets = pool.anchor.copy()
+    first_targets[train] = one_hot[labels]
+    first_weights = anchor_weights(pool, train, n_classes, settings)
+    first_weights[train] = balanced_weights(labels, n_classes)
     first = fit_residual(
         head,
-        pool.features[train],
-        one_hot[labels],
-        balanced_weights(labels, n_classes),
-        prior=pool.prior[train],
+        pool.features,
+        first_targets,
+        first_weights,
+        prior=pool.prior,
         weight_decay=settings.weight_decay,
         on_step=on_step,
     )
@@ -135,6 +155,30 @@ def fit_semi_supervised(
         weight_decay=settings.weight_decay,
         on_step=on_step,
     )
+
+
+def anchor_weights(
+    pool: FeaturePool, train: np.ndarray, n_classes: int, settings: QuickSettings
+) -> np.ndarray:
+    """float [N]: how much each photo's anchor counts in the first fit.
+
+    A photo is anchored unless the labels speak for it: unless it lies near a label
+    (semi_supervised.nearest_label_in_reach) or the current model tags it as a class the user labeled
+    somewhere (there the labels and the graph decide). So a class nobody labeled keeps what
+    the model knew, and so does a far corner of a labeled class: twelve horses labeled
+    "other" say nothing about the cars the model already calls other. Together the anchored
+    photos weigh `settings.anchor_share` of the labels, so a hundred labels of one class pull
+    no harder against the model's knowledge of the rest than ten do.
+    """
+    labels = pool.truth[train]
+    labeled_classes = np.bincount(labels, minlength=n_classes) > 0
+    current = pool.anchor.argmax(axis=1)
+    spoken_for = nearest_label_in_reach(pool.features, pool.features, pool.features[train]) >= 0
+    anchored = ~train & (~labeled_classes[current] | ~spoken_for)
+    weights = np.zeros(len(current))
+    if anchored.any():
+        weights[anchored] = settings.anchor_share * len(labels) / int(anchored.sum())
+    return weights
 
 
 def distrusted_pseudo_labels(

@@ -15,8 +15,12 @@ classes) and q the previous model's (optional):
                                                put their mass on different classes
     score     = doubt * (1 + changed) / 2     with a previous model
               = doubt                          without one
+              + 1                              for an outdated label (below)
 
-Every term lies in [0, 1], so the score does too; scores compare within one call only.
+Every term lies in [0, 1], so the score does too, outdated labels aside; scores compare within
+one call only. An outdated label is one the user gave before one of the current classes
+existed (a cow labeled "other" before "cow" was added) and that the current model now tags
+differently: the user never chose between the two classes, so it comes before everything else.
 A change between versions doubles the weight of the current model's doubt rather than
 adding to it, because measured that way round it helps (bench/calibration.py, 400 labels,
 previous model zero-shot): the newer model is usually the better one and the
@@ -31,7 +35,10 @@ Likely-wrong labels
 A user label is judged by a head that never saw it: k-fold cross-validation over the user's
 labels with the product's own quick training (quick_training.cross_validated_logits, the
 unlabeled photos included as in training), temperature-scaled (calibration.fit_temperature)
-so the probabilities mean what they say. Then confident learning (Northcutt, Jiang & Chuang,
+so the probabilities mean what they say. A label given before one of the current classes
+existed is never learned from: the user could not choose that class then, so such a label is
+judged by a head fitted to the other labels, and among the likely-wrong labels it comes first,
+with the reason. Then confident learning (Northcutt, Jiang & Chuang,
 "Confident Learning: Estimating Uncertainty in Dataset Labels", JAIR 2021):
 
     threshold_c = mean out-of-sample p_c over the photos the user labeled c
@@ -56,8 +63,17 @@ import numpy as np
 from tagger.calibration import fit_temperature
 from tagger.domain import ModelVersion
 from tagger.head import Head, softmax
-from tagger.quick_training import QuickSettings, build_pool, cross_validated_logits, unlabeled_features
+from tagger.quick_training import (
+    FeaturePool,
+    QuickSettings,
+    build_pool,
+    cross_validated_logits,
+    fit_semi_supervised,
+    residual_logits,
+    unlabeled_features,
+)
 from tagger.splits import NEVER_HELD_OUT, EvaluationPlan, assign_folds
+from tagger.spreadsheet_csv import spreadsheet_safe
 from tagger.store import Store
 
 DEFAULT_FOLDS = 5
@@ -73,6 +89,7 @@ class ReviewTerms:
     unsure: np.ndarray
     tied: np.ndarray
     changed: np.ndarray | None  # None without a previous model
+    outdated: np.ndarray | None = None  # bool; None when no label is outdated
 
     @property
     def doubt(self) -> np.ndarray:
@@ -80,12 +97,15 @@ class ReviewTerms:
 
     @property
     def score(self) -> np.ndarray:
-        if self.changed is None:
-            return self.doubt
-        return self.doubt * (1.0 + self.changed) / 2.0
+        score = self.doubt if self.changed is None else self.doubt * (1.0 + self.changed) / 2.0
+        return score if self.outdated is None else score + self.outdated
 
 
-def review_terms(current: np.ndarray, previous: np.ndarray | None = None) -> ReviewTerms:
+def review_terms(
+    current: np.ndarray, previous: np.ndarray | None = None, outdated: np.ndarray | None = None
+) -> ReviewTerms:
+    """`outdated` (bool [N]) marks rows whose label is older than a class and that the current
+    model tags differently; see the module docstring."""
     current = _probability_rows(current, "current")
     n_classes = current.shape[1]
     ordered = np.sort(current, axis=1)
@@ -103,19 +123,26 @@ def review_terms(current: np.ndarray, previous: np.ndarray | None = None) -> Rev
             )
         changed = 0.5 * np.abs(current - previous).sum(axis=1)
         changed = np.where(np.isfinite(changed), changed, 0.0)
+    if outdated is not None:
+        outdated = np.asarray(outdated, dtype=bool)
+        if outdated.shape != (len(current),):
+            raise ValueError(f"outdated must have one flag per photo ({len(current)}), got shape {outdated.shape}")
     return ReviewTerms(np.clip(unsure, 0.0, 1.0), np.clip(tied, 0.0, 1.0),
-                       None if changed is None else np.clip(changed, 0.0, 1.0))
+                       None if changed is None else np.clip(changed, 0.0, 1.0), outdated)
 
 
 def review_order(
-    probabilities_current: np.ndarray, probabilities_previous: np.ndarray | None = None
+    probabilities_current: np.ndarray,
+    probabilities_previous: np.ndarray | None = None,
+    outdated: np.ndarray | None = None,
 ) -> np.ndarray:
-    """float [N] in [0, 1]: how much a look at each photo is worth (higher first).
+    """float [N]: how much a look at each photo is worth (higher first); in [0, 1], and in
+    [1, 2] for the `outdated` labels (bool [N]), which so come first.
 
     probabilities_* are [N, C] with the same rows and columns; see the module docstring for
     the formula. Sort with `review_ranking`.
     """
-    return review_terms(probabilities_current, probabilities_previous).score
+    return review_terms(probabilities_current, probabilities_previous, outdated).score
 
 
 def review_ranking(scores: np.ndarray) -> np.ndarray:
@@ -142,6 +169,7 @@ class Suspect:
     label: str  # the user's label
     suggested: str  # what a model that never saw this label says instead
     score: float  # out-of-sample probability that the label is wrong, 1 - p(label)
+    reason: str = ""  # why it comes first, e.g. "labeled other before 'cow' existed"
 
 
 @dataclass(frozen=True)
@@ -190,28 +218,49 @@ def out_of_sample_probabilities(
     *,
     folds: int = DEFAULT_FOLDS,
     settings: QuickSettings | None = None,
+    untrusted: np.ndarray | None = None,
 ) -> np.ndarray:
     """[N, C]: each label's probabilities from a head trained on the other folds only.
 
     `head` supplies the zero-shot prior and class order (its residual is ignored: every fold
     is fitted from scratch). Rows of a class with a single label cannot be held out without
-    leaving that class unlearnable, and come back as NaN.
+    leaving that class unlearnable, and come back as NaN. `untrusted` (bool [N]) marks labels
+    no head learns from: the folds treat them as unlabeled photos, and they are judged by a
+    head fitted to all the other labels (the zero-shot prior alone when there are none).
     """
     settings = settings or QuickSettings()
     truth = np.asarray(truth, dtype=np.int64)
-    unlabeled = unlabeled_features if unlabeled_features is not None else np.zeros((0, head.feature_dim))
-    fold_of = assign_folds(truth, folds, settings.seed)
+    features = np.asarray(features, dtype=np.float32).reshape(len(truth), head.feature_dim)
+    unlabeled = np.zeros((0, head.feature_dim)) if unlabeled_features is None else unlabeled_features
+    untrusted = np.zeros(len(truth), dtype=bool) if untrusted is None else np.asarray(untrusted, dtype=bool)
+    trusted = np.flatnonzero(~untrusted)
+    pool = build_pool(head, features[trusted], truth[trusted],
+                      np.concatenate([features[untrusted], unlabeled.reshape(-1, head.feature_dim)]), settings)
+    logits = np.full((len(truth), len(head.classes)), np.nan)
+    fold_of = assign_folds(truth[trusted], folds, settings.seed)
     used = tuple(int(f) for f in np.unique(fold_of[fold_of != NEVER_HELD_OUT]))
-    probabilities = np.full((len(truth), len(head.classes)), np.nan)
-    if len(used) < 2:
-        return probabilities  # too few labels for any fold to learn from the others
-    plan = EvaluationPlan(fold_of, used, f"{folds}-fold cross-validation")
-    pool = build_pool(head, features, truth, unlabeled, settings)
-    logits = cross_validated_logits(head, pool, plan, settings)
+    if len(used) >= 2:  # else too few labels for any fold to learn from the others
+        plan = EvaluationPlan(fold_of, used, f"{folds}-fold cross-validation")
+        logits[trusted] = cross_validated_logits(head, pool, plan, settings)
+    if untrusted.any():
+        logits[untrusted] = _logits_without(head, pool, features[untrusted], settings)
     judged = np.all(np.isfinite(logits), axis=1)
-    temperature = fit_temperature(logits[judged], truth[judged])
+    # Fitted on the trusted labels alone: the untrusted ones are what is in question.
+    fitted_on = judged & ~untrusted
+    temperature = fit_temperature(logits[fitted_on], truth[fitted_on])
+    probabilities = np.full(logits.shape, np.nan)
     probabilities[judged] = softmax(logits[judged] / temperature)
     return probabilities
+
+
+def _logits_without(head: Head, pool: FeaturePool, rows: np.ndarray, settings: QuickSettings) -> np.ndarray:
+    """Logits for `rows` from a head fitted to every labeled row of `pool` (none of them `rows`)."""
+    if pool.n_labeled == 0:
+        return head.prior_logits(rows)
+    every_label = np.zeros(len(pool.features), dtype=bool)
+    every_label[: pool.n_labeled] = True
+    fitted = fit_semi_supervised(head, pool, every_label, settings)
+    return residual_logits(fitted, rows, head.prior_logits(rows))
 
 
 def find_suspects(
@@ -224,13 +273,16 @@ def find_suspects(
     """User labels that a model trained without them contradicts, most suspicious first.
 
     Reads the library through `store_reader` (a read-only Store is enough) and writes
-    nothing. Labels of classes the version does not know, and photos without features cached
-    for the version's backbone (tag the library first), are not judged.
+    nothing. Judges with the library's classes as they are now, so a class added since the
+    version was made can be the suggestion. Labels given before one of those classes existed
+    are judged without learning from any of them and come first when suspect (see the module
+    docstring). Photos without features cached for the version's backbone are not judged
+    (runner.extract_labeled_features computes them).
     """
     settings = settings or QuickSettings()
     library_root = Path(store_reader.path).parent
     head = Head.load(library_root / version.head_file)
-    classes = list(version.classes)
+    classes = [info.name for info in store_reader.classes()]
     if list(head.classes) != classes:
         head = head.with_classes(classes)
     position = {name: i for i, name in enumerate(classes)}
@@ -240,26 +292,35 @@ def find_suspects(
         return []
     label_of = dict(labeled)
     truth = np.array([position[label_of[int(i)]] for i in ids], dtype=np.int64)
+    newer_classes = store_reader.classes_added_after_user_labels()
+    outdated = np.array([int(i) in newer_classes for i in ids], dtype=bool)
     unlabeled = unlabeled_features(store_reader, version.backbone_id, set(label_of), settings)
-    probabilities = out_of_sample_probabilities(head, features, truth, unlabeled, folds=k, settings=settings)
+    probabilities = out_of_sample_probabilities(head, features, truth, unlabeled, folds=k, settings=settings,
+                                                untrusted=outdated)
     issues = label_issues(probabilities, truth)
     rows = np.flatnonzero(issues.suspect)
-    rows = rows[np.argsort(-issues.score[rows], kind="stable")]
+    rows = rows[np.lexsort((-issues.score[rows], ~outdated[rows]))]  # outdated first, then by score
     paths = {photo.id: photo.path for photo in store_reader.photos([int(ids[row]) for row in rows])}
-    return [
-        Suspect(
-            photo_id=int(ids[row]),
-            path=paths.get(int(ids[row]), ""),
-            label=classes[truth[row]],
-            suggested=classes[issues.suggested[row]],
-            score=float(issues.score[row]),
-        )
-        for row in rows
-    ]
+    suspects = []
+    for row in rows:
+        photo_id, label = int(ids[row]), classes[truth[row]]
+        reason = outdated_reason(label, newer_classes[photo_id]) if outdated[row] else ""
+        suspects.append(Suspect(photo_id, paths.get(photo_id, ""), label, classes[issues.suggested[row]],
+                                float(issues.score[row]), reason))
+    return suspects
+
+
+def outdated_reason(label: str, newer_classes: Sequence[str]) -> str:
+    """Why a label given before `newer_classes` existed is in question, in the user's words."""
+    names = [f"'{name}'" for name in newer_classes]
+    listed = names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+    return f"labeled {label} before {listed} existed"
 
 
 def suspects_csv_rows(suspects: Sequence[Suspect]) -> list[list[str]]:
-    """Rows for `tagger suspects`: header `path,label,suggested,score`, then one per suspect."""
-    return [["path", "label", "suggested", "score"]] + [
-        [s.path, s.label, s.suggested, f"{s.score:.4f}"] for s in suspects
+    """Rows for `tagger suspects`: header `path,label,suggested,score,reason`, then one per suspect,
+    its text escaped where a spreadsheet would run it as a formula."""
+    return [["path", "label", "suggested", "score", "reason"]] + [
+        [*map(spreadsheet_safe, (s.path, s.label, s.suggested)), f"{s.score:.4f}", spreadsheet_safe(s.reason)]
+        for s in suspects
     ]

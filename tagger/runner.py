@@ -52,6 +52,9 @@ class TaggingPlan:
     classes: tuple[str, ...]
     items: tuple[tuple[int, str], ...]
     device: str | None = None
+    # Items the user labeled: the run computes their features, which training and the
+    # suspects learn from, and their labels stay as they are (Library.record_tag_results).
+    labeled: frozenset[int] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -71,6 +74,7 @@ class ModelReady:
 class TagOutcome:
     tagged: int = 0
     from_cache: int = 0
+    labeled_features: int = 0  # photos the user labeled whose features the run computed
     unreadable: list[tuple[str, str]] = field(default_factory=list)
     cancelled: bool = False
     seconds: float = 0.0  # the whole run, the model's start included
@@ -82,15 +86,17 @@ class TagOutcome:
     def rate_per_s(self) -> float:
         """Photos per second once the model was ready."""
         tagging = self.seconds - self.model_ready_s
-        return self.tagged / tagging if tagging > 0 else 0.0
+        return (self.tagged + self.labeled_features) / tagging if tagging > 0 else 0.0
 
     def describe(self) -> str:
-        if not self.tagged and not self.unreadable:
+        if not self.tagged and not self.labeled_features and not self.unreadable:
             text = "nothing to tag: every photo has a tag (use --all to re-tag the model's)"
         else:
-            text = (f"{self.tagged} photo(s) tagged ({self.from_cache} from cached features) in "
-                    f"{self.seconds:.2f} s (model ready after {self.model_ready_s:.2f} s, then "
-                    f"{self.rate_per_s:.1f}/s), model version {self.model_version}, {self.engine}")
+            text = f"{self.tagged} photo(s) tagged ({self.from_cache} from cached features)"
+            if self.labeled_features:
+                text += f", features computed for {self.labeled_features} photo(s) you labeled"
+            text += (f" in {self.seconds:.2f} s (model ready after {self.model_ready_s:.2f} s, then "
+                     f"{self.rate_per_s:.1f}/s), model version {self.model_version}, {self.engine}")
             if self.unreadable:
                 text += f"; {len(self.unreadable)} unreadable"
         return text + (" (cancelled; run again to resume)" if self.cancelled else "")
@@ -106,21 +112,34 @@ def plan_tagging(
     photo_ids: Sequence[int] | None = None,
     device: str | None = None,
 ) -> TaggingPlan:
-    ids = library.store.photo_ids_to_tag(include_tagged=include_tagged)
+    """What a run does: the photos the model may tag (`photo_ids` narrows them down), and the
+    photos the user labeled that have no features for the current model yet."""
+    current = library.current_model_version()
+    labeled = set(labeled_photos_without_features(library, current))
+    ids = sorted(labeled.union(library.store.photo_ids_to_tag(include_tagged=include_tagged)))
     if photo_ids is not None:
         wanted = set(photo_ids)
         ids = [i for i in ids if i in wanted]
     paths = {p.id: p.path for p in library.store.photos(ids)}
+    items = tuple((i, paths[i]) for i in ids if i in paths)
     return TaggingPlan(
         database_path=library.database_path,
         models_dir=library.models_dir,
         cache_dir=library.cache_dir,
         library_root=library.root,
-        current=library.current_model_version(),
+        current=current,
         classes=tuple(library.class_names()),
-        items=tuple((i, paths[i]) for i in ids if i in paths),
+        items=items,
         device=device,
+        labeled=frozenset(i for i, _ in items if i in labeled),
     )
+
+
+def labeled_photos_without_features(library: Library, current: ModelVersion | None = None) -> list[int]:
+    """The user's labeled photos that a run must decode before a model can learn from them or
+    judge them: tagging leaves their labels alone, so nothing else gives them features."""
+    current = current or library.current_model_version()
+    return library.store.user_labeled_ids_without_features(current.backbone_id if current else None)
 
 
 # -- computing (any thread) ---------------------------------------------------------------
@@ -317,12 +336,29 @@ def tag_library(
         for result in event:
             if result.error is not None:
                 outcome.unreadable.append((paths[result.photo_id], result.error))
+            elif result.photo_id in plan.labeled:
+                outcome.labeled_features += 1
             else:
                 outcome.tagged += 1
                 outcome.from_cache += result.features is None
     outcome.cancelled = bool(should_cancel and should_cancel())
     outcome.seconds = time.monotonic() - started
     return outcome
+
+
+def extract_labeled_features(
+    library: Library,
+    *,
+    device: str | None = None,
+    progress: ProgressCallback | None = None,
+    should_cancel: CancelCheck | None = None,
+) -> TagOutcome:
+    """Before training or judging labels: features for the labeled photos that have none.
+
+    The same run as `tag_library`, narrowed to those photos; before any model it also makes
+    the first (zero-shot) version, as a first tagging run does."""
+    return tag_library(library, device=device, progress=progress, should_cancel=should_cancel,
+                       photo_ids=labeled_photos_without_features(library))
 
 
 def sync_model_classes(library: Library, renamed: dict[str, str] | None = None) -> ModelVersion | None:

@@ -101,3 +101,36 @@ def propagate_labels(
     for _ in range(iterations):
         scores = alpha * graph.spread(scores) + (1.0 - alpha) * seeds
     return scores / np.maximum(scores.sum(axis=1, keepdims=True), 1e-12)
+
+
+def unit_rows(features: np.ndarray) -> np.ndarray:
+    rows = np.asarray(features, dtype=np.float32)
+    return rows / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12)
+
+
+def nearest_label_in_reach(
+    query: np.ndarray, pool: np.ndarray, label_features: np.ndarray
+) -> np.ndarray:
+    """int [Q]: for each row of `query` (photos of `pool`), the nearest label among its
+    neighbourhood in the pool, or -1 when no label is that close.
+
+    The neighbourhood is the photo's k nearest photos of the pool, with k the number of pool
+    photos per label (at least DEFAULT_NEIGHBOURS): as many as each label would speak for if
+    the labels were spread evenly. A rank, not a distance, so it means the same in a tight
+    cluster of horses as among the scattered photos a catch-all "other" gathers.
+    """
+    if len(label_features) == 0 or len(query) == 0 or len(pool) < 2:
+        return np.full(len(query), -1, dtype=np.int64)
+    k = min(len(pool) - 1, max(DEFAULT_NEIGHBOURS, -(-len(pool) // len(label_features))))
+    pool_units = unit_rows(pool).T
+    label_units = unit_rows(label_features).T
+    nearest = np.full(len(query), -1, dtype=np.int64)
+    for start in range(0, len(query), _ROWS_PER_CHUNK):
+        rows = unit_rows(query[start : start + _ROWS_PER_CHUNK])
+        # The k+1-th most similar photo of the pool: the photo itself comes first.
+        reach = np.partition(rows @ pool_units, -(k + 1), axis=1)[:, -(k + 1)]
+        to_labels = rows @ label_units
+        best = to_labels.argmax(axis=1)
+        within = to_labels[np.arange(len(rows)), best] >= reach
+        nearest[start : start + len(rows)] = np.where(within, best, -1)
+    return nearest

@@ -13,8 +13,14 @@ Rules:
 - XMP sidecars (photo.xmp, photo.jpg.xmp) travel with their photo and are renamed with it;
   a photo.xmp that another file of the same name also uses is copied, not moved.
 - A log (dest/tagger-sort-<time>.csv: time, action, source, destination, label, note) is
-  written as the work goes, so even an interrupted move leaves a record of what went where.
+  written as the work goes, so even an interrupted move leaves a record of what went where;
+  a cell a spreadsheet would run as a formula (a label "=...") is written escaped.
 - On move, the library follows each photo to its new path, keeping labels and features.
+  A photo whose folder is read-only is not moved (its original could not be removed), and
+  a move whose original cannot be removed after all is taken back: what the result calls
+  failed left the photo, its sidecars and the library as they were.
+- Temporary copies (".tagger-*.part") that an interrupted sort left in a destination
+  folder are deleted by the next sort into it.
 """
 
 from __future__ import annotations
@@ -31,13 +37,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Literal
 
+from tagger.atomic import claim, remove_abandoned
 from tagger.domain import LabelSource, Photo, Progress
 from tagger.library import Library
 from tagger.safe_paths import UnsafePathError, ensure_inside, is_inside, name_key, safe_file_name, split_suffix, unique_name
+from tagger.spreadsheet_csv import spreadsheet_safe
 
 SortMode = Literal["copy", "move"]
 SORT_MODES: tuple[SortMode, ...] = ("copy", "move")
 LOG_COLUMNS = ("time", "action", "source", "destination", "label", "note")
+# The temporary name of a copy in progress, and the pattern that finds those a kill left.
+_COPY_PREFIX, _COPY_SUFFIX = ".tagger-", ".part"
+_COPY_TEMPORARIES = f"{_COPY_PREFIX}*{_COPY_SUFFIX}"
 # errno values meaning "this file system cannot hard-link"; the caller falls back.
 _NO_HARD_LINKS = {errno.EPERM, errno.EXDEV, errno.EMLINK, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS, errno.EACCES}
 
@@ -135,6 +146,9 @@ def plan_sort(
         source = Path(photo.path)
         if os.path.realpath(source.parent) == os.path.realpath(folder):
             plan.skipped.append((photo.path, "already in its folder"))
+            continue
+        if mode == "move" and not os.access(source.parent, os.W_OK):
+            plan.skipped.append((photo.path, "its folder is read-only, so it can be copied but not moved"))
             continue
         plan.folders.setdefault(label, folder)
         plan.items.append(_plan_item(library, photo, label, folder, reserved, mode))
@@ -239,6 +253,9 @@ def apply_sort(
     if not plan.items:
         return result
     plan.dest_folder.mkdir(parents=True, exist_ok=True)
+    for folder in plan.folders.values():
+        if folder.is_dir() and is_inside(plan.dest_folder, folder):
+            remove_abandoned(folder, _COPY_TEMPORARIES)
     with _SortLog(plan.dest_folder) as log:
         result.log_file = log.path
         for done, item in enumerate(plan.items):
@@ -274,7 +291,9 @@ def _carry_out(library: Library, plan: SortPlan, item: PlannedMove, record_move:
     if plan.mode == "copy":
         copy_without_overwriting(item.source, destination)
     else:
-        move_without_overwriting(item.source, destination, on_placed=lambda: record_move(item.photo_id, str(destination)))
+        move_without_overwriting(item.source, destination,
+                                 on_placed=lambda: record_move(item.photo_id, str(destination)),
+                                 on_unplaced=lambda: record_move(item.photo_id, str(item.source)))
     return destination
 
 
@@ -304,25 +323,32 @@ def _carry_companions(plan: SortPlan, item: PlannedMove, destination: Path) -> l
 
 def copy_without_overwriting(source: Path, destination: Path) -> None:
     """Copy with metadata under a temporary name, fsync, then link into place (never replaces)."""
-    handle, temp_name = tempfile.mkstemp(prefix=".tagger-", suffix=".part", dir=destination.parent)
-    os.close(handle)
+    handle, temp_name = tempfile.mkstemp(prefix=_COPY_PREFIX, suffix=_COPY_SUFFIX, dir=destination.parent)
     try:
+        claim(handle)  # held until the copy is in place, so a later sort's clean-up leaves it be
         shutil.copyfile(source, temp_name)
         shutil.copystat(source, temp_name)
-        with open(temp_name, "rb+") as stream:
-            os.fsync(stream.fileno())
+        os.fsync(handle)
         _link_into_place(Path(temp_name), destination)
     finally:
         if os.path.lexists(temp_name):
             os.unlink(temp_name)
+        os.close(handle)
 
 
-def move_without_overwriting(source: Path, destination: Path, *, on_placed: Callable[[], None] | None = None) -> None:
+def move_without_overwriting(
+    source: Path,
+    destination: Path,
+    *,
+    on_placed: Callable[[], None] | None = None,
+    on_unplaced: Callable[[], None] | None = None,
+) -> None:
     """Move a file, never replacing one at `destination`.
 
     `on_placed` runs once the file exists at its destination and before the source name is
     removed, so a crash in between leaves two names for one photo, never none. If it
-    raises, the move is undone."""
+    raises, the move is undone. If the source cannot be removed (a read-only folder), the
+    move is undone too, after `on_unplaced` has taken back what `on_placed` did."""
     try:
         os.link(source, destination)  # same file system: atomic, and refuses an existing name
         linked = True
@@ -344,7 +370,14 @@ def move_without_overwriting(source: Path, destination: Path, *, on_placed: Call
             os.unlink(destination)
             raise OSError(errno.EIO, f"copy of {source} is incomplete")
     _run_or_undo(on_placed, undo=lambda: os.unlink(destination))
-    os.unlink(source)
+    try:
+        os.unlink(source)
+    except OSError as error:
+        if on_unplaced is not None:
+            on_unplaced()
+        os.unlink(destination)
+        raise OSError(error.errno, f"cannot remove the original ({error.strerror}); nothing was moved",
+                      str(source)) from error
 
 
 def _run_or_undo(action: Callable[[], None] | None, *, undo: Callable[[], None]) -> None:
@@ -389,7 +422,8 @@ class _SortLog:
 
     def row(self, action: str, source: Path, destination: Path, label: str | None, note: str = "") -> None:
         stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
-        self._writer.writerow([stamp, action, str(source), str(destination), label or "", note])
+        cells = (str(source), str(destination), label or "", note)
+        self._writer.writerow([stamp, action, *map(spreadsheet_safe, cells)])
         assert self._stream is not None
         self._stream.flush()
 

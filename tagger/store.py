@@ -26,8 +26,11 @@ from tagger.domain import (
     ModelVersion,
     Photo,
 )
+from tagger.safe_files import UnsafeFileError, refuse_link_or_special
 
 DATABASE_NAME = "library.sqlite3"
+# The files SQLite keeps beside a database: write-ahead log, shared memory, rollback journal.
+_SIDE_FILE_SUFFIXES = ("-wal", "-shm", "-journal")
 
 
 class StoreError(Exception):
@@ -162,7 +165,18 @@ def _migration_2(db: sqlite3.Connection) -> None:
     db.execute("ALTER TABLE photos ADD COLUMN taken_at REAL")
 
 
-MIGRATIONS = (_migration_1, _migration_2)
+def _migration_3(db: sqlite3.Connection) -> None:
+    # Photos the app moved whose old name may still exist: written with the move, read and
+    # emptied when the library next opens, so a move cut short leaves no second copy behind.
+    db.execute(
+        "CREATE TABLE moves_in_flight ("
+        " photo_id INTEGER PRIMARY KEY REFERENCES photos(id) ON DELETE CASCADE,"
+        " old_path TEXT NOT NULL,"
+        " moved_at REAL NOT NULL)"
+    )
+
+
+MIGRATIONS = (_migration_1, _migration_2, _migration_3)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 _PHOTO_COLUMNS = """
@@ -241,6 +255,7 @@ class Store:
     def __init__(self, path: Path, *, readonly: bool = False) -> None:
         self.path = Path(path)
         self.readonly = readonly
+        self._refuse_linked_files()
         try:
             if readonly:
                 self._db = self._connect_readonly()
@@ -259,6 +274,16 @@ class Store:
                 self._check_version()
         except sqlite3.DatabaseError as error:
             raise _open_failure(self.path, error) from error
+
+    def _refuse_linked_files(self) -> None:
+        # SQLite follows links when it opens the database and creates or rewrites its side
+        # files (even a reader writes the shared-memory file): a crafted library with
+        # `library.sqlite3-wal -> ~/.bashrc` would have that file overwritten.
+        for name in (self.path.name, *(self.path.name + suffix for suffix in _SIDE_FILE_SUFFIXES)):
+            try:
+                refuse_link_or_special(self.path.with_name(name))
+            except UnsafeFileError as error:
+                raise StoreError(f"{error}; a library's database files must be its own") from None
 
     def _connect_readonly(self) -> sqlite3.Connection:
         uri = self.path.resolve().as_uri()
@@ -442,6 +467,17 @@ class Store:
         columns = ", ".join(f"{name} = ?" for name in assignments)
         self._db.execute(f"UPDATE photos SET {columns} WHERE id = ?", (*assignments.values(), photo_id))
 
+    def note_move(self, photo_id: int, old_path: str) -> None:
+        self._db.execute("INSERT OR REPLACE INTO moves_in_flight (photo_id, old_path, moved_at) VALUES (?, ?, ?)",
+                         (photo_id, old_path, time.time()))
+
+    def moves_in_flight(self) -> list[tuple[int, str, float]]:
+        """(photo id, path it was moved from, when) of every move noted and not yet forgotten."""
+        return self._db.execute("SELECT photo_id, old_path, moved_at FROM moves_in_flight ORDER BY photo_id").fetchall()
+
+    def forget_moves(self, photo_ids: Sequence[int]) -> None:
+        self._db.executemany("DELETE FROM moves_in_flight WHERE photo_id = ?", [(i,) for i in photo_ids])
+
     def photo(self, photo_id: int) -> Photo | None:
         row = self._db.execute(f"SELECT {_PHOTO_COLUMNS} FROM {_PHOTO_FROM} WHERE p.id = ?", (photo_id,)).fetchone()
         return _photo_from_row(row) if row else None
@@ -553,6 +589,31 @@ class Store:
             "WHERE p.label_source = 'user' AND p.missing = 0 ORDER BY p.id"
         )
         return [(row[0], row[1]) for row in rows]
+
+    def user_labeled_ids_without_features(self, backbone_id: str | None) -> list[int]:
+        """Present, readable photos the user labeled that have no features cached for
+        `backbone_id`; every such photo when it is None (before any model, nothing has any)."""
+        sql = "SELECT p.id FROM photos p WHERE p.label_source = 'user' AND p.readable = 1 AND p.missing = 0"
+        parameters: tuple = ()
+        if backbone_id is not None:
+            sql += " AND NOT EXISTS (SELECT 1 FROM features f WHERE f.photo_id = p.id AND f.backbone_id = ?)"
+            parameters = (backbone_id,)
+        return [row[0] for row in self._db.execute(sql + " ORDER BY p.id", parameters)]
+
+    def classes_added_after_user_labels(self) -> dict[int, tuple[str, ...]]:
+        """Photo id -> the live classes created after the user gave the photo its label, for
+        each present photo whose label is older than some class. A rename keeps a class's
+        creation time, so the label of a renamed class is not older than it."""
+        rows = self._db.execute(
+            "SELECT p.id, k.name FROM photos p JOIN classes k "
+            "ON k.removed_at IS NULL AND k.created_at > p.labeled_at "
+            "WHERE p.label_source = 'user' AND p.label_class_id IS NOT NULL AND p.missing = 0 "
+            "ORDER BY p.id, k.position, k.id"
+        )
+        newer: dict[int, tuple[str, ...]] = {}
+        for photo_id, name in rows:
+            newer[photo_id] = (*newer.get(photo_id, ()), name)
+        return newer
 
     def photo_ids_with_label(self, class_id: int) -> list[int]:
         return [row[0] for row in self._db.execute("SELECT id FROM photos WHERE label_class_id = ?", (class_id,))]

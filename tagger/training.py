@@ -38,7 +38,13 @@ from tagger.evaluation import evaluate
 from tagger.atomic import write_atomically
 from tagger.head import OTHER, Head, softmax
 from tagger.head_fitting import fit_steps
-from tagger.model_comparison import Comparison, compare_heads, record_training_labels, seen_by
+from tagger.model_comparison import (
+    compare_heads,
+    recommend,
+    record_training_labels,
+    seen_by,
+    tag_changes,
+)
 from tagger.quick_training import (
     FITS_PER_TRAINING,
     FeaturePool,
@@ -105,13 +111,7 @@ class TrainingOutcome:
         return self.backbone_file is not None
 
     def summary(self) -> str:
-        lines = [f"{self.mode} training on {self.n_labels} labels: {self.reason}"]
-        new = self.metrics.get("new_all_held_out") or {}
-        if new.get("accuracy") is not None:
-            lines.append(
-                f"held-out accuracy {100 * new['accuracy']:.1f}% ({self.metrics['evaluation']}), "
-                f"calibration error {100 * (new.get('ece') or 0):.1f}%"
-            )
+        lines = [f"{self.mode} training on {self.n_labels} labels", self.reason]
         lines.extend(f"note: {warning}" for warning in self.warnings)
         return "\n".join(lines)
 
@@ -140,7 +140,11 @@ def train(
     if mode not in MODES:
         raise TrainingError(f"unknown training mode {mode!r}: use 'quick' or 'deep'")
     if current is None:
-        raise TrainingError("There is no model yet: tag your photos once before training.")
+        # Callers compute the labeled photos' features first (runner.extract_labeled_features),
+        # which makes the first model version; without one, no labeled photo could be read.
+        raise TrainingError(
+            "There are no labeled photos Tagger can read: label a few photos of each class, then train."
+        )
     started = time.perf_counter()
     models_dir = Path(models_dir)
     current_head = Head.load(models_dir.parent / current.head_file)
@@ -173,14 +177,21 @@ def train(
         trained_rows = np.flatnonzero(~plan.held_out)
 
     held_out = plan.held_out & ~np.isnan(logits).any(axis=1)
-    head.temperature = fit_temperature(logits[held_out], data.truth[held_out])
+    head.temperature = _temperature(logits[held_out], data.truth[held_out], base_head)
     head.backbone_id = backbone_id
     head.info["mode"] = mode
     record_training_labels(
         head, [data.photo_ids[i] for i in trained_rows], [data.labels[i] for i in trained_rows]
     )
-    comparison = _compare(plan, held_out, data, logits, head.classes, current_head)
-    reporter.finish(comparison.metrics.get("new_all_held_out", {}).get("accuracy"))
+    judged = _compare(plan, held_out, data, logits, head.classes, current_head)
+    judged["classes_without_labels"] = [
+        name for c, name in enumerate(head.classes) if not np.any(data.truth[trained_rows] == c)
+    ]
+    # A deep model's features differ from the cached ones: its effect on the unlabeled photos
+    # is known only once they are tagged again.
+    judged["tag_changes"] = _tag_changes(head, data) if mode == QUICK else None
+    promote, reason = recommend(judged)
+    reporter.finish((judged.get("new_all_held_out") or {}).get("accuracy"))
 
     head_file = models_dir / f"head-{_file_stamp()}.safetensors"
     try:
@@ -191,14 +202,14 @@ def train(
             backbone_file.unlink(missing_ok=True)
         raise
     metrics = {
-        **comparison.metrics,
+        **judged,
         "evaluation": plan.method,
         "temperature": head.temperature,
         "n_labels": len(trained_rows),
         "n_unlabeled_used": len(data.pool.features) - len(data.truth),
         "seconds": round(time.perf_counter() - started, 3),
-        "promote": comparison.promote,
-        "reason": comparison.reason,
+        "promote": promote,
+        "reason": reason,
         "warnings": list(data.warnings),
     }
     return TrainingOutcome(
@@ -208,8 +219,8 @@ def train(
         backbone_id=backbone_id,
         backbone_file=backbone_file,
         n_labels=len(trained_rows),
-        promote=comparison.promote,
-        reason=comparison.reason,
+        promote=promote,
+        reason=reason,
         metrics=metrics,
         warnings=tuple(data.warnings),
     )
@@ -305,24 +316,24 @@ def _prepare(store: Store, head: Head, backbone_id: str, settings: QuickSettings
     ids, features = store.features(backbone_id, [photo_id for photo_id, _ in snapshot])
     if len(ids) == 0:
         raise TrainingError(
-            f"None of the {len(snapshot)} labeled photos has been tagged by the current model "
-            "yet, so there is nothing to train on: tag them first."
+            f"None of the {len(snapshot)} labeled photos has features for the current model "
+            "(photos that cannot be read have none), so there is nothing to train on."
         )
     missing = len(snapshot) - len(ids)
     if missing:
         warnings.append(
-            f"{missing} labeled photo{'s' if missing != 1 else ''} not tagged by the current "
-            "model yet were left out; tag them to use them next time."
+            f"{missing} labeled photo{'s' if missing != 1 else ''} without features for the "
+            "current model were left out (unreadable, or labeled after the features were computed)."
         )
     label_of = dict(snapshot)
     photo_ids = [int(i) for i in ids]
     labels = [label_of[i] for i in photo_ids]
-    untagged = _unlearnable(_label_counts(labels, head), head)
-    if untagged:
+    without_features = _unlearnable(_label_counts(labels, head), head)
+    if without_features:
         raise TrainingError(
-            f"The photos labeled {', '.join(repr(name) for name in untagged)} have not been "
-            "tagged by the current model yet, so there is nothing to learn them from: tag "
-            "them first, then train."
+            f"None of the photos labeled {', '.join(repr(name) for name in without_features)} has "
+            "features for the current model (photos that cannot be read have none), so there "
+            "is nothing to learn them from: label a few readable ones, then train."
         )
     position = {name: i for i, name in enumerate(head.classes)}
     truth = np.array([position[label] for label in labels], dtype=np.int64)
@@ -417,6 +428,18 @@ def _train_deep(
 # --- judging --------------------------------------------------------------------------------------
 
 
+def _temperature(logits: np.ndarray, truth: np.ndarray, base_head: Head) -> float:
+    """The calibration temperature fitted on held-out labels, when they can teach one.
+
+    Labels of one class only (a user who corrected everything to "other", say) say how sure
+    the model should be of that class and nothing of the others: fitted to them, the
+    temperature sharpens every tag towards certainty. The current model's is kept then.
+    """
+    if len(np.unique(truth)) < 2:
+        return base_head.temperature
+    return fit_temperature(logits, truth)
+
+
 def _compare(
     plan: EvaluationPlan,
     held_out: np.ndarray,
@@ -424,20 +447,15 @@ def _compare(
     logits: np.ndarray,
     classes: Sequence[str],
     current_head: Head,
-) -> Comparison:
+) -> dict[str, Any]:
     """Calibrated held-out scores of the new head against the current head's on the same photos."""
     rows = np.flatnonzero(held_out)
     if len(rows) == 0:
-        return Comparison(
-            False,
-            "Too few labels to hold any out and judge the new model (a class needs at least "
-            "two); label more photos, or make it current yourself.",
-            {},
-        )
+        return {}
     truth = data.truth[rows]
     labels = [data.labels[i] for i in rows]
     calibrated = cross_fitted_probabilities(logits[rows], truth, plan.fold_of[rows])
-    comparison = compare_heads(
+    metrics = compare_heads(
         labels,
         calibrated,
         classes,
@@ -445,10 +463,27 @@ def _compare(
         current_head.classes,
         seen_by(current_head, [data.photo_ids[i] for i in rows], labels),
     )
-    comparison.metrics["ece_before_calibration"] = evaluate(
+    metrics["ece_before_calibration"] = evaluate(
         labels, softmax(logits[rows]), list(classes)
     )["ece"]
-    return comparison
+    return metrics
+
+
+def _tag_changes(head: Head, data: _TrainingData) -> dict[str, Any] | None:
+    """The new head's effect on the unlabeled photos of the pool (see model_comparison)."""
+    unlabeled = slice(len(data.truth), None)
+    features = data.pool.features[unlabeled]
+    if not len(features):
+        return None
+    return tag_changes(
+        head.classes,
+        data.pool.anchor[unlabeled],
+        head.probabilities(features),
+        features,
+        data.pool.features,
+        data.features,
+        data.truth,
+    )
 
 
 def _file_stamp() -> str:

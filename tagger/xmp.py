@@ -32,15 +32,28 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from tagger.atomic import remove_abandoned_writes
 from tagger.domain import LabelSource, Photo
 from tagger.jpeg_xmp import JpegError, is_jpeg, read_xmp_packet, with_xmp_packet, wrap_packet
 from tagger.library import Library
-from tagger.user_files import write_user_file
-from tagger.xmp_document import DC_NS, LR_NS, OutsideNode, XmpDocument, XmpError, parse_xmp, xml_safe_text
+from tagger.safe_files import UnsafeFileError, open_regular, read_regular
+from tagger.user_files import replaceable_path, write_user_file
+from tagger.xmp_document import (
+    DC_NS,
+    LR_NS,
+    MAX_XMP_BYTES,
+    OutsideNode,
+    XmpDocument,
+    XmpError,
+    parse_xmp,
+    xml_safe_text,
+)
 
 TAGGER_PARENT_KEYWORD = "Tagger"
 HIERARCHY_SEPARATOR = "|"
 EMBEDDABLE_FORMATS = ("JPEG",)
+# A JPEG is read whole to embed into it, and written back whole: far beyond any camera's.
+MAX_EMBEDDABLE_BYTES = 512 * 2**20
 
 Action = Literal["create", "update", "unchanged", "skip"]
 
@@ -224,7 +237,7 @@ def _skipped(photo: Photo, target: Path, *, embedded: bool, problem: str) -> Pla
 def _plan_embedded(photo: Photo, labels: list[str]) -> PlannedChange:
     target = Path(photo.path)
     try:
-        with open(target, "rb") as handle:
+        with open_regular(target, follow_links=False) as handle:
             head = handle.read(3)
     except OSError as error:
         return _skipped(photo, target, embedded=True, problem=f"cannot read the photo: {error.strerror}")
@@ -252,18 +265,31 @@ def _plan_one(photos: list[Photo], target: Path, labels: list[str], *, embedded:
         action: Action = "unchanged" if after == before else "update"
     else:
         action = "create"
+    if action != "unchanged":
+        try:
+            replaceable_path(target)
+        except UnsafeFileError as error:
+            problem = f"cannot write {target.name}: {error.strerror}"
+            return PlannedChange(ids, paths, target, embedded, tuple(labels), before, after, "skip", problem)
     return PlannedChange(ids, paths, target, embedded, tuple(labels), before, after, action)
 
 
 def _load(target: Path, *, embedded: bool) -> tuple[XmpDocument, bool]:
-    """The XMP document in `target` and whether there was one (else a fresh, empty one)."""
+    """The XMP document in `target` and whether there was one (else a fresh, empty one).
+
+    Only a regular file is read, never through a link (it is about to be replaced) and
+    only up to its size limit: a pipe or a device there would block or never end."""
     if embedded:
-        return _document_in_jpeg(target.read_bytes())
+        return _document_in_jpeg(_read_jpeg(target))
     try:
-        data = target.read_bytes()
+        data = read_regular(target, max_bytes=MAX_XMP_BYTES, follow_links=False)
     except FileNotFoundError:
         return XmpDocument.empty(), False
     return parse_xmp(data), True
+
+
+def _read_jpeg(target: Path) -> bytes:
+    return read_regular(target, max_bytes=MAX_EMBEDDABLE_BYTES, follow_links=False)
 
 
 def _document_in_jpeg(jpeg: bytes) -> tuple[XmpDocument, bool]:
@@ -282,12 +308,14 @@ def keywords_in_file(path: str | os.PathLike, *, embedded: bool = False) -> Keyw
 def apply_xmp_changes(plan: Sequence[PlannedChange]) -> XmpApplyResult:
     """Save a plan. Each file is re-read and merged again right before writing, so changes
     another program made since planning are kept; each write is atomic. One file failing
-    does not stop the others: see `failed`."""
+    does not stop the others: see `failed`. Temporary copies that an interrupted earlier
+    save left beside a file are deleted."""
     result = XmpApplyResult()
     for change in plan:
         if change.action == "skip":
             result.skipped.append((change.target_path, change.problem or "skipped"))
             continue
+        remove_abandoned_writes(change.target_path)
         if change.action == "unchanged":
             result.unchanged.append(change.target_path)
             continue
@@ -304,7 +332,7 @@ def _save(change: PlannedChange) -> bool:
     target = change.target_path
     if change.embedded:
         # Read once: the packet and the bytes around it must come from the same file.
-        original = target.read_bytes()
+        original = _read_jpeg(target)
         document, existed = _document_in_jpeg(original)
     else:
         document, existed = _load(target, embedded=False)

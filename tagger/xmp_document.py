@@ -7,7 +7,9 @@ ElementTree would rename unknown prefixes to ns0, ns1... and keeps a process-wid
 registry, so the tree is built here from expat directly and serialised by `to_bytes`.
 
 The files are untrusted input: any DTD is refused outright, which rules out entity
-expansion attacks ("billion laughs") and external entities alike.
+expansion attacks ("billion laughs") and external entities alike. Nothing here recurses
+over the tree, so a sidecar nesting elements thousands deep is read and written like any
+other instead of exhausting Python's recursion limit.
 """
 
 from __future__ import annotations
@@ -331,18 +333,35 @@ class _Serialiser:
         self._document = document
         self._parts = parts
 
-    def element(self, element: ET.Element, scope: dict[str, str]) -> None:
+    def element(self, root: ET.Element, scope: dict[str, str]) -> None:
+        """Write `root` and everything inside it, from an explicit stack of what is still to
+        write: one level of recursion per level of nesting would fail on a deep sidecar."""
         write = self._parts.append
-        if element.tag is ET.Comment:
-            write(f"<!--{element.text or ''}-->")
-        elif element.tag is ET.ProcessingInstruction:
-            write(f"<?{element.text or ''}?>")
-        else:
-            self._tagged(element, scope)
-        if element.tail:
-            write(_escape_text(element.tail))
+        pending: list[tuple[ET.Element, dict[str, str]] | str] = [(root, scope)]
+        while pending:
+            item = pending.pop()
+            if isinstance(item, str):
+                write(item)  # what follows an element's children: its end tag and its tail
+                continue
+            element, outer_scope = item
+            tail = _escape_text(element.tail) if element.tail else ""
+            if element.tag is ET.Comment:
+                write(f"<!--{element.text or ''}-->{tail}")
+                continue
+            if element.tag is ET.ProcessingInstruction:
+                write(f"<?{element.text or ''}?>{tail}")
+                continue
+            name, inner_scope = self._start_tag(element, outer_scope)
+            if element.text is None and len(element) == 0:
+                write(f"/>{tail}")
+                continue
+            write(">" + (_escape_text(element.text) if element.text else ""))
+            pending.append(f"</{name}>{tail}")
+            pending.extend((child, inner_scope) for child in reversed(element))
 
-    def _tagged(self, element: ET.Element, outer_scope: dict[str, str]) -> None:
+    def _start_tag(self, element: ET.Element, outer_scope: dict[str, str]) -> tuple[str, dict[str, str]]:
+        """Write "<name" with the element's declarations and attributes; returns the name and
+        the prefixes in scope inside it."""
         declared = list(self._document.declarations.get(element, ()))
         scope = dict(outer_scope)
         scope.update(declared)
@@ -357,15 +376,7 @@ class _Serialiser:
             write(f' xmlns:{prefix}="{_escape_attribute(uri)}"' if prefix else f' xmlns="{_escape_attribute(uri)}"')
         for key, value in attributes:
             write(f' {key}="{_escape_attribute(value)}"')
-        if element.text is None and len(element) == 0:
-            write("/>")
-            return
-        write(">")
-        if element.text:
-            write(_escape_text(element.text))
-        for child in element:
-            self.element(child, scope)
-        write(f"</{name}>")
+        return name, scope
 
     def _qualified(
         self, tag: str, scope: dict[str, str], declared: list[tuple[str, str]], *, for_attribute: bool
@@ -409,12 +420,19 @@ def _item_text(item: ET.Element) -> str:
 
 
 def _path_to(root: ET.Element, target: ET.Element) -> list[ET.Element] | None:
-    if root is target:
-        return [root]
-    for child in root:
-        found = _path_to(child, target)
-        if found is not None:
-            return [root, *found]
+    """The elements from `root` down to `target`, both included; None when it is not inside."""
+    parents: dict[ET.Element, ET.Element] = {}
+    pending = [root]
+    while pending:  # depth first, without recursion (see the module docstring)
+        element = pending.pop()
+        if element is target:
+            chain = [element]
+            while chain[-1] is not root:
+                chain.append(parents[chain[-1]])
+            return chain[::-1]
+        for child in element:
+            parents[child] = element
+            pending.append(child)
     return None
 
 

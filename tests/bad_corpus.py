@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from image_bombs import gif_with_a_huge_screen, jpeg_declaring, lossless_webp, sixteen_bit_png
+
 
 def png_declaring(width: int, height: int) -> bytes:
     def chunk(kind: bytes, data: bytes) -> bytes:
@@ -42,6 +44,11 @@ def build_bad_folder(root: Path, make_image: Callable, awkward_path: Callable[[s
     make_image(root / "png-in-disguise.jpg", format="PNG", color=(10, 20, 30))
     (root / "letter.jpg").write_text("Dear Sir or Madam,\nplease find attached...\n")
     (root / "bomb.png").write_bytes(png_declaring(50000, 50000))
+    # Bombs under the pixel limit: small files whose decode would take gigabytes.
+    (root / "bomb-16-bit.png").write_bytes(sixteen_bit_png(8000))
+    (root / "bomb-lossless.webp").write_bytes(lossless_webp())
+    (root / "bomb-screen.gif").write_bytes(gif_with_a_huge_screen())
+    (root / "too-short-for-its-size.jpg").write_bytes(jpeg_declaring())
     (root / "odd-exif.jpg").write_bytes(with_garbage_exif(big.read_bytes()))
     shutil.copyfile(awkward_path("python-pillow__pil_sample_cmyk.jpg"), root / "cmyk.jpg")
     Image.fromarray(np.full((16, 16), 40000, dtype=np.uint16)).save(root / "deep.png")

@@ -301,9 +301,12 @@ def link_tree(source: Path, destination: Path) -> None:
 
 
 def clone_library(template: TemplateLibrary, destination: Path, *, cache: str = "link") -> Path:
-    """A private copy of the template library; its ONNX cache hard-linked or ("symlink") linked.
+    """A private copy of the template library; its ONNX cache hard-linked or ("bind") mounted.
 
-    The database and the model files are real copies, so a test may damage them at will."""
+    A bind mount puts the cache on a small test disk without its 20 MB (root only; it goes
+    with the disk's `mounted_tmpfs`); a symbolic link would not do, since Tagger refuses a
+    library whose cache/ is a link out of it. The database and the model files are real
+    copies, so a test may damage them at will."""
     destination.mkdir(parents=True, exist_ok=True)
     for item in template.root.iterdir():
         if item.name == "cache":
@@ -312,8 +315,10 @@ def clone_library(template: TemplateLibrary, destination: Path, *, cache: str = 
             shutil.copytree(item, destination / item.name)
         else:
             shutil.copy2(item, destination / item.name)
-    if cache == "symlink":
-        os.symlink(template.root / "cache", destination / "cache")
+    if cache == "bind":
+        (destination / "cache").mkdir()
+        subprocess.run(["mount", "--bind", str(template.root / "cache"), str(destination / "cache")],
+                       check=True, capture_output=True)
     else:
         link_tree(template.root / "cache", destination / "cache")
     return destination
@@ -767,7 +772,8 @@ def mounted_tmpfs(mount_point: Path, size_bytes: int) -> Iterator[str | None]:
     try:
         yield None
     finally:
-        if subprocess.run(["umount", str(mount_point)], capture_output=True, check=False).returncode != 0:
+        # Recursive: a test may have bind-mounted a folder inside (see `clone_library`).
+        if subprocess.run(["umount", "-R", str(mount_point)], capture_output=True, check=False).returncode != 0:
             # Something still holds a file there; detach now, the kernel frees it later.
             subprocess.run(["umount", "-l", str(mount_point)], capture_output=True, check=False)
 

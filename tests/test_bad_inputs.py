@@ -27,15 +27,25 @@ def real(path: Path) -> str:
 
 
 def refuse_to_open(monkeypatch: pytest.MonkeyPatch, refused: Path) -> None:
-    """Tests run as root, who can read a chmod 000 file: refuse at open() to act it out."""
-    real_open = open
+    """Tests run as root, who can read a chmod 000 file: refuse at open() (and at os.open(),
+    which `tagger.safe_files` uses) to act it out."""
+    real_open, real_os_open = open, os.open
+
+    def is_refused(file: object) -> bool:
+        return isinstance(file, (str, os.PathLike)) and os.fspath(file) == os.fspath(refused)
 
     def guarded_open(file, *args, **kwargs):
-        if isinstance(file, (str, os.PathLike)) and os.fspath(file) == os.fspath(refused):
+        if is_refused(file):
             raise PermissionError(13, "Permission denied", os.fspath(file))
         return real_open(file, *args, **kwargs)
 
+    def guarded_os_open(file, *args, **kwargs):
+        if is_refused(file):
+            raise PermissionError(13, "Permission denied", os.fspath(file))
+        return real_os_open(file, *args, **kwargs)
+
     monkeypatch.setattr("builtins.open", guarded_open)
+    monkeypatch.setattr(os, "open", guarded_os_open)
 
 
 @pytest.fixture
@@ -49,6 +59,13 @@ EXPECTED_UNREADABLE = {
     "truncated_jpeg.jpg": "truncated or corrupt JPEG",
     "letter.jpg": "not an image (text file)",
     "bomb.png": "image too large (50000 x 50000 pixels; limit 200 MP)",
+    "bomb-16-bit.png": "image too large to decode safely (8000 x 8000 pixels need about 557 MB; "
+                       "limit 256 MB for a file of 121 KB)",
+    "bomb-lossless.webp": "image too large to decode safely (14000 x 14000 pixels need about 2.9 GB; "
+                          "limit 256 MB for a file of 32 bytes)",
+    "bomb-screen.gif": "image too large to decode safely (14000 x 14000 pixels need about 1.5 GB; "
+                       "limit 256 MB for a file of 37 bytes)",
+    "too-short-for-its-size.jpg": "truncated or corrupt JPEG (632 bytes cannot hold 14000 x 14000 pixels)",
     "secret.jpg": "permission denied",
 }
 EXPECTED_IMPORTED = {

@@ -118,7 +118,7 @@ def test_suspects_and_explain(tagger, tmp_path):
     for truth in ("dog", "elephant", "other"):
         tagger("label", *map(str, sorted((PHOTOS / truth).iterdir())), "--as", truth)
     code, out, _ = tagger("suspects", "--top", "5")
-    assert code == 0 and out.splitlines()[0] == "path,label,suggested,score"
+    assert code == 0 and out.splitlines()[0] == "path,label,suggested,score,reason"
 
     overlay = tmp_path / "evidence.png"
     elephant = next(PHOTOS.glob("elephant/*.jpg"))

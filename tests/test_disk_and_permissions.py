@@ -75,7 +75,7 @@ def assert_refused_or_done(result, *words: str) -> bool:
 def test_a_full_disk_is_a_clear_message_and_loses_nothing(
     template: TemplateLibrary, small_disk: Path, tmp_path: Path,
 ) -> None:
-    root = clone_library(template, small_disk / "library", cache="symlink")
+    root = clone_library(template, small_disk / "library", cache="bind")
     expected: dict[str, str | None] = dict(template.user_labels)
     to_label = unlabeled_photos(template)
     new_photos = tmp_path / "new-photos"
@@ -219,7 +219,7 @@ def readonly_library(template: TemplateLibrary, tmp_path: Path) -> Iterator[Path
     mount_point = tmp_path / "readonly-disk"
     with mounted_tmpfs(mount_point, SMALL_DISK_BYTES) as unavailable:
         if unavailable is None:
-            root = clone_library(template, mount_point / "library", cache="symlink")
+            root = clone_library(template, mount_point / "library", cache="bind")
             remount(mount_point, readonly=True)
             try:
                 yield root
@@ -285,7 +285,7 @@ def test_a_read_only_library_left_dirty_is_refused_not_misread(template: Templat
     mount_point = tmp_path / "readonly-disk"
     with mounted_tmpfs(mount_point, SMALL_DISK_BYTES) as unavailable:
         assert unavailable is None
-        root = clone_library(template, mount_point / "library", cache="symlink")
+        root = clone_library(template, mount_point / "library", cache="bind")
         writer = sqlite3.connect(root / "library.sqlite3")
         writer.execute("PRAGMA wal_autocheckpoint = 0")
         writer.execute("UPDATE photos SET labeled_at = 1")

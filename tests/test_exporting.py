@@ -5,8 +5,12 @@ from __future__ import annotations
 import csv
 import io
 import json
+from pathlib import Path
+
+import pytest
 
 from library_builders import add_photos, library_with_photos, write_image
+from tagger.cli import main
 from tagger.domain import LabelSource
 from tagger.exporting import (
     CSV_COLUMNS,
@@ -17,6 +21,7 @@ from tagger.exporting import (
     write_json,
 )
 from tagger.library import Library
+from tagger.spreadsheet_csv import spreadsheet_safe, without_spreadsheet_escape
 
 
 def _give_model_label(library: Library, photo_id: int, label: str, confidence: float) -> int:
@@ -141,3 +146,113 @@ def test_folder_tree_duplicates_label_the_photo_already_in_the_library(tmp_path)
     assert summary.photo_import.duplicates
     assert library.photo(ids["a.jpg"]).label == "elephant"
     library.close()
+
+
+# -- CSV files from spreadsheets ------------------------------------------------------------------
+
+# How spreadsheets save a CSV: encoding, whether a byte-order mark leads, the separator.
+SPREADSHEET_SAVES = {
+    "UTF-8": ("utf-8", ","),
+    "Excel CSV UTF-8 (with a byte-order mark)": ("utf-8-sig", ","),
+    "Excel CSV on Windows (Windows-1252)": ("cp1252", ","),
+    "European Excel (Windows-1252, semicolons)": ("cp1252", ";"),
+    "Excel Unicode Text (UTF-16 with a mark, tabs)": ("utf-16", "\t"),
+    "UTF-16 without a byte-order mark": ("utf-16-le", ","),
+}
+
+
+@pytest.mark.parametrize("save_as", sorted(SPREADSHEET_SAVES))
+def test_import_labels_reads_a_csv_whatever_the_spreadsheet_saved_it_as(tmp_path, capsys, save_as):
+    encoding, separator = SPREADSHEET_SAVES[save_as]
+    library, ids = library_with_photos(tmp_path, {"café.jpg": None, "Ærøskøbing.jpg": None})
+    library.close()
+    sheet = tmp_path / "photos" / "labels.csv"
+    rows = [("path", "label"), ("café.jpg", "dog"), ("Ærøskøbing.jpg", "Elephant")]
+    sheet.write_bytes("".join(separator.join(row) + "\r\n" for row in rows).encode(encoding))
+
+    assert main(["--library", str(tmp_path / "library"), "import-labels", "--csv", str(sheet)]) == 0
+
+    assert "2 labeled" in capsys.readouterr().out
+    with Library(tmp_path / "library", readonly=True) as reopened:
+        assert {Path(p.path).name: p.label for p in reopened.photos()} == {"café.jpg": "dog",
+                                                                          "Ærøskøbing.jpg": "elephant"}
+
+
+def test_a_legacy_encoding_is_named_when_it_was_assumed(tmp_path, capsys):
+    library, ids = library_with_photos(tmp_path, {"café.jpg": None})
+    library.close()
+    sheet = tmp_path / "photos" / "labels.csv"
+    sheet.write_bytes("café.jpg,dog\n".encode("cp1252"))
+    assert main(["--library", str(tmp_path / "library"), "import-labels", "--csv", str(sheet)]) == 0
+    assert "Windows-1252" in capsys.readouterr().err
+
+
+def test_a_line_the_csv_reader_refuses_is_skipped_with_its_number(tmp_path):
+    library, ids = library_with_photos(tmp_path, {"a.jpg": None, "b.jpg": None, "c.jpg": None})
+    text = f"path,label\na.jpg,dog\nb.jpg,{'x' * 200_000}\nc.jpg,elephant\n"
+    summary = import_labels_csv(library, io.StringIO(text, newline=""), base_dir=tmp_path / "photos")
+    assert summary.labeled == ["a.jpg", "c.jpg"]
+    assert summary.skipped == [("line 3", "cannot be read as CSV: a cell is longer than 128 KB")]
+    assert library.photo(ids["b.jpg"]).label is None
+    library.close()
+
+
+def test_a_csv_too_odd_to_read_is_one_line_and_no_traceback(tmp_path, capsys):
+    library, ids = library_with_photos(tmp_path, {"a.jpg": None})
+    library.close()
+    sheet = tmp_path / "photos" / "labels.csv"
+    sheet.write_bytes(b"a.jpg,dog\n" + b"b.jpg," + b"y" * 200_000 + b"\n")
+    code = main(["--library", str(tmp_path / "library"), "import-labels", "--csv", str(sheet)])
+    out, err = capsys.readouterr()
+    assert code == 0 and "1 labeled" in out and "1 skipped" in out
+    assert "line 2: cannot be read as CSV" in out
+    assert "Traceback" not in err
+
+
+# -- formula cells ----------------------------------------------------------------------------------
+
+FORMULAS = ("=1+2", "+cmd|' -C calc'!A0", "-2+3", "@SUM(A1:A9)", "\tindent", "\rreturn")
+
+
+def test_csv_export_escapes_cells_a_spreadsheet_would_run(tmp_path):
+    names = {f"{index}.jpg": None for index in range(len(FORMULAS))}
+    source, ids = library_with_photos(tmp_path, names)
+    for index, formula in enumerate(FORMULAS[:4]):  # a class name cannot start with a space
+        source.add_class(formula)
+        source.set_user_labels([ids[f"{index}.jpg"]], formula)
+    exported = io.StringIO()
+    write_csv(export_rows(source), exported)
+    labels = [row["label"] for row in csv.DictReader(io.StringIO(exported.getvalue()))]
+    assert sorted(label for label in labels if label) == sorted("'" + formula for formula in FORMULAS[:4])
+    expected = {p.path: p.label for p in source.photos() if p.is_user_labeled}
+    source.close()
+
+    # Tagger reads its own escaping back: the labels are the classes they were.
+    target = Library(tmp_path / "second")
+    add_photos(target, sorted((tmp_path / "photos").iterdir()))
+    for formula in FORMULAS[:4]:
+        target.add_class(formula)
+    summary = import_labels_csv(target, io.StringIO(exported.getvalue()))
+    assert len(summary.labeled) == 4
+    assert {p.path: p.label for p in target.photos() if p.is_user_labeled} == expected
+    target.close()
+
+
+def test_a_formula_in_someone_elses_csv_never_becomes_a_class(tmp_path):
+    library, ids = library_with_photos(tmp_path, {"a.jpg": None, "b.jpg": None, "c.jpg": None})
+    text = '"=HYPERLINK(""evil.example"",""click"")",a.jpg\n@SUM(1+1),b.jpg\nhorse,c.jpg\n'
+    summary = import_labels_csv(library, io.StringIO("label,path\n" + text), base_dir=tmp_path / "photos",
+                                create_classes=True)
+    assert summary.created_classes == ["horse"]
+    assert library.class_names() == ["dog", "elephant", "other", "horse"]
+    assert [where for where, why in summary.skipped if "spreadsheet formula" in why] == ["a.jpg", "b.jpg"]
+    assert library.photo(ids["a.jpg"]).label is None
+    library.close()
+
+
+@pytest.mark.parametrize("cell", FORMULAS)
+def test_spreadsheet_escaping_round_trips(cell):
+    escaped = spreadsheet_safe(cell)
+    assert escaped == "'" + cell and without_spreadsheet_escape(escaped) == cell
+    for plain in ("dog", "/photos/a.jpg", "0.9500", "'quoted", ""):
+        assert spreadsheet_safe(plain) == plain == without_spreadsheet_escape(plain)

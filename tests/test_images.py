@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import struct
 import zlib
 from datetime import datetime, timedelta, timezone
@@ -11,6 +12,7 @@ import numpy as np
 import pytest
 from PIL import ExifTags, Image
 
+from image_bombs import gif_with_a_huge_screen, jpeg_declaring, lossless_webp, sixteen_bit_png, write_bombs
 from tagger import images
 from tagger.images import ImageInfo, UnreadableImage, check_complete, load_array, load_rgb, probe, sniff_format
 
@@ -376,15 +378,16 @@ def test_missing_file_and_folder(tmp_path):
 
 def test_permission_denied(make_image, monkeypatch):
     path = make_image("secret.jpg")
-    real_open = open
+    real_os_open = os.open
 
     def refusing_open(file, *args, **kwargs):
         if str(file) == str(path):
             raise PermissionError(13, "Permission denied", str(file))
-        return real_open(file, *args, **kwargs)
+        return real_os_open(file, *args, **kwargs)
 
-    # Tests run as root, for whom chmod 000 changes nothing: refuse at open() instead.
-    monkeypatch.setattr("builtins.open", refusing_open)
+    # Tests run as root, for whom chmod 000 changes nothing: refuse at os.open() instead,
+    # which tagger.safe_files opens photos with.
+    monkeypatch.setattr(os, "open", refusing_open)
     with pytest.raises(UnreadableImage, match=r"^permission denied$"):
         load_rgb(path)
 
@@ -490,3 +493,152 @@ def test_loaded_image_is_independent_of_the_file(make_image):
     loaded = load_rgb(path)
     Path(path).unlink()
     assert loaded.copy().getpixel((0, 0)) == RED
+
+
+# -- bombs under the pixel limit ----------------------------------------------------------------
+#
+# Files of a few bytes to a few hundred KB declaring 14000 x 14000 pixels (196 MP, under the
+# 200 MP limit). Before the decode budget, tagging them took 5.3 GB (the 16-bit PNG, as float64),
+# 3 GB (the WebP), 784 MB (the GIF); the JPEG was tagged as a flat grey photo.
+
+_BOMB_REFUSALS = {
+    "sixteen-bit.png": r"^image too large to decode safely \(14000 x 14000 pixels need about \d[\d.]* GB; "
+                       r"limit 256 MB for a file of 372 KB\)$",
+    "lossless.webp": r"^image too large to decode safely \(14000 x 14000 pixels need about \d[\d.]* GB; "
+                     r"limit 256 MB for a file of 32 bytes\)$",
+    "huge-screen.gif": r"^image too large to decode safely \(14000 x 14000 pixels need about \d[\d.]* GB; "
+                       r"limit 256 MB for a file of 37 bytes\)$",
+    "liar.jpg": r"^truncated or corrupt JPEG \(632 bytes cannot hold 14000 x 14000 pixels\)$",
+}
+
+# Decodes the file given every way the app does, in a fresh interpreter, and reports its
+# peak resident memory before and after. VmHWM, not ru_maxrss: a child forked from pytest
+# inherits pytest's ru_maxrss across exec, while VmHWM starts afresh with the new program.
+_DECODE_AND_MEASURE = """
+import json, sys
+from tagger import images
+
+def peak_bytes():
+    with open("/proc/self/status") as status:
+        kilobytes = next(line.split()[1] for line in status if line.startswith("VmHWM:"))
+    return int(kilobytes) * 1024
+
+path = sys.argv[1]
+before = peak_bytes()
+outcomes = []
+for read in (lambda: images.check_complete(path, images.probe(path).format),
+             lambda: images.load_array_for_crop(path, 256),
+             lambda: images.load_rgb(path, max_side=256),
+             lambda: images.load_rgb(path)):
+    try:
+        read()
+        outcomes.append("decoded")
+    except images.UnreadableImage as error:
+        outcomes.append(str(error))
+print(json.dumps({"before": before, "peak": peak_bytes(), "outcomes": outcomes}))
+"""
+
+
+def decode_in_a_child(path: Path) -> dict:
+    import json
+    import subprocess
+    import sys
+
+    if not Path("/proc/self/status").is_file():
+        pytest.skip("measures memory through Linux's /proc")
+    done = subprocess.run([sys.executable, "-c", _DECODE_AND_MEASURE, str(path)], capture_output=True,
+                          text=True, timeout=120, check=True)
+    return json.loads(done.stdout)
+
+
+@pytest.fixture(scope="module")
+def bombs(tmp_path_factory) -> dict[str, Path]:
+    return write_bombs(tmp_path_factory.mktemp("bombs"))
+
+
+@pytest.mark.parametrize("name", sorted(_BOMB_REFUSALS))
+def test_a_bomb_under_the_pixel_limit_is_refused_with_a_reason(bombs, name):
+    path = bombs[name]
+    reason = _BOMB_REFUSALS[name]
+    with pytest.raises(UnreadableImage, match=reason):
+        probe(path)  # so the importer marks it unreadable
+    for read in (lambda: load_rgb(path, max_side=256), lambda: images.load_array_for_crop(path, 256),
+                 lambda: load_rgb(path)):
+        with pytest.raises(UnreadableImage, match=reason):
+            read()
+
+
+@pytest.mark.parametrize("name", sorted(_BOMB_REFUSALS))
+def test_a_bomb_takes_a_few_megabytes_not_gigabytes(bombs, name):
+    measured = decode_in_a_child(bombs[name])
+    assert all(outcome != "decoded" for outcome in measured["outcomes"]), measured
+    assert measured["peak"] - measured["before"] < 50 * 2**20, measured
+
+
+# Just under the budget at their declared sizes: these decode, and the memory they take must
+# stay within what the budget promised (the estimate is an upper bound, not a guess).
+_JUST_UNDER_THE_BUDGET = {
+    "sixteen-bit.png": lambda: sixteen_bit_png(5300),
+    "lossless.webp": lambda: lossless_webp(3950),
+    "huge-screen.gif": lambda: gif_with_a_huge_screen(5600),
+}
+
+
+@pytest.mark.parametrize("name", sorted(_JUST_UNDER_THE_BUDGET))
+def test_a_big_picture_within_the_budget_decodes_within_it(tmp_path, name):
+    path = tmp_path / name
+    path.write_bytes(_JUST_UNDER_THE_BUDGET[name]())
+    measured = decode_in_a_child(path)
+    assert measured["outcomes"] == ["decoded"] * 4, measured
+    assert measured["peak"] - measured["before"] <= images.DECODE_BUDGET_BYTES, measured
+
+
+def test_a_png_too_small_for_its_declared_size_is_marked_at_once(tmp_path):
+    path = tmp_path / "liar.png"
+    path.write_bytes(png_declaring(4000, 4000))
+    size = path.stat().st_size
+    with pytest.raises(UnreadableImage, match=rf"^truncated or corrupt PNG \({size} bytes cannot hold 4000 x 4000 pixels\)$"):
+        probe(path)
+
+
+def test_an_arithmetic_coded_jpeg_is_not_held_to_huffman_sizes(tmp_path):
+    """Arithmetic coding can store a flat picture in almost nothing: no minimum size applies."""
+    data = bytearray(jpeg_declaring(2000))
+    frame = data.index(b"\xff\xc0")
+    data[frame + 1] = 0xC9  # "extended sequential DCT, arithmetic coding"
+    path = tmp_path / "arithmetic.jpg"
+    path.write_bytes(bytes(data))
+    assert probe(path) == ImageInfo(2000, 2000, "JPEG", None)
+
+
+def test_a_real_photo_at_full_size_is_within_the_budget(make_image):
+    path = make_image("big.jpg", size=(6000, 4000))
+    assert load_rgb(path).size == (6000, 4000)
+
+
+def test_decodes_at_once_share_one_budget():
+    """Several decode threads: together they never hold more than the budget, and one bigger
+    than the whole budget (allowed for a big file) runs alone."""
+    import threading
+    import time
+
+    pool = images._DecodeMemory(100)
+    held, most = [0], [0]
+    lock = threading.Lock()
+
+    def decode(cost: int) -> None:
+        with pool.reserved(cost):
+            with lock:
+                held[0] += cost
+                most[0] = max(most[0], held[0])
+            time.sleep(0.02)
+            with lock:
+                held[0] -= cost
+
+    threads = [threading.Thread(target=decode, args=(cost,)) for cost in (60, 60, 30, 150, 40, 60)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=10)
+    assert not any(thread.is_alive() for thread in threads)
+    assert most[0] == 150  # the big one alone; the others never beyond 100 together

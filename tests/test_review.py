@@ -14,12 +14,14 @@ from library_builders import add_photos_with_features
 from tagger.head import Head
 from tagger.library import Library
 from tagger.review import (
+    Suspect,
     find_suspects,
     label_issues,
     out_of_sample_probabilities,
     review_order,
     review_ranking,
     review_terms,
+    suspects_csv_rows,
 )
 
 CLASSES = ["alpha", "beta", "gamma"]  # no ImageNet group: the labels alone teach them
@@ -177,10 +179,10 @@ def test_suspects_command_prints_csv(labeled_library) -> None:
     root = library.root
     output = io.StringIO()
     with redirect_stdout(output):
-        code = run_suspects(argparse.Namespace(library=str(root), top=2, folds=5))
+        code = run_suspects(argparse.Namespace(library=str(root), top=2, folds=5, device=None))
     assert code == 0
     lines = output.getvalue().splitlines()
-    assert lines[0] == "path,label,suggested,score"
+    assert lines[0] == "path,label,suggested,score,reason"
     rows = list(csv.reader(lines[1:]))
     assert len(rows) == 2
     assert {row[0] for row in rows} <= {f"/photos/p{i:02d}.jpg" for i in flipped}
@@ -196,3 +198,9 @@ def test_no_labels_no_suspects(tmp_library: Library) -> None:
     version = tmp_library.register_model_version(mode="zero-shot", backbone_id=BACKBONE, head_file=head_file,
                                                  classes=tmp_library.class_names())
     assert find_suspects(tmp_library.store, version) == []
+
+
+def test_the_suspects_csv_escapes_cells_a_spreadsheet_would_run():
+    suspect = Suspect(1, "/photos/a.jpg", "=1+2", "@SUM(A1)", 0.9, "-labeled before +x existed")
+    header, row = suspects_csv_rows([suspect])
+    assert row == ["/photos/a.jpg", "'=1+2", "'@SUM(A1)", "0.9000", "'-labeled before +x existed"]

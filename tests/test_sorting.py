@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from library_builders import add_photos, library_with_photos, sha256_of, write_image
+from reliability_helpers import mount_unavailable_reason, mounted_tmpfs, remount
 from tagger.domain import LabelSource
 from tagger.library import Library
 from tagger.safe_paths import (
@@ -203,4 +204,80 @@ def test_a_move_the_library_cannot_record_is_undone(tmp_path):
     assert library.photo(ids["a.jpg"]).path == str((tmp_path / "photos" / "a.jpg").resolve())
     assert (dest / "elephant" / "b.jpg").is_file() and not (tmp_path / "photos" / "b.jpg").exists()
     assert [r["action"] for r in _read_log(result.log_file)] == ["failed", "moved"]
+    library.close()
+
+
+@pytest.fixture
+def read_only_photo_folder(tmp_path):
+    """A library of three labeled photos whose folder cannot be written: a read-only mount
+    for root (who ignores permission bits), chmod 555 for anyone else."""
+    photos = tmp_path / "photos"
+    unavailable = mount_unavailable_reason()
+    if unavailable is None:
+        with mounted_tmpfs(photos, 1 << 20) as refused:
+            if refused is None:
+                library, ids = library_with_photos(tmp_path, {"a.jpg": "dog", "b.jpg": "dog", "c.jpg": "elephant"})
+                remount(photos, readonly=True)
+                yield library, ids, photos
+                library.close()
+                return
+            unavailable = refused
+    if os.geteuid() == 0:
+        pytest.skip(f"root needs a read-only mount for this, and: {unavailable}")
+    library, ids = library_with_photos(tmp_path, {"a.jpg": "dog", "b.jpg": "dog", "c.jpg": "elephant"})
+    photos.chmod(0o555)
+    try:
+        yield library, ids, photos
+    finally:
+        photos.chmod(0o755)
+        library.close()
+
+
+def test_moving_out_of_a_read_only_folder_changes_nothing_and_says_why(read_only_photo_folder, tmp_path):
+    library, ids, photos = read_only_photo_folder
+    dest = tmp_path / "sorted"
+    plan = plan_sort(library, dest, mode="move")
+    assert plan.items == []
+    assert len(plan.skipped) == 3 and all("read-only" in why for _path, why in plan.skipped)
+    result = apply_sort(library, plan)
+    assert not result.done and not result.failed
+    for name, photo_id in ids.items():
+        assert library.photo(photo_id).path == str((photos / name).resolve())
+        assert os.stat(photos / name).st_nlink == 1
+    assert not dest.exists() or not [p for p in dest.rglob("*") if p.is_file()]
+    # Copying out of it is still possible.
+    assert len(apply_sort(library, plan_sort(library, dest, mode="copy")).done) == 3
+
+
+def test_a_move_whose_original_cannot_be_removed_is_undone(tmp_path, monkeypatch):
+    library, ids = library_with_photos(tmp_path, {"a.jpg": "dog", "b.jpg": "elephant"})
+    (tmp_path / "photos" / "a.xmp").write_text("<x/>")
+    source = tmp_path / "photos" / "a.jpg"
+    dest = tmp_path / "sorted"
+    plan = plan_sort(library, dest, mode="move")
+    real_unlink = os.unlink
+
+    def refuse_the_original(path, *args, **kwargs):
+        if Path(path).parent == tmp_path / "photos" and Path(path).name.startswith("a."):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_unlink(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "unlink", refuse_the_original)
+    result = apply_sort(library, plan)
+    monkeypatch.undo()
+    assert [(Path(p).name, why) for p, why in result.failed] == [
+        ("a.jpg", "cannot remove the original (Permission denied); nothing was moved")]
+    assert library.photo(ids["a.jpg"]).path == str(source.resolve())
+    assert os.stat(source).st_nlink == 1 and not (dest / "dog" / "a.jpg").exists()
+    assert (tmp_path / "photos" / "a.xmp").is_file() and not (dest / "dog" / "a.xmp").exists()
+    assert (dest / "elephant" / "b.jpg").is_file()
+    assert [r["action"] for r in _read_log(result.log_file)] == ["failed", "moved"]
+    library.close()
+
+
+def test_the_sort_log_escapes_cells_a_spreadsheet_would_run(tmp_path):
+    library, ids = library_with_photos(tmp_path, {"a.jpg": "-2+3", "b.jpg": "dog"})
+    result = apply_sort(library, plan_sort(library, tmp_path / "sorted"))
+    assert sorted(row["label"] for row in _read_log(result.log_file)) == ["'-2+3", "dog"]
+    assert (tmp_path / "sorted" / "-2+3" / "a.jpg").is_file()  # only the log's cell is escaped
     library.close()

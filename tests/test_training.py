@@ -139,7 +139,7 @@ def test_a_worse_model_is_not_promoted(tmp_path) -> None:
 
     assert not outcome.promote
     assert outcome.metrics["new"]["accuracy"] < outcome.metrics["current"]["accuracy"]
-    assert "Worse" in outcome.reason
+    assert "did worse" in outcome.reason
     version = register_outcome(library, outcome)
     assert not version.is_current and library.current_model_version().id == current.id
     library.close()
@@ -242,7 +242,7 @@ def test_too_few_labels_to_judge_is_said_and_not_promoted(tmp_path) -> None:
     library, ids = make_library(tmp_path, features, useless_prior_head())
     label(library, ids, truth, first_rows_per_class(truth, 1))
     outcome = quick(library)
-    assert not outcome.promote and "Too few labels" in outcome.reason
+    assert not outcome.promote and "too few labels" in outcome.reason
     library.close()
 
 
@@ -254,7 +254,7 @@ def test_labeled_photos_without_features_are_reported(clustered) -> None:
         )
     outcome = quick(library)
     assert outcome.n_labels == 23
-    assert any("not tagged by the current model" in warning for warning in outcome.warnings)
+    assert any("without features for the current model" in warning for warning in outcome.warnings)
 
 
 # --- re-tagging and the pieces ------------------------------------------------------------------

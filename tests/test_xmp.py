@@ -205,6 +205,37 @@ def test_malformed_or_foreign_sidecars_are_skipped(tmp_path):
     library.close()
 
 
+def deeply_nested_sidecar(depth: int) -> bytes:
+    """Another program's element nested `depth` levels deep (5,000 levels: 70 KB)."""
+    nested = "<acme:n>" * depth + "deep" + "</acme:n>" * depth
+    return OTHER_APP_SIDECAR.replace("<acme:history>", "<acme:history>" + nested).encode("utf-8")
+
+
+def test_a_deeply_nested_sidecar_is_merged_and_every_other_sidecar_written(tmp_path):
+    library, ids = library_with_photos(tmp_path, {"a.jpg": "dog", "b.jpg": "elephant"})
+    sidecar = tmp_path / "photos" / "a.xmp"
+    sidecar.write_bytes(deeply_nested_sidecar(5000))
+
+    plan, result = save(library)
+
+    assert not result.failed and not result.skipped
+    assert keywords_in_file(sidecar).flat == ("holiday", "beach", "dog")
+    assert keywords_in_file(tmp_path / "photos" / "b.xmp").flat == ("elephant",)
+    written = sidecar.read_text(encoding="utf-8")
+    assert written.count("<acme:n>") == written.count("</acme:n>") == 5000
+    assert "<acme:n>deep</acme:n>" in written
+    library.close()
+
+
+def test_any_nesting_depth_parses_and_writes_back_unchanged():
+    depth = 200_000
+    data = ('<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+            '<rdf:Description xmlns:acme="http://example.com/acme/1.0/" rdf:about="">'
+            + "<acme:n>" * depth + "deep" + "</acme:n>" * depth
+            + "</rdf:Description></rdf:RDF></x:xmpmeta>\n").encode("utf-8")
+    assert parse_xmp(data).to_bytes() == data
+
+
 def test_apply_merges_with_changes_made_after_planning(tmp_path):
     library, ids = library_with_photos(tmp_path, {"a.jpg": "dog"})
     sidecar = tmp_path / "photos" / "a.xmp"

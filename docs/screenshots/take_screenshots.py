@@ -1,10 +1,14 @@
 """Screenshots of the real window, with the real model's tags, on the photos in shared/photos.
 
-Run under a display (e.g. `xvfb-run -a -s "-screen 0 1600x1000x24" .venv/bin/python
+Run under a display (e.g. `xvfb-run -a -s "-screen 0 1920x1080x24" .venv/bin/python
 docs/screenshots/take_screenshots.py`). Photos are imported by path into a
 throw-away library; nothing is copied. Tags come from Auto-tag itself (the ONNX
 engine on the CPU, prepared by the warm-up the app starts after its first paint),
 so the first run takes a minute or two.
+
+The main window is shot at 1280x800 (a small laptop) and once at 1920x1080. Files are
+saved with 256 colours: a screenshot full of photos is a third of the size, and the
+README's pictures stay light to download.
 """
 
 from __future__ import annotations
@@ -13,17 +17,18 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 from PIL import Image
 from PySide6.QtCore import QSettings
-from PySide6.QtGui import QColor, QPalette
 from PySide6.QtWidgets import QApplication, QWidget
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 from tagger.gui.app import AppSession, app_icon, default_device_text  # noqa: E402
+from tagger.gui.appearance import DARK  # noqa: E402
 from tagger.gui.photo_table import PhotoFilter, Show, SortOrder, SourceFilter  # noqa: E402
 from tagger.gui.settings import AppSettings  # noqa: E402
 
@@ -31,6 +36,8 @@ PHOTOS = REPO.parent / "shared" / "photos"
 if not PHOTOS.exists():
     PHOTOS = Path("/work/shared/photos")
 OUT = Path(__file__).resolve().parent
+SMALL_SCREEN = (1280, 800)
+LARGE_SCREEN = (1920, 1080)
 
 
 def settle(app: QApplication, seconds: float) -> None:
@@ -50,21 +57,12 @@ def wait_for(app: QApplication, condition: Callable[[], bool], timeout: float = 
 
 
 def save(widget: QWidget, name: str) -> None:
-    widget.grab().save(str(OUT / name))
-    print(f"  {name}")
-
-
-def dark_palette() -> QPalette:
-    palette = QPalette()
-    for role, colour in ((QPalette.ColorRole.Window, "#2b2d30"), (QPalette.ColorRole.WindowText, "#e6e6e6"),
-                         (QPalette.ColorRole.Base, "#1e1f22"), (QPalette.ColorRole.AlternateBase, "#33353a"),
-                         (QPalette.ColorRole.Text, "#e6e6e6"), (QPalette.ColorRole.Button, "#3a3c40"),
-                         (QPalette.ColorRole.ButtonText, "#e6e6e6"), (QPalette.ColorRole.Highlight, "#3d7bd9"),
-                         (QPalette.ColorRole.HighlightedText, "#ffffff"), (QPalette.ColorRole.ToolTipBase, "#3a3c40"),
-                         (QPalette.ColorRole.ToolTipText, "#e6e6e6"), (QPalette.ColorRole.PlaceholderText, "#8a8d92"),
-                         (QPalette.ColorRole.Mid, "#55585e")):
-        palette.setColor(role, QColor(colour))
-    return palette
+    path = OUT / name
+    widget.grab().save(str(path))
+    with Image.open(path) as shot:
+        small = shot.convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT)
+    small.save(path, optimize=True)
+    print(f"  {name} ({path.stat().st_size // 1024} KiB)")
 
 
 def make_damaged_files(folder: Path) -> None:
@@ -190,8 +188,8 @@ def main() -> int:
     session = AppSession(settings, default_device_text)
     assert session.start(work / "library")
     window, library = session.window, session.library
-    window.resize(1440, 900)
-    window.move(20, 20)
+    window.resize(*SMALL_SCREEN)
+    window.move(0, 0)
     odd = work / "odd"
     make_damaged_files(odd)
     trip = work / "trip"
@@ -231,18 +229,16 @@ def main() -> int:
     window.gallery.select_row(5)
     settle(app, 2.5)
     save(window, "main-window.png")
+    window.resize(*LARGE_SCREEN)
+    settle(app, 2.5)
+    save(window, "main-window-1920.png")
+    window.resize(*SMALL_SCREEN)
 
     window.filter_bar.set_filter(PhotoFilter(show=Show.ALL, source=SourceFilter.GUESSED))
     window.filter_bar.set_sort_order(SortOrder.LEAST_CONFIDENT)
     window.gallery.select_row(0)
     settle(app, 2.5)
     save(window, "least-confident-guesses.png")
-
-    window.filter_bar.set_filter(PhotoFilter(show=Show.UNREADABLE))
-    window.gallery.select_row(0)
-    settle(app, 1.0)
-    save(window, "unreadable-filter.png")
-    window.filter_bar.set_filter(PhotoFilter())
 
     classes = window.classes.open_dialog()
     classes.select_class("cow")
@@ -261,22 +257,15 @@ def main() -> int:
     xmp.reject()  # nothing is written
     window.filter_bar.set_filter(PhotoFilter())
 
-    sort = window.export_menu.open_sort_dialog()
-    sort.destination_edit.setText(str(work / "sorted"))
-    wait_for(app, lambda: sort.plan is not None)
-    settle(app, 0.3)
-    save(sort, "sort-into-folders.png")
-    sort.reject()
-
-    dialog = window.open_settings()
+    sheet = window.open_shortcut_sheet()
     settle(app, 0.5)
-    save(dialog, "settings.png")
-    dialog.reject()
+    save(sheet, "shortcuts.png")
+    sheet.close()
 
     model_feature_shots(app, window, library)
 
     window.filter_bar.set_sort_order(SortOrder.FOLDER)
-    app.setPalette(dark_palette())
+    window.apply_preferences(replace(settings.preferences(), appearance=DARK))  # as Settings ▸ Appearance does
     window.gallery.select_row(200)
     settle(app, 2.5)
     save(window, "main-window-dark.png")

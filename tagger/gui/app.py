@@ -20,6 +20,7 @@ from PySide6.QtGui import QGuiApplication, QIcon
 from PySide6.QtWidgets import QApplication, QFileDialog, QMessageBox, QWidget
 
 from tagger import APP_NAME, __version__
+from tagger.gui.appearance import apply_appearance
 from tagger.gui.binding_check import broken_binding_message
 from tagger.gui.main_window import MainWindow
 from tagger.gui.messages import show_problem
@@ -71,7 +72,10 @@ def open_library(path: Path) -> Library:
     try:
         return Library(path)
     except LibraryBusyError as error:
-        raise LibraryError(str(error)) from error
+        # The core's message names --library, which means nothing to someone who opened the app.
+        raise LibraryError(f"The library at {path} is already open in another Tagger (a window, or a "
+                           "command still running in a terminal). Switch to that one, or close it and try "
+                           "again; or open another library.") from error
     except StoreError as error:
         raise LibraryError(f"The library at {path} cannot be opened: {error}") from error
     except OSError as error:
@@ -196,6 +200,7 @@ def run(argv: Sequence[str], *, describe_device: DeviceDescriber = default_devic
         QMessageBox.critical(None, APP_NAME, broken)
         return 1
     app_settings = AppSettings(settings if settings is not None else QSettings())
+    apply_appearance(app_settings.appearance)
     session = AppSession(app_settings, describe_device)
     install_exception_hook(lambda: session.window)
     if not session.start(choose_library_path(arguments.library, app_settings)):

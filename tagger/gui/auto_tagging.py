@@ -53,7 +53,8 @@ class _Run:
         self.job = job
         self.paths = dict(plan.items)
         self.version: ModelVersion | None = None
-        self.summary = TaggingRunSummary(planned=len(plan.items))
+        self.summary = TaggingRunSummary(planned=len(plan.items) - len(plan.labeled),
+                                         labeled_planned=len(plan.labeled))
         self.started = time.monotonic()
         self.write_failed = False
         self.worker_failed = False
@@ -63,12 +64,14 @@ class AutoTagger(QObject):
     """The Auto-tag and Re-tag All actions and the run they start.
 
     Hooks for later features: `batch_recorded` (ids written, e.g. to refresh a review
-    queue), `model_adopted` (a new model version became current) and `run_finished`."""
+    queue), `model_adopted` (a new model version became current), `run_finished`, and `idle`
+    (nothing running or waiting to run any more)."""
 
     batch_recorded = Signal(list)  # photo ids whose tags were just written
     model_adopted = Signal(object)  # ModelVersion the run tags with
     run_started = Signal(object)  # Job
     run_finished = Signal(object)  # TaggingRunSummary
+    idle = Signal()
 
     def __init__(self, host: FeatureHost, warmup: EngineWarmup | None = None, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -101,11 +104,17 @@ class AutoTagger(QObject):
     def is_running(self) -> bool:
         return self._run is not None
 
+    def is_busy(self) -> bool:
+        """Running, or waiting for the model to be prepared to start."""
+        return self._run is not None or self._deferred is not None
+
     def current_job(self) -> Job | None:
         return self._run.job if self._run is not None else None
 
     def start(self, *, include_tagged: bool = False, photo_ids: Sequence[int] | None = None) -> Job | None:
-        """Tag untagged photos (all but the user's with `include_tagged`); None when nothing started."""
+        """Tag untagged photos (all but the user's with `include_tagged`), and compute the features
+        of the photos the user labeled that have none (runner.plan_tagging); None when nothing
+        started."""
         if self._run is not None:
             self._host.show_status("Auto-tag is already running", 4000)
             return None
@@ -136,9 +145,11 @@ class AutoTagger(QObject):
         return job
 
     def cancel(self) -> None:
-        self._deferred = None
+        deferred, self._deferred = self._deferred, None
         if self._run is not None:
             self._run.job.cancel()
+        elif deferred is not None:
+            self.idle.emit()
 
     # -- results (GUI thread) ------------------------------------------------------
 
@@ -165,7 +176,7 @@ class AutoTagger(QObject):
             self._host.report_problem("Tags not saved",
                                       f"Auto-tag stopped: the results could not be saved: {describe_error(error)}")
             return
-        run.summary.count(batch, run.paths)
+        run.summary.count(batch, run.paths, run.plan.labeled)
         ids = [result.photo_id for result in batch]
         self._host.refresh_photos(ids)
         self.batch_recorded.emit(ids)
@@ -191,6 +202,8 @@ class AutoTagger(QObject):
             if summary.unreadable:
                 self._show_unreadable(summary)
         self.run_finished.emit(summary)
+        if not self.is_busy():
+            self.idle.emit()
 
     def _show_unreadable(self, summary: TaggingRunSummary) -> None:
         count = len(summary.unreadable)
@@ -209,8 +222,8 @@ class AutoTagger(QObject):
             return
         include_tagged, photo_ids = self._deferred
         self._deferred = None
-        if not self._host.is_closing():
-            self.start(include_tagged=include_tagged, photo_ids=photo_ids)
+        if self._host.is_closing() or self.start(include_tagged=include_tagged, photo_ids=photo_ids) is None:
+            self.idle.emit()
 
     def _set_actions_enabled(self, enabled: bool) -> None:
         self.tag_action.setEnabled(enabled)

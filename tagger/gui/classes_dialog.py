@@ -2,7 +2,8 @@
 
 Add with the field at the bottom, rename in place (double-click or F2), remove with
 a confirmation that says how many photos lose their label. The work itself is the
-ClassEditor's; this dialog only asks and shows.
+ClassEditor's; this dialog only asks and shows, including what each change did to the
+model: a new version, and new tags for the photos the user has not labeled.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from tagger.domain import ModelVersion
 from tagger.gui.class_editing import ClassChangeRefused, ClassEditor, ClassUsage
 from tagger.gui.label_actions import MAX_NUMBERED_CLASSES
 from tagger.gui.messages import show_problem
@@ -63,7 +65,9 @@ class ClassesDialog(QDialog):
         self._filling = False
 
         intro = QLabel("Number keys label the selected photos with the class in that place. "
-                       "Double-click a name (or press F2) to rename it.")
+                       "Double-click a name (or press F2) to rename it.\n"
+                       "Every change makes a new model version (Model ▸ History keeps the old ones) and "
+                       "re-tags the photos you have not labeled yourself; your own labels stay.")
         intro.setWordWrap(True)
         self.tree = QTreeWidget()
         self.tree.setColumnCount(3)
@@ -105,6 +109,17 @@ class ClassesDialog(QDialog):
 
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
         buttons.rejected.connect(self.reject)
+        # Enter belongs to the field it is pressed in. A dialog otherwise also "clicks" its first
+        # button on Enter: that was Rename, so adding a class opened the new row for renaming and
+        # the next name typed renamed it.
+        for button in (self.rename_button, self.remove_button, self.add_button, *buttons.buttons()):
+            button.setAutoDefault(False)
+            button.setDefault(False)
+
+        self.note = QLabel()
+        self.note.setObjectName("class_change_note")
+        self.note.setWordWrap(True)
+        self.note.hide()
 
         middle = QHBoxLayout()
         middle.addWidget(self.tree, 1)
@@ -113,9 +128,11 @@ class ClassesDialog(QDialog):
         layout.addWidget(intro)
         layout.addLayout(middle, 1)
         layout.addLayout(add_row)
+        layout.addWidget(self.note)
         layout.addWidget(buttons)
-        self.resize(460, 380)
+        self.resize(480, 420)
         editor.classes_changed.connect(self.fill)
+        editor.model_followed.connect(self._model_followed)
         self.fill()
 
     # -- the list ------------------------------------------------------------------
@@ -221,6 +238,11 @@ class ClassesDialog(QDialog):
             self._editor.remove(name)
         except ClassChangeRefused as refusal:
             self._refused("Class not removed", str(refusal))
+
+    def _model_followed(self, version: ModelVersion) -> None:
+        self.note.setText(f"Saved. Model v{version.id} now has these classes; the photos you have "
+                          "not labeled are being re-tagged with it.")
+        self.note.show()
 
     def _refused(self, title: str, message: str) -> None:
         show_problem(self, title, message)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtCore import QEvent, Qt, QTimer, Signal
 from PySide6.QtGui import QKeyEvent
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QLineEdit, QWidget
 
@@ -23,6 +23,10 @@ _SOURCE_NAMES = (
     (SourceFilter.GUESSED, "Guessed only"),
 )
 _SEARCH_DELAY_MS = 150
+_SHOW_BOX_CHARACTERS = 10  # "Unreadable", "All photos" and most class names fit whole
+
+
+_LEAVE_KEYS = (Qt.Key.Key_Escape, Qt.Key.Key_Return, Qt.Key.Key_Enter, Qt.Key.Key_Down)
 
 
 class SearchBox(QLineEdit):
@@ -30,8 +34,17 @@ class SearchBox(QLineEdit):
 
     leave_requested = Signal()
 
+    def event(self, event: QEvent) -> bool:
+        # The label keys are window-wide shortcuts (label_actions.py). A line edit claims the keys
+        # that type text, but not Enter: here Enter must end the search, not confirm a photo's tag.
+        if event.type() == QEvent.Type.ShortcutOverride and isinstance(event, QKeyEvent) \
+                and event.key() in _LEAVE_KEYS:
+            event.accept()
+            return True
+        return super().event(event)
+
     def keyPressEvent(self, event: QKeyEvent) -> None:  # noqa: N802 - Qt's name
-        if event.key() in (Qt.Key.Key_Escape, Qt.Key.Key_Return, Qt.Key.Key_Enter, Qt.Key.Key_Down):
+        if event.key() in _LEAVE_KEYS:
             if event.key() == Qt.Key.Key_Escape and self.text():
                 self.clear()
             self.leave_requested.emit()
@@ -60,8 +73,12 @@ class FilterBar(QWidget):
         self.search_box.setClearButtonEnabled(True)
         self.search_box.setAccessibleName("Search file names")
         self.search_box.setMinimumWidth(100)
-        for box in (self.show_box, self.source_box, self.sort_box):
+        for box in (self.source_box, self.sort_box):
             box.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
+        # The class names are the user's and may be long: the box keeps one width and shortens
+        # them, so a new class never widens the bar (and the window); its list shows them whole.
+        self.show_box.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.show_box.setMinimumContentsLength(_SHOW_BOX_CHARACTERS)
         self.set_classes([])
 
         # Waits for a pause in typing: re-filtering 100,000 rows on every key would stutter.
@@ -131,6 +148,10 @@ class FilterBar(QWidget):
         if self._search_timer.isActive():
             self._search_timer.stop()
             self._announce_filter()
+
+    def drop_pending_search(self) -> None:
+        """Forget a search still waiting for a pause in typing (the window is closing)."""
+        self._search_timer.stop()
 
     def _announce_filter(self) -> None:
         self.filter_changed.emit(self.photo_filter())

@@ -216,11 +216,8 @@ class TileDelegate(QStyledItemDelegate):
         color = class_color(index.data(PhotoRole.LABEL_POSITION))
         confirmed = index.data(PhotoRole.ORIGIN) == LabelOrigin.USER
         confidence = index.data(PhotoRole.CONFIDENCE)
-        text = f"\u2713 {label}" if confirmed else label
-        if not confirmed and confidence is not None:
-            text += f"  {confidence:.0%}"
         metrics = QFontMetrics(font)
-        text = metrics.elidedText(text, Qt.TextElideMode.ElideRight, row.width() - 14)
+        text = chip_text(label, confirmed, None if confirmed else confidence, metrics, row.width() - 14)
         chip = QRectF(row.left(), row.top(), min(row.width(), metrics.horizontalAdvance(text) + 14), row.height())
         radius = row.height() / 2
         if confirmed:
@@ -238,6 +235,19 @@ class TileDelegate(QStyledItemDelegate):
             painter.drawRoundedRect(chip.adjusted(0.8, 0.8, -0.8, -0.8), radius, radius)
             painter.setPen(palette.color(QPalette.ColorRole.Text))
         painter.drawText(chip, Qt.AlignmentFlag.AlignCenter, text)
+
+
+def chip_text(label: str, confirmed: bool, confidence: float | None, metrics: QFontMetrics, width: int) -> str:
+    """"✓ dog" for the user's label, "elephant  87%" for a guess; a long name is shortened, never the number.
+
+    Shortening the whole text cut the percentage first: "elephant 1…" could be 19% or 99%."""
+    if confirmed:
+        return metrics.elidedText(f"\u2713 {label}", Qt.TextElideMode.ElideRight, width)
+    if confidence is None:
+        return metrics.elidedText(label, Qt.TextElideMode.ElideRight, width)
+    percentage = f"  {confidence:.0%}"
+    name = metrics.elidedText(label, Qt.TextElideMode.ElideRight, max(0, width - metrics.horizontalAdvance(percentage)))
+    return (name or label[:1] + "\u2026") + percentage
 
 
 LAYOUT_BATCH = 500

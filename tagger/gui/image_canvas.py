@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 
-from PySide6.QtCore import QPointF, QRectF, QSize, Qt
+from PySide6.QtCore import QPointF, QRectF, QSize, Qt, QTimer
 from PySide6.QtGui import QImage, QPainter, QPaintEvent, QPalette, QPixmap
 from PySide6.QtWidgets import QScrollArea, QSizePolicy, QWidget
 
@@ -43,7 +43,8 @@ class ImageCanvas(QWidget):
         self._full_size = QSize(full_size) if full_size is not None and full_size.isValid() else (
             pixmap.size() if pixmap is not None else QSize())
         self._note = ""
-        self._resize_for_mode()
+        # A stand-in for a photo just selected: at 100% it opens on its middle, not its top-left corner.
+        self._resize_for_mode(centre=True)
         self.update()
 
     def set_note(self, text: str) -> None:
@@ -71,7 +72,7 @@ class ImageCanvas(QWidget):
 
     def set_zoom_mode(self, mode: ZoomMode) -> None:
         self._mode = mode
-        self._resize_for_mode()
+        self._resize_for_mode(centre=True)
         self.update()
 
     def _actual_size(self) -> QSize:
@@ -80,15 +81,32 @@ class ImageCanvas(QWidget):
         size = self._full_size if self._full_size.isValid() else QSize()
         return QSize(round(size.width() / ratio), round(size.height() / ratio))
 
-    def _resize_for_mode(self) -> None:
+    def _resize_for_mode(self, centre: bool = False) -> None:
+        """Fit the scroll area, or take the photo's real size in it; at 100% a photo of another
+        size (a new photo) is scrolled to its middle, where the subject usually is. The same
+        photo arriving decoded in full keeps the place the user scrolled to."""
         scroll = self._scroll_area()
         if scroll is None:
             return
         if self._mode is ZoomMode.ACTUAL and self._pixmap is not None:
+            size = self._actual_size()
+            centre = centre or scroll.widgetResizable() or size != self.size()
             scroll.setWidgetResizable(False)
-            self.resize(self._actual_size())
+            self.resize(size)
+            if centre:
+                self._centre_in_view()
+                # Again once the scroll bars have settled: one appearing narrows the view and
+                # moves the other's middle.
+                QTimer.singleShot(0, self._centre_in_view)
         else:
             scroll.setWidgetResizable(True)
+
+    def _centre_in_view(self) -> None:
+        scroll = self._scroll_area()
+        if scroll is None:
+            return
+        for bar in (scroll.horizontalScrollBar(), scroll.verticalScrollBar()):
+            bar.setValue((bar.minimum() + bar.maximum()) // 2)
 
     def _scroll_area(self) -> QScrollArea | None:
         viewport = self.parentWidget()

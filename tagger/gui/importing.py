@@ -73,6 +73,11 @@ class ImportSession(QObject):
         self.job: Job | None = None
 
     @property
+    def paths(self) -> list[str]:
+        """The files and folders this import was asked to search."""
+        return list(self._paths)
+
+    @property
     def summary(self) -> ImportSummary:
         return self._recorder.summary
 

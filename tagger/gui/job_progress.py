@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QSizePolicy, QWidget
 
 from tagger.domain import Progress
+from tagger.gui.elided_label import ElidedLabel
 from tagger.gui.workers import Job
+
+_CAPTION_MAX_WIDTH = 360
 
 
 class JobProgress(QWidget):
@@ -18,7 +22,10 @@ class JobProgress(QWidget):
         super().__init__(parent)
         self._followed: list[Job] = []  # oldest first; the last is shown
         self._latest: dict[int, Progress] = {}  # id(job) -> its last report
-        self.caption = QLabel()
+        # A job's message can be long (a file name, a class list): shortened, it never widens the window.
+        self.caption = ElidedLabel(mode=Qt.TextElideMode.ElideRight)
+        self.caption.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Preferred)
+        self.caption.setMaximumWidth(_CAPTION_MAX_WIDTH)
         self.bar = QProgressBar()
         self.bar.setMinimumWidth(150)  # "1234 / 5678" must fit
         self.bar.setMaximumWidth(220)
@@ -101,11 +108,11 @@ def describe_speed(progress: Progress) -> str:
         parts.append(f"{progress.rate_per_s:.1f}/s")
     eta = progress.eta_s
     if eta is not None and eta > 1:
-        parts.append(f"{_duration(eta)} left")
+        parts.append(f"{describe_duration(eta)} left")
     return " · ".join(parts)
 
 
-def _duration(seconds: float) -> str:
+def describe_duration(seconds: float) -> str:
     seconds = int(seconds)
     if seconds < 60:
         return f"{seconds} s"

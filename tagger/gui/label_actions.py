@@ -1,7 +1,9 @@
 """The label commands as QActions: keys, the Label menu and the grid's context menu share them.
 
-Number keys are bound to the grid only (a widget shortcut), so typing digits
-into the search box never labels a photo."""
+The keys work wherever the focus is in the main window (a window shortcut): after choosing
+a filter the focus stays in its box, and a key bound to the grid alone was silently lost
+there. Text fields keep the keys that type (Qt lets a line edit claim them first), so
+digits typed into the search box search and never label a photo."""
 
 from __future__ import annotations
 
@@ -54,10 +56,10 @@ class LabelActions(QObject):
         for separator in self._separators:
             separator.setSeparator(True)
         for action in (self.confirm_action, self.clear_action):
-            action.setShortcutContext(Qt.ShortcutContext.WidgetShortcut)
+            action.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
 
     def attach(self, widget: QWidget) -> None:
-        """Make the keys work while `widget` has focus, and show the actions in its context menu."""
+        """Show the actions in `widget`'s context menu; their keys work anywhere in its window."""
         self._targets.append(widget)
         self._install()
 
@@ -78,7 +80,8 @@ class LabelActions(QObject):
             key = Qt.Key(Qt.Key.Key_1.value + position)
             action.setShortcuts([QKeySequence(key), QKeySequence(Qt.KeyboardModifier.KeypadModifier | key)])
             action.setToolTip(f"Label as {name} ({position + 1})")
-        action.setShortcutContext(Qt.ShortcutContext.WidgetShortcut)
+        action.setStatusTip(f"Label as {name}")
+        action.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
         action.triggered.connect(lambda _checked=False, chosen=name: self.assign_requested.emit(chosen))
         return action
 

@@ -28,8 +28,10 @@ Hooks for features:
 
 from __future__ import annotations
 
+import html
 import logging
 import os
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -40,6 +42,7 @@ from PySide6.QtWidgets import (
     QLabel,
     QMainWindow,
     QMenu,
+    QMessageBox,
     QSizePolicy,
     QSplitter,
     QToolBar,
@@ -47,9 +50,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from tagger import APP_NAME
+from tagger import APP_NAME, __version__
 from tagger.domain import ImportSummary
 from tagger.explain_process import Explainer
+from tagger.gui.appearance import apply_appearance
 from tagger.gui.auto_tagging import AutoTagger
 from tagger.gui.classes_feature import ClassesFeature
 from tagger.gui.engine_warmup import PREPARING_TEXT, EngineWarmup
@@ -57,7 +61,7 @@ from tagger.gui.evidence_heatmap import EvidenceHeatmap
 from tagger.gui.export_menu import ExportMenu
 from tagger.gui.filter_bar import FilterBar
 from tagger.gui.gallery import GalleryView
-from tagger.gui.import_summary import ImportSummaryDialog
+from tagger.gui.import_summary import ImportSummaryDialog, describe_nothing_found, nothing_found
 from tagger.gui.importing import ImportSession
 from tagger.gui.job_progress import JobProgress
 from tagger.gui.label_actions import LabelActions
@@ -76,8 +80,10 @@ from tagger.gui.review_queue import ReviewQueue
 from tagger.gui.robustness_probe import RobustnessProbe
 from tagger.gui.settings import AppSettings, Preferences
 from tagger.gui.settings_dialog import SettingsDialog
+from tagger.gui.shortcut_sheet import KeyRow, KeySection, ShortcutSheet, action_rows
 from tagger.gui.status_line import describe_counts
 from tagger.gui.suspects import SuspectsFeature
+from tagger.gui.tagging_first import TaggingFirst
 from tagger.gui.thumbnails import ThumbnailProvider
 from tagger.gui.workers import Job, JobRunner, JobWork, describe_error
 from tagger.library import Library
@@ -89,6 +95,14 @@ log = logging.getLogger(__name__)
 # the model once per row) and repaint: per 64-photo batch that was most of the GUI thread's
 # time in a 10,000-photo import (bench/responsiveness.py), and it grows with the library.
 _GRID_GROWTH_INTERVAL_MS = 250
+_PREVIEW_MIN_WIDTH = 240
+# Keys of the grid itself (Qt's list view), for the shortcut sheet beside the actions' keys.
+_GRID_KEYS = (
+    KeyRow(("Arrow keys", "Home", "End", "Page Up", "Page Down"), "Move to another photo"),
+    KeyRow(("Shift+arrow keys", "Shift+click"), "Select a run of photos"),
+    KeyRow(("⌘+click" if sys.platform == "darwin" else "Ctrl+click",), "Add a photo to the selection, or take it out"),
+    KeyRow(("Escape",), "Leave the search box, back to the photos"),
+)
 
 
 class MainWindow(QMainWindow):
@@ -104,7 +118,9 @@ class MainWindow(QMainWindow):
         self._import: ImportSession | None = None
         self._queued_imports: list[list[str]] = []
         self._closing = False
-        self.setWindowTitle(f"{APP_NAME} — {library.root}")
+        # Ending in the application's name, Qt adds nothing: with a display name set (app.py), it
+        # appends " — Tagger" to any other title, which made "Tagger — ... — Tagger".
+        self.setWindowTitle(f"{library.root} — {APP_NAME}")
         self.setAcceptDrops(True)
 
         self.jobs = JobRunner(self)
@@ -160,6 +176,11 @@ class MainWindow(QMainWindow):
         self.splitter.setStretchFactor(0, 3)
         self.splitter.setStretchFactor(1, 2)
         self.splitter.setChildrenCollapsible(False)
+        # Both panes' minimum widths are fixed here, once: whatever they show later (a long file
+        # name under the preview, a long class name) is shortened to fit, and can never widen the
+        # window or move the divider (which changed the grid's columns under the mouse).
+        left.setMinimumWidth(left.minimumSizeHint().width())
+        self.preview.setMinimumWidth(_PREVIEW_MIN_WIDTH)
         self.setCentralWidget(self.splitter)
         status = self.statusBar()
         status.addWidget(self.counts_label, 1)
@@ -231,15 +252,28 @@ class MainWindow(QMainWindow):
         self.import_labels_menu.addActions([self.label_import.csv_action, self.label_import.folders_action])
         self.model_switcher = ModelSwitcher(self, self.auto_tagger, self)
         self.classes.editor.model_followed.connect(self.model_switcher.adopt)
-        self.retrain = RetrainFeature(self, self.model_switcher, self)
+        # Retrain, Likely-Wrong Labels and the review queue tag what they need first, through Auto-tag.
+        self.tagging_first = TaggingFirst(self, self.auto_tagger, self)
+        self.retrain = RetrainFeature(self, self.model_switcher, self.tagging_first, self)
         self.model_history = ModelHistoryFeature(self, self.model_switcher, self)
         self.retrain.outcome_registered.connect(lambda _version: self.model_history.refresh())
-        self.review_queue = ReviewQueue(self, self.model_switcher, self)
-        self.suspects = SuspectsFeature(self, self)
+        self.review_queue = ReviewQueue(self, self.model_switcher, self.tagging_first, self)
+        self.suspects = SuspectsFeature(self, self.tagging_first, self)
         # One child process, with one loaded model, for heatmaps and probes alike.
         self.explainer = Explainer()
         self.heatmap = EvidenceHeatmap(self, self.explainer, self.model_switcher, self)
         self.robustness_probe = RobustnessProbe(self, self.explainer, self)
+        self._build_help_menu()  # last: the menu bar's last menu, and the sheet lists every feature's keys
+
+    def _build_help_menu(self) -> None:
+        help_menu = self.menuBar().addMenu("&Help")
+        self.shortcuts_action = _action(self, "&Keyboard Shortcuts…", None, self.open_shortcut_sheet)
+        self.shortcuts_action.setShortcuts([QKeySequence("?"), QKeySequence(QKeySequence.StandardKey.HelpContents)])
+        self.shortcuts_action.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
+        about_action = _action(self, f"&About {APP_NAME}", None, self._show_about)
+        about_action.setMenuRole(QAction.MenuRole.AboutRole)
+        help_menu.addActions([self.shortcuts_action, about_action])
+        self.shortcut_sheet: ShortcutSheet | None = None
 
     def _connect(self) -> None:
         self.gallery.current_photo_changed.connect(self.preview.show_photo)
@@ -393,6 +427,7 @@ class MainWindow(QMainWindow):
         self._arrivals_timer.stop()
         self._show_arrived_photos()
         self._arrivals_timer.stop()
+        searched = self._import.paths if self._import is not None else []
         self._import = None
         self.last_import_summary = summary
         if summary.moved or summary.missing or summary.unchanged:
@@ -400,9 +435,12 @@ class MainWindow(QMainWindow):
             self.reload_photos()
         if self._closing:
             return
-        self.statusBar().showMessage(("Import cancelled: " if summary.cancelled else "Import finished: ")
-                                     + summary.describe(), 10000)
-        dialog = ImportSummaryDialog(summary, self)
+        if nothing_found(summary) and searched:
+            self.statusBar().showMessage(describe_nothing_found(searched), 10000)
+        else:
+            self.statusBar().showMessage(("Import cancelled: " if summary.cancelled else "Import finished: ")
+                                         + summary.describe(), 10000)
+        dialog = ImportSummaryDialog(summary, self, searched=searched)
         dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         dialog.show()
         self.import_summary_dialog = dialog
@@ -439,19 +477,27 @@ class MainWindow(QMainWindow):
         return rows, self.photo_model.photo_ids(rows)
 
     def _assign_selected(self, class_name: str) -> None:
-        rows, ids = self._targets()
+        rows, ids = self._targets_or_hint()
         if ids and self.labels.assign(ids, class_name):
             self.gallery.advance_past(rows)
 
     def _confirm_selected(self) -> None:
-        rows, ids = self._targets()
+        rows, ids = self._targets_or_hint()
         if ids and self.labels.confirm(ids):
             self.gallery.advance_past(rows)
 
     def _clear_selected(self) -> None:
-        rows, ids = self._targets()
+        rows, ids = self._targets_or_hint()
         if ids and self.labels.clear(ids):
             self.gallery.advance_past(rows)
+
+    def _targets_or_hint(self) -> tuple[list[int], list[int]]:
+        """Like _targets; with nothing to label, the status bar says so rather than the key doing nothing."""
+        rows, ids = self._targets()
+        if not ids:
+            self.show_status("No photo is selected: click one (or press an arrow key), then press the key again.",
+                             5000)
+        return rows, ids
 
     def _labels_changed(self, photo_ids: list[int]) -> None:
         self.refresh_photos(photo_ids)
@@ -503,6 +549,42 @@ class MainWindow(QMainWindow):
         self.filter_bar.search_box.setFocus()
         self.filter_bar.search_box.selectAll()
 
+    # -- help ----------------------------------------------------------------------------
+
+    def open_shortcut_sheet(self) -> ShortcutSheet:
+        """Show every key of the window as it is bound now (the classes change), beside the window."""
+        if self.shortcut_sheet is None:
+            self.shortcut_sheet = ShortcutSheet(self)
+        sheet = self.shortcut_sheet
+        sheet.show_sections(self.key_sections())
+        sheet.show()
+        sheet.raise_()
+        sheet.activateWindow()
+        return sheet
+
+    def key_sections(self) -> list[KeySection]:
+        """The keys of every menu, in menu order, then those of the grid and the preview's buttons."""
+        sections: list[KeySection] = []
+        listed: set[int] = set()
+        for menu_action in self.menuBar().actions():
+            menu = menu_action.menu()
+            if menu is None or not menu_action.isVisible():
+                continue
+            rows = action_rows(menu.actions())
+            listed.update(id(action) for action in _all_actions(menu.actions()))
+            sections.append(KeySection(menu.title().replace("&", ""), tuple(rows)))
+        sections.append(KeySection("Photos", _GRID_KEYS))
+        elsewhere = [action for action in [*self.preview.toolbar.actions(), *self.actions()]
+                     if id(action) not in listed]
+        sections.append(KeySection("Preview and suggestions", tuple(action_rows(elsewhere))))
+        return [section for section in sections if section.rows]
+
+    def _show_about(self) -> None:
+        QMessageBox.about(self, f"About {APP_NAME}",
+                          f"<b>{APP_NAME} {__version__}</b><p>Tags your photos with a neural network that "
+                          "learns from your corrections.</p><p>Press ? for the keyboard shortcuts.</p>"
+                          f"<p>Library: {html.escape(str(self.library.root))}</p>")
+
     # -- settings -------------------------------------------------------------------------
 
     def open_settings(self) -> SettingsDialog:
@@ -516,6 +598,8 @@ class MainWindow(QMainWindow):
         previous = self.settings.preferences()
         self.settings.save_preferences(preferences)
         self.gallery.set_tile_size(preferences.thumbnail_size)
+        if preferences.appearance != previous.appearance:
+            apply_appearance(preferences.appearance)
         if preferences.device != previous.device:
             self.device_preference_changed.emit(preferences.device)
         chosen = preferences.library_location
@@ -560,6 +644,7 @@ class MainWindow(QMainWindow):
         self.auto_tagger.cancel()
         self.retrain.cancel()
         self.thumbnails.stop()
+        self.filter_bar.drop_pending_search()  # it would filter a grid whose library is about to close
         self.explainer.close()  # first: a job waiting on it then ends at once
         # Delivers batches the import and the tagging had already produced, so they are
         # written before the library closes.
@@ -575,6 +660,16 @@ def _action(parent: QWidget, text: str, shortcut: QKeySequence | QKeySequence.St
         action.setShortcut(shortcut)
     action.triggered.connect(lambda _checked=False: slot())
     return action
+
+
+def _all_actions(actions: Sequence[QAction]) -> list[QAction]:
+    """The actions and those of their submenus, all the way down."""
+    found: list[QAction] = []
+    for action in actions:
+        found.append(action)
+        if action.menu() is not None:
+            found.extend(_all_actions(action.menu().actions()))
+    return found
 
 
 def _unique(sequences: Sequence[QKeySequence]) -> list[QKeySequence]:

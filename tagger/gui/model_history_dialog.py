@@ -1,15 +1,15 @@
 """The list of every model version, with a one-click way back to any of them.
 
 Each row: when it was made, how (zero-shot, quick, deep), from how many labels, how it
-scored on held-out labels (accuracy and calibration error), and a button that makes it
-current. The dialog only shows and asks; ModelHistoryFeature does the rolling back.
+was judged when trained (model_comparison.headline: held-out labels right, with the 95%
+interval, and how many tags it changed), and a button that makes it current. The dialog only shows and asks; ModelHistoryFeature does the rolling back.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from PySide6.QtCore import QDateTime, QLocale, Qt, Signal
+from PySide6.QtCore import QLocale, Qt, Signal
 from PySide6.QtGui import QFont
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -25,18 +25,24 @@ from PySide6.QtWidgets import (
 )
 
 from tagger.domain import ModelVersion
-from tagger.gui.comparison_view import percent
+from tagger.model_comparison import headline
+from tagger.gui.dates import describe_moment
 
-COLUMNS = ("Version", "Created", "Mode", "Labels", "Accuracy", "ECE", "Classes", "Note", "")
+COLUMNS = ("Version", "Created", "Mode", "Labels", "Held-out right", "Tags changed", "Classes", "Note", "")
 VERSION_COLUMN, ACTION_COLUMN = 0, len(COLUMNS) - 1
 _MODE_NAMES = {"zero-shot": "Zero-shot", "quick": "Quick", "deep": "Deep", "head": "Head"}
 
 
-def held_out_scores(version: ModelVersion) -> tuple[float | None, float | None]:
-    """(accuracy, ECE) of a version on the labels held out when it was trained; None when never scored."""
-    metrics = version.metrics or {}
-    report = metrics.get("new_all_held_out") or metrics.get("new") or {}
-    return report.get("accuracy"), report.get("ece")
+def judged_cells(version: ModelVersion) -> tuple[str, str]:
+    """(held-out labels right, tags changed) as the retrain dialog and `tagger models` state them."""
+    figures = headline(version.metrics or {})
+    n = figures["n_held_out"]
+    right = "–"
+    if n:
+        low, high = figures["interval"]
+        right = f"{round(figures['accuracy'] * n)} of {n} ({100 * low:.0f}–{100 * high:.0f}%)"
+    changed = "–" if figures["changed"] is None else f"{figures['changed']} ({figures['supported']} supported)"
+    return right, changed
 
 
 class ModelHistoryDialog(QDialog):
@@ -46,8 +52,10 @@ class ModelHistoryDialog(QDialog):
         super().__init__(parent)
         self.setObjectName("model_history_dialog")
         self.setWindowTitle("Model History")
-        self.explanation = QLabel("Every model Tagger has used or trained, newest first. Accuracy and calibration "
-                                  "error (ECE) were measured on labels held out from training.")
+        self.explanation = QLabel("Every model Tagger has used or trained, newest first. \"Held-out right\": labels "
+                                  "held out from its training that it tagged right, with the range the true "
+                                  "accuracy lies in (95% sure). \"Tags changed\": unlabeled photos it re-tagged, "
+                                  "and how many of those changes your labels support.")
         self.explanation.setWordWrap(True)
         self.table = QTableWidget(0, len(COLUMNS))
         self.table.setObjectName("model_versions")
@@ -78,12 +86,11 @@ class ModelHistoryDialog(QDialog):
         locale = QLocale()
         self.table.setRowCount(len(ordered))
         for row, version in enumerate(ordered):
-            accuracy, ece = held_out_scores(version)
-            when = locale.toString(QDateTime.fromSecsSinceEpoch(int(version.created_at)),
-                                   QLocale.FormatType.ShortFormat)
+            right, changed = judged_cells(version)
+            when = describe_moment(version.created_at, locale)
             cells = [f"v{version.id}" + ("  ● current" if version.is_current else ""), when,
-                     _MODE_NAMES.get(version.mode, version.mode), str(version.n_labels), percent(accuracy),
-                     percent(ece), ", ".join(version.classes), version.note]
+                     _MODE_NAMES.get(version.mode, version.mode), str(version.n_labels), right,
+                     changed, ", ".join(version.classes), version.note]
             for column, text in enumerate(cells):
                 item = QTableWidgetItem(text)
                 item.setToolTip(text)

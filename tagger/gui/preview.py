@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import os
 
-from PySide6.QtCore import QDateTime, QLocale, QSize, Qt, Signal
-from PySide6.QtGui import QAction, QActionGroup, QImage, QKeySequence, QResizeEvent
+from PySide6.QtCore import QLocale, QSize, Qt, Signal
+from PySide6.QtGui import QAction, QActionGroup, QImage, QKeySequence
 from PySide6.QtWidgets import (
     QFrame,
     QLabel,
@@ -17,6 +17,8 @@ from PySide6.QtWidgets import (
 )
 
 from tagger.domain import LabelSource, Photo
+from tagger.gui.dates import describe_moment
+from tagger.gui.elided_label import ElidedLabel
 from tagger.gui.image_canvas import ImageCanvas, ZoomMode
 from tagger.gui.palette import class_color
 from tagger.gui.preview_loader import LoadedPreview, PreviewLoader
@@ -54,12 +56,11 @@ class PreviewPane(QWidget):
         self.toolbar.addAction(self.fit_action)
         self.toolbar.addAction(self.actual_size_action)
 
-        self._name = QLabel()
-        self._name.setTextFormat(Qt.TextFormat.PlainText)
+        self._name = ElidedLabel()
         font = self._name.font()
         font.setBold(True)
         self._name.setFont(font)
-        self._path = ElidedPathLabel()
+        self._path = ElidedLabel()
         self._details = _selectable_label()
         self._label_line = _selectable_label()
         self._problem = _selectable_label()
@@ -203,8 +204,7 @@ class PreviewPane(QWidget):
             facts.append(photo.format)
         when = photo.taken_at or photo.mtime
         if when:
-            moment = QDateTime.fromSecsSinceEpoch(int(when))
-            facts.append(("Taken " if photo.taken_at else "Modified ") + locale.toString(moment, QLocale.FormatType.ShortFormat))
+            facts.append(("Taken " if photo.taken_at else "Modified ") + describe_moment(when, locale))
         self._details.setText("  ·  ".join(facts))
         self._label_line.setText(_describe_label(photo))
         problems = []
@@ -245,35 +245,6 @@ def _describe_label(photo: Photo) -> str:
     if photo.confidence is not None:
         return f"Label: {photo.label} (the model's guess, {photo.confidence:.0%} sure)"
     return f"Label: {photo.label} (the model's guess)"
-
-
-class ElidedPathLabel(QLabel):
-    """A path in one line, shortened in the middle when too long: both ends are what people recognise."""
-
-    def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self._full_text = ""
-        self.setTextFormat(Qt.TextFormat.PlainText)
-        self.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
-
-    def setText(self, text: str) -> None:  # noqa: N802 - Qt's name
-        self._full_text = text
-        self.setToolTip(text)
-        self._elide()
-
-    def clear(self) -> None:
-        self.setText("")
-
-    def full_text(self) -> str:
-        return self._full_text
-
-    def resizeEvent(self, event: QResizeEvent) -> None:  # noqa: N802 - Qt's name
-        super().resizeEvent(event)
-        self._elide()
-
-    def _elide(self) -> None:
-        elided = self.fontMetrics().elidedText(self._full_text, Qt.TextElideMode.ElideMiddle, max(40, self.width()))
-        super().setText(elided)
 
 
 def _selectable_label() -> QLabel:

@@ -23,7 +23,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from tagger.domain import Progress
 from tagger.gui.comparison_view import ComparisonView, percent
+from tagger.gui.job_progress import describe_duration
 from tagger.gui.training_chart import TrainingChart
 from tagger.gui.training_job import DEEP, TrainingProgress
 
@@ -121,11 +123,24 @@ class RetrainDialog(QDialog):
         self.bar.setRange(0, max(1, progress.total))
         self.bar.setValue(min(progress.done, progress.total))
         parts = [f"Step {progress.done} of {progress.total}"]
+        eta = progress.eta_s
+        if eta is None and progress.done < progress.total:
+            parts.append("estimating the time left")
+        elif eta is not None and eta >= 1:
+            parts.append(f"about {describe_duration(eta)} left")
         if math.isfinite(progress.loss):
             parts.append(f"loss {progress.loss:.3f}")
         if progress.held_out_accuracy is not None:
             parts.append(f"held-out accuracy {percent(progress.held_out_accuracy)}")
         self.status.setText("  ·  ".join(parts))
+
+    def show_reading(self, progress: Progress) -> None:
+        """Before training: the photos the user labeled that have no features yet are read first."""
+        self.bar.setRange(0, max(0, progress.total))  # 0 to 0: busy until the run knows its size
+        self.bar.setValue(min(progress.done, progress.total))
+        self.status.setText(f"Reading the photos you labeled that have no features yet: {progress.done} of "
+                            f"{progress.total}" if progress.total else
+                            "Reading the photos you labeled that have no features yet…")
 
     def show_labels_changed(self, count: int, finished: bool) -> None:
         if not count:
@@ -143,10 +158,13 @@ class RetrainDialog(QDialog):
     def show_result(self, outcome: Any, version_id: int, current_id: int) -> None:
         """The verdict on `outcome` (a TrainingOutcome, registered as `version_id`) and the choice."""
         self.bar.hide()
+        # The labels the model actually learned from, as Model History and `tagger models` count them.
+        self.title.setText(f"{outcome.mode.capitalize()} training on {outcome.n_labels} "
+                           f"label{'s' if outcome.n_labels != 1 else ''}")
         self.status.setText(f"Finished in {outcome.metrics.get('seconds', 0):.1f} s: saved as model "
                             f"v{version_id}. Model v{current_id} is current.")
-        color, headline = (_GOOD, "Recommended: use the new model.") if outcome.promote else (
-            _BAD, "Not recommended: keep the current model.")
+        color, headline = (_GOOD, "Recommended.") if outcome.promote else (
+            _BAD, "Not recommended.")
         self.verdict.setText(f"<span style='color:{color}; font-weight:600'>{headline}</span> "
                              f"{_escape(outcome.reason)}")
         if outcome.warnings:

@@ -1,7 +1,9 @@
 """Retrain: the model learns from the user's labels in the background while they keep working.
 
 Quick (Ctrl+R) fits the head to cached features in seconds; Deep (Ctrl+Shift+R) also
-fine-tunes the backbone on the photos. The worker (training_job.py) trains from a
+fine-tunes the backbone on the photos. Labeled photos without features get them first, in an
+Auto-tag run (tagging_first.py), which before any model also makes the first one; the dialog
+shows that step's progress and its Cancel stops it. The worker (training_job.py) trains from a
 read-only snapshot of the labels; the GUI thread registers the result as a new version
 (the library's one writer) and makes it current only when the user says so, with the
 recommendation preselected. The ModelSwitcher then re-tags the library with it.
@@ -19,12 +21,13 @@ from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QMenu
 
-from tagger.domain import ModelVersion
+from tagger.domain import ModelVersion, Progress
 from tagger.gui.action_icons import play_icon
 from tagger.gui.auto_tagging import device_for_run
 from tagger.gui.feature_host import FeatureHost
 from tagger.gui.model_switching import ModelSwitcher
 from tagger.gui.retrain_dialog import RetrainDialog
+from tagger.gui.tagging_first import TaggingFirst
 from tagger.gui.training_job import DEEP, QUICK, TrainingFailed, TrainingProgress, TrainingRequest, training_work
 from tagger.gui.workers import Job, describe_error
 
@@ -53,12 +56,16 @@ class RetrainFeature(QObject):
     decided = Signal(bool)  # True when the new model became current
     run_ended = Signal(bool)  # True when cancelled
 
-    def __init__(self, host: FeatureHost, switcher: ModelSwitcher, parent: QObject | None = None) -> None:
+    def __init__(self, host: FeatureHost, switcher: ModelSwitcher, tagging_first: TaggingFirst,
+                 parent: QObject | None = None) -> None:
         super().__init__(parent)
         self._host = host
         self._switcher = switcher
+        self._tagging_first = tagging_first
         self._run: _Run | None = None
+        self._preparing: str | None = None  # the mode of a retrain waiting for its features
         self.dialog: RetrainDialog | None = None
+        tagging_first.tagging_started.connect(self._features_started)
 
         self.quick_action = QAction("&Quick Retrain", self)
         self.quick_action.setShortcut(QKeySequence(QUICK_SHORTCUT))
@@ -88,28 +95,52 @@ class RetrainFeature(QObject):
     # -- public ------------------------------------------------------------------
 
     def is_running(self) -> bool:
-        return self._run is not None and self._run.job.is_running()
+        """Training, or computing the features it needs first."""
+        return self._preparing is not None or (self._run is not None and self._run.job.is_running())
 
     def current_job(self) -> Job | None:
         return self._run.job if self._run is not None else None
 
-    def start(self, mode: str = QUICK) -> Job | None:
-        """Train in the background; None when nothing started (the status bar or a message says why)."""
+    def start(self, mode: str = QUICK) -> bool:
+        """Retrain in the background, after computing the features it needs; True when under way,
+        False when not (the status bar or a message says why)."""
         if self.is_running():
             self._show_dialog(activate=True)
             self._host.show_status("A training is already running", 4000)
-            return None
+            return False
+        try:
+            n_labels = len(self._host.library.user_labels())
+        except Exception as error:  # noqa: BLE001 - e.g. the database is locked: say so
+            self._host.report_problem("Cannot retrain", describe_error(error))
+            return False
+        self._preparing = mode
+        self._set_actions_enabled(False)
+        self._tagging_first.request(self._features_ready, self._features_stopped, labels_only=True)
+        if self._preparing is not None:  # waiting for the features: say so
+            dialog = self._show_dialog(activate=False)
+            dialog.show_training(mode, n_labels)
+            dialog.show_reading(Progress(0, 0))
+        return self.is_running()
+
+    def _features_ready(self) -> None:
+        mode, self._preparing = self._preparing, None
+        if mode is not None and not self._train(mode):
+            self._set_actions_enabled(True)
+
+    def _train(self, mode: str) -> bool:
         library = self._host.library
         try:
             current = library.current_model_version()
             n_labels = len(library.user_labels())
         except Exception as error:  # noqa: BLE001 - e.g. the database is locked: say so
+            self._hide_dialog()
             self._host.report_problem("Cannot retrain", describe_error(error))
-            return None
-        if current is None:
-            self._host.report_problem("Cannot retrain", "There is no model yet: tag your photos once (Auto-tag, "
-                                      "Ctrl+T), label some of them, then retrain.")
-            return None
+            return False
+        if current is None:  # the features were computed, so no labeled photo could be read
+            self._hide_dialog()
+            self._host.report_problem("Cannot retrain", "There are no labeled photos Tagger can read: label a few "
+                                      "photos of each class, then retrain.")
+            return False
         request = TrainingRequest(library.database_path, library.models_dir, current,
                                   tuple(library.class_names()), mode, device_for_run(self._host.settings.device))
         job = self._host.start_job(f"Retraining ({mode})", training_work(request))
@@ -124,11 +155,35 @@ class RetrainFeature(QObject):
         job.finished.connect(lambda cancelled, source=run: self._ended(source, cancelled))
         self._set_actions_enabled(False)
         self.run_started.emit(job)
-        return job
+        return True
 
     def cancel(self) -> None:
-        if self._run is not None:
+        if self._preparing is not None:
+            self._tagging_first.withdraw(self._features_ready)
+            self._features_stopped()
+        elif self._run is not None:
             self._run.job.cancel()
+
+    # -- the features first (GUI thread) --------------------------------------------------
+
+    def _features_started(self, job: Job) -> None:
+        if self._preparing is not None:  # else the run is for other work (Likely-Wrong Labels)
+            job.progress.connect(self._features_progressed)
+
+    def _features_progressed(self, progress: object) -> None:
+        if self._preparing is not None and self.dialog is not None and isinstance(progress, Progress):
+            self.dialog.show_reading(progress)
+
+    def _features_stopped(self) -> None:
+        if self._preparing is None:
+            return
+        self._preparing = None
+        self._set_actions_enabled(True)
+        if self.dialog is not None and self.dialog.isVisible():
+            self.dialog.show_cancelled()
+        if not self._host.is_closing():
+            self._host.show_status("Retraining stopped before training: the current model is unchanged", 8000)
+        self.run_ended.emit(True)
 
     # -- the run (GUI thread) ------------------------------------------------------------
 
@@ -224,6 +279,10 @@ class RetrainFeature(QObject):
         if activate:
             dialog.activateWindow()
         return dialog
+
+    def _hide_dialog(self) -> None:
+        if self.dialog is not None:
+            self.dialog.hide()
 
     def _set_actions_enabled(self, enabled: bool) -> None:
         for action in (self.retrain_action, self.quick_action, self.deep_action):

@@ -3,8 +3,11 @@
 Orders the photos the model tagged by tagger.review.review_order: least confident, top
 two classes nearly tied, and (doubled) where the current model disagrees with the one
 before it. Photos the user labeled are left out: they are already reviewed (Likely-Wrong
-Labels questions those). The ranking reads every prediction of two versions, so it runs
-in a worker; the grid then shows the queue in order until the user leaves it.
+Labels questions those), except labels given before one of the current classes existed that
+the current model now tags differently: the user could not choose that class then, so those
+come first. Photos not tagged yet are tagged first, in an Auto-tag run (tagging_first.py).
+The ranking reads every prediction of two versions, so it runs in a worker; the grid then
+shows the queue in order until the user leaves it.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from PySide6.QtGui import QAction, QKeySequence
 from tagger.domain import ModelVersion
 from tagger.gui.feature_host import FeatureHost
 from tagger.gui.model_switching import ModelSwitcher
+from tagger.gui.tagging_first import TaggingFirst
 from tagger.gui.workers import Job, JobContext
 from tagger.model_comparison import in_class_order
 from tagger.review import review_order, review_ranking
@@ -37,6 +41,7 @@ class ReviewOrder:
     version_id: int | None
     previous_id: int | None
     disagreements: int  # photos whose tag the previous model saw differently
+    outdated: int = 0  # labels older than a class that the current model tags differently
 
 
 def previous_version(reader: Store, current: ModelVersion) -> ModelVersion | None:
@@ -60,10 +65,12 @@ def rank_for_review(reader: Store) -> ReviewOrder:
         return ReviewOrder([], None, None, 0)
     ids, probabilities = reader.all_predictions(current.id)
     candidates = set(reader.photo_ids_to_tag(include_tagged=True))  # readable, present, not the user's
-    keep = np.array([photo_id in candidates for photo_id in ids.tolist()], dtype=bool)
+    outdated_ids = outdated_labels(reader, current, ids, probabilities)
+    keep = np.array([photo_id in candidates or photo_id in outdated_ids for photo_id in ids.tolist()], dtype=bool)
     if not keep.any():
         return ReviewOrder([], current.id, None, 0)
     ids, probabilities = ids[keep], probabilities[keep]
+    outdated = np.array([photo_id in outdated_ids for photo_id in ids.tolist()], dtype=bool)
     previous = previous_version(reader, current)
     earlier = None
     disagreements = 0
@@ -78,8 +85,24 @@ def rank_for_review(reader: Store) -> ReviewOrder:
                 earlier[row] = aligned[source]
         known = np.all(np.isfinite(earlier), axis=1)
         disagreements = int(np.sum(probabilities[known].argmax(axis=1) != earlier[known].argmax(axis=1)))
-    order = review_ranking(review_order(probabilities, earlier))
-    return ReviewOrder(ids[order].tolist(), current.id, previous.id if previous else None, disagreements)
+    order = review_ranking(review_order(probabilities, earlier, outdated))
+    return ReviewOrder(ids[order].tolist(), current.id, previous.id if previous else None, disagreements,
+                       len(outdated_ids))
+
+
+def outdated_labels(reader: Store, version: ModelVersion, ids: np.ndarray, probabilities: np.ndarray) -> set[int]:
+    """Photos among `ids` whose user label is older than one of the classes and that `version`
+    (whose predictions `probabilities` are) now tags as another class."""
+    newer_classes = reader.classes_added_after_user_labels()
+    if not newer_classes:
+        return set()
+    label_of = dict(reader.user_labels())
+    column = {name: index for index, name in enumerate(version.classes)}
+    return {
+        photo_id for photo_id, row in zip(ids.tolist(), probabilities)
+        if photo_id in newer_classes and label_of.get(photo_id) in column
+        and int(np.argmax(row)) != column[label_of[photo_id]]
+    }
 
 
 def _ranking_work(database_path: Path):  # noqa: ANN202 - a job function
@@ -97,6 +120,9 @@ def describe_queue(order: ReviewOrder) -> str:
     count = len(order.photo_ids)
     text = (f"<b>Review queue</b>: {count} photo{'s' if count != 1 else ''} tagged by model v{order.version_id}, "
             "least sure first")
+    if order.outdated:
+        text += (f"; {order.outdated} of them you labeled before one of the classes existed, and the model tags "
+                 "them differently now: those come first")
     if order.previous_id is not None:
         text += (f"; the previous model v{order.previous_id} tagged {order.disagreements} of them differently, "
                  "and those come earlier")
@@ -104,9 +130,11 @@ def describe_queue(order: ReviewOrder) -> str:
 
 
 class ReviewQueue(QObject):
-    def __init__(self, host: FeatureHost, switcher: ModelSwitcher, parent: QObject | None = None) -> None:
+    def __init__(self, host: FeatureHost, switcher: ModelSwitcher, tagging_first: TaggingFirst,
+                 parent: QObject | None = None) -> None:
         super().__init__(parent)
         self._host = host
+        self._tagging_first = tagging_first
         self._job: Job | None = None
         self.last_order: ReviewOrder | None = None
         self.toggle_action = QAction("Re&view Queue", self)
@@ -133,11 +161,18 @@ class ReviewQueue(QObject):
         if on:
             self._start()
         else:
+            self._tagging_first.withdraw(self._rank)
             if self._job is not None:
                 self._job.cancel()
             self._host.photo_lists.close(OWNER)
 
     def _start(self) -> None:
+        """Tag what is not tagged yet, then rank."""
+        self._tagging_first.request(self._rank, lambda: self._set_checked(False), labels_only=False)
+
+    def _rank(self) -> None:
+        if not self.toggle_action.isChecked():
+            return
         if self._job is not None:
             self._job.cancel()
         job = self._host.start_job("Ordering the review queue", _ranking_work(self._host.library.database_path))
@@ -151,8 +186,8 @@ class ReviewQueue(QObject):
         self.last_order = order
         if order.version_id is None or not order.photo_ids:
             self._set_checked(False)
-            self._host.show_status("Nothing to review: no photo has a tag from the model yet "
-                                   "(Auto-tag, Ctrl+T) or you labeled them all yourself.", 10000)
+            self._host.show_status("Nothing to review: the model tagged no photo that you did not label "
+                                   "yourself.", 10000)
             return
         self._host.photo_lists.show_list(OWNER, describe_queue(order), order.photo_ids)
 

@@ -10,11 +10,13 @@ from pathlib import Path
 
 from PySide6.QtCore import QByteArray, QSettings
 
+from tagger.gui.appearance import APPEARANCES, SYSTEM
 from tagger.gui.gallery import DEFAULT_TILE_SIZE, MAX_TILE_SIZE, MIN_TILE_SIZE
 
 DEVICE_CHOICES: tuple[str, ...] = ("auto", "cpu", "cuda", "mps")
 
 _DEVICE = "compute/device"
+_APPEARANCE = "look/appearance"
 _TILE_SIZE = "gallery/thumbnail_size"
 _LIBRARY = "library/last"
 _GEOMETRY = "window/geometry"
@@ -29,6 +31,7 @@ class Preferences:
     device: str
     thumbnail_size: int
     library_location: Path | None
+    appearance: str = SYSTEM  # "system", "light" or "dark"
 
 
 class AppSettings:
@@ -45,6 +48,15 @@ class AppSettings:
     @device.setter
     def device(self, value: str) -> None:
         self._store.setValue(_DEVICE, value if value in DEVICE_CHOICES else "auto")
+
+    @property
+    def appearance(self) -> str:
+        value = str(self._store.value(_APPEARANCE, SYSTEM))
+        return value if value in APPEARANCES else SYSTEM
+
+    @appearance.setter
+    def appearance(self, value: str) -> None:
+        self._store.setValue(_APPEARANCE, value if value in APPEARANCES else SYSTEM)
 
     @property
     def thumbnail_size(self) -> int:
@@ -68,12 +80,13 @@ class AppSettings:
         self._store.setValue(_LIBRARY, str(value) if value else "")
 
     def preferences(self) -> Preferences:
-        return Preferences(self.device, self.thumbnail_size, self.last_library)
+        return Preferences(self.device, self.thumbnail_size, self.last_library, self.appearance)
 
     def save_preferences(self, preferences: Preferences) -> None:
         self.device = preferences.device
         self.thumbnail_size = preferences.thumbnail_size
         self.last_library = preferences.library_location
+        self.appearance = preferences.appearance
         self._store.sync()
 
     # -- window --------------------------------------------------------------------

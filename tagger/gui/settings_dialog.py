@@ -1,4 +1,4 @@
-"""The Settings dialog: compute device, thumbnail size, and which library to open."""
+"""The Settings dialog: appearance, compute device, thumbnail size, and which library to open."""
 
 from __future__ import annotations
 
@@ -18,9 +18,15 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from tagger.gui.appearance import APPEARANCES, DARK, LIGHT, SYSTEM
 from tagger.gui.gallery import MAX_TILE_SIZE, MIN_TILE_SIZE
 from tagger.gui.settings import DEVICE_CHOICES, Preferences
 
+_APPEARANCE_NAMES = {
+    SYSTEM: "Follow the system",
+    LIGHT: "Light",
+    DARK: "Dark",
+}
 _DEVICE_NAMES = {
     "auto": "Automatic (the fastest available)",
     "cpu": "CPU",
@@ -34,6 +40,11 @@ class SettingsDialog(QDialog):
         super().__init__(parent)
         self.setWindowTitle("Settings")
         self._current_library = current_library
+
+        self.appearance_box = QComboBox()
+        for choice in APPEARANCES:
+            self.appearance_box.addItem(_APPEARANCE_NAMES[choice], choice)
+        self.appearance_box.setCurrentIndex(max(0, self.appearance_box.findData(preferences.appearance)))
 
         self.device_box = QComboBox()
         for choice in DEVICE_CHOICES:
@@ -61,6 +72,7 @@ class SettingsDialog(QDialog):
         buttons.rejected.connect(self.reject)
 
         form = QFormLayout(self)
+        form.addRow("&Appearance:", self.appearance_box)
         form.addRow("Compute &device:", self.device_box)
         form.addRow("&Thumbnail size:", self.thumbnail_size_box)
         library_label = QLabel("&Library folder:")
@@ -76,6 +88,7 @@ class SettingsDialog(QDialog):
             device=str(self.device_box.currentData()),
             thumbnail_size=self.thumbnail_size_box.value(),
             library_location=Path(text).expanduser() if text else self._current_library,
+            appearance=str(self.appearance_box.currentData()),
         )
 
     def _browse_library(self) -> None:

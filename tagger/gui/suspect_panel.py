@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html
+
 from PySide6.QtGui import QAction, QPalette
 from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QSizePolicy, QToolButton, QWidget
 
@@ -31,8 +33,11 @@ class SuspectPanel(QFrame):
             self.text.setText(f"You changed this label to <b>{suspect.suggested}</b>, as suggested "
                               "(Ctrl+Z undoes it).")
         else:
-            self.text.setText(f"<b>Likely wrong label</b>: you said <b>{suspect.label}</b>; a model that never saw "
-                              f"this label says <b>{suspect.suggested}</b> ({likelihood(suspect.score)} likely wrong).")
+            text = (f"<b>Likely wrong label</b>: you said <b>{suspect.label}</b>; a model that never saw "
+                    f"this label says <b>{suspect.suggested}</b> ({likelihood(suspect.score)} likely wrong).")
+            if suspect.reason:  # "labeled other before 'cow' existed": why it comes first
+                text += f"<br>You {html.escape(suspect.reason)}."
+            self.text.setText(text)
         self.show()
 
 

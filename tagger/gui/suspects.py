@@ -1,10 +1,12 @@
 """Likely-Wrong Labels: the user's labels that a model trained without them contradicts.
 
 tagger.review.find_suspects trains a few heads on cached features (cross-validation, so
-each label is judged by a head that never saw it): a second or more, in a worker. The
-grid then lists the suspects, most suspicious first; the preview says what the label is,
-what a model suggests and how sure it is, and A accepts the suggestion, as an ordinary
-label change the user can undo.
+each label is judged by a head that never saw it): a second or more, in a worker. Labeled
+photos without features get them first, in an Auto-tag run (tagging_first.py). The grid then
+lists the suspects, most suspicious first, labels given before one of the classes existed
+ahead of the rest; the preview says what the label is, what a model suggests, how sure it
+is and why the label is in question, and A accepts the suggestion, as an ordinary label
+change the user can undo.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ from PySide6.QtGui import QAction, QKeySequence
 from tagger.domain import ModelVersion
 from tagger.gui.feature_host import FeatureHost
 from tagger.gui.suspect_panel import SuspectPanel
-from tagger.gui.workers import Job, JobContext
+from tagger.gui.tagging_first import TaggingFirst
+from tagger.gui.workers import Job, JobContext, describe_error
 from tagger.review import DEFAULT_FOLDS, Suspect, find_suspects
 from tagger.store import Store
 
@@ -47,9 +50,10 @@ def _suspects_work(database_path: Path, version: ModelVersion, folds: int):  # n
 
 
 class SuspectsFeature(QObject):
-    def __init__(self, host: FeatureHost, parent: QObject | None = None) -> None:
+    def __init__(self, host: FeatureHost, tagging_first: TaggingFirst, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self._host = host
+        self._tagging_first = tagging_first
         self._job: Job | None = None
         self.folds = DEFAULT_FOLDS
         self.suspects: dict[int, Suspect] = {}
@@ -93,15 +97,27 @@ class SuspectsFeature(QObject):
 
     def _toggled(self, on: bool) -> None:
         if not on:
+            self._tagging_first.withdraw(self._find)
             if self._job is not None:
                 self._job.cancel()
             self._host.photo_lists.close(OWNER)
             return
-        version = self._host.library.current_model_version()
-        if version is None:
+        self._tagging_first.request(self._find, lambda: self._set_checked(False), labels_only=True)
+
+    def _find(self) -> None:
+        """The labeled photos have their features: judge the labels, in a worker."""
+        if not self.toggle_action.isChecked():
+            return
+        try:
+            version = self._host.library.current_model_version()
+        except Exception as error:  # noqa: BLE001 - e.g. the database is locked: say so
             self._set_checked(False)
-            self._host.report_problem("No model yet", "Likely-wrong labels are found by the model: tag your photos "
-                                      "once (Auto-tag, Ctrl+T) and label some of them first.")
+            self._host.report_problem("Cannot look for likely-wrong labels", describe_error(error))
+            return
+        if version is None:  # features were computed first, so no labeled photo could be read
+            self._set_checked(False)
+            self._host.show_status("You have not labeled any photo Tagger can read: there is nothing to check.",
+                                   10000)
             return
         job = self._host.start_job("Looking for likely-wrong labels",
                                    _suspects_work(self._host.library.database_path, version, self.folds))
@@ -122,8 +138,11 @@ class SuspectsFeature(QObject):
             return
         self.suspects = {suspect.photo_id: suspect for suspect in found.suspects}
         count = len(found.suspects)
+        outdated = sum(1 for suspect in found.suspects if suspect.reason)
+        first = (f"the {outdated} you gave before one of the classes existed first, then the most suspicious"
+                 if outdated else "most suspicious first")
         title = (f"<b>Likely-wrong labels</b>: {count} of your {found.n_labels} labels look wrong to a model "
-                 f"trained without them, most suspicious first. Press {ACCEPT_SHORTCUT} to accept the suggestion "
+                 f"trained without them, {first}. Press {ACCEPT_SHORTCUT} to accept the suggestion "
                  "shown under the photo.")
         self._host.photo_lists.show_list(OWNER, title, [suspect.photo_id for suspect in found.suspects])
         self._show_for_current()

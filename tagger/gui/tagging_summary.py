@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, Sequence, Set as AbstractSet
 from dataclasses import dataclass, field
 
 from tagger.domain import TagResult
@@ -10,9 +10,11 @@ from tagger.domain import TagResult
 
 @dataclass
 class TaggingRunSummary:
-    planned: int
+    planned: int  # photos to tag
+    labeled_planned: int = 0  # photos the user labeled, whose features the run computes
     tagged: int = 0
     from_cache: int = 0
+    labeled: int = 0
     unreadable: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
     engine: str = ""
     model_version: int | None = None
@@ -20,17 +22,20 @@ class TaggingRunSummary:
     cancelled: bool = False
     failed: bool = False
 
-    def count(self, batch: Sequence[TagResult], paths: Mapping[int, str]) -> None:
+    def count(self, batch: Sequence[TagResult], paths: Mapping[int, str],
+              user_labeled: AbstractSet[int] = frozenset()) -> None:
         for result in batch:
             if result.error is not None:
                 self.unreadable.append((paths.get(result.photo_id, f"photo {result.photo_id}"), result.error))
+            elif result.photo_id in user_labeled:
+                self.labeled += 1
             else:
                 self.tagged += 1
                 self.from_cache += result.features is None
 
     @property
     def rate_per_s(self) -> float:
-        return self.tagged / self.seconds if self.seconds > 0 else 0.0
+        return (self.tagged + self.labeled) / self.seconds if self.seconds > 0 else 0.0
 
     def describe(self) -> str:
         if self.failed:
@@ -39,8 +44,13 @@ class TaggingRunSummary:
             head = "Auto-tag cancelled"
         else:
             head = "Auto-tag finished"
-        text = f"{head}: {self.tagged} of {self.planned} photos tagged in {self.seconds:.1f} s"
-        if self.tagged and self.seconds > 0:
+        done = []
+        if self.planned or not self.labeled_planned:
+            done.append(f"{self.tagged} of {self.planned} photos tagged")
+        if self.labeled_planned:
+            done.append(f"features computed for {self.labeled} of {self.labeled_planned} photos you labeled")
+        text = f"{head}: {' and '.join(done)} in {self.seconds:.1f} s"
+        if (self.tagged or self.labeled) and self.seconds > 0:
             text += f" ({self.rate_per_s:.1f}/s)"
         if self.unreadable:
             text += f"; {len(self.unreadable)} unreadable"

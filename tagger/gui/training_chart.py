@@ -70,15 +70,10 @@ class TrainingChart(QWidget):
         palette = self.palette()
         metrics = QFontMetrics(self.font())
         painter.fillRect(self.rect(), palette.color(QPalette.ColorRole.Base))
-        left = metrics.horizontalAdvance("0.000") + 14
-        right = metrics.horizontalAdvance("100%") + 14
-        top = metrics.height() + 12
-        bottom = metrics.height() * 2 + 10
-        plot = QRectF(left, top, max(10, self.width() - left - right), max(10, self.height() - top - bottom))
-        losses = [p.loss for p in self._points if math.isfinite(p.loss)]
-        loss_top = _nice_ceiling(max(losses)) if losses else 1.0
+        loss_top = self._loss_top()
+        plot = self.plot_area()
 
-        self._paint_grid(painter, plot, metrics, loss_top)
+        self._paint_grid(painter, plot, metrics)
         self._paint_legend(painter, plot, metrics)
         if not self._points:
             painter.setPen(palette.color(QPalette.ColorRole.PlaceholderText))
@@ -87,14 +82,34 @@ class TrainingChart(QWidget):
         self._paint_loss(painter, plot, loss_top)
         self._paint_accuracy(painter, plot)
 
+    def loss_labels(self) -> list[str]:
+        """The left axis's labels, bottom to top."""
+        loss_top = self._loss_top()
+        return [_short(loss_top * tick / 4) for tick in range(5)]
+
+    def plot_area(self) -> QRectF:
+        """Where the lines go: the rest holds the legend and the axes' labels."""
+        metrics = QFontMetrics(self.font())
+        # As wide as the widest loss label: a fixed width cut "0.0005" to ".0005" once the loss got small.
+        left = max(metrics.horizontalAdvance(label) for label in self.loss_labels()) + 14
+        right = metrics.horizontalAdvance("100%") + 14
+        top = metrics.height() + 12
+        bottom = metrics.height() * 2 + 10
+        return QRectF(left, top, max(10, self.width() - left - right), max(10, self.height() - top - bottom))
+
+    def _loss_top(self) -> float:
+        losses = [p.loss for p in self._points if math.isfinite(p.loss)]
+        return _nice_ceiling(max(losses)) if losses else 1.0
+
     def _x(self, plot: QRectF, step: int) -> float:
         return plot.left() + plot.width() * min(step, self._total) / self._total
 
-    def _paint_grid(self, painter: QPainter, plot: QRectF, metrics: QFontMetrics, loss_top: float) -> None:
+    def _paint_grid(self, painter: QPainter, plot: QRectF, metrics: QFontMetrics) -> None:
         text = self.palette().color(QPalette.ColorRole.WindowText)
         grid = QColor(self.palette().color(QPalette.ColorRole.Mid))
         grid.setAlpha(90)
         height = metrics.height()
+        labels = self.loss_labels()
         for tick in range(5):
             fraction = tick / 4
             y = plot.bottom() - plot.height() * fraction
@@ -102,7 +117,7 @@ class TrainingChart(QWidget):
             painter.drawLine(QPointF(plot.left(), y), QPointF(plot.right(), y))
             painter.setPen(LOSS_COLOR)
             painter.drawText(QRectF(0, y - height / 2, plot.left() - 6, height),
-                             Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter, _short(loss_top * fraction))
+                             Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter, labels[tick])
             painter.setPen(ACCURACY_COLOR)
             painter.drawText(QRectF(plot.right() + 6, y - height / 2, 60, height),
                              Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter, f"{round(100 * fraction)}%")

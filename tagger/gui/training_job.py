@@ -70,8 +70,11 @@ class _StepBuffer:
         self._last_sent = 0.0
         self._last_accuracy: float | None = None
         self._latest: tuple[int, int, float, float | None] | None = None
+        self._first: tuple[int, float] | None = None  # (step, monotonic time) of the first step reported
 
     def __call__(self, step: int, total: int, loss: float, accuracy: float | None) -> None:
+        if self._first is None:
+            self._first = (step, time.monotonic())
         self._waiting.append(ChartPoint(step, float(loss), accuracy))
         self._latest = (step, total, float(loss), accuracy)
         news = accuracy is not None and accuracy != self._last_accuracy
@@ -84,10 +87,19 @@ class _StepBuffer:
             return
         step, total, loss, accuracy = self._latest
         self._context.report(TrainingProgress(step, total, describe_step(self._mode, loss, accuracy),
-                                              loss=loss, held_out_accuracy=accuracy,
+                                              rate_per_s=self._rate(step), loss=loss, held_out_accuracy=accuracy,
                                               points=tuple(self._waiting)))
         self._waiting = []
         self._last_sent = time.monotonic()
+
+    def _rate(self, step: int) -> float | None:
+        """Steps per second since the first step. Counted from there, not from the start: loading the
+        model (Deep: seconds, in a child process) would otherwise make the first estimates far too long."""
+        if self._first is None:
+            return None
+        first_step, first_time = self._first
+        elapsed = time.monotonic() - first_time
+        return (step - first_step) / elapsed if step > first_step and elapsed > 0 else None
 
 
 def training_work(request: TrainingRequest) -> JobWork:

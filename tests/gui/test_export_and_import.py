@@ -195,6 +195,31 @@ def test_csv_chunks_keep_the_header_and_the_line_numbers():
     assert last[0] == "path,label" and last[4] == "c.jpg,dog"  # line 5, as in the file
 
 
+def test_labels_from_a_spreadsheets_csv_with_a_line_too_long_to_read(qtbot, window_factory, photo_library):
+    window = window_factory(photo_library)
+    photos = sorted(Path(p.path) for p in photo_library.photos())
+    sheet = photos[0].parent / "labels.csv"
+    # As a French Excel saves it: Windows-1252, semicolons, CRLF.
+    sheet.write_bytes(("path;label;remarque\r\n"
+                       f"{photos[0].name};Elephant;déjà vu\r\n"
+                       f"{photos[1].name};{'x' * 200_000};\r\n"
+                       f"{photos[2].name};dog;\r\n").encode("cp1252"))
+    with qtbot.waitSignal(window.label_import.finished, timeout=10000) as finished:
+        window.label_import.import_csv(sheet)
+    summary = finished.args[0]
+    assert sorted(summary.labeled) == sorted([photos[0].name, photos[2].name])
+    assert summary.skipped == [("line 3", "cannot be read as CSV: a cell is longer than 128 KB")]
+    assert photo_library.photo_by_path(photos[0]).label == "elephant"
+
+
+def test_csv_chunks_leave_out_unreadable_lines_and_say_which():
+    unreadable: list[tuple[str, str]] = []
+    text = f"a.jpg;dog\nb.jpg;{'x' * 200_000}\nc.jpg;dog\n"
+    pieces = list(csv_chunks(text, delimiter=";", unreadable=unreadable))
+    assert [piece for piece, _rows in pieces] == ["a.jpg,dog\n\nc.jpg,dog\n"]
+    assert unreadable == [("line 2", "cannot be read as CSV: a cell is longer than 128 KB")]
+
+
 def test_labels_from_class_folders(qtbot, window_factory, library, make_photos, tmp_path):
     make_photos(folder="sorted/dog", count=2, prefix="d")
     make_photos(folder="sorted/horse", count=1, prefix="h")

@@ -36,9 +36,14 @@ def test_history_lists_every_version_and_rolls_back_in_one_click(qtbot, window_f
     assert table.rowCount() == 2
     cells = {COLUMNS[c]: table.item(0, c).text() for c in range(ACTION_COLUMN)}  # newest first
     assert cells["Version"] == f"v{second.id}  ● current" and cells["Mode"] == "Quick" and cells["Labels"] == "24"
-    assert cells["Accuracy"].endswith("%") and float(cells["Accuracy"].rstrip("%")) > 90
-    assert cells["ECE"].endswith("%")
-    assert table.item(1, 0).text() == f"v{first.id}" and table.item(1, COLUMNS.index("Accuracy")).text() == "–"
+    # The very figures the training reported, as the retrain dialog and `tagger models` show them.
+    held = second.metrics["held_out"]
+    low, high = held["new_interval"]
+    assert cells["Held-out right"] == f"{held['new_right']} of {held['n']} ({100 * low:.0f}–{100 * high:.0f}%)"
+    assert held["new_right"] > 0.9 * held["n"]
+    changes = second.metrics["tag_changes"]
+    assert cells["Tags changed"] == f"{changes['changed']} ({changes['supported']} supported)"
+    assert table.item(1, 0).text() == f"v{first.id}" and table.item(1, COLUMNS.index("Held-out right")).text() == "–"
     assert not dialog.button_for(second.id).isEnabled()
 
     with qtbot.waitSignal(window.model_switcher.retag_finished, timeout=10000):

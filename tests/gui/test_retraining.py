@@ -183,7 +183,7 @@ def test_a_worse_model_is_kept_out_unless_the_user_overrides(qtbot, window_facto
 
     window.retrain.start()
     dialog = wait_for_result(qtbot, window)
-    assert "Not recommended" in dialog.verdict.text() and "Worse" in dialog.verdict.text()
+    assert "Not recommended" in dialog.verdict.text() and "did worse" in dialog.verdict.text()
     assert dialog.keep_button.isDefault() and not dialog.use_button.isDefault()
     dialog.keep_button.click()
     assert library.current_model_version().id == oracle_version.id
