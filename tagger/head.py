@@ -88,6 +88,10 @@ NO_PRIOR_LOG_MASS = math.log(1e-6)
 HEAD_FORMAT = "tagger.head"
 HEAD_VERSION = 1
 
+# No trained or zero-shot weight comes near this; with 1280 features it keeps every logit far
+# inside float32's range, where a larger value could overflow to infinity and NaN.
+MAX_WEIGHT_MAGNITUDE = 1e6
+
 
 class HeadError(ValueError):
     """A head file that cannot be read, or an invalid class list."""
@@ -376,7 +380,7 @@ class Head:
                     f"head file version {metadata['version']} is newer than this Tagger understands"
                 )
             description = json.loads(metadata["head"])
-            return cls(
+            head = cls(
                 classes=description["classes"],
                 groups=description["groups"],
                 imagenet_weight=tensors["imagenet_weight"],
@@ -389,6 +393,8 @@ class Head:
                 backbone_id=description.get("backbone_id", ""),
                 info=description.get("info", {}),
             )
+            check_usable_weights(head)
+            return head
         except HeadError:
             raise
         except (KeyError, TypeError, ValueError, AttributeError) as error:
@@ -397,7 +403,26 @@ class Head:
 
     @classmethod
     def load(cls, path: str | Path) -> Head:
+        """The head in a file, refused (HeadError naming the file) unless it is whole and usable."""
         try:
             return cls.from_bytes(Path(path).read_bytes())
         except HeadError as error:
             raise HeadError(f"{path}: {error}") from error
+
+
+def check_usable_weights(head: Head) -> None:
+    """Raise HeadError unless a head read from a file can tag: at least one ImageNet class and
+    one feature, and every weight a finite number of sane size. A NaN or infinity anywhere
+    turns every probability into NaN (each photo then gets the first class and no confidence)."""
+    n_imagenet, dim = head.imagenet_weight.shape
+    if n_imagenet < 1 or dim < 1:
+        raise HeadError(f"damaged model file: its ImageNet classifier is {n_imagenet} x {dim}")
+    for name in ("imagenet_weight", "imagenet_bias", "residual_weight", "residual_bias", "class_bias"):
+        values = getattr(head, name)
+        broken = int(np.count_nonzero(~np.isfinite(values)))
+        if broken:
+            raise HeadError(f"damaged model file: {name} holds {broken} NaN or infinite value(s)")
+        largest = float(np.abs(values).max(initial=0.0))
+        if largest > MAX_WEIGHT_MAGNITUDE:
+            raise HeadError(f"damaged model file: {name} holds a value of {largest:.3g}, "
+                            f"beyond any real model's (at most {MAX_WEIGHT_MAGNITUDE:.0g})")

@@ -104,7 +104,7 @@ _STORED_BYTES = {"1": 1, "L": 1, "P": 1, "I;16": 2, "I;16L": 2, "I;16B": 2, "I;1
 _DECODER_BYTES = {"WEBP": 8, "HEIF": 4, "AVIF": 4}
 # Rows of high-bit-depth pixels are scaled to 8 bits a band of about this many at a time.
 _BAND_PIXELS = 2**20
-# Memory the estimate adds to every decode for the float band used in that scaling.
+# Memory the estimate adds to every decode for the one float64 band that scaling uses.
 _BAND_BYTES = 8 * _BAND_PIXELS
 # Start-of-frame markers of arithmetic-coded JPEGs, which can hold a flat picture in almost
 # no bytes, so that no minimum file size applies to them.
@@ -608,7 +608,9 @@ def _bands(pixels: np.ndarray) -> Iterator[slice]:
 
 
 def _finite_band(pixels: np.ndarray, band: slice) -> np.ndarray:
-    return np.nan_to_num(pixels[band].astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+    """A float copy of the band, NaN and infinities as 0; the one band-sized buffer in use."""
+    values = pixels[band].astype(np.float64)
+    return np.nan_to_num(values, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
 
 
 def _finite_range(pixels: np.ndarray) -> tuple[float, float]:
@@ -625,8 +627,11 @@ def _rescaled_to_bytes(pixels: np.ndarray, offset: float, scale: float) -> np.nd
     """(pixels - offset) * scale, rounded and clipped to 0..255, NaN and infinities as 0."""
     result = np.empty(pixels.shape, dtype=np.uint8)
     for band in _bands(pixels):
-        scaled = (_finite_band(pixels, band) - offset) * scale
-        result[band] = np.clip(np.rint(scaled), 0, 255)
+        values = _finite_band(pixels, band)
+        values -= offset
+        values *= scale
+        np.rint(values, out=values)
+        result[band] = np.clip(values, 0, 255, out=values)
     return result
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tagger.atomic import remove_abandoned
 from tagger.domain import (
     DEFAULT_CLASSES,
     ClassInfo,
@@ -28,7 +29,6 @@ from tagger.domain import (
     ScannedFile,
     TagResult,
 )
-from tagger.atomic import remove_abandoned
 from tagger.locking import LibraryLock
 from tagger.paths import normalise_path
 from tagger.safe_files import UnsafeFileError

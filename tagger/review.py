@@ -19,8 +19,8 @@ classes) and q the previous model's (optional):
 
 Every term lies in [0, 1], so the score does too, outdated labels aside; scores compare within
 one call only. An outdated label is one the user gave before one of the current classes
-existed (a cow labeled "other" before "cow" was added) and that the current model now tags
-differently: the user never chose between the two classes, so it comes before everything else.
+existed that the current model now tags as that class (a cow labeled "other" before "cow" was
+added): the user never chose between the two, so it comes before everything else.
 A change between versions doubles the weight of the current model's doubt rather than
 adding to it, because measured that way round it helps (bench/calibration.py, 400 labels,
 previous model zero-shot): the newer model is usually the better one and the
@@ -35,10 +35,7 @@ Likely-wrong labels
 A user label is judged by a head that never saw it: k-fold cross-validation over the user's
 labels with the product's own quick training (quick_training.cross_validated_logits, the
 unlabeled photos included as in training), temperature-scaled (calibration.fit_temperature)
-so the probabilities mean what they say. A label given before one of the current classes
-existed is never learned from: the user could not choose that class then, so such a label is
-judged by a head fitted to the other labels, and among the likely-wrong labels it comes first,
-with the reason. Then confident learning (Northcutt, Jiang & Chuang,
+so the probabilities mean what they say. Then confident learning (Northcutt, Jiang & Chuang,
 "Confident Learning: Estimating Uncertainty in Dataset Labels", JAIR 2021):
 
     threshold_c = mean out-of-sample p_c over the photos the user labeled c
@@ -50,6 +47,17 @@ with the reason. Then confident learning (Northcutt, Jiang & Chuang,
 Per-class thresholds matter because classes differ in how sure the model gets: a catch-all
 "other" rarely reaches the confidence of "elephant", and one global cut-off would either miss
 mislabeled "other" photos or flag every correct one.
+
+Labels older than a class
+-------------------------
+A label the user gave before one of the current classes existed (11 cows labeled "other"
+before "cow" was added) may only be the best the user could do then. Cross-validation cannot
+see that: the other ten cows, labeled "other" too, teach every fold that such photos are
+"other". So those older labels are asked again of a head fitted to the other labels only,
+having learned from none of them (`probabilities_without`); where it tags the photo as a
+class added since the label, the label is likely wrong, comes before all the others, and says
+why ("labeled other before 'cow' existed"). A rename keeps a class's age, so it makes no label
+older.
 """
 
 from __future__ import annotations
@@ -64,7 +72,6 @@ from tagger.calibration import fit_temperature
 from tagger.domain import ModelVersion
 from tagger.head import Head, softmax
 from tagger.quick_training import (
-    FeaturePool,
     QuickSettings,
     build_pool,
     cross_validated_logits,
@@ -218,49 +225,60 @@ def out_of_sample_probabilities(
     *,
     folds: int = DEFAULT_FOLDS,
     settings: QuickSettings | None = None,
-    untrusted: np.ndarray | None = None,
 ) -> np.ndarray:
     """[N, C]: each label's probabilities from a head trained on the other folds only.
 
     `head` supplies the zero-shot prior and class order (its residual is ignored: every fold
     is fitted from scratch). Rows of a class with a single label cannot be held out without
-    leaving that class unlearnable, and come back as NaN. `untrusted` (bool [N]) marks labels
-    no head learns from: the folds treat them as unlabeled photos, and they are judged by a
-    head fitted to all the other labels (the zero-shot prior alone when there are none).
+    leaving that class unlearnable, and come back as NaN.
     """
     settings = settings or QuickSettings()
     truth = np.asarray(truth, dtype=np.int64)
-    features = np.asarray(features, dtype=np.float32).reshape(len(truth), head.feature_dim)
-    unlabeled = np.zeros((0, head.feature_dim)) if unlabeled_features is None else unlabeled_features
-    untrusted = np.zeros(len(truth), dtype=bool) if untrusted is None else np.asarray(untrusted, dtype=bool)
-    trusted = np.flatnonzero(~untrusted)
-    pool = build_pool(head, features[trusted], truth[trusted],
-                      np.concatenate([features[untrusted], unlabeled.reshape(-1, head.feature_dim)]), settings)
-    logits = np.full((len(truth), len(head.classes)), np.nan)
-    fold_of = assign_folds(truth[trusted], folds, settings.seed)
+    unlabeled = unlabeled_features if unlabeled_features is not None else np.zeros((0, head.feature_dim))
+    fold_of = assign_folds(truth, folds, settings.seed)
     used = tuple(int(f) for f in np.unique(fold_of[fold_of != NEVER_HELD_OUT]))
-    if len(used) >= 2:  # else too few labels for any fold to learn from the others
-        plan = EvaluationPlan(fold_of, used, f"{folds}-fold cross-validation")
-        logits[trusted] = cross_validated_logits(head, pool, plan, settings)
-    if untrusted.any():
-        logits[untrusted] = _logits_without(head, pool, features[untrusted], settings)
+    probabilities = np.full((len(truth), len(head.classes)), np.nan)
+    if len(used) < 2:
+        return probabilities  # too few labels for any fold to learn from the others
+    plan = EvaluationPlan(fold_of, used, f"{folds}-fold cross-validation")
+    pool = build_pool(head, features, truth, unlabeled, settings)
+    logits = cross_validated_logits(head, pool, plan, settings)
     judged = np.all(np.isfinite(logits), axis=1)
-    # Fitted on the trusted labels alone: the untrusted ones are what is in question.
-    fitted_on = judged & ~untrusted
-    temperature = fit_temperature(logits[fitted_on], truth[fitted_on])
-    probabilities = np.full(logits.shape, np.nan)
+    temperature = fit_temperature(logits[judged], truth[judged])
     probabilities[judged] = softmax(logits[judged] / temperature)
     return probabilities
 
 
-def _logits_without(head: Head, pool: FeaturePool, rows: np.ndarray, settings: QuickSettings) -> np.ndarray:
-    """Logits for `rows` from a head fitted to every labeled row of `pool` (none of them `rows`)."""
-    if pool.n_labeled == 0:
-        return head.prior_logits(rows)
+def probabilities_without(
+    head: Head,
+    features: np.ndarray,
+    truth: np.ndarray,
+    untrusted: np.ndarray,
+    unlabeled_features: np.ndarray | None = None,
+    *,
+    settings: QuickSettings | None = None,
+) -> np.ndarray:
+    """[n_untrusted, C]: the probabilities of the `untrusted` labels (bool [N]) from one head
+    fitted to all the other labels, to which the untrusted ones are unlabeled photos; the
+    zero-shot prior alone when there are no others.
+
+    Not temperature-scaled: every label it could be calibrated on either taught it or is in
+    question.
+    """
+    settings = settings or QuickSettings()
+    truth = np.asarray(truth, dtype=np.int64)
+    features = np.asarray(features, dtype=np.float32).reshape(len(truth), head.feature_dim)
+    untrusted = np.asarray(untrusted, dtype=bool)
+    rows = features[untrusted]
+    if untrusted.all():
+        return softmax(head.prior_logits(rows))
+    unlabeled = np.zeros((0, head.feature_dim)) if unlabeled_features is None else unlabeled_features
+    pool = build_pool(head, features[~untrusted], truth[~untrusted],
+                      np.concatenate([rows, unlabeled.reshape(-1, head.feature_dim)]), settings)
     every_label = np.zeros(len(pool.features), dtype=bool)
     every_label[: pool.n_labeled] = True
     fitted = fit_semi_supervised(head, pool, every_label, settings)
-    return residual_logits(fitted, rows, head.prior_logits(rows))
+    return softmax(residual_logits(fitted, rows, head.prior_logits(rows)))
 
 
 def find_suspects(
@@ -275,8 +293,8 @@ def find_suspects(
     Reads the library through `store_reader` (a read-only Store is enough) and writes
     nothing. Judges with the library's classes as they are now, so a class added since the
     version was made can be the suggestion. Labels given before one of those classes existed
-    are judged without learning from any of them and come first when suspect (see the module
-    docstring). Photos without features cached for the version's backbone are not judged
+    come first, with the reason, where a head that learned from none of them sees such a class
+    in the photo (see the module docstring). Photos without features cached for the version's backbone are not judged
     (runner.extract_labeled_features computes them).
     """
     settings = settings or QuickSettings()
@@ -292,29 +310,37 @@ def find_suspects(
         return []
     label_of = dict(labeled)
     truth = np.array([position[label_of[int(i)]] for i in ids], dtype=np.int64)
-    newer_classes = store_reader.classes_added_after_user_labels()
-    outdated = np.array([int(i) in newer_classes for i in ids], dtype=bool)
     unlabeled = unlabeled_features(store_reader, version.backbone_id, set(label_of), settings)
-    probabilities = out_of_sample_probabilities(head, features, truth, unlabeled, folds=k, settings=settings,
-                                                untrusted=outdated)
+    probabilities = out_of_sample_probabilities(head, features, truth, unlabeled, folds=k, settings=settings)
     issues = label_issues(probabilities, truth)
-    rows = np.flatnonzero(issues.suspect)
-    rows = rows[np.lexsort((-issues.score[rows], ~outdated[rows]))]  # outdated first, then by score
+    suspect, suggested, score = issues.suspect.copy(), issues.suggested.copy(), issues.score.copy()
+    newer_classes = store_reader.classes_added_after_user_labels()
+    older = np.array([int(i) in newer_classes for i in ids], dtype=bool)
+    outdated = np.zeros(len(ids), dtype=bool)
+    if older.any():
+        # Asked again of a head that learned from none of the older labels: where it sees a class
+        # added since the label, the label was only the best the user could do then.
+        for row, fresh in zip(np.flatnonzero(older), probabilities_without(
+                head, features, truth, older, unlabeled, settings=settings)):
+            best = int(np.argmax(fresh))
+            if classes[best] in newer_classes[int(ids[row])]:
+                outdated[row] = suspect[row] = True
+                suggested[row], score[row] = best, 1.0 - fresh[truth[row]]
+    rows = np.flatnonzero(suspect)
+    rows = rows[np.lexsort((-score[rows], ~outdated[rows]))]  # outdated first, then by score
     paths = {photo.id: photo.path for photo in store_reader.photos([int(ids[row]) for row in rows])}
     suspects = []
     for row in rows:
         photo_id, label = int(ids[row]), classes[truth[row]]
-        reason = outdated_reason(label, newer_classes[photo_id]) if outdated[row] else ""
-        suspects.append(Suspect(photo_id, paths.get(photo_id, ""), label, classes[issues.suggested[row]],
-                                float(issues.score[row]), reason))
+        reason = outdated_reason(label, classes[suggested[row]]) if outdated[row] else ""
+        suspects.append(Suspect(photo_id, paths.get(photo_id, ""), label, classes[suggested[row]],
+                                float(score[row]), reason))
     return suspects
 
 
-def outdated_reason(label: str, newer_classes: Sequence[str]) -> str:
-    """Why a label given before `newer_classes` existed is in question, in the user's words."""
-    names = [f"'{name}'" for name in newer_classes]
-    listed = names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
-    return f"labeled {label} before {listed} existed"
+def outdated_reason(label: str, newer_class: str) -> str:
+    """Why a label given before `newer_class` existed is in question, in the user's words."""
+    return f"labeled {label} before '{newer_class}' existed"
 
 
 def suspects_csv_rows(suspects: Sequence[Suspect]) -> list[list[str]]:

@@ -15,12 +15,12 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
 from tagger.domain import ModelVersion, Progress, TagResult
-from tagger.head import Head
+from tagger.head import Head, HeadError
 from tagger.library import Library, LibraryError
 from tagger.store import Store
 
@@ -68,6 +68,7 @@ class ModelReady:
     needs_registration: bool
     mode: str = "zero-shot"
     note: str = ""
+    remade: bool = False  # the note says why the zero-shot model had to be made again
 
 
 @dataclass
@@ -81,6 +82,7 @@ class TagOutcome:
     model_ready_s: float = 0.0  # of which starting the model
     engine: str = ""
     model_version: int | None = None
+    model_note: str = ""  # something about the model the user should know, e.g. that it was made again
 
     @property
     def rate_per_s(self) -> float:
@@ -99,6 +101,8 @@ class TagOutcome:
                      f"{self.rate_per_s:.1f}/s), model version {self.model_version}, {self.engine}")
             if self.unreadable:
                 text += f"; {len(self.unreadable)} unreadable"
+        if self.model_note:
+            text += f"; {self.model_note}"
         return text + (" (cancelled; run again to resume)" if self.cancelled else "")
 
 
@@ -173,21 +177,50 @@ def _tuned_engine(backbone_file: Path, device: str | None):  # noqa: ANN202 - a 
     return load_tuned_engine(backbone_file, device)
 
 
+class HeadChoice(NamedTuple):
+    head: Head
+    file: Path
+    is_new: bool  # written for this run: to be registered as a new version
+    note: str = ""  # for the new version
+    remade: bool = False  # in place of a zero-shot head whose file was missing or damaged
+
+
 def head_for(plan_current: ModelVersion | None, classes: Sequence[str], engine, models_dir: Path,
-             library_root: Path) -> tuple[Head, Path, bool]:
-    """The head that tags: the current version's, or a new zero-shot one (to be registered)."""
-    if plan_current is not None:
-        head_file = library_root / plan_current.head_file
+             library_root: Path) -> HeadChoice:
+    """The head that tags: the current version's; a new one when the classes changed; a new
+    zero-shot one before the first model, or in place of a zero-shot one whose file is missing
+    or damaged.
+
+    Only a zero-shot head is made again: it holds nothing learned, so a new one is the same
+    model. A trained head's file is refused with HeadError, as every other loader does."""
+    if plan_current is None:
+        return _saved(_zero_shot_head(classes, engine), models_dir)
+    head_file = library_root / plan_current.head_file
+    try:
         head = Head.load(head_file)
-        if tuple(head.classes) == tuple(classes):
-            return head, head_file, False
-        head = head.with_classes(list(classes))
-    else:
-        weight, bias = engine.imagenet_classifier()
-        head = Head.zero_shot(list(classes), weight, bias, backbone_id=engine.backbone_id)
+    except (HeadError, FileNotFoundError) as error:
+        if plan_current.mode != "zero-shot":
+            raise
+        # Head.load names the file; the note names it once.
+        reason = str(error).removeprefix(f"{head_file}: ")
+        problem = "was missing" if isinstance(error, FileNotFoundError) else f"could not be used ({reason})"
+        note = f"zero-shot model made again, as its file {head_file.name} {problem}"
+        return _saved(_zero_shot_head(classes, engine), models_dir, note, remade=True)
+    if tuple(head.classes) == tuple(classes):
+        return HeadChoice(head, head_file, is_new=False)
+    return _saved(head.with_classes(list(classes)), models_dir, "classes changed")
+
+
+def _zero_shot_head(classes: Sequence[str], engine) -> Head:  # noqa: ANN001 - a FeatureEngine
+    weight, bias = engine.imagenet_classifier()
+    return Head.zero_shot(list(classes), weight, bias, backbone_id=engine.backbone_id)
+
+
+def _saved(head: Head, models_dir: Path, note: str = "", *, remade: bool = False) -> HeadChoice:
+    """`head` written to a new model file, for a new version."""
     head_file = new_model_file(models_dir, "head")
     head.save(head_file)
-    return head, head_file, True
+    return HeadChoice(head, head_file, True, note, remade)
 
 
 def new_model_file(models_dir: Path, kind: str, suffix: str = ".safetensors") -> Path:
@@ -239,10 +272,11 @@ def _tag_with(plan: TaggingPlan, engine, progress: ProgressCallback | None,  # n
               should_cancel: CancelCheck | None) -> Iterator[ModelReady | list[TagResult]]:
     from tagger.tagging import tag_photos
 
-    head, head_file, is_new = head_for(plan.current, plan.classes, engine, plan.models_dir, plan.library_root)
-    note = "" if plan.current is None else "classes changed"
-    yield ModelReady(head_file, engine.backbone_id, tuple(head.classes), engine.describe(), is_new,
-                     mode="zero-shot" if plan.current is None else plan.current.mode, note=note)
+    chosen = head_for(plan.current, plan.classes, engine, plan.models_dir, plan.library_root)
+    head = chosen.head
+    yield ModelReady(chosen.file, engine.backbone_id, tuple(head.classes), engine.describe(), chosen.is_new,
+                     mode="zero-shot" if plan.current is None else plan.current.mode, note=chosen.note,
+                     remade=chosen.remade)
     total = len(plan.items)
     started = time.monotonic()
 
@@ -331,6 +365,7 @@ def tag_library(
             version = adopt_model(library, event, plan.current)
             outcome.engine = event.engine_description
             outcome.model_version = version.id
+            outcome.model_note = event.note if event.remade else ""
             continue
         library.record_tag_results(version, event)
         for result in event:

@@ -109,7 +109,7 @@ def unit_rows(features: np.ndarray) -> np.ndarray:
 
 
 def nearest_label_in_reach(
-    query: np.ndarray, pool: np.ndarray, label_features: np.ndarray
+    query: np.ndarray, pool: np.ndarray, label_features: np.ndarray, widen: float = 1.0
 ) -> np.ndarray:
     """int [Q]: for each row of `query` (photos of `pool`), the nearest label among its
     neighbourhood in the pool, or -1 when no label is that close.
@@ -117,11 +117,12 @@ def nearest_label_in_reach(
     The neighbourhood is the photo's k nearest photos of the pool, with k the number of pool
     photos per label (at least DEFAULT_NEIGHBOURS): as many as each label would speak for if
     the labels were spread evenly. A rank, not a distance, so it means the same in a tight
-    cluster of horses as among the scattered photos a catch-all "other" gathers.
+    cluster of horses as among the scattered photos a catch-all "other" gathers. `widen`
+    multiplies k.
     """
     if len(label_features) == 0 or len(query) == 0 or len(pool) < 2:
         return np.full(len(query), -1, dtype=np.int64)
-    k = min(len(pool) - 1, max(DEFAULT_NEIGHBOURS, -(-len(pool) // len(label_features))))
+    k = min(len(pool) - 1, int(widen * max(DEFAULT_NEIGHBOURS, -(-len(pool) // len(label_features)))))
     pool_units = unit_rows(pool).T
     label_units = unit_rows(label_features).T
     nearest = np.full(len(query), -1, dtype=np.int64)

@@ -126,6 +126,80 @@ def test_suspects_and_explain(tagger, tmp_path):
     assert code == 0 and overlay.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def label_by_folder(tagger, dog_label: str = "dog") -> None:
+    for truth in ("dog", "elephant", "other"):
+        code, _, err = tagger("label", *map(str, sorted((PHOTOS / truth).iterdir())), "--as",
+                              dog_label if truth == "dog" else truth)
+        assert code == 0, err
+
+
+def stored_versions_and_features(tmp_path) -> tuple[list[str], int]:
+    """The modes of the model versions, and how many photos have features for the current one."""
+    from tagger.library import Library
+
+    with Library(tmp_path / "library", readonly=True) as library:
+        current = library.current_model_version()
+        ids = [photo.id for photo in library.photos()]
+        return [v.mode for v in library.model_versions()], len(library.store.features(current.backbone_id, ids)[0])
+
+
+def test_import_label_train_computes_the_features_and_the_first_model_itself(tagger, tmp_path):
+    tagger("import", str(PHOTOS))
+    label_by_folder(tagger)
+    code, out, err = tagger("train")
+    assert code == 0, err
+    assert "features computed for 8 photo(s) you labeled" in err and "tagger tag" not in err
+    assert "quick training on 8 labels" in out
+    assert stored_versions_and_features(tmp_path) == (["zero-shot", "quick"], 8)
+    code, out, err = tagger("train")  # nothing left to compute the second time
+    assert code == 0 and "features computed" not in err and "quick training on 8 labels" in out
+
+
+def test_import_labels_tree_then_train(tagger, tmp_path):
+    code, out, _ = tagger("import-labels", "--tree", str(PHOTOS))
+    assert code == 0
+    code, out, err = tagger("train", "--keep")
+    assert code == 0, err
+    assert "quick training on 8 labels" in out and "NOT made current" in out
+    assert stored_versions_and_features(tmp_path) == (["zero-shot", "quick"], 8)
+
+
+def test_import_labels_then_suspects(tagger):
+    tagger("import-labels", "--tree", str(PHOTOS))
+    code, out, err = tagger("suspects")
+    assert code == 0, err
+    assert out.splitlines()[0] == "path,label,suggested,score,reason"
+    assert "features computed for 8 photo(s) you labeled" in err and "of your 8 labels" in err
+
+
+def test_tag_after_import_labels_computes_the_labeled_photos_features(tagger, tmp_path):
+    tagger("import-labels", "--tree", str(PHOTOS))
+    code, out, _ = tagger("tag")
+    assert code == 0 and "0 photo(s) tagged" in out and "features computed for 8 photo(s) you labeled" in out
+    assert stored_versions_and_features(tmp_path) == (["zero-shot"], 8)
+    for row in export_csv(tagger):  # the labels are still the user's
+        assert (row["label"], row["source"]) == (Path(row["path"]).parent.name, "user")
+    code, out, _ = tagger("tag")
+    assert code == 0 and "nothing to tag" in out
+
+
+def test_other_labels_given_before_a_class_existed_are_the_first_suspects(tagger):
+    # The dalmatians were filed under "other" while there was no "dog" class; then "dog" came.
+    tagger("import", str(PHOTOS))
+    tagger("classes", "remove", "dog")
+    label_by_folder(tagger, dog_label="other")
+    tagger("classes", "add", "dog")
+    dalmatians = sorted((PHOTOS / "dog").iterdir())
+    tagger("label", str(dalmatians[0]), "--as", "dog")
+    code, out, err = tagger("suspects")
+    assert code == 0, err
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert {row["path"] for row in rows[:2]} == {str(path) for path in dalmatians[1:]}
+    for row in rows[:2]:
+        assert (row["label"], row["suggested"]) == ("other", "dog")
+        assert row["reason"] == "labeled other before 'dog' existed"
+
+
 def test_clear_errors_and_exit_codes(tagger, tmp_path):
     code, _, err = tagger("import", str(tmp_path / "missing"))
     assert code == 1 and "no such file or folder" in err

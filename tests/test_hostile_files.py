@@ -13,11 +13,10 @@
 
 from __future__ import annotations
 
-import csv
 import errno
 import fcntl
-import io
 import os
+import shutil
 import stat
 import sys
 import threading
@@ -28,13 +27,13 @@ from pathlib import Path
 
 import pytest
 
-from library_builders import add_photos, library_with_photos, sha256_of, write_image
+from library_builders import library_with_photos, sha256_of, write_image
 from reliability_helpers import assert_clean_failure, run_cli
 from tagger import cli, images
 from tagger.importer import import_paths
 from tagger.library import Library, LibraryError
 from tagger.paths import normalise_path
-from tagger.safe_files import UnsafeFileError, open_regular, read_regular  # noqa
+from tagger.safe_files import UnsafeFileError, open_regular, read_regular
 from tagger.sorting import apply_sort, plan_sort
 from tagger.store import StoreError
 from tagger.xmp import apply_xmp_changes, plan_xmp_changes
@@ -283,7 +282,7 @@ def test_a_photo_replaced_by_a_fifo_after_import_is_refused_quickly(tmp_path: Pa
     library.close()
 
 
-def _odd_sidecar(kind: str, sidecar: Path, tmp_path: Path) -> None:
+def _odd_sidecar(kind: str, sidecar: Path) -> None:
     if kind == "fifo":
         os.mkfifo(sidecar)
     elif kind == "link to /dev/zero":
@@ -314,7 +313,7 @@ def _kind_of(path: Path) -> str:
 def test_an_odd_sidecar_is_skipped_at_once_with_a_reason(tmp_path: Path, kind: str) -> None:
     library, _ids = library_with_photos(tmp_path, {"a.jpg": "dog", "b.jpg": "dog"})
     sidecar = tmp_path / "photos" / "a.xmp"
-    _odd_sidecar(kind, sidecar, tmp_path)
+    _odd_sidecar(kind, sidecar)
     tracemalloc.start()
     try:
         plan = finishes_within(10, lambda: plan_xmp_changes(library), unblock=sidecar)
@@ -405,14 +404,19 @@ def test_the_original_of_an_interrupted_move_is_removed_on_the_next_open(tmp_pat
     assert destination.is_file()
 
 
-def test_a_different_file_at_a_moved_photos_old_name_is_kept(tmp_path: Path) -> None:
+@pytest.mark.parametrize("later", ["another photo", "a copy of the moved one"])
+def test_a_file_put_at_a_moved_photos_old_name_later_is_kept(tmp_path: Path, later: str) -> None:
     library, ids = library_with_photos(tmp_path, {"a.jpg": "dog"})
     source = tmp_path / "photos" / "a.jpg"
     destination = tmp_path / "sorted" / "a.jpg"
     destination.parent.mkdir()
     os.rename(source, destination)
     library.follow_move(ids["a.jpg"], str(destination))
-    write_image(source, seed=99)  # the user put a new photo there since
+    time.sleep(0.05)  # "later" by the file system's clock too
+    if later == "another photo":
+        write_image(source, seed=99)
+    else:
+        shutil.copy2(destination, source)  # a backup the user made on purpose
     library.close()
     Library(tmp_path / "library").close()
     assert source.is_file() and destination.is_file()
@@ -477,7 +481,7 @@ def test_links_out_of_the_chosen_folder_are_not_followed(tmp_library: Library, f
     assert all("outside" in why and "--follow-links" in why for why in reported.values())
 
 
-def test_links_out_are_followed_when_asked(tmp_library: Library, folder_with_a_link_out, capsys) -> None:
+def test_links_out_are_followed_when_asked(tmp_library: Library, folder_with_a_link_out) -> None:
     photos, _system = folder_with_a_link_out
     summary = import_paths(tmp_library, [photos], follow_links=True)
     assert len(summary.added) == 5 and not summary.unreadable

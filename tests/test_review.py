@@ -204,3 +204,69 @@ def test_the_suspects_csv_escapes_cells_a_spreadsheet_would_run():
     suspect = Suspect(1, "/photos/a.jpg", "=1+2", "@SUM(A1)", 0.9, "-labeled before +x existed")
     header, row = suspects_csv_rows([suspect])
     assert row == ["/photos/a.jpg", "'=1+2", "'@SUM(A1)", "0.9000", "'-labeled before +x existed"]
+
+
+# --- labels older than a class ------------------------------------------------------------------------
+
+
+def test_labels_given_before_a_class_existed_come_first_with_the_reason(tmp_library: Library) -> None:
+    # Four clusters; the fourth becomes "delta" only after the user filed eleven of its photos
+    # under "gamma". Later labels (after "delta" was added) cover every class.
+    library = tmp_library
+    rng = np.random.default_rng(4)
+    truth = np.repeat(np.arange(4), 16)
+    features = (np.eye(4, DIM)[truth] * 6.0 + rng.normal(size=(len(truth), DIM))).astype(np.float32)
+    for old, new in zip(list(library.class_names()), CLASSES):
+        library.rename_class(old, new)
+    ids = add_photos_with_features(library, [f"/photos/q{i:02d}.jpg" for i in range(len(truth))], features, BACKBONE)
+    head_file = library.models_dir / "head.safetensors"
+    synthetic_head().save(head_file)
+    version = library.register_model_version(mode="zero-shot", backbone_id=BACKBONE, head_file=head_file,
+                                             classes=CLASSES)
+    rows_of = [np.flatnonzero(truth == c) for c in range(4)]
+    for label, name in enumerate(CLASSES):
+        library.set_user_labels([ids[i] for i in rows_of[label][:8]], name)
+    filed_under_gamma = [ids[i] for i in rows_of[3][:11]]
+    library.set_user_labels(filed_under_gamma, "gamma")
+    library.add_class("delta")
+    for label, name in enumerate([*CLASSES, "delta"]):
+        library.set_user_labels([ids[i] for i in rows_of[label][11:16]], name)
+    mislabeled = ids[rows_of[0][12]]
+    library.set_user_labels([mislabeled], "beta")  # a plain mistake, made after "delta" existed
+
+    suspects = find_suspects(library.store, version)
+
+    first = suspects[: len(filed_under_gamma)]
+    assert {s.photo_id for s in first} == set(filed_under_gamma)
+    for suspect in first:
+        assert (suspect.label, suspect.suggested) == ("gamma", "delta")
+        assert suspect.reason == "labeled gamma before 'delta' existed" and suspect.score > 0.5
+    later = {s.photo_id: s for s in suspects[len(filed_under_gamma):]}
+    assert later[mislabeled].suggested == "alpha" and later[mislabeled].reason == ""
+    # The older labels of the other classes are right, and a model that never learned them agrees.
+    assert not set(later) & {ids[i] for c in range(3) for i in rows_of[c][:8]}
+    assert suspects_csv_rows(first)[1][-1] == "labeled gamma before 'delta' existed"
+
+
+def test_a_renamed_class_makes_no_label_older(tmp_library: Library) -> None:
+    library = tmp_library
+    ids = add_photos_with_features(library, ["/photos/a.jpg", "/photos/b.jpg"], np.zeros((2, DIM)), BACKBONE)
+    library.set_user_labels(ids, "other")
+    library.rename_class("dog", "puppy")
+    assert library.store.classes_added_after_user_labels() == {}
+    library.add_class("cow")
+    library.add_class("horse")
+    assert library.store.classes_added_after_user_labels() == {ids[0]: ("cow", "horse"), ids[1]: ("cow", "horse")}
+    library.remove_class("horse")
+    library.set_user_labels(ids[:1], "other")  # labeled again, knowing cow
+    assert library.store.classes_added_after_user_labels() == {ids[1]: ("cow",)}
+
+
+def test_outdated_labels_come_first_in_the_review_order() -> None:
+    current = np.array([[0.98, 0.02], [0.5, 0.5], [0.9, 0.1], [0.6, 0.4]])
+    outdated = np.array([False, False, True, False])
+    scores = review_order(current, outdated=outdated)
+    assert list(review_ranking(scores)) == [2, 1, 3, 0]
+    assert 1.0 <= scores[2] <= 2.0 and np.all(scores[~outdated] <= 1.0)
+    with pytest.raises(ValueError, match="one flag per photo"):
+        review_order(current, outdated=np.array([True]))

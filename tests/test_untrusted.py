@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from library_builders import library_with_photos
 from reliability_helpers import (
     TemplateLibrary,
     assert_clean_failure,
@@ -39,8 +40,10 @@ from reliability_helpers import (
     snapshot_files,
     train_argv,
 )
+from tagger.engine import Preprocessing
 from tagger.head import Head, HeadError
 from tagger.library import Library
+from tagger.runner import tag_library
 
 
 @pytest.fixture(scope="session")
@@ -130,7 +133,6 @@ def test_commands_refuse_a_pickled_current_model(template: TemplateLibrary, tmp_
     marker = tmp_path / "code-ran"
     replace_file(current_head_file(root), pickle_payload(marker))
 
-    assert_clean_failure(run_cli(root, "tag", "--all"), "safetensors")
     assert_clean_failure(run_cli(root, "eval", template.photos / "samples"), "safetensors")
     assert_clean_failure(run_argv(train_argv(root)), "safetensors")
     if cli_has_command("explain"):
@@ -139,6 +141,10 @@ def test_commands_refuse_a_pickled_current_model(template: TemplateLibrary, tmp_
     if cli_has_command("suspects"):
         result = run_cli(root, "suspects")
         assert "Traceback" not in result.stderr, result.stderr
+    # The template's model is zero-shot (nothing learned): tagging makes it again instead.
+    tagged = run_cli(root, "tag", "--all")
+    assert_success(tagged)
+    assert "zero-shot model made again" in tagged.stdout and "safetensors" in tagged.stdout
     assert not marker.exists()
     # Refusing the model did not cost the user anything else.
     assert_success(run_cli(root, "status"))
@@ -191,8 +197,9 @@ def head_description(**changes: object) -> str:
 
 
 def small_head_file(*, description: str | None = None, shapes: dict[str, list[int]] | None = None,
-                    metadata: dict | None = None) -> bytes:
-    """A well-formed safetensors head of 10 ImageNet classes and 8 features, then bent as asked."""
+                    metadata: dict | None = None, first_values: dict[str, float] | None = None) -> bytes:
+    """A well-formed safetensors head of 10 ImageNet classes and 8 features, then bent as asked
+    (`first_values` sets the first number of the tensors it names; all others are 0)."""
     wanted = {"imagenet_weight": [10, 8], "imagenet_bias": [10], "residual_weight": [3, 8],
               "residual_bias": [3], "class_bias": [3]}
     wanted.update(shapes or {})
@@ -203,7 +210,10 @@ def small_head_file(*, description: str | None = None, shapes: dict[str, list[in
         header[name] = f32(shape, offset)
         offset = header[name]["data_offsets"][1]
     header["__metadata__"] = {k: v for k, v in header["__metadata__"].items() if v is not None}
-    return safetensors_bytes(header, b"\0" * offset)
+    data = bytearray(offset)
+    for name, value in (first_values or {}).items():
+        struct.pack_into("<f", data, header[name]["data_offsets"][0], value)
+    return safetensors_bytes(header, bytes(data))
 
 
 def test_the_well_formed_small_head_loads() -> None:
@@ -241,6 +251,13 @@ LYING_FILES: dict[str, Callable[[], bytes]] = {
     "temperature not a number": lambda: small_head_file(description=head_description(temperature="hot")),
     "version not a number": lambda: small_head_file(metadata={"version": "one"}),
     "newer version": lambda: small_head_file(metadata={"version": "99"}),
+    "NaN residual weight": lambda: small_head_file(first_values={"residual_weight": float("nan")}),
+    "infinite ImageNet bias": lambda: small_head_file(first_values={"imagenet_bias": float("-inf")}),
+    "NaN class bias": lambda: small_head_file(first_values={"class_bias": float("nan")}),
+    "weight too large to compute with": lambda: small_head_file(first_values={"imagenet_weight": 3e38}),
+    "no ImageNet classes": lambda: small_head_file(shapes={"imagenet_weight": [0, 8], "imagenet_bias": [0]},
+                                                  description=head_description(groups={})),
+    "no features": lambda: small_head_file(shapes={"imagenet_weight": [10, 0], "residual_weight": [3, 0]}),
 }
 
 
@@ -255,12 +272,82 @@ def test_a_lying_head_file_is_a_clear_error(tmp_path: Path, case: str) -> None:
     assert str(path) in str(refused.value)
 
 
+@pytest.mark.parametrize(("case", "reason"), [
+    ("NaN residual weight", "damaged model file: residual_weight holds 1 NaN or infinite value(s)"),
+    ("infinite ImageNet bias", "damaged model file: imagenet_bias holds 1 NaN or infinite value(s)"),
+    ("weight too large to compute with", "damaged model file: imagenet_weight holds a value of 3e+38"),
+    ("no features", "damaged model file: its ImageNet classifier is 10 x 0"),
+])
+def test_a_head_whose_weights_cannot_tag_says_why(tmp_path: Path, case: str, reason: str) -> None:
+    path = tmp_path / "head.safetensors"
+    path.write_bytes(LYING_FILES[case]())
+    with pytest.raises(HeadError) as refused:
+        Head.load(path)
+    assert str(refused.value).startswith(f"{path}: {reason}")
+
+
+class TinyEngine:
+    """A "backbone" of four features (the picture's mean colour and a constant) in front of a
+    random 1000-class ImageNet classifier: enough for zero-shot heads of the default classes."""
+
+    backbone_id = "tiny"
+    feature_dim = 4
+    preprocessing = Preprocessing(size=8)
+    preferred_batch_size = 4
+
+    def extract(self, batch: np.ndarray) -> np.ndarray:
+        means = batch.mean(axis=(2, 3))
+        return np.concatenate([means, np.ones((len(batch), 1))], axis=1).astype(np.float32)
+
+    def imagenet_classifier(self) -> tuple[np.ndarray, np.ndarray]:
+        weight = np.random.default_rng(0).normal(size=(1000, 4)).astype(np.float32)
+        return weight, np.zeros(1000, dtype=np.float32)
+
+    def describe(self) -> str:
+        return "tiny"
+
+
+def poisoned(head_file: Path) -> Head:
+    head = Head.load(head_file)
+    head.residual_weight[0, 0] = np.nan
+    return head
+
+
+def test_a_broken_zero_shot_model_is_made_again_and_a_trained_one_refused(tmp_path: Path) -> None:
+    library, ids = library_with_photos(tmp_path, {"a.jpg": None, "b.jpg": None})
+    tag_library(library, engine=TinyEngine())
+    zero_shot = library.current_model_version()
+    head_file = library.model_file(zero_shot.head_file)
+    poisoned(head_file).save(head_file)
+
+    # Nothing was learned that could be lost: the zero-shot model is made again, and says so.
+    outcome = tag_library(library, include_tagged=True, engine=TinyEngine())
+    assert outcome.tagged == 2 and "zero-shot model made again" in outcome.describe()
+    remade = library.current_model_version()
+    assert remade.id != zero_shot.id and remade.mode == "zero-shot" and "damaged" in remade.note
+    assert all(0 <= photo.confidence <= 1 for photo in library.photos())
+    library.model_file(remade.head_file).unlink()
+    assert tag_library(library, include_tagged=True, engine=TinyEngine()).tagged == 2  # a missing file too
+
+    # What a trained model learned is in its file: that is refused, never silently replaced.
+    trained_file = library.models_dir / "head-trained.safetensors"
+    poisoned(library.model_file(library.current_model_version().head_file)).save(trained_file)
+    library.register_model_version(mode="quick", backbone_id="tiny", head_file=trained_file,
+                                   classes=library.class_names(), make_current=True)
+    with pytest.raises(HeadError, match="residual_weight holds 1 NaN"):
+        tag_library(library, include_tagged=True, engine=TinyEngine())
+    library.close()
+
+
 @pytest.mark.slow
 def test_a_truncated_current_model_is_a_clear_error(template: TemplateLibrary, tmp_path: Path) -> None:
     root = clone_library(template, tmp_path / "library")
     head_file = current_head_file(root)
     replace_file(head_file, head_file.read_bytes()[: head_file.stat().st_size // 2])
-    assert_clean_failure(run_cli(root, "tag", "--all"), "not a Tagger model file")
+    assert_clean_failure(run_cli(root, "eval", template.photos / "samples"), "not a Tagger model file")
+    tagged = run_cli(root, "tag", "--all")  # a zero-shot model, made again (see the test above)
+    assert_success(tagged)
+    assert "made again" in tagged.stdout and "not a Tagger model file" in tagged.stdout
 
 
 # -- crafted library databases ----------------------------------------------------------------
@@ -356,7 +443,10 @@ def test_a_model_file_outside_the_library_is_not_loaded_as_code(template: Templa
                    (os.path.relpath(evil, root),))
     db.close()
     before = snapshot_files(tmp_path / "elsewhere")
-    assert_clean_failure(run_cli(root, "tag", "--all"), "safetensors")
+    assert_clean_failure(run_cli(root, "eval", template.photos / "samples"), "safetensors")
+    tagged = run_cli(root, "tag", "--all")  # a zero-shot model: made again, inside the library
+    assert_success(tagged)
+    assert "made again" in tagged.stdout
     assert not marker.exists()
     assert snapshot_files(tmp_path / "elsewhere") == before
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from PIL import Image
 from PySide6.QtCore import QSettings
-from PySide6.QtWidgets import QApplication, QWidget
+from PySide6.QtWidgets import QAbstractItemView, QApplication, QWidget
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
@@ -54,6 +54,13 @@ def wait_for(app: QApplication, condition: Callable[[], bool], timeout: float = 
             raise TimeoutError("the window did not get there in time")
         app.processEvents()
         time.sleep(0.01)
+
+
+def centre_current_photo(app: QApplication, window) -> None:  # noqa: ANN001 - the MainWindow
+    """Scroll the selected photo to the grid's middle. Done again here, once the grid is laid out
+    (in batches): selecting it scrolled towards where it was in a layout still growing."""
+    window.gallery.scrollTo(window.gallery.currentIndex(), QAbstractItemView.ScrollHint.PositionAtCenter)
+    settle(app, 1.0)
 
 
 def save(widget: QWidget, name: str) -> None:
@@ -167,6 +174,7 @@ def model_feature_shots(app: QApplication, window, library) -> None:  # noqa: AN
         wait_for(app, lambda: bool(shown) or window.heatmap.shown is not None, timeout=300)
         window.heatmap.overlay_applied.disconnect(shown.append)
         settle(app, 1.5)
+        centre_current_photo(app, window)
         save(window, name)
     window.heatmap.toggle_action.trigger()
     window.robustness_probe.start()
@@ -268,6 +276,7 @@ def main() -> int:
     window.apply_preferences(replace(settings.preferences(), appearance=DARK))  # as Settings ▸ Appearance does
     window.gallery.select_row(200)
     settle(app, 2.5)
+    centre_current_photo(app, window)
     save(window, "main-window-dark.png")
 
     print(f"{len(library.photos())} photos; screenshots in {OUT}")

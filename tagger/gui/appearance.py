@@ -46,7 +46,9 @@ _platform_style: str | None = None
 
 
 def dark_palette() -> QPalette:
-    palette = QPalette(QColor(_DARK_COLOURS[QPalette.ColorRole.Button]), QColor(_DARK_COLOURS[QPalette.ColorRole.Window]))
+    # Built from the button and window colours, so that Qt derives the bevel shades (Light, Mid, Dark...).
+    palette = QPalette(QColor(_DARK_COLOURS[QPalette.ColorRole.Button]),
+                       QColor(_DARK_COLOURS[QPalette.ColorRole.Window]))
     for role, colour in _DARK_COLOURS.items():
         palette.setColor(role, QColor(colour))
     for role in (QPalette.ColorRole.WindowText, QPalette.ColorRole.Text, QPalette.ColorRole.ButtonText):

@@ -14,6 +14,7 @@ from PySide6.QtWidgets import (
     QDialogButtonBox,
     QHeaderView,
     QLabel,
+    QSizePolicy,
     QTreeWidget,
     QTreeWidgetItem,
     QVBoxLayout,
@@ -39,6 +40,11 @@ def describe_nothing_found(searched: Sequence[str]) -> str:
             "in folders and all their subfolders.")
 
 
+def _breakable(text: str) -> str:
+    """Word wrap breaks only at spaces: a zero-width space after each / lets a long path wrap too."""
+    return text.replace("/", "/\u200b").replace("\\", "\\\u200b")
+
+
 class ImportSummaryDialog(QDialog):
     def __init__(self, summary: ImportSummary, parent: QWidget | None = None, *,
                  searched: Sequence[str] = ()) -> None:
@@ -48,8 +54,11 @@ class ImportSummaryDialog(QDialog):
         self.headline = QLabel(description[:1].upper() + description[1:] + ".")
         self.headline.setWordWrap(True)
         self.headline.setTextFormat(Qt.TextFormat.PlainText)
+        # Ignored: a long path in it wraps or is cut, and never widens the dialog past the screen.
+        self.headline.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.headline.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop)
         if nothing_found(summary) and searched:
-            self.headline.setText(describe_nothing_found(searched))
+            self.headline.setText(_breakable(describe_nothing_found(searched)))
         self.tree = QTreeWidget()
         self.tree.setColumnCount(2)
         self.tree.setHeaderLabels(["File", "Why"])
@@ -75,7 +84,7 @@ class ImportSummaryDialog(QDialog):
         layout.addWidget(self.headline)
         layout.addWidget(self.tree, 1)
         layout.addWidget(buttons)
-        self.resize(720, 420)
+        self.resize(720, 420 if self.tree.topLevelItemCount() else 160)
 
     def _section(self, title: str, rows: Sequence[tuple[str, str]], *, expand: bool = False) -> None:
         if not rows:

@@ -33,7 +33,8 @@ def _export_work(library_root: Path, target: Path, file_format: str):  # noqa: A
             rows = export_rows(reader)
         text = io.StringIO(newline="")
         count = write_csv(rows, text) if file_format == "csv" else write_json(rows, text)
-        write_user_file(target, text.getvalue().encode("utf-8"))
+        # The user picked this path: a link there is followed, as `tagger export -o` does.
+        write_user_file(target, text.getvalue().encode("utf-8"), follow_links=True)
         yield count
 
     return work

@@ -4,6 +4,8 @@ Both write the user's labels, which only the GUI thread may do. A big CSV is rea
 by a job and handed to the GUI thread a chunk at a time, each chunk written while
 the job waits, so the window repaints (and Cancel works) between chunks. A folder
 tree is imported like any folder (in the background), then labeled by folder name.
+The CSV is read as the command line reads it: in whatever encoding and with whichever
+separator a spreadsheet saved it (spreadsheet_csv.py), lines it cannot read reported.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import csv
 import io
 import logging
+import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,8 +39,11 @@ from tagger.gui.feature_host import FeatureHost
 from tagger.gui.gui_thread_call import GuiThreadCaller
 from tagger.gui.messages import show_information
 from tagger.gui.workers import Job, JobContext, describe_error
+from tagger.spreadsheet_csv import csv_rows, guess_delimiter, read_csv_file
 
 log = logging.getLogger(__name__)
+
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
 
 # Rows written per visit to the GUI thread: a few hundred milliseconds of writing at most.
 CHUNK_ROWS = 1000
@@ -47,17 +53,24 @@ _MAX_DETAIL_LINES = 300
 # -- reading a CSV in chunks (worker) --------------------------------------------------------
 
 
-def csv_chunks(text: str, chunk_rows: int = CHUNK_ROWS) -> Iterator[tuple[str, int]]:
+def csv_chunks(text: str, chunk_rows: int = CHUNK_ROWS, *, delimiter: str = ",",
+               unreadable: list[tuple[str, str]] | None = None) -> Iterator[tuple[str, int]]:
     """Split CSV text into pieces `import_labels_csv` reads exactly as it would the whole.
 
-    Each piece repeats the header row (it says which column is which) and starts with
-    blank lines up to its first row's line, so the line numbers in the import's report
-    are those of the user's file. Yields (piece, rows in it)."""
-    reader = csv.reader(io.StringIO(text, newline=""))
+    Each piece repeats the header row (it says which column is which) and has blank lines
+    where the file has lines it does not carry, so the line numbers in the import's report
+    are those of the user's file. Pieces are separated by commas whatever `delimiter` the
+    text uses. Lines the csv module cannot read are left out and added to `unreadable` as
+    (where, why), as the import reports the rows it skips. Yields (piece, rows in it)."""
     header: list[str] | None = None
     seen_first = False
     rows: list[tuple[int, list[str]]] = []
-    for row in reader:
+    for line in csv_rows(io.StringIO(text, newline=""), delimiter):
+        if line.problem:
+            if unreadable is not None:
+                unreadable.append((f"line {line.number}", line.problem))
+            continue
+        row = line.cells
         if not any(cell.strip() for cell in row):
             continue
         if not seen_first:
@@ -66,24 +79,38 @@ def csv_chunks(text: str, chunk_rows: int = CHUNK_ROWS) -> Iterator[tuple[str, i
             if "path" in names and "label" in names:
                 header = row
                 continue
-        rows.append((reader.line_num, row))
+        rows.append((line.number, row))
     for start in range(0, len(rows), chunk_rows):
         part = rows[start:start + chunk_rows]
-        buffer = io.StringIO(newline="")
-        writer = csv.writer(buffer, lineterminator="\n")
-        lines_used = 0
-        if header is not None:
-            writer.writerow(header)
-            lines_used = 1
-        buffer.write("\n" * max(0, part[0][0] - 1 - lines_used))
-        writer.writerows(row for _line, row in part)
-        yield buffer.getvalue(), len(part)
+        lines = [_as_csv(header)] if header is not None else []
+        lines_used = sum(map(_line_count, lines))
+        for number, row in part:
+            written = _as_csv(row)
+            padding = max(0, number - lines_used - _line_count(written))
+            lines.append("\n" * padding + written)
+            lines_used += padding + _line_count(written)
+        yield "".join(lines), len(part)
 
 
-def _csv_work(csv_path: Path, apply_chunk: Callable[[str], None], caller: GuiThreadCaller):  # noqa: ANN202
+def _as_csv(row: list[str]) -> str:
+    buffer = io.StringIO(newline="")
+    csv.writer(buffer, lineterminator="\n").writerow(row)
+    return buffer.getvalue()
+
+
+def _line_count(text: str) -> int:
+    # Lines as the csv module counts them when it reads (a quoted cell may hold line breaks).
+    return len(_LINE_BREAK.findall(text))
+
+
+def _csv_work(csv_path: Path, apply_chunk: Callable[[str], None],  # noqa: ANN202
+              note_skipped: Callable[[list[tuple[str, str]]], None], caller: GuiThreadCaller):
     def work(context: JobContext) -> Iterator[int]:
-        text = csv_path.read_text(encoding="utf-8-sig")
-        chunks = list(csv_chunks(text))
+        text = read_csv_file(csv_path).text
+        unreadable: list[tuple[str, str]] = []
+        chunks = list(csv_chunks(text, delimiter=guess_delimiter(text), unreadable=unreadable))
+        if unreadable:
+            caller.call(lambda: note_skipped(unreadable), should_abandon=context.cancelled)
         total = sum(rows for _piece, rows in chunks)
         done = 0
         context.report(Progress(0, total, "Importing labels"))
@@ -219,7 +246,8 @@ class LabelImport(QObject):
             return None
         run = _CsvRun(Path(csv_path), create_classes, LabelImportSummary())
         self._csv_run = run
-        job = self._host.start_job("Importing labels", _csv_work(run.csv_path, self._apply_chunk, self._caller))
+        job = self._host.start_job("Importing labels",
+                                   _csv_work(run.csv_path, self._apply_chunk, self._note_skipped, self._caller))
         job.finished.connect(self._csv_ended)
         return job
 
@@ -236,6 +264,11 @@ class LabelImport(QObject):
             run.write_failed = True
             raise
         merge_summaries(run.summary, part)
+
+    def _note_skipped(self, skipped: list[tuple[str, str]]) -> None:
+        """GUI thread: lines of the CSV the job could not read, for the summary."""
+        if self._csv_run is not None:
+            self._csv_run.summary.skipped.extend(skipped)
 
     def _csv_ended(self, cancelled: bool) -> None:
         run, self._csv_run = self._csv_run, None

@@ -27,7 +27,7 @@ from tagger.gui.auto_tagging import device_for_run
 from tagger.gui.feature_host import FeatureHost
 from tagger.gui.model_switching import ModelSwitcher
 from tagger.gui.retrain_dialog import RetrainDialog
-from tagger.gui.tagging_first import TaggingFirst
+from tagger.gui.tagging_first import LABEL_FEATURES, TaggingFirst
 from tagger.gui.training_job import DEEP, QUICK, TrainingFailed, TrainingProgress, TrainingRequest, training_work
 from tagger.gui.workers import Job, describe_error
 
@@ -115,7 +115,7 @@ class RetrainFeature(QObject):
             return False
         self._preparing = mode
         self._set_actions_enabled(False)
-        self._tagging_first.request(self._features_ready, self._features_stopped, labels_only=True)
+        self._tagging_first.request(self._features_ready, self._features_stopped, needs=LABEL_FEATURES)
         if self._preparing is not None:  # waiting for the features: say so
             dialog = self._show_dialog(activate=False)
             dialog.show_training(mode, n_labels)

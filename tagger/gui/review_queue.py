@@ -23,7 +23,7 @@ from PySide6.QtGui import QAction, QKeySequence
 from tagger.domain import ModelVersion
 from tagger.gui.feature_host import FeatureHost
 from tagger.gui.model_switching import ModelSwitcher
-from tagger.gui.tagging_first import TaggingFirst
+from tagger.gui.tagging_first import TAGS, TaggingFirst
 from tagger.gui.workers import Job, JobContext
 from tagger.model_comparison import in_class_order
 from tagger.review import review_order, review_ranking
@@ -92,16 +92,11 @@ def rank_for_review(reader: Store) -> ReviewOrder:
 
 def outdated_labels(reader: Store, version: ModelVersion, ids: np.ndarray, probabilities: np.ndarray) -> set[int]:
     """Photos among `ids` whose user label is older than one of the classes and that `version`
-    (whose predictions `probabilities` are) now tags as another class."""
+    (whose predictions `probabilities` are) now tags as a class added since the label."""
     newer_classes = reader.classes_added_after_user_labels()
-    if not newer_classes:
-        return set()
-    label_of = dict(reader.user_labels())
-    column = {name: index for index, name in enumerate(version.classes)}
     return {
         photo_id for photo_id, row in zip(ids.tolist(), probabilities)
-        if photo_id in newer_classes and label_of.get(photo_id) in column
-        and int(np.argmax(row)) != column[label_of[photo_id]]
+        if version.classes[int(np.argmax(row))] in newer_classes.get(photo_id, ())
     }
 
 
@@ -168,7 +163,7 @@ class ReviewQueue(QObject):
 
     def _start(self) -> None:
         """Tag what is not tagged yet, then rank."""
-        self._tagging_first.request(self._rank, lambda: self._set_checked(False), labels_only=False)
+        self._tagging_first.request(self._rank, lambda: self._set_checked(False), needs=TAGS)
 
     def _rank(self) -> None:
         if not self.toggle_action.isChecked():

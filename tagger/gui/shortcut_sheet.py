@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from PySide6.QtCore import Qt
-from PySide6.QtGui import QAction, QKeySequence, QPalette
+from PySide6.QtGui import QAction, QColor, QKeySequence, QPalette
 from PySide6.QtWidgets import QDialog, QDialogButtonBox, QTextBrowser, QVBoxLayout, QWidget
 
 
@@ -45,10 +45,15 @@ def action_rows(actions: Iterable[QAction]) -> list[KeyRow]:
 
 
 def key_names(sequences: Sequence[QKeySequence]) -> tuple[str, ...]:
-    """The keys as the platform names them; keypad twins of other keys ("Num+1") are left out."""
+    """The keys as the platform names them. Left out: keypad twins of other keys ("Num+1"), and keys
+    most keyboards lack (F13-F35, Undo, Redo...), which Qt adds to some standard shortcuts."""
     names: list[str] = []
     for sequence in sequences:
-        if sequence.isEmpty() or sequence[0].keyboardModifiers() & Qt.KeyboardModifier.KeypadModifier:
+        if sequence.isEmpty():
+            continue
+        combination = sequence[0]
+        if combination.keyboardModifiers() & Qt.KeyboardModifier.KeypadModifier \
+                or combination.key().value >= Qt.Key.Key_F13.value:
             continue
         name = sequence.toString(QKeySequence.SequenceFormat.NativeText)
         if name not in names:
@@ -84,13 +89,23 @@ class ShortcutSheet(QDialog):
         self.browser.setHtml(self._html())
 
     def _html(self) -> str:
-        key_background = self.palette().color(QPalette.ColorRole.AlternateBase).name()
+        tint = _key_colour(self.palette()).name()
         parts = []
         for section in self.sections:
             parts.append(f"<h3>{html.escape(section.title)}</h3><table cellspacing='0' cellpadding='3'>")
             for row in section.rows:
-                keys = ", ".join(f"<span style='background-color:{key_background}'>&nbsp;{html.escape(key)}&nbsp;</span>"
-                                 for key in row.keys)
+                # Each key on a tinted ground reads as a key cap: no commas needed between them.
+                keys = "&nbsp; ".join(
+                    f"<span style='background-color:{tint}'>&nbsp;{html.escape(key)}&nbsp;</span>" for key in row.keys)
                 parts.append(f"<tr><td width='190'>{keys}</td><td>{html.escape(row.what)}</td></tr>")
             parts.append("</table>")
         return "".join(parts)
+
+
+def _key_colour(palette: QPalette) -> QColor:
+    """The text colour mixed into the background, a little: a visible tint on light and dark themes alike."""
+    base, text = palette.color(QPalette.ColorRole.Base), palette.color(QPalette.ColorRole.Text)
+    share = 0.14
+    return QColor.fromRgbF(base.redF() + (text.redF() - base.redF()) * share,
+                           base.greenF() + (text.greenF() - base.greenF()) * share,
+                           base.blueF() + (text.blueF() - base.blueF()) * share)

@@ -21,7 +21,7 @@ from PySide6.QtGui import QAction, QKeySequence
 from tagger.domain import ModelVersion
 from tagger.gui.feature_host import FeatureHost
 from tagger.gui.suspect_panel import SuspectPanel
-from tagger.gui.tagging_first import TaggingFirst
+from tagger.gui.tagging_first import LABEL_FEATURES, TaggingFirst
 from tagger.gui.workers import Job, JobContext, describe_error
 from tagger.review import DEFAULT_FOLDS, Suspect, find_suspects
 from tagger.store import Store
@@ -102,7 +102,7 @@ class SuspectsFeature(QObject):
                 self._job.cancel()
             self._host.photo_lists.close(OWNER)
             return
-        self._tagging_first.request(self._find, lambda: self._set_checked(False), labels_only=True)
+        self._tagging_first.request(self._find, lambda: self._set_checked(False), needs=LABEL_FEATURES)
 
     def _find(self) -> None:
         """The labeled photos have their features: judge the labels, in a worker."""

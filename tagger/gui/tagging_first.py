@@ -1,13 +1,13 @@
 """Model work that needs the model's view of photos tags what is missing first.
 
 Retrain and Likely-Wrong Labels learn from the cached features of the photos the user
-labeled, and the review queue ranks the current model's tags. Photos labeled before any
-tagging have no features (import-labels, or labeling right after an import), and before the
-first tagging there is no model at all. So instead of asking the user to Auto-tag first, such
-work asks `TaggingFirst`, which starts the Auto-tag run that computes what is missing (the
-one tagging run: runner.plan_tagging covers labeled photos without features, and their
-labels stay the user's), and goes on once that run's results are written. Before any model,
-that run also makes the first (zero-shot) version, as a first Auto-tag does.
+labeled (LABEL_FEATURES), and the review queue ranks the current model's tags (TAGS). Photos
+labeled before any tagging have no features (import-labels, or labeling right after an
+import), and before the first tagging there is no model at all. So instead of asking the user
+to Auto-tag first, such work asks `TaggingFirst`, which starts the Auto-tag run that computes
+what is missing (the one tagging run: runner.plan_tagging covers labeled photos without
+features, and their labels stay the user's), and goes on once that run's results are written.
+Before any model, that run also makes the first (zero-shot) version, as a first Auto-tag does.
 
 The run shows in the status bar with its progress and Cancel; cancelling it, or a run that
 fails, stops the work that waited for it.
@@ -24,14 +24,17 @@ from tagger.gui.auto_tagging import AutoTagger
 from tagger.gui.feature_host import FeatureHost
 from tagger.gui.tagging_summary import TaggingRunSummary
 from tagger.gui.workers import Job, describe_error
-from tagger.runner import labeled_photos_without_features, plan_tagging
+from tagger.runner import labeled_photos_without_features
+
+LABEL_FEATURES = "features of the labeled photos"
+TAGS = "a tag for every photo the model may tag"
 
 
 @dataclass(frozen=True)
 class _Request:
-    proceed: Callable[[], None]  # the features (or tags) are there: go on
+    proceed: Callable[[], None]  # what the work needs is there: go on
     stopped: Callable[[], None]  # the run was cancelled or failed: give up
-    labels_only: bool  # True: the labeled photos' features; False: everything Auto-tag would do
+    needs: str  # LABEL_FEATURES or TAGS
 
 
 class TaggingFirst(QObject):
@@ -50,14 +53,14 @@ class TaggingFirst(QObject):
         auto_tagger.run_finished.connect(self._run_finished)
         auto_tagger.idle.connect(self._idle)
 
-    def request(self, proceed: Callable[[], None], stopped: Callable[[], None], *, labels_only: bool) -> None:
-        """Call `proceed` once the labeled photos have features for the current model (with
-        `labels_only`), or once every photo Auto-tag would tag has its tag too; at once when
-        nothing is missing. `stopped` instead if the run is cancelled or fails. Asking again
-        while waiting changes nothing."""
+    def request(self, proceed: Callable[[], None], stopped: Callable[[], None], *, needs: str) -> None:
+        """Call `proceed` once what the work `needs` is there (LABEL_FEATURES: the labeled photos
+        have features for the current model; TAGS: every photo the model may tag has a tag); at
+        once when nothing is missing. `stopped` instead if the run is cancelled or fails. Asking
+        again while waiting changes nothing."""
         if any(request.proceed == proceed for request in self._waiting):
             return
-        self._waiting.append(_Request(proceed, stopped, labels_only))
+        self._waiting.append(_Request(proceed, stopped, needs))
         self._next()
 
     def withdraw(self, proceed: Callable[[], None]) -> None:
@@ -92,9 +95,11 @@ class TaggingFirst(QObject):
 
     def _missing(self) -> list[int]:
         library = self._host.library
-        if all(request.labels_only for request in self._waiting):
-            return labeled_photos_without_features(library)
-        return [photo_id for photo_id, _path in plan_tagging(library).items]
+        needs = {request.needs for request in self._waiting}
+        missing = set(labeled_photos_without_features(library)) if LABEL_FEATURES in needs else set()
+        if TAGS in needs:
+            missing.update(library.store.photo_ids_to_tag(include_tagged=False))
+        return sorted(missing)
 
     def _idle(self) -> None:
         if self._job is None:

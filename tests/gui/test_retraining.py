@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QMessageBox
 
+import tagger.gui.auto_tagging as auto_tagging
 import tagger.training as training
 import tagger.training_process as training_process
 from tagger.gui.photo_model import PhotoRole
@@ -163,7 +165,7 @@ def test_labels_changed_during_training_are_kept_counted_and_used_next_time(qtbo
     for row in unlabeled:  # kept as the user's: re-tagging never overwrites them
         photo = library.photo(ids[row])
         assert photo.is_user_labeled and photo.label == CLASSES[truth[row]]
-    assert window.retrain.start() is not None
+    assert window.retrain.start()
     assert "on 26 labels" in dialog.title.text()
     wait_for_result(qtbot, window)
     assert library.model_versions()[-1].n_labels == 26
@@ -215,11 +217,62 @@ def test_training_without_labels_says_what_to_do(qtbot, window_factory, library)
     box.close()
 
 
-def test_retraining_before_any_model_says_to_tag_first(qtbot, seeded_window):
-    assert seeded_window.retrain.start() is None
-    box = seeded_window.findChild(QMessageBox, "problem_message")
-    assert box is not None and "no model yet" in box.text()
-    box.close()
+def label_by_folder(library) -> None:  # noqa: ANN001
+    """The committed photos labeled by the user, each as its folder says."""
+    for name in CLASSES:
+        library.set_user_labels([p.id for p in library.photos() if f"/{name}/" in p.path], name)
+
+
+def test_retrain_before_any_tagging_reads_the_labeled_photos_then_trains(qtbot, window_factory,
+                                                                         real_photos_library):
+    # Import, label, Retrain: no Auto-tag first, and no model yet either.
+    library = real_photos_library
+    label_by_folder(library)
+    assert library.current_model_version() is None
+    window = window_factory(library)
+    reading: list[str] = []
+    window.tagging_first.tagging_started.connect(
+        lambda job: job.progress.connect(lambda _progress: reading.append(window.retrain.dialog.status.text())))
+
+    assert window.retrain.start()
+    assert window.retrain.is_running() and not window.retrain.retrain_action.isEnabled()
+    assert window.auto_tagger.is_running()  # the features come from an Auto-tag run, in its worker
+    dialog = wait_for_result(qtbot, window)
+
+    assert any("Reading the photos you labeled" in text for text in reading)
+    assert window.findChild(QMessageBox, "problem_message") is None
+    assert "Quick training on 8 labels" in dialog.title.text()
+    first, trained = library.model_versions()
+    assert first.mode == "zero-shot" and trained.mode == "quick"  # the first run made the zero-shot model
+    ids = [p.id for p in library.photos()]
+    assert len(library.store.features(first.backbone_id, ids)[0]) == 8
+    for photo in library.photos():  # the run computed features only: the labels are still the user's
+        assert photo.is_user_labeled and photo.label == Path(photo.path).parent.name
+
+
+def test_cancelling_while_the_labeled_photos_are_read_trains_nothing(qtbot, monkeypatch, window_factory,
+                                                                     real_photos_library):
+    real_run = auto_tagging.run_tagging
+
+    def slow_run(plan, **options):  # noqa: ANN001, ANN202 - slow enough to cancel on any machine
+        for event in real_run(plan, **options):
+            time.sleep(0.3)
+            yield event
+
+    monkeypatch.setattr(auto_tagging, "run_tagging", slow_run)
+    library = real_photos_library
+    label_by_folder(library)
+    window = window_factory(library)
+    assert window.retrain.start()
+    dialog = window.retrain.dialog
+    qtbot.waitUntil(lambda: "Reading the photos you labeled" in dialog.status.text(), timeout=10000)
+    with qtbot.waitSignal(window.retrain.run_ended, timeout=10000) as ended:
+        qtbot.mouseClick(dialog.cancel_button, Qt.MouseButton.LeftButton)
+    assert ended.args == [True]
+    qtbot.waitUntil(lambda: not window.auto_tagger.is_running(), timeout=10000)
+    assert [v.mode for v in library.model_versions()] in ([], ["zero-shot"])  # nothing trained
+    assert "cancelled" in dialog.status.text() and window.retrain.retrain_action.isEnabled()
+    assert all(photo.is_user_labeled for photo in library.photos())
 
 
 @pytest.mark.parametrize("shortcut", ["Ctrl+R", "Ctrl+Shift+R"])
