@@ -93,13 +93,17 @@ def cmd_import_labels(args: argparse.Namespace) -> int:
                                                       progress=bar)
             finally:
                 bar.close()
-    for where, why in summary.skipped:
+    for where, why in summary.skipped[:_SKIPPED_SHOWN]:
         print(f"skipped\t{where}: {why}")
+    if len(summary.skipped) > _SKIPPED_SHOWN:
+        print(f"skipped\t... and {len(summary.skipped) - _SKIPPED_SHOWN} more")
     print(summary.describe())
     return EXIT_OK
 
 
 _ENCODING_NAMES = {"cp1252": "Windows-1252", "latin-1": "Latin-1"}
+# Re-importing a big export skips every row the model labeled: the first few say why.
+_SKIPPED_SHOWN = 50
 
 
 def cmd_sort(args: argparse.Namespace) -> int:

@@ -25,7 +25,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+from tagger.safe_files import read_regular
+
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+# A million rows of long paths; anything bigger is not a list of labels.
+MAX_CSV_BYTES = 256 * 2**20
 
 # UTF-32's little-endian mark begins with UTF-16's, so it is looked for first.
 _BYTE_ORDER_MARKS = (
@@ -59,7 +63,9 @@ class CsvLine:
 
 
 def read_csv_file(path: str | Path) -> CsvText:
-    return decode_csv(Path(path).read_bytes())
+    """The decoded text of the file; OSError (UnsafeFileError) for a pipe, a device or a file
+    over MAX_CSV_BYTES, which reading would hang on or fill memory with."""
+    return decode_csv(read_regular(path, max_bytes=MAX_CSV_BYTES))
 
 
 def decode_csv(data: bytes) -> CsvText:
@@ -146,6 +152,7 @@ __all__ = [
     "CsvLine",
     "CsvText",
     "FORMULA_STARTS",
+    "MAX_CSV_BYTES",
     "csv_rows",
     "decode_csv",
     "guess_delimiter",

@@ -105,8 +105,10 @@ def test_classes_train_and_rollback(tagger):
     code, out, _ = tagger("train", "--mode", "quick", "--promote")
     assert code == 0 and "is now current" in out
     code, out, _ = tagger("models")
-    versions = [line for line in out.splitlines() if line.strip()]
+    versions = [line for line in out.splitlines() if line.strip() and not line.startswith("        ")]
     assert versions[-1].startswith("*") and "quick" in versions[-1]
+    # Under each trained version, the figures it was judged by, as the app shows them.
+    assert "held-out labels (95% sure: " in out.splitlines()[-1]
     code, out, _ = tagger("models", "use", "1")
     assert code == 0 and "version 1" in out
     assert next(line for line in out.splitlines() if line.startswith("*")).split()[1] == "1"

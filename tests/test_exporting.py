@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -207,6 +208,14 @@ def test_a_csv_too_odd_to_read_is_one_line_and_no_traceback(tmp_path, capsys):
     assert code == 0 and "1 labeled" in out and "1 skipped" in out
     assert "line 2: cannot be read as CSV" in out
     assert "Traceback" not in err
+
+
+def test_a_csv_that_is_a_pipe_is_refused_at_once(tmp_path, capsys):
+    library, ids = library_with_photos(tmp_path, {"a.jpg": None})
+    library.close()
+    os.mkfifo(tmp_path / "labels.csv")  # reading it would wait for a writer for ever
+    code = main(["--library", str(tmp_path / "library"), "import-labels", "--csv", str(tmp_path / "labels.csv")])
+    assert code == 1 and "a named pipe" in capsys.readouterr().err
 
 
 # -- formula cells ----------------------------------------------------------------------------------
