@@ -1,7 +1,7 @@
 """Calibration and an honest "other", zero-shot and after quick retraining, on the shared photos.
 
 Per seed, 400 of the 828 photos get user labels (80 per class: dog, elephant, cow, horse,
-other); the product's training (`tagger.training.train`, quick mode, on a real temporary
+other); the product's training (`tagger.training.retraining.train`, quick mode, on a real temporary
 library with the other 428 photos unlabeled in it) fits a head and its temperature; every
 figure is then measured on those 428 held-out photos. Zero-shot heads are scored on the same
 held-out photos and on all 828.
@@ -18,7 +18,7 @@ and horses are "other" too (and are labeled so for training): there, other->othe
 three kinds. "no graph" trains on the labels alone (QuickSettings(use_unlabeled=False)): the
 graph's pseudo-labels are what pulls some dogs into a three-kind "other".
 
-Prints a table, then one JSON line. Run: .venv/bin/python bench/calibration.py [--seeds 5]
+Prints a table, then one JSON line. Run: .venv/bin/python -m bench.calibration [--seeds 5]
 """
 
 from __future__ import annotations
@@ -32,16 +32,15 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from bench.learning_curve import build_library  # noqa: E402 - needs the path above
-from bench.photo_features import PhotoFeatures, load_photo_features  # noqa: E402
-from tagger.evaluation import expected_calibration_error  # noqa: E402
-from tagger.head import OTHER, Head  # noqa: E402
-from tagger.model_comparison import in_class_order  # noqa: E402
-from tagger.quick_training import QuickSettings  # noqa: E402
-from tagger.review import review_order, review_ranking  # noqa: E402
-from tagger.training import train  # noqa: E402
+from bench.learning_curve import build_library
+from bench.photo_features import PhotoFeatures, load_photo_features
+from tagger.classifier.evaluation import expected_calibration_error
+from tagger.classifier.head import OTHER, Head
+from tagger.explain.review import review_order, review_ranking
+from tagger.library.library import Library
+from tagger.training.comparison import in_class_order
+from tagger.training.quick import QuickSettings
+from tagger.training.retraining import train
 
 LABELS_PER_CLASS = 80
 REVIEW_SHARE = 0.10  # the top of the review queue a user actually looks at
@@ -97,16 +96,16 @@ def review_catch(head: Head, previous: Head, features: np.ndarray, truth_names: 
 
 def labeled_and_held_out(data: PhotoFeatures, seed: int) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
-    labeled = np.concatenate([
-        rng.choice(np.flatnonzero(data.truth == label), LABELS_PER_CLASS, replace=False)
-        for label in range(len(data.classes))
-    ])
+    labeled = np.concatenate(
+        [
+            rng.choice(np.flatnonzero(data.truth == label), LABELS_PER_CLASS, replace=False)
+            for label in range(len(data.classes))
+        ]
+    )
     return labeled, np.setdiff1d(np.arange(len(data.truth)), labeled)
 
 
-def retrained_head(
-    data: PhotoFeatures, classes: tuple[str, ...], labeled: np.ndarray, settings: QuickSettings
-) -> Head:
+def retrained_head(data: PhotoFeatures, classes: tuple[str, ...], labeled: np.ndarray, settings: QuickSettings) -> Head:
     """Quick training on the `labeled` rows, in a fresh library whose classes are `classes`.
 
     A photo whose true class is not among `classes` (a cow, with the default classes) is
@@ -119,10 +118,15 @@ def retrained_head(
             given = [name if name in classes else OTHER for name in given]
             for name in set(given):
                 library.set_user_labels([ids[r] for r, g in zip(labeled, given) if g == name], name)
-            reader = library.reader()
+            reader = Library(library.root, readonly=True)
             try:
-                outcome = train(reader, library.current_model_version(), library.class_names(),
-                                models_dir=library.models_dir, quick_settings=settings)
+                outcome = train(
+                    reader,
+                    library.current_model_version(),
+                    library.class_names(),
+                    models_dir=library.models_dir,
+                    quick_settings=settings,
+                )
             finally:
                 reader.close()
             return Head.load(outcome.head_file)
@@ -164,39 +168,48 @@ def main() -> None:
         print(f"  seed {seed} done", file=sys.stderr, flush=True)
 
     means = {name: {c: float(np.mean([r[c] for r in runs])) for c in COLUMNS} for name, runs in rows.items()}
-    worst = {name: {c: float((np.max if c.startswith("ece") else np.min)([r[c] for r in runs])) for c in COLUMNS}
-             for name, runs in rows.items()}
-    print(f"{len(data.paths)} photos; retrained on {LABELS_PER_CLASS * len(data.classes)} labels, "
-          f"{args.seeds} seeds (mean, worst seed in brackets); fitted temperatures "
-          f"{min(temperatures):.2f}-{max(temperatures):.2f}")
+    worst = {
+        name: {c: float((np.max if c.startswith("ece") else np.min)([r[c] for r in runs])) for c in COLUMNS}
+        for name, runs in rows.items()
+    }
+    print(
+        f"{len(data.paths)} photos; retrained on {LABELS_PER_CLASS * len(data.classes)} labels, "
+        f"{args.seeds} seeds (mean, worst seed in brackets); fitted temperatures "
+        f"{min(temperatures):.2f}-{max(temperatures):.2f}"
+    )
     header = ("accuracy", "ECE", "ECE T=1", "other->other", "dog/eleph", "dog/eleph bin")
     print(f"{'':<24}" + "".join(f"{h:>16}" for h in header))
     for name in rows:
-        print(f"{name:<24}" + "".join(
-            f"{100 * means[name][c]:>8.1f}% ({100 * worst[name][c]:4.1f})" for c in COLUMNS))
+        print(f"{name:<24}" + "".join(f"{100 * means[name][c]:>8.1f}% ({100 * worst[name][c]:4.1f})" for c in COLUMNS))
     queue = {name: float(np.mean([q[name] for q in queues])) for name in queues[0]}
-    print(f"\nReview queue after retraining (previous model: zero-shot): share of the "
-          f"{queue['errors']:.0f} wrong tags (mean) in the first {100 * REVIEW_SHARE:.0f}% "
-          f"({queue['looked_at']:.0f} photos) of the queue; random order finds {100 * REVIEW_SHARE:.0f}%")
+    print(
+        f"\nReview queue after retraining (previous model: zero-shot): share of the "
+        f"{queue['errors']:.0f} wrong tags (mean) in the first {100 * REVIEW_SHARE:.0f}% "
+        f"({queue['looked_at']:.0f} photos) of the queue; random order finds {100 * REVIEW_SHARE:.0f}%"
+    )
     for name in ("with previous", "without previous", "least confident"):
         print(f"  {name:<18}{100 * queue[name]:>6.1f}%")
-    print(json.dumps({
-        "benchmark": "calibration",
-        "review_queue_top10pct_catch": {name: round(v, 4) for name, v in queue.items()},
-        "seeds": args.seeds,
-        "mean": {name: {c: round(v, 4) for c, v in values.items()} for name, values in means.items()},
-        "worst": {name: {c: round(v, 4) for c, v in values.items()} for name, values in worst.items()},
-        "temperature_mean": round(float(np.mean(temperatures)), 3),
-        # Judged on the worst seed: a target met on average but missed by one draw is missed.
-        "targets_met_worst_seed": {
-            name: {
-                "ece_le_5pct": values["ece"] <= 0.05,
-                "other_ge_90pct": values["other_other"] >= 0.90,
-                "dog_elephant_ge_98pct": values["dog_elephant"] >= 0.98,
+    print(
+        json.dumps(
+            {
+                "benchmark": "calibration",
+                "review_queue_top10pct_catch": {name: round(v, 4) for name, v in queue.items()},
+                "seeds": args.seeds,
+                "mean": {name: {c: round(v, 4) for c, v in values.items()} for name, values in means.items()},
+                "worst": {name: {c: round(v, 4) for c, v in values.items()} for name, values in worst.items()},
+                "temperature_mean": round(float(np.mean(temperatures)), 3),
+                # Judged on the worst seed: a target met on average but missed by one draw is missed.
+                "targets_met_worst_seed": {
+                    name: {
+                        "ece_le_5pct": values["ece"] <= 0.05,
+                        "other_ge_90pct": values["other_other"] >= 0.90,
+                        "dog_elephant_ge_98pct": values["dog_elephant"] >= 0.98,
+                    }
+                    for name, values in worst.items()
+                },
             }
-            for name, values in worst.items()
-        },
-    }))
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -32,9 +32,6 @@ OUT_DIR = REPO / "bench" / "out"
 PHOTOS_DIR = Path(os.environ.get("TAGGER_BENCH_PHOTOS", "/work/shared/photos"))
 PYTHON = sys.executable
 
-if str(REPO) not in sys.path:
-    # Run as `python bench/X.py`: make `tagger` and `bench` importable without installing.
-    sys.path.insert(0, str(REPO))
 
 PHOTO_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp"})
 
@@ -100,8 +97,12 @@ class Machine:
         return text
 
     def as_json(self) -> dict[str, Any]:
-        return {"cpu": self.cpu, "cores": self.cores, "gpu": self.gpu,
-                "load_average_1min": round(self.load_average[0], 2)}
+        return {
+            "cpu": self.cpu,
+            "cores": self.cores,
+            "gpu": self.gpu,
+            "load_average_1min": round(self.load_average[0], 2),
+        }
 
 
 def usable_cores() -> int:
@@ -123,8 +124,13 @@ def nvidia_gpu_name() -> str | None:
     if shutil.which("nvidia-smi") is None:
         return None
     try:
-        answer = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
-                                capture_output=True, text=True, timeout=10, check=False)
+        answer = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     names = [line.strip() for line in answer.stdout.splitlines() if line.strip()]
@@ -178,10 +184,10 @@ def _make_camera_photo(job: tuple[str, str, int]) -> tuple[str, int]:
     wanted_ratio = CAMERA_SIZE[0] / CAMERA_SIZE[1]
     if width / height > wanted_ratio:
         keep = round(height * wanted_ratio)
-        rgb = rgb[:, (width - keep) // 2:(width - keep) // 2 + keep]
+        rgb = rgb[:, (width - keep) // 2 : (width - keep) // 2 + keep]
     else:
         keep = round(width / wanted_ratio)
-        rgb = rgb[(height - keep) // 2:(height - keep) // 2 + keep]
+        rgb = rgb[(height - keep) // 2 : (height - keep) // 2 + keep]
     big = cv2.resize(np.ascontiguousarray(rgb), CAMERA_SIZE, interpolation=cv2.INTER_CUBIC).astype(np.float32)
     # Sensor noise: mostly luminance, a little chroma. It is what makes real camera JPEGs
     # weigh 3-5 MB (an upscaled smooth picture compresses to a fraction of that), and the
@@ -305,7 +311,8 @@ def small_photo_library(count: int, *, per_folder: int = 500, log: Callable[[str
 
 def onnx_cache_dir(*, log: Callable[[str], None] = print) -> Path:
     """A folder holding the default backbone's ONNX export (made once, with torch, then reused)."""
-    from tagger.engine import default_backbone_id, onnx_cache_paths
+    from tagger.inference.onnx_engine import onnx_cache_paths
+    from tagger.inference.preprocessing import default_backbone_id
 
     folder = OUT_DIR / "onnx-cache"
     graph, sidecar = onnx_cache_paths(folder, default_backbone_id())
@@ -313,8 +320,17 @@ def onnx_cache_dir(*, log: Callable[[str], None] = print) -> Path:
         log("exporting the backbone to ONNX (once; needs torch)...")
         folder.mkdir(parents=True, exist_ok=True)
         # In a child process: importing torch here would change this process's threading.
-        subprocess.run([PYTHON, "-c", "import sys; from pathlib import Path; from tagger.engine import export_onnx;"
-                        " export_onnx(Path(sys.argv[1]))", str(folder)], check=True, cwd=REPO)
+        subprocess.run(
+            [
+                PYTHON,
+                "-c",
+                "import sys; from pathlib import Path; from tagger.inference.onnx_export import export_onnx;"
+                " export_onnx(Path(sys.argv[1]))",
+                str(folder),
+            ],
+            check=True,
+            cwd=REPO,
+        )
     return folder
 
 
@@ -404,8 +420,11 @@ class StallProbe:
         return percentile(self.lateness_ms, 0.99)
 
     def summary(self) -> dict[str, float]:
-        return {"max_stall_ms": round(self.max_ms, 1), "p99_stall_ms": round(self.p99_ms, 1),
-                "ticks": len(self.lateness_ms)}
+        return {
+            "max_stall_ms": round(self.max_ms, 1),
+            "p99_stall_ms": round(self.p99_ms, 1),
+            "ticks": len(self.lateness_ms),
+        }
 
 
 def wait_until(condition: Callable[[], bool], timeout_s: float, *, step_ms: int = 20) -> bool:
@@ -424,5 +443,9 @@ def wait_until(condition: Callable[[], bool], timeout_s: float, *, step_ms: int 
 
 def isolated_gui_environment(config_dir: Path) -> dict[str, str]:
     """Environment for a GUI child: no display needed, and its settings kept out of the user's."""
-    return child_environment(QT_QPA_PLATFORM="offscreen", XDG_CONFIG_HOME=str(config_dir),
-                             XDG_CACHE_HOME=str(config_dir / "cache"), XDG_DATA_HOME=str(config_dir / "data"))
+    return child_environment(
+        QT_QPA_PLATFORM="offscreen",
+        XDG_CONFIG_HOME=str(config_dir),
+        XDG_CACHE_HOME=str(config_dir / "cache"),
+        XDG_DATA_HOME=str(config_dir / "data"),
+    )

@@ -9,29 +9,25 @@ Probe: `probe_sensitivity` on photos of all five classes: share flipped within t
 10 steps, median L-inf (0-255 units) and L2 of the smallest flip found, median steps and seconds.
 
 Prints tables, then one JSON line. Times are of this machine as it was loaded during the run.
-Run: .venv/bin/python bench/explain_quality.py [--per-class 8] [--probes 15]
+Run: .venv/bin/python -m bench.explain_quality [--per-class 8] [--probes 15]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
-from pathlib import Path
 
 import cv2
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from bench.photo_features import CLASSES, DEFAULT_PHOTOS, list_photos  # noqa: E402 - needs the path above
-from tagger import explain  # noqa: E402
-from tagger.explain_probe import probe_sensitivity  # noqa: E402
-from tagger.head import Head  # noqa: E402
-from tagger.images import load_array  # noqa: E402
-from tagger.model import describe_device  # noqa: E402
-from tagger.runner import DECODE_MAX_SIDE  # noqa: E402
+from bench.photo_features import CLASSES, DEFAULT_PHOTOS, list_photos
+from tagger.classifier.head import Head
+from tagger.explain import grad_cam as explain
+from tagger.explain.probe import probe_sensitivity
+from tagger.images.loader import load_array
+from tagger.inference.backbone import describe_device
+from tagger.inference.pipeline import DECODE_MAX_SIDE
 
 CANVAS = 448
 PASTE = CANVAS // 2
@@ -48,7 +44,8 @@ def pointing(head: Head, backbone, paths: list[str], truth: np.ndarray, per_clas
             canvas = np.full((CANVAS, CANVAS, 3), 128, dtype=np.uint8)
             photo = load_array(paths[row], DECODE_MAX_SIDE)
             canvas[top : top + PASTE, left : left + PASTE] = cv2.resize(
-                photo, (PASTE, PASTE), interpolation=cv2.INTER_AREA)
+                photo, (PASTE, PASTE), interpolation=cv2.INTER_AREA
+            )
             started = time.perf_counter()
             heat = explain.explain_rgb(canvas, head, name, backbone).heat
             seconds.append(time.perf_counter() - started)
@@ -66,8 +63,11 @@ def pointing(head: Head, backbone, paths: list[str], truth: np.ndarray, per_clas
 
 def probing(head: Head, backbone, paths: list[str], truth: np.ndarray, count: int, seed: int) -> dict:
     rng = np.random.default_rng(seed + 1)
-    rows = [int(r) for label in range(len(CLASSES))
-            for r in rng.choice(np.flatnonzero(truth == label), -(-count // len(CLASSES)), replace=False)][:count]
+    rows = [
+        int(r)
+        for label in range(len(CLASSES))
+        for r in rng.choice(np.flatnonzero(truth == label), -(-count // len(CLASSES)), replace=False)
+    ][:count]
     results, seconds = [], []
     for row in rows:
         started = time.perf_counter()
@@ -93,8 +93,9 @@ def main() -> None:
     args = parser.parse_args()
     paths, truth = list_photos(DEFAULT_PHOTOS)
     backbone = explain.default_backbone()
-    head = Head.zero_shot(list(CLASSES), backbone.imagenet_weight, backbone.imagenet_bias,
-                          backbone_id=backbone.backbone_id)
+    head = Head.zero_shot(
+        list(CLASSES), backbone.imagenet_weight, backbone.imagenet_bias, backbone_id=backbone.backbone_id
+    )
     # The first pass pays for one-off kernel set-up; it is not what a user waits for.
     explain.explain_rgb(np.full((CANVAS, CANVAS, 3), 128, dtype=np.uint8), head, "dog", backbone)
 
@@ -102,14 +103,18 @@ def main() -> None:
     probe = probing(head, backbone, paths, truth, args.probes, args.seed)
 
     print(f"Pointing game: {point['photos']} photos pasted in a random corner (chance 25%)")
-    print(f"  peak inside {100 * point['peak_inside']:.1f}%   heat inside {100 * point['heat_inside']:.1f}%   "
-          f"{point['seconds_median']:.2f} s per heatmap (median)")
+    print(
+        f"  peak inside {100 * point['peak_inside']:.1f}%   heat inside {100 * point['heat_inside']:.1f}%   "
+        f"{point['seconds_median']:.2f} s per heatmap (median)"
+    )
     print(f"Sensitivity probe: {probe['photos']} photos, {describe_device(backbone.device)}")
     linf = "-" if probe["linf_median"] is None else f"{probe['linf_median']:.0f}/255"
     l2 = "-" if probe["l2_median"] is None else f"{probe['l2_median']:.0f}"
-    print(f"  flipped {100 * probe['flipped']:.0f}%   median L-inf {linf}   median L2 {l2}   "
-          f"median steps {probe['steps_median']:.0f}   {probe['seconds_median']:.1f} s median, "
-          f"{probe['seconds_max']:.1f} s worst")
+    print(
+        f"  flipped {100 * probe['flipped']:.0f}%   median L-inf {linf}   median L2 {l2}   "
+        f"median steps {probe['steps_median']:.0f}   {probe['seconds_median']:.1f} s median, "
+        f"{probe['seconds_max']:.1f} s worst"
+    )
     print(json.dumps({"benchmark": "explain_quality", "pointing": point, "probe": probe}))
 
 

@@ -5,11 +5,11 @@ check (probe + check_complete), tagging (load_array_for_crop), a thumbnail (load
 and the full-size preview (load_rgb). Per file and way: what came of it (decoded, or the
 reason it was refused), the seconds it took and the process's peak resident memory (VmHWM,
 which starts afresh with each program, unlike ru_maxrss, inherited across exec), beside the
-peak of the same interpreter before decoding. The bombs are those of tests/image_bombs.py,
+peak of the same interpreter before decoding. The bombs are those of tests/helpers/image_bombs.py,
 each declaring 14000 x 14000 pixels (196 MP, under the 200 MP pixel limit); the "budget"
 files are the largest of each kind that still fit the decode budget.
 
-Prints a table, then one JSON line. Run: .venv/bin/python bench/image_bombs.py (half a minute)
+Prints a table, then one JSON line. Run: .venv/bin/python -m bench.image_bombs (half a minute)
 """
 
 from __future__ import annotations
@@ -19,15 +19,15 @@ import subprocess
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests"))
-
-from image_bombs import (  # noqa: E402 - needs the path above
+from tests.helpers.image_bombs import (
     gif_with_a_huge_screen,
     jpeg_declaring,
     lossless_webp,
     sixteen_bit_png,
 )
+
+REPO = Path(__file__).resolve().parents[1]
+
 
 FILES = {
     "16-bit PNG 14000^2": ("bomb.png", sixteen_bit_png),
@@ -48,7 +48,7 @@ READS = {
 
 _CHILD = """
 import json, sys, time
-from tagger import images
+from tagger.images import loader as images
 
 def peak_mb():
     with open("/proc/self/status") as status:
@@ -68,11 +68,20 @@ print(json.dumps({{"outcome": outcome, "seconds": round(time.monotonic() - start
 
 
 def measure(path: Path, read: str) -> dict:
-    done = subprocess.run([sys.executable, "-c", _CHILD.format(read=read), str(path)], cwd=REPO,
-                          capture_output=True, text=True, check=False)
+    done = subprocess.run(
+        [sys.executable, "-c", _CHILD.format(read=read), str(path)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if done.returncode != 0:
-        return {"outcome": f"crashed: {done.stderr.strip().splitlines()[-1:]}", "seconds": None,
-                "before_mb": None, "peak_mb": None}
+        return {
+            "outcome": f"crashed: {done.stderr.strip().splitlines()[-1:]}",
+            "seconds": None,
+            "before_mb": None,
+            "peak_mb": None,
+        }
     return json.loads(done.stdout)
 
 
@@ -87,8 +96,10 @@ def main() -> None:
         for read_name, read in READS.items():
             measured = measure(path, read)
             results.append({"file": label, "bytes": path.stat().st_size, "read": read_name, **measured})
-            print(f"{label:31} {path.stat().st_size:>9}  {read_name:9} {measured['peak_mb']!s:>7} "
-                  f"{measured['before_mb']!s:>6} {measured['seconds']!s:>6}  {measured['outcome'][:70]}")
+            print(
+                f"{label:31} {path.stat().st_size:>9}  {read_name:9} {measured['peak_mb']!s:>7} "
+                f"{measured['before_mb']!s:>6} {measured['seconds']!s:>6}  {measured['outcome'][:70]}"
+            )
     print(json.dumps({"benchmark": "image_bombs", "results": results}))
 
 

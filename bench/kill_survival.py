@@ -15,7 +15,7 @@ that landed with the library open.
 
 Prints one line per kill, a table, then one JSON line. Exit status 1 if anything was lost.
 
-Run: .venv/bin/python bench/kill_survival.py [--seed N] [--scale 1.0]
+Run: .venv/bin/python -m bench.kill_survival [--seed N] [--scale 1.0]
 """
 
 from __future__ import annotations
@@ -27,16 +27,15 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 # The kill machinery is shared with the test suite, which owns it.
-sys.path.insert(0, str(REPO_ROOT / "tests"))
-
-from reliability_helpers import (  # noqa: E402 - needs the path above
+from tests.helpers.reliability import (
     KillCampaign,
     build_template_library,
     clone_library,
     train_argv,
 )
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
 
 # Kills wanted per activity at --scale 1: 60 in all.
 KILLS = {"onnx-export": 6, "import": 12, "label": 20, "tag": 12, "train": 10}
@@ -68,13 +67,17 @@ def main() -> int:
 
     figures = list(campaign.figures.values())
     print()
-    header = f"{'activity':<12}{'kills':>6}{'open':>6}{'done':>6}{'checks':>8}{'lost':>6}{'resumed':>9}{'temp':>6}" \
-             f"{'orphans':>9}{'fails':>7}{'seconds':>9}"
+    header = (
+        f"{'activity':<12}{'kills':>6}{'open':>6}{'done':>6}{'checks':>8}{'lost':>6}{'resumed':>9}{'temp':>6}"
+        f"{'orphans':>9}{'fails':>7}{'seconds':>9}"
+    )
     print(header)
     for item in figures:
-        print(f"{item.activity:<12}{item.kills:>6}{item.kills_with_library_open:>6}{item.finished_first:>6}"
-              f"{item.reopen_checks:>8}{item.labels_lost:>6}{item.resumed:>9}{item.leftover_temp_files:>6}"
-              f"{item.orphan_model_files:>9}{len(item.failures):>7}{item.seconds:>9.1f}")
+        print(
+            f"{item.activity:<12}{item.kills:>6}{item.kills_with_library_open:>6}{item.finished_first:>6}"
+            f"{item.reopen_checks:>8}{item.labels_lost:>6}{item.resumed:>9}{item.leftover_temp_files:>6}"
+            f"{item.orphan_model_files:>9}{len(item.failures):>7}{item.seconds:>9.1f}"
+        )
     failures = [failure for item in figures for failure in item.failures]
     for failure in failures:
         print(f"FAILURE: {failure}")

@@ -3,7 +3,7 @@
 Each class is split in half at random; the user's labels are drawn from one half and every
 model is scored on the other. The whole library (both halves) is there as unlabeled photos,
 as in the product, where every photo in the library is a candidate for the graph. Training
-goes through `tagger.training.train` on a real (temporary) library, so the figures include
+goes through `tagger.training.retraining.train` on a real (temporary) library, so the figures include
 the product's cross-validated temperature, not just its classifier.
 
 Compared, at 1, 2, 5, 10 and 20 labels per class, mean over several draws:
@@ -14,7 +14,7 @@ Compared, at 1, 2, 5, 10 and 20 labels per class, mean over several draws:
   quick          the product's quick retraining (labels + graph pseudo-labels)
 and the calibration error (ECE, 15 bins) of quick retraining on the scored half.
 
-Prints a table, then one JSON line. Run: .venv/bin/python bench/learning_curve.py [--draws 10]
+Prints a table, then one JSON line. Run: .venv/bin/python -m bench.learning_curve [--draws 10]
 """
 
 from __future__ import annotations
@@ -28,16 +28,14 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from bench.photo_features import PhotoFeatures, load_photo_features  # noqa: E402
-from tagger.domain import ImportSummary, ScannedFile  # noqa: E402
-from tagger.evaluation import evaluate  # noqa: E402
-from tagger.head import Head  # noqa: E402
-from tagger.head_fitting import cross_entropy_objective, minimise_lbfgs  # noqa: E402
-from tagger.library import Library  # noqa: E402
-from tagger.quick_training import QuickSettings  # noqa: E402
-from tagger.training import train  # noqa: E402
+from bench.photo_features import PhotoFeatures, load_photo_features
+from tagger.classifier.evaluation import evaluate
+from tagger.classifier.fitting import cross_entropy_objective, minimise_lbfgs
+from tagger.classifier.head import Head
+from tagger.domain import ImportSummary, ScannedFile
+from tagger.library.library import Library
+from tagger.training.quick import QuickSettings
+from tagger.training.retraining import train
 
 LABELS_PER_CLASS = (1, 2, 5, 10, 20)
 METHODS = ("zero-shot", "logistic", "labels only", "quick")
@@ -66,9 +64,7 @@ def logistic_regression(features: np.ndarray, truth: np.ndarray, n_classes: int)
         np.ones(rows),
         decay=0.5 / rows,  # the objective averages CE over rows, hence / rows
     )
-    solution = minimise_lbfgs(
-        objective, np.zeros((inputs.shape[1] + 1) * n_classes), max_iterations=1000
-    )
+    solution = minimise_lbfgs(objective, np.zeros((inputs.shape[1] + 1) * n_classes), max_iterations=1000)
     # The objective's own bias duplicates the ones column; both are folded together here.
     weight = solution[: inputs.shape[1] * n_classes].reshape(n_classes, inputs.shape[1])
     weight[:, -1] += solution[inputs.shape[1] * n_classes :]
@@ -130,9 +126,7 @@ def run(draws: int) -> dict:
                 truth_names = [order[to_library[t]] for t in data.truth[scored]]
                 zero_shot_probabilities = zero_shot.probabilities(data.features[scored])
                 scores["zero-shot"].append(accuracy(truth_names, zero_shot_probabilities, order))
-                weight = logistic_regression(
-                    data.features[labeled], to_library[data.truth[labeled]], n_classes
-                )
+                weight = logistic_regression(data.features[labeled], to_library[data.truth[labeled]], n_classes)
                 logits = data.features[scored] @ weight[:, :-1].T + weight[:, -1]
                 one_hot = np.eye(n_classes)[logits.argmax(axis=1)]
                 scores["logistic"].append(accuracy(truth_names, one_hot, order))
@@ -146,7 +140,7 @@ def run(draws: int) -> dict:
                 ):
                     started = time.perf_counter()
                     outcome = train(
-                        library.reader(),
+                        Library(library.root, readonly=True),
                         library.current_model_version(),
                         order,
                         models_dir=library.models_dir,
@@ -165,29 +159,16 @@ def run(draws: int) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument(
-        "--draws", type=int, default=10, help="random label draws per point (default 10)"
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--draws", type=int, default=10, help="random label draws per point (default 10)")
     args = parser.parse_args()
     outcome = run(args.draws)
     results = outcome["results"]
-    print(
-        f"Accuracy on the scored half, mean (std) over {args.draws} draws; "
-        f"{outcome['n_photos']} photos"
-    )
-    print(
-        f"{'labels/class':>12}"
-        + "".join(f"{m:>16}" for m in METHODS)
-        + f"{'ECE quick':>11}{'train s':>9}"
-    )
+    print(f"Accuracy on the scored half, mean (std) over {args.draws} draws; {outcome['n_photos']} photos")
+    print(f"{'labels/class':>12}" + "".join(f"{m:>16}" for m in METHODS) + f"{'ECE quick':>11}{'train s':>9}")
     summary = {}
     for per_class, scores in results.items():
-        cells = "".join(
-            f"{100 * np.mean(scores[m]):>9.1f}% ({100 * np.std(scores[m]):3.1f})" for m in METHODS
-        )
+        cells = "".join(f"{100 * np.mean(scores[m]):>9.1f}% ({100 * np.std(scores[m]):3.1f})" for m in METHODS)
         ece, seconds = 100 * np.mean(scores["ece"]), np.mean(scores["seconds"])
         print(f"{per_class:>12}{cells}{ece:>10.1f}%{seconds:>9.2f}")
         summary[str(per_class)] = {

@@ -7,20 +7,19 @@ Used by bench/learning_curve.py and bench/retrain.py; run alone it just fills th
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from tagger.classifier.head import Head
+from tagger.images import loader as images
+from tagger.inference.pipeline import tag_photos
+from tagger.inference.torch_engine import TorchEngine
 
-from tagger import images  # noqa: E402 - needs the path above when run as a script
-from tagger.engine import TorchEngine  # noqa: E402
-from tagger.head import Head  # noqa: E402
-from tagger.tagging import tag_photos  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
+
 
 DEFAULT_PHOTOS = ROOT.parent / "shared" / "photos"
 CACHE_DIR = ROOT / "bench" / "out"
@@ -49,9 +48,7 @@ def list_photos(photos_dir: Path) -> tuple[list[str], np.ndarray]:
     return paths, np.asarray(truth, dtype=np.int64)
 
 
-def load_photo_features(
-    photos_dir: Path = DEFAULT_PHOTOS, cache_dir: Path = CACHE_DIR
-) -> PhotoFeatures:
+def load_photo_features(photos_dir: Path = DEFAULT_PHOTOS, cache_dir: Path = CACHE_DIR) -> PhotoFeatures:
     paths, truth = list_photos(photos_dir)
     cache = cache_dir / f"photo_features-{len(paths)}.npz"
     if cache.is_file():

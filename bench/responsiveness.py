@@ -15,7 +15,7 @@ late the event loop answers it (common.StallProbe), while the app does, one afte
   deep        and Deep retraining, through window.start_job as the Retrain feature starts
               them; the GUI thread registers the new model version when the job delivers it.
   handover    On a GPU machine a long Auto-tag starts PyTorch on the GPU while the ONNX export
-              tags (tagger.handover_engine). Here it runs with PyTorch on the CPU standing in
+              tags (tagger.inference.handover). Here it runs with PyTorch on the CPU standing in
               for the GPU, on --handover-photos fresh camera photos, twice: with the GPU
               engine in a child process, as the app does (`handover`), and, for comparison
               in the same run, started in a thread of the app, as it was until 2026-11-26
@@ -28,7 +28,7 @@ Figures per activity and overall: max_stall_ms (target <= 100) and p99_stall_ms 
 `idle` is the probe with nothing to do: on a shared machine it shows how much of a stall is
 simply the operating system giving the core to someone else.
 
-    .venv/bin/python bench/responsiveness.py [--import-photos 10000] [--tag-photos 200] [--skip-deep]
+    .venv/bin/python -m bench.responsiveness [--import-photos 10000] [--tag-photos 200] [--skip-deep]
                                              [--handover-photos 400]
 """
 
@@ -44,9 +44,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import (  # noqa: E402
+from bench.common import (
     StallProbe,
     camera_photo_copies,
     camera_photos,
@@ -76,8 +75,11 @@ class Activity:
 
     def as_json(self) -> dict[str, float | str]:
         figures: dict[str, float | str] = {
-            "max_stall_ms": round(self.probe.max_ms, 1), "p99_stall_ms": round(self.probe.p99_ms, 1),
-            "seconds": round(self.seconds, 2), "worst_stalls_at_s_ms": [list(pair) for pair in self.probe.worst()]}
+            "max_stall_ms": round(self.probe.max_ms, 1),
+            "p99_stall_ms": round(self.probe.p99_ms, 1),
+            "seconds": round(self.seconds, 2),
+            "worst_stalls_at_s_ms": [list(pair) for pair in self.probe.worst()],
+        }
         if self.note:
             figures["note"] = self.note
         return figures
@@ -95,9 +97,12 @@ def measure(name: str, start: Callable[[], object], finished: Callable[[], bool]
     probe.stop()
     activity = Activity(name, seconds, probe, note)
     worst = ", ".join(f"{late:.0f} ms at {at:.1f} s" for at, late in probe.worst())
-    print(f"{name:>8}: {seconds:6.1f} s, longest stall {probe.max_ms:5.0f} ms, "
-          f"99th percentile {probe.p99_ms:5.1f} ms ({len(probe.lateness_ms)} ticks){'; ' + note if note else ''}"
-          f"\n{'':>10}worst: {worst}", flush=True)
+    print(
+        f"{name:>8}: {seconds:6.1f} s, longest stall {probe.max_ms:5.0f} ms, "
+        f"99th percentile {probe.p99_ms:5.1f} ms ({len(probe.lateness_ms)} ticks){'; ' + note if note else ''}"
+        f"\n{'':>10}worst: {worst}",
+        flush=True,
+    )
     return activity
 
 
@@ -112,8 +117,9 @@ def main() -> None:
     parser.add_argument("--import-photos", type=int, default=10_000)
     parser.add_argument("--tag-photos", type=int, default=200)
     parser.add_argument("--skip-deep", action="store_true", help="leave out Deep retraining (minutes on a CPU)")
-    parser.add_argument("--handover-photos", type=int, default=400,
-                        help="camera photos for each GPU handover run (0 leaves them out)")
+    parser.add_argument(
+        "--handover-photos", type=int, default=400, help="camera photos for each GPU handover run (0 leaves them out)"
+    )
     args = parser.parse_args()
 
     from PySide6.QtCore import QSettings
@@ -121,11 +127,11 @@ def main() -> None:
 
     from tagger.gui.app import default_device_text
     from tagger.gui.main_window import MainWindow
-    from tagger.gui.settings import AppSettings
-    from tagger.gui.training_job import DEEP, QUICK, TrainingFailed, TrainingRequest, training_work
-    from tagger.importer import import_paths
-    from tagger.library import Library
-    from tagger.training import TrainingOutcome, register_outcome
+    from tagger.gui.settings.settings import AppSettings
+    from tagger.gui.training.job import DEEP, QUICK, TrainingFailed, TrainingRequest, training_work
+    from tagger.library.importer import import_paths
+    from tagger.library.library import Library
+    from tagger.training.retraining import TrainingOutcome, register_outcome
 
     machine = describe_machine()
     print(f"machine: {machine.describe()}")
@@ -134,7 +140,7 @@ def main() -> None:
 
     # -- setup, not measured: a library with the camera photos and a prepared ONNX cache.
     root = fresh_library_dir("responsiveness")
-    fresh = camera_photo_copies(cameras, len(cameras) + 2 * args.handover_photos)[len(cameras):]
+    fresh = camera_photo_copies(cameras, len(cameras) + 2 * args.handover_photos)[len(cameras) :]
     with Library(root) as library:
         import_paths(library, [str(p) for p in cameras + fresh])
     prepare_library_cache(root)
@@ -156,37 +162,62 @@ def main() -> None:
     activities.append(measure("idle", lambda: None, _after(2.0)))
 
     # -- (a) importing
-    activities.append(measure(
-        "import", lambda: window.import_paths([str(small_folder)]),
-        lambda: window.current_import() is None,
-        note=f"{args.import_photos:,} photos"))
+    activities.append(
+        measure(
+            "import",
+            lambda: window.import_paths([str(small_folder)]),
+            lambda: window.current_import() is None,
+            note=f"{args.import_photos:,} photos",
+        )
+    )
     dialog = getattr(window, "import_summary_dialog", None)
     if dialog is not None:
         dialog.close()
 
     # -- (b) tagging
-    activities.append(measure(
-        "tagging", lambda: window.auto_tagger.start(photo_ids=camera_ids),
-        lambda: not window.auto_tagger.is_running(), note=f"{len(camera_ids)} camera-size photos"))
+    activities.append(
+        measure(
+            "tagging",
+            lambda: window.auto_tagger.start(photo_ids=camera_ids),
+            lambda: not window.auto_tagger.is_running(),
+            note=f"{len(camera_ids)} camera-size photos",
+        )
+    )
 
     # -- (b2) explanations of a tagged photo: the first evidence heatmap (its model loads), a probe
     window.gallery.select_photo(camera_ids[0])
     shown: list[object] = []
     window.heatmap.overlay_applied.connect(shown.append)
-    activities.append(measure("evidence", window.heatmap.toggle_action.trigger, lambda: bool(shown),
-                              note="the first heatmap: its model loads"))
+    activities.append(
+        measure(
+            "evidence",
+            window.heatmap.toggle_action.trigger,
+            lambda: bool(shown),
+            note="the first heatmap: its model loads",
+        )
+    )
     window.heatmap.toggle_action.trigger()  # off again
     window.robustness_probe.max_steps = PROBE_STEPS
-    activities.append(measure("probe", window.robustness_probe.start,
-                              lambda: not window.robustness_probe.is_running(), note=f"{PROBE_STEPS} steps"))
+    activities.append(
+        measure(
+            "probe",
+            window.robustness_probe.start,
+            lambda: not window.robustness_probe.is_running(),
+            note=f"{PROBE_STEPS} steps",
+        )
+    )
     if window.robustness_probe.dialog is not None:
         window.robustness_probe.dialog.close()
     exported: list[object] = []
     window.export_menu.model.exported.connect(exported.append)
     export_dir = tempfile.TemporaryDirectory(prefix="tagger-bench-model-")
     export_jobs = []
-    activity = measure("model_export", lambda: export_jobs.append(window.export_menu.model.export(Path(export_dir.name))),
-                       lambda: not export_jobs[0].is_running(), note="ONNX + TorchScript")
+    activity = measure(
+        "model_export",
+        lambda: export_jobs.append(window.export_menu.model.export(Path(export_dir.name))),
+        lambda: not export_jobs[0].is_running(),
+        note="ONNX + TorchScript",
+    )
     if not exported:
         activity.note += "; FAILED"
     activities.append(activity)
@@ -212,8 +243,14 @@ def main() -> None:
         done: list[bool] = []
 
         def start() -> None:
-            request = TrainingRequest(library.database_path, library.models_dir, library.current_model_version(),
-                                      tuple(library.class_names()), mode, None)
+            request = TrainingRequest(
+                library.root,
+                library.models_dir,
+                library.current_model_version(),
+                tuple(library.class_names()),
+                mode,
+                None,
+            )
             job = window.start_job(f"Retraining ({mode})", training_work(request))
 
             def received(event: object) -> None:
@@ -239,7 +276,7 @@ def main() -> None:
     # -- (e) the GPU handover, last: its in-thread comparison imports torch into this process
     app_imported_torch = "torch" in sys.modules
     if args.handover_photos:
-        halves = fresh_ids[:args.handover_photos], fresh_ids[args.handover_photos:]
+        halves = fresh_ids[: args.handover_photos], fresh_ids[args.handover_photos :]
         activities.append(handover(window, "handover", halves[0], in_child=True))
         # Everything so far ran torch in child processes only; the comparison below imports it here.
         app_imported_torch = "torch" in sys.modules
@@ -256,25 +293,30 @@ def main() -> None:
     p99_stall = percentile(every_tick, 0.99)
     print()
     print(f"torch imported in the app's process (before the in-thread comparison): {app_imported_torch}")
-    print(f"overall: longest stall {max_stall:.0f} ms {verdict(max_stall, MAX_STALL_TARGET_MS, at_least=False)}, "
-          f"99th percentile {p99_stall:.1f} ms {verdict(p99_stall, P99_STALL_TARGET_MS, at_least=False)}")
-    emit_json("responsiveness", {
-        "max_stall_ms": round(max_stall, 1),
-        "p99_stall_ms": round(p99_stall, 1),
-        **{f"{a.name}": a.as_json() for a in activities},
-        "app_imported_torch": app_imported_torch,
-        "device": machine.cpu,
-        "cores": machine.cores,
-        "load_average_1min": round(os.getloadavg()[0], 2),
-    })
+    print(
+        f"overall: longest stall {max_stall:.0f} ms {verdict(max_stall, MAX_STALL_TARGET_MS, at_least=False)}, "
+        f"99th percentile {p99_stall:.1f} ms {verdict(p99_stall, P99_STALL_TARGET_MS, at_least=False)}"
+    )
+    emit_json(
+        "responsiveness",
+        {
+            "max_stall_ms": round(max_stall, 1),
+            "p99_stall_ms": round(p99_stall, 1),
+            **{f"{a.name}": a.as_json() for a in activities},
+            "app_imported_torch": app_imported_torch,
+            "device": machine.cpu,
+            "cores": machine.cores,
+            "load_average_1min": round(os.getloadavg()[0], 2),
+        },
+    )
 
 
 def handover(window, name: str, photo_ids: list[int], *, in_child: bool) -> Activity:  # noqa: ANN001 - MainWindow
     """Auto-tag `photo_ids` with the GPU handover forced on, PyTorch on the CPU playing the GPU."""
-    from tagger import engine as engine_module
-    from tagger import handover_engine
-    from tagger.engine import TorchEngine
-    from tagger.engine_process import ProcessEngine
+    from tagger.inference import choice
+    from tagger.inference import handover as handover_engine
+    from tagger.inference.gpu_process import ProcessEngine
+    from tagger.inference.torch_engine import TorchEngine
 
     engines: list[handover_engine.HandoverEngine] = []
 
@@ -289,16 +331,21 @@ def handover(window, name: str, photo_ids: list[int], *, in_child: bool) -> Acti
         engines.append(engine)
         return engine
 
-    patches = {(engine_module, "accelerator_may_exist"): lambda: True,
-               (handover_engine, "start_gpu_behind"): start_on_cpu,
-               (handover_engine, "GPU_START_PAYS_AFTER_S"): 0.0}  # start it whatever the run's length
+    patches = {
+        (choice, "accelerator_may_exist"): lambda: True,
+        (handover_engine, "start_gpu_behind"): start_on_cpu,
+        (handover_engine, "GPU_START_PAYS_AFTER_S"): 0.0,
+    }  # start it whatever the run's length
     saved = {key: getattr(*key) for key in patches}
     for (module, attribute), value in patches.items():
         setattr(module, attribute, value)
     try:
-        activity = measure(name, lambda: window.auto_tagger.start(photo_ids=photo_ids),
-                           lambda: not window.auto_tagger.is_running(),
-                           note=f"{len(photo_ids)} camera-size photos")
+        activity = measure(
+            name,
+            lambda: window.auto_tagger.start(photo_ids=photo_ids),
+            lambda: not window.auto_tagger.is_running(),
+            note=f"{len(photo_ids)} camera-size photos",
+        )
     finally:
         for (module, attribute), value in saved.items():
             setattr(module, attribute, value)

@@ -5,11 +5,11 @@ A temporary library of 11,000 photos: 1,000 user labels (200 for each of 5 class
 (bench/photo_features.py), resampled with a little noise so that 11,000 rows keep the real
 clusters; with --synthetic, random clusters instead (no photos or backbone needed).
 
-  quick_train_s   `tagger.training.train(mode="quick")` end to end: reading labels and
+  quick_train_s   `tagger.training.retraining.train(mode="quick")` end to end: reading labels and
                   features from SQLite, hold-out evaluation, the semi-supervised fit,
                   calibration, comparison with the current model, writing the head file.
   retag_10k_s     `retag_from_features` for 10,000 photos (SQLite read + head) and the
-                  review order of the result (tagger.review), as the app shows it.
+                  review order of the result (tagger.explain.review), as the app shows it.
 
 Each is the median of --repeats runs in one warm process. Prints figures, then one JSON line.
 """
@@ -20,21 +20,18 @@ import argparse
 import json
 import os
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from tagger.domain import ImportSummary, ScannedFile  # noqa: E402
-from tagger.head import Head  # noqa: E402
-from tagger.library import Library  # noqa: E402
-from tagger.retagging import retag_from_features  # noqa: E402
-from tagger.review import review_order, review_ranking  # noqa: E402
-from tagger.training import train  # noqa: E402
+from tagger.classifier.head import Head
+from tagger.domain import ImportSummary, ScannedFile
+from tagger.explain.review import review_order, review_ranking
+from tagger.library.library import Library
+from tagger.tagging.retagging import retag_from_features
+from tagger.training.retraining import train
 
 CLASSES = ("dog", "elephant", "cow", "horse", "other")
 LABELS_PER_CLASS = 200
@@ -69,9 +66,7 @@ def build_library(root: Path, synthetic: bool) -> tuple[Library, list[int]]:
         if name not in library.class_names():
             library.add_class(name)
     scanned = [
-        ScannedFile(
-            path=str(root / f"photo-{i}.jpg"), size_bytes=1, mtime=0.0, content_hash=f"h{i}"
-        )
+        ScannedFile(path=str(root / f"photo-{i}.jpg"), size_bytes=1, mtime=0.0, content_hash=f"h{i}")
         for i in range(len(features))
     ]
     library.record_scanned(scanned, ImportSummary())
@@ -80,9 +75,7 @@ def build_library(root: Path, synthetic: bool) -> tuple[Library, list[int]]:
     with library.store.transaction():
         for photo_id, vector in zip(ids, features):
             library.store.write_features(photo_id, backbone_id, vector)
-    labeled = np.concatenate(
-        [np.flatnonzero(truth == c)[:LABELS_PER_CLASS] for c in range(len(CLASSES))]
-    )
+    labeled = np.concatenate([np.flatnonzero(truth == c)[:LABELS_PER_CLASS] for c in range(len(CLASSES))])
     for class_index, name in enumerate(CLASSES):
         library.set_user_labels([ids[i] for i in labeled if truth[i] == class_index], name)
     head = Head.zero_shot(library.class_names(), weight, bias, backbone_id=backbone_id)
@@ -112,17 +105,13 @@ def _seconds(runs: list[float]) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument(
-        "--synthetic", action="store_true", help="random clusters instead of real features"
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--synthetic", action="store_true", help="random clusters instead of real features")
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
         library, unlabeled = build_library(Path(folder), args.synthetic)
-        reader = library.reader()
+        reader = Library(library.root, readonly=True)
         current = library.current_model_version()
         classes = library.class_names()
 

@@ -22,7 +22,7 @@ untouched photos the new model changes, and the accuracy a user who follows the
 recommendation ends with. Targets: corrections only never lowers it and raises it by at
 least 2 points; following the recommendation never lowers it.
 
-Run: .venv/bin/python bench/retrain_patterns.py [--seeds 3] [--deep] [--no-cli]
+Run: .venv/bin/python -m bench.retrain_patterns [--seeds 3] [--deep] [--no-cli]
 """
 
 from __future__ import annotations
@@ -30,22 +30,21 @@ from __future__ import annotations
 import argparse
 import json
 import subprocess
-import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from bench.common import child_environment, onnx_cache_dir, tagger_command
+from bench.photo_features import DEFAULT_PHOTOS, PhotoFeatures, load_photo_features
+from tagger.classifier.head import Head
+from tagger.domain import ImportSummary, ScannedFile
+from tagger.library.library import Library
+from tagger.training.retraining import register_outcome, train
 
-from bench.common import child_environment, onnx_cache_dir, tagger_command  # noqa: E402
-from bench.photo_features import DEFAULT_PHOTOS, PhotoFeatures, load_photo_features  # noqa: E402
-from tagger.domain import ImportSummary, ScannedFile  # noqa: E402
-from tagger.head import Head  # noqa: E402
-from tagger.library import Library  # noqa: E402
-from tagger.training import register_outcome, train  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
+
 
 DEFAULT_CLASSES = ["dog", "elephant", "other"]
 Labels = dict[int, str]  # photo row -> class name
@@ -66,19 +65,22 @@ class Simulation:
         for name in classes:
             if name not in self.library.class_names():
                 self.library.add_class(name)
-        scanned = [ScannedFile(path=p, size_bytes=1, mtime=0.0, content_hash=f"photo-{i}")
-                   for i, p in enumerate(data.paths)]
+        scanned = [
+            ScannedFile(path=p, size_bytes=1, mtime=0.0, content_hash=f"photo-{i}") for i, p in enumerate(data.paths)
+        ]
         self.library.record_scanned(scanned, ImportSummary())
         self.ids = [self.library.photo_by_path(p).id for p in data.paths]
         with self.library.store.transaction():
             for photo_id, vector in zip(self.ids, data.features):
                 self.library.store.write_features(photo_id, data.backbone_id, vector)
-        head = Head.zero_shot(self.library.class_names(), data.imagenet_weight, data.imagenet_bias,
-                              backbone_id=data.backbone_id)
+        head = Head.zero_shot(
+            self.library.class_names(), data.imagenet_weight, data.imagenet_bias, backbone_id=data.backbone_id
+        )
         head_file = self.library.models_dir / "zero-shot.safetensors"
         head.save(head_file)
-        self.library.register_model_version(mode="zero-shot", backbone_id=data.backbone_id,
-                                            head_file=head_file, classes=self.library.class_names())
+        self.library.register_model_version(
+            mode="zero-shot", backbone_id=data.backbone_id, head_file=head_file, classes=self.library.class_names()
+        )
 
     def current_head(self) -> Head:
         version = self.library.current_model_version()
@@ -93,16 +95,21 @@ class Simulation:
             self.library.set_user_labels([self.ids[r] for r, n in labels.items() if n == name], name)
 
     def add_class(self, name: str) -> None:
-        from tagger.runner import sync_model_classes
+        from tagger.tagging.runner import sync_model_classes
 
         self.library.add_class(name)
         sync_model_classes(self.library)
 
     def retrain(self, mode: str = "quick") -> tuple[Head, object]:
-        reader = self.library.reader()
+        reader = Library(self.library.root, readonly=True)
         try:
-            outcome = train(reader, self.library.current_model_version(), self.library.class_names(),
-                            models_dir=self.library.models_dir, mode=mode)
+            outcome = train(
+                reader,
+                self.library.current_model_version(),
+                self.library.class_names(),
+                models_dir=self.library.models_dir,
+                mode=mode,
+            )
         finally:
             reader.close()
         register_outcome(self.library, outcome, make_current=False)
@@ -131,6 +138,7 @@ def corrections(sim: Simulation, rng: np.random.Generator, classes: list[str], l
     truth, tags = class_names(sim.data, classes), sim.tags(sim.current_head())
     reviewed = rng.permutation(len(truth))[:200]
     return {int(r): str(truth[r]) for r in reviewed if tags[r] != truth[r]}  # in review order
+
 
 def first(labels: Labels, n: int) -> Labels:
     return dict(list(labels.items())[:n])
@@ -193,8 +201,13 @@ def library_pattern(name: str, data: PhotoFeatures, seed: int) -> dict:
 
 
 def run_cli(library: Path, *arguments: str) -> str:
-    completed = subprocess.run(tagger_command("--library", str(library), *arguments), capture_output=True,
-                               text=True, env=child_environment(), timeout=1800)
+    completed = subprocess.run(
+        tagger_command("--library", str(library), *arguments),
+        capture_output=True,
+        text=True,
+        env=child_environment(),
+        timeout=1800,
+    )
     if completed.returncode != 0:
         raise RuntimeError(f"tagger {' '.join(arguments)} failed:\n{completed.stdout}\n{completed.stderr}")
     return completed.stdout
@@ -205,8 +218,7 @@ def cli_pattern(name: str, data: PhotoFeatures, seed: int, photos: Path) -> dict
     rng = np.random.default_rng(seed)
     classes = list(DEFAULT_CLASSES)
     truth = class_names(data, classes)
-    labels = {int(r): str(truth[r]) for c in classes
-              for r in rng.choice(np.flatnonzero(truth == c), 5, replace=False)}
+    labels = {int(r): str(truth[r]) for c in classes for r in rng.choice(np.flatnonzero(truth == c), 5, replace=False)}
     with tempfile.TemporaryDirectory() as folder:
         root = Path(folder)
         library = root / "library"
@@ -234,9 +246,15 @@ def cli_pattern(name: str, data: PhotoFeatures, seed: int, photos: Path) -> dict
     before_tags = np.array(classes)[zero_shot.logits(data.features).argmax(axis=1)]
     before = float(np.mean(before_tags[untouched] == truth[untouched]))
     recommended = "is now current" in trained
-    return {"labels": len(labels), "before": before, "after": after, "recommended": recommended,
-            "followed": after, "tags_changed": None,
-            "reason": next((line for line in trained.splitlines() if line.startswith(("Use", "Keep"))), "")}
+    return {
+        "labels": len(labels),
+        "before": before,
+        "after": after,
+        "recommended": recommended,
+        "followed": after,
+        "tags_changed": None,
+        "reason": next((line for line in trained.splitlines() if line.startswith(("Use", "Keep"))), ""),
+    }
 
 
 def main() -> None:
@@ -248,13 +266,22 @@ def main() -> None:
     data = load_photo_features()
     patterns: list[tuple[str, Callable[[int], dict]]] = [
         (name, lambda seed, name=name: library_pattern(name, data, seed))
-        for name in ("corrections only", "one class only: dog", "one class only: other", "heavy imbalance",
-                     "class added later", "balanced 5 x 10") + (("deep, tiny",) if args.deep else ())
+        for name in (
+            "corrections only",
+            "one class only: dog",
+            "one class only: other",
+            "heavy imbalance",
+            "class added later",
+            "balanced 5 x 10",
+        )
+        + (("deep, tiny",) if args.deep else ())
     ]
     if not args.no_cli:
         onnx_cache_dir()
-        patterns += [(name, lambda seed, name=name: cli_pattern(name, data, seed, DEFAULT_PHOTOS))
-                     for name in ("labels first (CLI)", "import-labels first (CLI)")]
+        patterns += [
+            (name, lambda seed, name=name: cli_pattern(name, data, seed, DEFAULT_PHOTOS))
+            for name in ("labels first (CLI)", "import-labels first (CLI)")
+        ]
     summary = {}
     print(f"{'pattern':<28}{'labels':>7}{'before':>9}{'after':>9}{'followed':>10}{'recommended':>13}{'changed':>9}")
     for name, run in patterns:
@@ -262,8 +289,11 @@ def main() -> None:
         results = [run(seed) for seed in range(seeds)]
         for seed, r in enumerate(results):
             changed = "-" if r["tags_changed"] is None else str(r["tags_changed"])
-            print(f"{name + f' #{seed}':<28}{r['labels']:>7}{100 * r['before']:>8.1f}%{100 * r['after']:>8.1f}%"
-                  f"{100 * r['followed']:>9.1f}%{'yes' if r['recommended'] else 'no':>13}{changed:>9}", flush=True)
+            print(
+                f"{name + f' #{seed}':<28}{r['labels']:>7}{100 * r['before']:>8.1f}%{100 * r['after']:>8.1f}%"
+                f"{100 * r['followed']:>9.1f}%{'yes' if r['recommended'] else 'no':>13}{changed:>9}",
+                flush=True,
+            )
             print(f"    {r['reason']}", flush=True)
         summary[name] = {
             "before": round(float(np.mean([r["before"] for r in results])), 4),
@@ -273,13 +303,17 @@ def main() -> None:
             "worst_followed_minus_before": round(min(r["followed"] - r["before"] for r in results), 4),
         }
     corrected = summary["corrections only"]
-    print(json.dumps({
-        "benchmark": "retrain_patterns",
-        "seeds": args.seeds,
-        "patterns": summary,
-        "corrections_gain_points": round(100 * (corrected["after"] - corrected["before"]), 1),
-        "never_lower_when_followed": all(p["worst_followed_minus_before"] >= 0 for p in summary.values()),
-    }))
+    print(
+        json.dumps(
+            {
+                "benchmark": "retrain_patterns",
+                "seeds": args.seeds,
+                "patterns": summary,
+                "corrections_gain_points": round(100 * (corrected["after"] - corrected["before"]), 1),
+                "never_lower_when_followed": all(p["worst_followed_minus_before"] >= 0 for p in summary.values()),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ How the app reports its first paint: the GUI child is this script; it wraps the 
 painter to note the first call, then calls the app's own entry point (tagger.gui.app.run),
 so nothing in the app is changed for the benchmark.
 
-    .venv/bin/python bench/scale.py [--photos 100000] [--scroll-steps 1000]
+    .venv/bin/python -m bench.scale [--photos 100000] [--scroll-steps 1000]
 """
 
 from __future__ import annotations
@@ -34,9 +34,7 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from bench.common import (  # noqa: E402
+from bench.common import (
     StallProbe,
     describe_machine,
     emit_json,
@@ -64,9 +62,9 @@ def gui_child(library: Path, scroll_steps: int) -> None:
     from PySide6.QtCore import QTimer
     from PySide6.QtWidgets import QApplication
 
-    from tagger.gui import gallery
     from tagger.gui.app import run
     from tagger.gui.main_window import MainWindow
+    from tagger.gui.photos import gallery
 
     launched_at = float(os.environ[LAUNCH_ENV])
     original_paint = gallery.TileDelegate.paint
@@ -96,8 +94,15 @@ def gui_child(library: Path, scroll_steps: int) -> None:
                 QTimer.singleShot(SCROLL_INTERVAL_MS, step)
                 return
             probe.stop()
-            report("scrolled", rows=rows, scroll_range_px=bar.maximum(), steps=scroll_steps,
-                   seconds=time.perf_counter() - started, rss_mb=resident_mb(), **probe.summary())
+            report(
+                "scrolled",
+                rows=rows,
+                scroll_range_px=bar.maximum(),
+                steps=scroll_steps,
+                seconds=time.perf_counter() - started,
+                rss_mb=resident_mb(),
+                **probe.summary(),
+            )
             window.close()
 
         probe.start()
@@ -112,18 +117,24 @@ def run_gui(library: Path, scroll_steps: int) -> dict[str, dict]:
     with tempfile.TemporaryDirectory(prefix="tagger-bench-config-") as config:
         environment = isolated_gui_environment(Path(config))
         environment[LAUNCH_ENV] = repr(time.time())
-        answer = subprocess.run([sys.executable, __file__, "--gui-child", str(library),
-                                 "--scroll-steps", str(scroll_steps)],
-                                capture_output=True, text=True, env=environment, timeout=_LAUNCH_TIMEOUT_S,
-                                check=False)
+        answer = subprocess.run(
+            [sys.executable, __file__, "--gui-child", str(library), "--scroll-steps", str(scroll_steps)],
+            capture_output=True,
+            text=True,
+            env=environment,
+            timeout=_LAUNCH_TIMEOUT_S,
+            check=False,
+        )
     events = {}
     for line in answer.stdout.splitlines():
         if line.startswith("{"):
             event = json.loads(line)
             events[event.pop("event")] = event
     if "scrolled" not in events:
-        raise SystemExit(f"the app did not finish its scroll (exit {answer.returncode}):\n"
-                         f"{answer.stdout[-3000:]}\n{answer.stderr[-3000:]}")
+        raise SystemExit(
+            f"the app did not finish its scroll (exit {answer.returncode}):\n"
+            f"{answer.stdout[-3000:]}\n{answer.stderr[-3000:]}"
+        )
     return events
 
 
@@ -140,8 +151,8 @@ def main() -> None:
         gui_child(args.gui_child, args.scroll_steps)
         return
 
-    from tagger.importer import import_paths
-    from tagger.library import Library
+    from tagger.library.importer import import_paths
+    from tagger.library.library import Library
 
     machine = describe_machine()
     print(f"machine: {machine.describe()}")
@@ -164,28 +175,36 @@ def main() -> None:
     first_paint_s = events["first_paint"]["seconds"]
     scrolled = events["scrolled"]
     print(f"first paint of the grid: {first_paint_s:.2f} s after launch {verdict(first_paint_s, 2, at_least=False)}")
-    print(f"scroll: {scrolled['rows']:,} photos, {scrolled['scroll_range_px']:,} px in {scrolled['steps']} steps "
-          f"over {scrolled['seconds']:.1f} s; stalls: longest {scrolled['max_stall_ms']:.0f} ms, "
-          f"99th percentile {scrolled['p99_stall_ms']:.1f} ms ({scrolled['ticks']} probe ticks)")
-    print(f"resident memory after the scroll: {scrolled['rss_mb']:.0f} MB {verdict(scrolled['rss_mb'], 800, at_least=False)}"
-          f" (at first paint {events['first_paint']['rss_mb']:.0f} MB)")
+    print(
+        f"scroll: {scrolled['rows']:,} photos, {scrolled['scroll_range_px']:,} px in {scrolled['steps']} steps "
+        f"over {scrolled['seconds']:.1f} s; stalls: longest {scrolled['max_stall_ms']:.0f} ms, "
+        f"99th percentile {scrolled['p99_stall_ms']:.1f} ms ({scrolled['ticks']} probe ticks)"
+    )
+    print(
+        f"resident memory after the scroll: {scrolled['rss_mb']:.0f} MB "
+        f"{verdict(scrolled['rss_mb'], 800, at_least=False)}"
+        f" (at first paint {events['first_paint']['rss_mb']:.0f} MB)"
+    )
     thumbnails = library_root / "thumbnails"
     thumbnail_count = sum(1 for _ in thumbnails.rglob("*.jpg")) if thumbnails.exists() else 0
     print(f"thumbnails made while scrolling: {thumbnail_count:,}; database {database_mb:.0f} MB")
 
-    emit_json("scale", {
-        "photos": args.photos,
-        "import_files_per_s": round(import_rate, 1),
-        "first_paint_s": round(first_paint_s, 3),
-        "scroll_max_stall_ms": round(scrolled["max_stall_ms"], 1),
-        "scroll_p99_stall_ms": round(scrolled["p99_stall_ms"], 1),
-        "rss_mb": round(scrolled["rss_mb"], 1),
-        "scroll_steps": scrolled["steps"],
-        "scroll_seconds": round(scrolled["seconds"], 2),
-        "device": machine.cpu,
-        "cores": machine.cores,
-        "load_average_1min": round(os.getloadavg()[0], 2),
-    })
+    emit_json(
+        "scale",
+        {
+            "photos": args.photos,
+            "import_files_per_s": round(import_rate, 1),
+            "first_paint_s": round(first_paint_s, 3),
+            "scroll_max_stall_ms": round(scrolled["max_stall_ms"], 1),
+            "scroll_p99_stall_ms": round(scrolled["p99_stall_ms"], 1),
+            "rss_mb": round(scrolled["rss_mb"], 1),
+            "scroll_steps": scrolled["steps"],
+            "scroll_seconds": round(scrolled["seconds"], 2),
+            "device": machine.cpu,
+            "cores": machine.cores,
+            "load_average_1min": round(os.getloadavg()[0], 2),
+        },
+    )
     shutil.rmtree(library_root, ignore_errors=True)
 
 

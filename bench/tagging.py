@@ -10,7 +10,7 @@ see common.camera_photos), cached in bench/out/. Figures, all measured in this o
                    instead, and `end_to_end_with_start_ips` counts the model's start). On a
                    GPU machine the automatic choice tags with the ONNX export and starts
                    PyTorch on the GPU only for a run long enough to repay that start
-                   (tagger.handover_engine).
+                   (tagger.inference.handover).
   in_process_ips   the same run in this process with the engine already started (on a GPU
                    machine: the GPU engine from the first photo), and its CPU time.
   decode_ips       the app's loader for tagging (runner.decode_for_model + preprocessing to
@@ -31,7 +31,7 @@ The machine may be shared, so every throughput is the best of --rounds runs (int
 ever slows a run down), and CPU time per photo is printed too: it hardly moves with other
 people's load, and shows what the ratios would be on an idle machine.
 
-    .venv/bin/python bench/tagging.py [--photos 200] [--rounds 2]
+    .venv/bin/python -m bench.tagging [--photos 200] [--rounds 2]
 """
 
 from __future__ import annotations
@@ -53,9 +53,7 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from bench.common import (  # noqa: E402
+from bench.common import (
     camera_photo_copies,
     camera_photos,
     child_environment,
@@ -78,8 +76,8 @@ _POLL_S = 0.01
 
 def build_library(name: str, photos: Sequence[Path]) -> Path:
     """A fresh library holding `photos` (imported, untagged) and the ONNX export in its cache."""
-    from tagger.importer import import_paths
-    from tagger.library import Library
+    from tagger.library.importer import import_paths
+    from tagger.library.library import Library
 
     root = fresh_library_dir(name)
     with Library(root) as library:
@@ -117,9 +115,13 @@ def run_tagger_tag(library: Path, expected: int, *options: str) -> TagRun:
     launched = time.perf_counter()
     # No --device unless `options` says: the app's own choice (on a GPU machine the ONNX
     # export, with PyTorch on the card for a long run; else ONNX on the CPU).
-    child = subprocess.Popen(tagger_command("--library", str(library), "tag", *options),
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                             env=child_environment())
+    child = subprocess.Popen(
+        tagger_command("--library", str(library), "tag", *options),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=child_environment(),
+    )
     first_result = float("nan")
     try:
         while child.poll() is None:
@@ -138,13 +140,22 @@ def run_tagger_tag(library: Path, expected: int, *options: str) -> TagRun:
         raise SystemExit(f"tagger tag failed ({child.returncode}):\n{output}\n{errors}")
     if first_result != first_result:  # NaN: it ended before the first poll saw a row
         first_result = wall
-    match = re.search(r"(\d+) photo\(s\) tagged .* in ([\d.]+) s \(model ready after ([\d.]+) s, .*?\), "
-                      r"model version \S+, (.+)$", output.strip().splitlines()[-1])
+    match = re.search(
+        r"(\d+) photo\(s\) tagged .* in ([\d.]+) s \(model ready after ([\d.]+) s, .*?\), "
+        r"model version \S+, (.+)$",
+        output.strip().splitlines()[-1],
+    )
     if match is None or int(match.group(1)) != expected:
         raise SystemExit(f"unexpected output from tagger tag:\n{output}\n{errors}")
-    return TagRun(photos=expected, first_result_s=first_result, wall_s=wall,
-                  reported_s=float(match.group(2)), model_ready_s=float(match.group(3)),
-                  cpu_s=usage.ru_utime + usage.ru_stime, engine=match.group(4))
+    return TagRun(
+        photos=expected,
+        first_result_s=first_result,
+        wall_s=wall,
+        reported_s=float(match.group(2)),
+        model_ready_s=float(match.group(3)),
+        cpu_s=usage.ru_utime + usage.ru_stime,
+        engine=match.group(4),
+    )
 
 
 # --- the parts alone (in this process, without torch unless a GPU is used) -----------------------
@@ -164,9 +175,9 @@ class PartRun:
 def open_app_engine():  # noqa: ANN201 - FeatureEngine
     """The engine `tagger tag` would use here, from the prepared cache, once fully started.
 
-    On a GPU machine that is the GPU engine, which a long run hands over to (tagger.handover_engine):
+    On a GPU machine that is the GPU engine, which a long run hands over to (tagger.inference.handover):
     the parts are measured on what a long run ends up using."""
-    from tagger.engine import choose_engine
+    from tagger.inference.choice import choose_engine
 
     engine = choose_engine(None, onnx_cache_dir())
     wait = getattr(engine, "wait_for_accelerator", None)
@@ -175,7 +186,7 @@ def open_app_engine():  # noqa: ANN201 - FeatureEngine
 
 def measure_decode(photos: Sequence[Path], engine, workers: int) -> tuple[PartRun, np.ndarray]:
     """The tagging loader and preprocessing, on `workers` threads as tag_photos runs them."""
-    from tagger.runner import decode_for_model
+    from tagger.inference.pipeline import decode_for_model
 
     decode = decode_for_model(engine.preprocessing)
     preprocessing = engine.preprocessing
@@ -192,8 +203,8 @@ def measure_decode(photos: Sequence[Path], engine, workers: int) -> tuple[PartRu
 def measure_tagging_in_process(library_root: Path, engine) -> PartRun:  # noqa: ANN001 - FeatureEngine
     """`runner.tag_library` here with `engine` already started: the run without any start-up
     (on a GPU machine, all of it on the GPU), and its CPU time."""
-    from tagger.library import Library
-    from tagger.runner import tag_library
+    from tagger.library.library import Library
+    from tagger.tagging.runner import tag_library
 
     with Library(library_root) as library:
         started, cpu = time.perf_counter(), time.process_time()
@@ -206,7 +217,7 @@ def measure_model(engine, tensors: np.ndarray) -> PartRun:
     engine.extract(tensors[:batch])  # first-run allocations are start-up, not throughput
     started, cpu = time.perf_counter(), time.process_time()
     for start in range(0, len(tensors), batch):
-        engine.extract(tensors[start:start + batch])
+        engine.extract(tensors[start : start + batch])
     return PartRun(len(tensors), time.perf_counter() - started, time.process_time() - cpu)
 
 
@@ -221,18 +232,20 @@ def naive_child(list_file: Path, mark_after: int) -> None:
     from PIL import Image
     from torchvision import transforms
 
-    from tagger.head import Head
-    from tagger.model import load_backbone
+    from tagger.classifier.head import Head
+    from tagger.inference.backbone import load_backbone
 
     backbone = load_backbone(device=torch.device("cuda" if torch.cuda.is_available() else "cpu"))
     head = Head.zero_shot(list(NAIVE_CLASSES), backbone.imagenet_weight, backbone.imagenet_bias)
     spec = backbone.preprocessing
-    transform = transforms.Compose([
-        transforms.Resize(round(spec.size / spec.crop_fraction)),
-        transforms.CenterCrop(spec.size),
-        transforms.ToTensor(),
-        transforms.Normalize(spec.mean, spec.std),
-    ])
+    transform = transforms.Compose(
+        [
+            transforms.Resize(round(spec.size / spec.crop_fraction)),
+            transforms.CenterCrop(spec.size),
+            transforms.ToTensor(),
+            transforms.Normalize(spec.mean, spec.std),
+        ]
+    )
     paths = list_file.read_text().splitlines()
     print(json.dumps({"event": "ready", "at": time.time()}), flush=True)
     started_cpu = time.process_time()
@@ -244,8 +257,12 @@ def naive_child(list_file: Path, mark_after: int) -> None:
         head.probabilities(features.float().cpu().numpy())
         if count == mark_after:
             print(json.dumps({"event": "mark", "count": count, "at": time.time()}), flush=True)
-    print(json.dumps({"event": "done", "count": len(paths), "at": time.time(),
-                      "cpu_s": time.process_time() - started_cpu}), flush=True)
+    print(
+        json.dumps(
+            {"event": "done", "count": len(paths), "at": time.time(), "cpu_s": time.process_time() - started_cpu}
+        ),
+        flush=True,
+    )
 
 
 @dataclass(frozen=True)
@@ -262,17 +279,33 @@ def run_naive(photos: Sequence[Path]) -> NaiveRun:
         listing.write("\n".join(str(p) for p in photos))
     launched = time.time()
     try:
-        answer = subprocess.run([sys.executable, __file__, "--naive-child", listing.name,
-                                 "--mark-after", str(min(SPEEDUP_PHOTOS, len(photos)))],
-                                capture_output=True, text=True, env=child_environment(), check=False)
+        answer = subprocess.run(
+            [
+                sys.executable,
+                __file__,
+                "--naive-child",
+                listing.name,
+                "--mark-after",
+                str(min(SPEEDUP_PHOTOS, len(photos))),
+            ],
+            capture_output=True,
+            text=True,
+            env=child_environment(),
+            check=False,
+        )
     finally:
         os.unlink(listing.name)
     if answer.returncode != 0:
         raise SystemExit(f"the naive pipeline failed:\n{answer.stderr}")
     events = {e["event"]: e for e in map(json.loads, answer.stdout.splitlines()) if e.get("event")}
     ready, done = events["ready"]["at"], events["done"]["at"]
-    return NaiveRun(photos=len(photos), startup_s=ready - launched, mark_s=events["mark"]["at"] - launched,
-                    steady_ips=len(photos) / (done - ready), cpu_ms_per_photo=1000 * events["done"]["cpu_s"] / len(photos))
+    return NaiveRun(
+        photos=len(photos),
+        startup_s=ready - launched,
+        mark_s=events["mark"]["at"] - launched,
+        steady_ips=len(photos) / (done - ready),
+        cpu_ms_per_photo=1000 * events["done"]["cpu_s"] / len(photos),
+    )
 
 
 # --- on a GPU machine: the app's choice against the CPU alone and the GPU alone ---------------------
@@ -283,10 +316,16 @@ def compare_devices(photos: Sequence[Path]) -> dict[str, dict[str, float]]:
     figures = {}
     for name, options in (("auto", ()), ("cpu", ("--device", "cpu")), ("cuda", ("--device", "cuda"))):
         run = run_tagger_tag(build_library(f"tagging-compare-{name}", photos), len(photos), *options)
-        figures[name] = {"ips": round(run.ips, 1), "first_result_s": round(run.first_result_s, 2),
-                         "wall_s": round(run.wall_s, 2)}
-        print(f"  {name:>4}: {run.ips:6.1f} photos/s, first result {run.first_result_s:.2f} s, "
-              f"launch to exit {run.wall_s:.1f} s ({run.engine})", flush=True)
+        figures[name] = {
+            "ips": round(run.ips, 1),
+            "first_result_s": round(run.first_result_s, 2),
+            "wall_s": round(run.wall_s, 2),
+        }
+        print(
+            f"  {name:>4}: {run.ips:6.1f} photos/s, first result {run.first_result_s:.2f} s, "
+            f"launch to exit {run.wall_s:.1f} s ({run.engine})",
+            flush=True,
+        )
     return figures
 
 
@@ -297,11 +336,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--photos", type=int, default=200, help="photos in the throughput runs (>= 200 for the record)")
     parser.add_argument("--rounds", type=int, default=2, help="repeat each throughput measurement; the best counts")
-    parser.add_argument("--naive-photos", type=int, default=96,
-                        help="photos through the naive pipeline (the first 48 also give the speed-up)")
-    parser.add_argument("--compare-devices", type=int, default=0, metavar="PHOTOS",
-                        help="on a GPU machine, also time `tagger tag` over this many photos with the automatic "
-                             "choice, --device cpu and --device cuda")
+    parser.add_argument(
+        "--naive-photos",
+        type=int,
+        default=96,
+        help="photos through the naive pipeline (the first 48 also give the speed-up)",
+    )
+    parser.add_argument(
+        "--compare-devices",
+        type=int,
+        default=0,
+        metavar="PHOTOS",
+        help="on a GPU machine, also time `tagger tag` over this many photos with the automatic "
+        "choice, --device cpu and --device cuda",
+    )
     parser.add_argument("--naive-child", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--mark-after", type=int, default=SPEEDUP_PHOTOS, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -312,18 +360,20 @@ def main() -> None:
     machine = describe_machine()
     print(f"machine: {machine.describe()}")
     photos = camera_photos(max(args.photos, args.naive_photos, SPEEDUP_PHOTOS))
-    sizes = [p.stat().st_size for p in photos[:args.photos]]
-    print(f"photos: {args.photos} x 4000x3000 JPEG, {min(sizes) / 1e6:.1f}-{max(sizes) / 1e6:.1f} MB "
-          f"(mean {statistics.mean(sizes) / 1e6:.1f} MB), in {photos[0].parent}")
+    sizes = [p.stat().st_size for p in photos[: args.photos]]
+    print(
+        f"photos: {args.photos} x 4000x3000 JPEG, {min(sizes) / 1e6:.1f}-{max(sizes) / 1e6:.1f} MB "
+        f"(mean {statistics.mean(sizes) / 1e6:.1f} MB), in {photos[0].parent}"
+    )
     onnx_cache_dir()
 
-    from tagger.tagging import decode_workers
+    from tagger.inference.pipeline import decode_workers
 
     engine = open_app_engine()
     workers = decode_workers(engine)
     print(f"engine: {engine.describe()}, batch {engine.preferred_batch_size}; decode threads: {workers}")
 
-    throughput_photos = photos[:args.photos]
+    throughput_photos = photos[: args.photos]
     tag_runs: list[TagRun] = []
     decode_runs: list[PartRun] = []
     model_runs: list[PartRun] = []
@@ -331,18 +381,22 @@ def main() -> None:
     for round_number in range(1, args.rounds + 1):
         library = build_library("tagging-throughput", throughput_photos)
         tag_runs.append(run_tagger_tag(library, len(throughput_photos)))
-        in_process_runs.append(measure_tagging_in_process(build_library("tagging-in-process", throughput_photos),
-                                                          engine))
+        in_process_runs.append(
+            measure_tagging_in_process(build_library("tagging-in-process", throughput_photos), engine)
+        )
         decode_run, tensors = measure_decode(throughput_photos, engine, workers)
         decode_runs.append(decode_run)
         model_runs.append(measure_model(engine, tensors))
-        print(f"round {round_number}: tagger tag {tag_runs[-1].ips:.1f}/s, decode {decode_runs[-1].ips:.1f}/s, "
-              f"model {model_runs[-1].ips:.1f}/s (load average {os.getloadavg()[0]:.1f})", flush=True)
+        print(
+            f"round {round_number}: tagger tag {tag_runs[-1].ips:.1f}/s, decode {decode_runs[-1].ips:.1f}/s, "
+            f"model {model_runs[-1].ips:.1f}/s (load average {os.getloadavg()[0]:.1f})",
+            flush=True,
+        )
 
     small = build_library("tagging-48", photos[:SPEEDUP_PHOTOS])
     small_run = run_tagger_tag(small, SPEEDUP_PHOTOS)
     tag_runs_all = [*tag_runs, small_run]
-    naive = run_naive(photos[:args.naive_photos])
+    naive = run_naive(photos[: args.naive_photos])
 
     best_tag = max(tag_runs, key=lambda r: r.ips)
     best_decode = max(decode_runs, key=lambda r: r.ips)
@@ -359,56 +413,77 @@ def main() -> None:
     cpu_model = 1000 * min(r.cpu_s for r in model_runs) / args.photos
 
     print()
-    print(f"end to end (tagger tag, {args.photos} photos): {end_to_end_ips:.1f} photos/s "
-          f"[{', '.join(f'{r.ips:.1f}' for r in tag_runs)}]; {best_tag.engine}; "
-          f"{best_tag.ips_with_start:.1f} photos/s counting the model's start ({best_tag.model_ready_s:.2f} s)")
+    print(
+        f"end to end (tagger tag, {args.photos} photos): {end_to_end_ips:.1f} photos/s "
+        f"[{', '.join(f'{r.ips:.1f}' for r in tag_runs)}]; {best_tag.engine}; "
+        f"{best_tag.ips_with_start:.1f} photos/s counting the model's start ({best_tag.model_ready_s:.2f} s)"
+    )
     best_in_process = max(in_process_runs, key=lambda r: r.ips)
-    print(f"  the same in this process, engine started: {best_in_process.ips:.1f} photos/s "
-          f"[{', '.join(f'{r.ips:.1f}' for r in in_process_runs)}] = {best_in_process.ips / bound:.2f} of the bound; "
-          f"{cpu_tag:.1f} CPU ms/photo")
-    print(f"decode alone ({workers} threads):             {decode_ips:.1f} photos/s "
-          f"[{', '.join(f'{r.ips:.1f}' for r in decode_runs)}]; {cpu_decode:.1f} CPU ms/photo")
-    print(f"model alone (batch {engine.preferred_batch_size}):                  {model_ips:.1f} photos/s "
-          f"[{', '.join(f'{r.ips:.1f}' for r in model_runs)}]; {cpu_model:.1f} CPU ms/photo")
-    print(f"naive (full decode, torchvision, eager torch): {naive.steady_ips:.1f} photos/s over {naive.photos}; "
-          f"{naive.cpu_ms_per_photo:.0f} CPU ms/photo; start-up {naive.startup_s:.1f} s")
+    print(
+        f"  the same in this process, engine started: {best_in_process.ips:.1f} photos/s "
+        f"[{', '.join(f'{r.ips:.1f}' for r in in_process_runs)}] = {best_in_process.ips / bound:.2f} of the bound; "
+        f"{cpu_tag:.1f} CPU ms/photo"
+    )
+    print(
+        f"decode alone ({workers} threads):             {decode_ips:.1f} photos/s "
+        f"[{', '.join(f'{r.ips:.1f}' for r in decode_runs)}]; {cpu_decode:.1f} CPU ms/photo"
+    )
+    print(
+        f"model alone (batch {engine.preferred_batch_size}):                  {model_ips:.1f} photos/s "
+        f"[{', '.join(f'{r.ips:.1f}' for r in model_runs)}]; {cpu_model:.1f} CPU ms/photo"
+    )
+    print(
+        f"naive (full decode, torchvision, eager torch): {naive.steady_ips:.1f} photos/s over {naive.photos}; "
+        f"{naive.cpu_ms_per_photo:.0f} CPU ms/photo; start-up {naive.startup_s:.1f} s"
+    )
     print(f"end to end / min(decode, model) = {ratio:.2f}: {verdict(ratio, 0.8, at_least=True)}")
     if machine.gpu is None:
         idle_ratio = (cpu_decode if decode_ips <= model_ips else cpu_model) / cpu_tag
         print(f"  on CPU time (the ratio an idle machine would give when both use every core): {idle_ratio:.2f}")
     print(f"end to end / naive = {end_to_end_ips / naive.steady_ips:.1f}x")
-    print(f"48 photos, start-up counted: tagger tag {small_run.wall_s:.1f} s, naive {naive.mark_s:.1f} s: "
-          f"{speedup_48:.1f}x {verdict(speedup_48, 3, at_least=True)}")
-    print(f"start-up to first result: {startup_s:.2f} s "
-          f"[{', '.join(f'{r.first_result_s:.2f}' for r in tag_runs_all)}] {verdict(startup_s, 2, at_least=False)}")
+    print(
+        f"48 photos, start-up counted: tagger tag {small_run.wall_s:.1f} s, naive {naive.mark_s:.1f} s: "
+        f"{speedup_48:.1f}x {verdict(speedup_48, 3, at_least=True)}"
+    )
+    print(
+        f"start-up to first result: {startup_s:.2f} s "
+        f"[{', '.join(f'{r.first_result_s:.2f}' for r in tag_runs_all)}] {verdict(startup_s, 2, at_least=False)}"
+    )
 
     by_device = {}
     if args.compare_devices and machine.gpu is not None:
         print(f"\n`tagger tag` over {args.compare_devices} photos, by device:")
         by_device = compare_devices(camera_photo_copies(photos, args.compare_devices))
 
-    emit_json("tagging", {
-        "end_to_end_ips": round(end_to_end_ips, 2),
-        "decode_ips": round(decode_ips, 2),
-        "model_ips": round(model_ips, 2),
-        "naive_ips": round(naive.steady_ips, 2),
-        "end_to_end_vs_bound": round(ratio, 3),
-        "end_to_end_with_start_ips": round(best_tag.ips_with_start, 2),
-        "in_process_ips": round(best_in_process.ips, 2),
-        "in_process_vs_bound": round(best_in_process.ips / bound, 3),
-        "speedup_vs_naive_48": round(speedup_48, 2),
-        "startup_s": round(startup_s, 3),
-        "cpu_ms_per_photo": {"end_to_end": round(cpu_tag, 1), "decode": round(cpu_decode, 1),
-                             "model": round(cpu_model, 1), "naive": round(naive.cpu_ms_per_photo, 1)},
-        "photos": args.photos,
-        "rounds": args.rounds,
-        "decode_threads": workers,
-        "engine": best_tag.engine,
-        "device": machine.gpu or machine.cpu,
-        "cores": machine.cores,
-        "load_average_1min": round(os.getloadavg()[0], 2),
-        **({"by_device": by_device} if by_device else {}),
-    })
+    emit_json(
+        "tagging",
+        {
+            "end_to_end_ips": round(end_to_end_ips, 2),
+            "decode_ips": round(decode_ips, 2),
+            "model_ips": round(model_ips, 2),
+            "naive_ips": round(naive.steady_ips, 2),
+            "end_to_end_vs_bound": round(ratio, 3),
+            "end_to_end_with_start_ips": round(best_tag.ips_with_start, 2),
+            "in_process_ips": round(best_in_process.ips, 2),
+            "in_process_vs_bound": round(best_in_process.ips / bound, 3),
+            "speedup_vs_naive_48": round(speedup_48, 2),
+            "startup_s": round(startup_s, 3),
+            "cpu_ms_per_photo": {
+                "end_to_end": round(cpu_tag, 1),
+                "decode": round(cpu_decode, 1),
+                "model": round(cpu_model, 1),
+                "naive": round(naive.cpu_ms_per_photo, 1),
+            },
+            "photos": args.photos,
+            "rounds": args.rounds,
+            "decode_threads": workers,
+            "engine": best_tag.engine,
+            "device": machine.gpu or machine.cpu,
+            "cores": machine.cores,
+            "load_average_1min": round(os.getloadavg()[0], 2),
+            **({"by_device": by_device} if by_device else {}),
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -12,14 +12,12 @@ GUI_COMMANDS = {"gui"}
 
 def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
-    wants_gui = not args or args[0] in GUI_COMMANDS or (
-        args[0] == "--library" and len(args) == 2
-    )
+    wants_gui = not args or args[0] in GUI_COMMANDS or (args[0] == "--library" and len(args) == 2)
     if wants_gui:
         from tagger.gui.app import run
 
         return run(args[1:] if args and args[0] == "gui" else args)
-    from tagger.cli import main as cli_main
+    from tagger.cli.main import main as cli_main
 
     return cli_main(args)
 

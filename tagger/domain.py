@@ -6,7 +6,6 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
-
 DEFAULT_CLASSES: tuple[str, ...] = ("dog", "elephant", "other")
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tagger.cli import main
+from tagger.cli.main import main
 
 PHOTOS = Path(__file__).resolve().parent / "data" / "photos"
 
@@ -130,14 +130,15 @@ def test_suspects_and_explain(tagger, tmp_path):
 
 def label_by_folder(tagger, dog_label: str = "dog") -> None:
     for truth in ("dog", "elephant", "other"):
-        code, _, err = tagger("label", *map(str, sorted((PHOTOS / truth).iterdir())), "--as",
-                              dog_label if truth == "dog" else truth)
+        code, _, err = tagger(
+            "label", *map(str, sorted((PHOTOS / truth).iterdir())), "--as", dog_label if truth == "dog" else truth
+        )
         assert code == 0, err
 
 
 def stored_versions_and_features(tmp_path) -> tuple[list[str], int]:
     """The modes of the model versions, and how many photos have features for the current one."""
-    from tagger.library import Library
+    from tagger.library.library import Library
 
     with Library(tmp_path / "library", readonly=True) as library:
         current = library.current_model_version()

@@ -1,7 +1,7 @@
 """Labeling while tagging and training run.
 
 In one process (the GUI's shape): the `Library` is the one writer, on the main thread; the
-tagging or training worker reads through its own read-only connection (`library.reader()`),
+tagging or training worker reads through its own read-only connection (`Library(root, readonly=True)`),
 and the user's labels keep being written meanwhile. None may be lost or overwritten by the
 model, and nobody may see "database is locked".
 
@@ -24,12 +24,14 @@ from pathlib import Path
 
 import pytest
 
-from reliability_helpers import (
+from tagger.domain import LabelSource
+from tagger.errors import LibraryBusyError
+from tagger.library.library import Library
+from tests.helpers.reliability import (
     REPO_ROOT,
     TemplateLibrary,
     assert_clean_failure,
     assert_success,
-    build_template_library,
     cli_argv,
     cli_environment,
     clone_library,
@@ -40,16 +42,8 @@ from reliability_helpers import (
     run_cli,
     train_argv,
 )
-from tagger.domain import LabelSource
-from tagger.library import Library
-from tagger.locking import LibraryBusyError
 
 BUSY_WORDS = ("already open in another Tagger",)
-
-
-@pytest.fixture(scope="session")
-def template(tmp_path_factory: pytest.TempPathFactory) -> TemplateLibrary:
-    return build_template_library(tmp_path_factory.getbasetemp() / "reliability-template")
 
 
 @pytest.fixture
@@ -68,10 +62,10 @@ class ReaderThread(threading.Thread):
         self.errors: list[BaseException] = []
 
     def run(self) -> None:
-        reader = self._library.reader()
+        reader = Library(self._library.root, readonly=True)
         try:
             while not self._stop_requested.is_set():
-                counts = reader.counts()
+                counts = reader.store.counts()
                 assert counts["photos"] == len(reader.photos())
                 self.reads += 1
         except BaseException as error:  # noqa: BLE001 - reported to the test
@@ -108,9 +102,10 @@ DONE = object()
 
 
 def test_labels_written_while_a_worker_tags_are_kept(library_root: Path, tmp_path: Path) -> None:
-    from tagger.engine import OnnxEngine, default_backbone_id
-    from tagger.importer import import_paths
-    from tagger.runner import ModelReady, adopt_model, plan_tagging, run_tagging
+    from tagger.inference.onnx_engine import OnnxEngine
+    from tagger.inference.preprocessing import default_backbone_id
+    from tagger.library.importer import import_paths
+    from tagger.tagging.runner import ModelReady, adopt_model, plan_tagging, run_tagging
 
     new_photos = generate_photos(tmp_path / "new", 48, seed=41)
     library = Library(library_root)
@@ -159,17 +154,18 @@ def test_labels_written_while_a_worker_tags_are_kept(library_root: Path, tmp_pat
 
 
 def test_labels_written_while_a_worker_trains_are_kept(library_root: Path, template: TemplateLibrary) -> None:
-    from tagger.head import Head
-    from tagger.training import register_outcome, train
+    from tagger.classifier.head import Head
+    from tagger.training.retraining import register_outcome, train
 
     library = Library(library_root)
     try:
         current = library.current_model_version()
         photos = [p for p in library.photos() if p.path not in template.user_labels]
-        store = library.reader()
+        reader = Library(library.root, readonly=True)
         results: queue.Queue = queue.Queue()
-        run_in_thread(lambda: train(store, current, library.class_names(), models_dir=library.models_dir,
-                                    mode="quick"), results)
+        run_in_thread(
+            lambda: train(reader, current, library.class_names(), models_dir=library.models_dir, mode="quick"), results
+        )
         expected: dict[str, str] = {}
         outcome = None
         while outcome is None:
@@ -184,7 +180,7 @@ def test_labels_written_while_a_worker_trains_are_kept(library_root: Path, templ
             if isinstance(event, BaseException):
                 raise event
             outcome = event
-        store.close()
+        reader.close()
         assert len(expected) >= 3, "training finished before any label went in: nothing was tested"
         version = register_outcome(library, outcome, make_current=True)
         assert Head.load(library.model_file(version.head_file)).classes == list(version.classes)
@@ -210,8 +206,12 @@ def test_a_second_writer_in_the_same_process_is_refused(library_root: Path) -> N
 def held_library(library_root: Path) -> Iterator[subprocess.Popen]:
     """Another process holding the library open for writing, until the test lets it go."""
     holder = subprocess.Popen(
-        [sys.executable, str(REPO_ROOT / "tests" / "reliability_helpers.py"), "hold", str(library_root)],
-        cwd=REPO_ROOT, env=cli_environment(), stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        [sys.executable, "-m", "tests.helpers.reliability", "hold", str(library_root)],
+        cwd=REPO_ROOT,
+        env=cli_environment(),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         assert holder.stdout.readline().strip() == "ready"
@@ -223,11 +223,19 @@ def held_library(library_root: Path) -> Iterator[subprocess.Popen]:
 
 
 def test_a_second_process_is_refused_but_can_still_read(
-    library_root: Path, held_library: subprocess.Popen, template: TemplateLibrary, tmp_path: Path,
+    library_root: Path,
+    held_library: subprocess.Popen,
+    template: TemplateLibrary,
+    tmp_path: Path,
 ) -> None:
     photo = sorted(template.user_labels)[0]
-    for command in (["label", photo, "--as", "elephant"], ["import", tmp_path], ["tag", "--all"],
-                    ["classes", "add", "cow"], ["train", "--mode", "quick"]):
+    for command in (
+        ["label", photo, "--as", "elephant"],
+        ["import", tmp_path],
+        ["tag", "--all"],
+        ["classes", "add", "cow"],
+        ["train", "--mode", "quick"],
+    ):
         assert_clean_failure(run_cli(library_root, *command), *BUSY_WORDS, f"pid {held_library.pid}")
 
     status = run_cli(library_root, "status", "--json")
@@ -245,20 +253,23 @@ def test_a_second_process_is_refused_but_can_still_read(
     assert inspect_library(library_root, {photo: "elephant"}).ok
 
 
-def test_a_killed_holder_leaves_no_stale_lock(library_root: Path, held_library: subprocess.Popen,
-                                              template: TemplateLibrary) -> None:
+def test_a_killed_holder_leaves_no_stale_lock(
+    library_root: Path, held_library: subprocess.Popen, template: TemplateLibrary
+) -> None:
     held_library.send_signal(signal.SIGKILL)
     held_library.wait(timeout=30)
     photo = sorted(template.user_labels)[0]
     assert_success(run_cli(library_root, "label", photo, "--as", "other"))
 
 
-def frozen_while_holding(argv: list[str], lock_file: Path, *,
-                         working: Callable[[], bool] = lambda: True) -> subprocess.Popen:
+def frozen_while_holding(
+    argv: list[str], lock_file: Path, *, working: Callable[[], bool] = lambda: True
+) -> subprocess.Popen:
     """Start `argv`, wait until it holds the library's lock and `working()` says it is into
     its work, then freeze it there (SIGSTOP)."""
-    process = subprocess.Popen(argv, cwd=REPO_ROOT, env=cli_environment(),
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        argv, cwd=REPO_ROOT, env=cli_environment(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     deadline = time.monotonic() + 120
     while not (lock_holder_is(lock_file, process.pid) and working()):
         if process.poll() is not None or time.monotonic() > deadline:
@@ -291,7 +302,10 @@ def process_state(pid: int) -> str:
 
 @pytest.mark.parametrize("activity", ["tag", "train"])
 def test_labeling_during_a_running_command_is_refused_clearly(
-    library_root: Path, template: TemplateLibrary, tmp_path: Path, activity: str,
+    library_root: Path,
+    template: TemplateLibrary,
+    tmp_path: Path,
+    activity: str,
 ) -> None:
     def always_working() -> bool:  # quick training holds the lock for under a second
         return True
@@ -312,8 +326,9 @@ def test_labeling_during_a_running_command_is_refused_clearly(
     running = frozen_while_holding(argv, library_root / "library.lock", working=working)
     try:
         photo = sorted(template.user_labels)[0]
-        assert_clean_failure(run_cli(library_root, "label", photo, "--as", "elephant"), *BUSY_WORDS,
-                             f"pid {running.pid}")
+        assert_clean_failure(
+            run_cli(library_root, "label", photo, "--as", "elephant"), *BUSY_WORDS, f"pid {running.pid}"
+        )
         # The frozen writer may be inside a transaction: WAL readers are not blocked by it.
         status = run_cli(library_root, "status", "--json", timeout=60)
         assert_success(status)

@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
-from tagger import cpu_runtime
-from tagger import engine as engine_module
-from tagger.cpu_runtime import ONNXRUNTIME, OPENVINO, RUNTIME_VARIABLE, open_runner, preferred_runtime
-from tagger.engine import OnnxEngine, preprocess
-from tagger.head import Head
+from tagger.classifier.head import Head
+from tagger.inference import cpu_runtime
+from tagger.inference.cpu_runtime import ONNXRUNTIME, OPENVINO, RUNTIME_VARIABLE, open_runner, preferred_runtime
+from tagger.inference.onnx_engine import OnnxEngine, onnx_cache_paths
+from tagger.inference.preprocessing import default_backbone_id, preprocess
 
 PHOTOS = Path(__file__).parent / "data" / "photos"
 
@@ -34,7 +34,7 @@ def committed_batch() -> tuple[np.ndarray, list[str]]:
 
 
 def engine_with(runtime: str, onnx_cache: Path) -> OnnxEngine:
-    engine = OnnxEngine.from_cache(onnx_cache, engine_module.default_backbone_id(), runtime=runtime)
+    engine = OnnxEngine.from_cache(onnx_cache, default_backbone_id(), runtime=runtime)
     assert engine is not None
     return engine
 
@@ -44,7 +44,7 @@ def test_both_runtimes_give_the_same_features_and_tags(onnx_cache: Path) -> None
     openvino, onnxruntime = engine_with(OPENVINO, onnx_cache), engine_with(ONNXRUNTIME, onnx_cache)
     assert openvino.describe() == "OpenVINO on CPU" and onnxruntime.describe() == "ONNX Runtime on CPU"
 
-    on_openvino = np.concatenate([openvino.extract(batch[i:i + 4]) for i in range(0, len(batch), 4)])
+    on_openvino = np.concatenate([openvino.extract(batch[i : i + 4]) for i in range(0, len(batch), 4)])
     on_onnxruntime = onnxruntime.extract(batch)
 
     assert on_openvino.dtype == np.float32 and on_openvino.shape == on_onnxruntime.shape
@@ -59,7 +59,7 @@ def test_any_batch_size_gives_the_features_of_one_photo_at_a_time(onnx_cache: Pa
     # OpenVINO runs a graph of fixed batch size: shorter batches are padded, longer split.
     batch, _ = committed_batch()
     engine = engine_with(OPENVINO, onnx_cache)
-    one_by_one = np.concatenate([engine.extract(batch[i:i + 1]) for i in range(len(batch))])
+    one_by_one = np.concatenate([engine.extract(batch[i : i + 1]) for i in range(len(batch))])
     for size in (3, 4, 5, len(batch)):
         assert np.allclose(engine.extract(batch[:size]), one_by_one[:size], atol=1e-5), size
 
@@ -84,7 +84,8 @@ def test_openvino_is_preferred_and_the_environment_can_choose(monkeypatch: pytes
 
 
 def test_onnx_runtime_takes_over_when_openvino_cannot_load_the_graph(
-        onnx_cache: Path, monkeypatch: pytest.MonkeyPatch, caplog) -> None:
+    onnx_cache: Path, monkeypatch: pytest.MonkeyPatch, caplog
+) -> None:
     def broken(*args, **kwargs):
         raise RuntimeError("no CPU plugin")
 
@@ -95,7 +96,7 @@ def test_onnx_runtime_takes_over_when_openvino_cannot_load_the_graph(
 
 
 def test_an_unknown_runtime_is_a_clear_error(onnx_cache: Path) -> None:
-    onnx_file, _ = engine_module.onnx_cache_paths(onnx_cache, engine_module.default_backbone_id())
+    onnx_file, _ = onnx_cache_paths(onnx_cache, default_backbone_id())
     with pytest.raises(ValueError, match="unknown CPU runtime 'tpu'"):
         open_runner(onnx_file, batch=4, runtime="tpu")
 
@@ -106,8 +107,9 @@ forks = []
 real_fork = os.fork
 os.fork = lambda: forks.append(1) or real_fork()
 from pathlib import Path
-from tagger import engine
-tagging = engine.OnnxEngine.from_cache(Path(sys.argv[1]), engine.default_backbone_id(), runtime="openvino")
+from tagger.inference.onnx_engine import OnnxEngine
+from tagger.inference.preprocessing import default_backbone_id
+tagging = OnnxEngine.from_cache(Path(sys.argv[1]), default_backbone_id(), runtime="openvino")
 import numpy as np
 tagging.extract(np.zeros((4, 3, 224, 224), dtype=np.float32))
 print(tagging.describe(), len(forks), sys.modules.get("openvino_telemetry"))
@@ -116,7 +118,8 @@ print(tagging.describe(), len(forks), sys.modules.get("openvino_telemetry"))
 
 def test_openvino_reports_nothing_and_starts_no_process(onnx_cache: Path) -> None:
     # OpenVINO's telemetry sends usage data from a forked process; Tagger turns it off.
-    answer = subprocess.run([sys.executable, "-c", _FORK_WATCH, str(onnx_cache)], capture_output=True,
-                            text=True, timeout=120)
+    answer = subprocess.run(
+        [sys.executable, "-c", _FORK_WATCH, str(onnx_cache)], capture_output=True, text=True, timeout=120
+    )
     assert answer.returncode == 0, answer.stderr
     assert answer.stdout.split() == ["OpenVINO", "on", "CPU", "0", "None"]

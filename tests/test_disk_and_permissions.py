@@ -21,11 +21,12 @@ from pathlib import Path
 
 import pytest
 
-from reliability_helpers import (
+from tagger.library.library import Library
+from tagger.library.store import Store
+from tests.helpers.reliability import (
     TemplateLibrary,
     assert_clean_failure,
     assert_success,
-    build_template_library,
     clone_library,
     fill_disk,
     generate_photos,
@@ -38,16 +39,9 @@ from reliability_helpers import (
     run_cli,
     train_argv,
 )
-from tagger.library import Library
-from tagger.store import Store
 
 DISK_FULL_WORDS = ("disk is full",)
 SMALL_DISK_BYTES = 16 << 20  # the database, the model file and room for one more
-
-
-@pytest.fixture(scope="session")
-def template(tmp_path_factory: pytest.TempPathFactory) -> TemplateLibrary:
-    return build_template_library(tmp_path_factory.getbasetemp() / "reliability-template")
 
 
 @pytest.fixture
@@ -60,8 +54,9 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
 
 
 def unlabeled_photos(template: TemplateLibrary) -> list[str]:
-    return sorted(real_path(p) for p in (template.photos / "generated").glob("*.jpg")
-                  if real_path(p) not in template.user_labels)
+    return sorted(
+        real_path(p) for p in (template.photos / "generated").glob("*.jpg") if real_path(p) not in template.user_labels
+    )
 
 
 def assert_refused_or_done(result, *words: str) -> bool:
@@ -73,7 +68,9 @@ def assert_refused_or_done(result, *words: str) -> bool:
 
 
 def test_a_full_disk_is_a_clear_message_and_loses_nothing(
-    template: TemplateLibrary, small_disk: Path, tmp_path: Path,
+    template: TemplateLibrary,
+    small_disk: Path,
+    tmp_path: Path,
 ) -> None:
     root = clone_library(template, small_disk / "library", cache="bind")
     expected: dict[str, str | None] = dict(template.user_labels)
@@ -85,13 +82,17 @@ def test_a_full_disk_is_a_clear_message_and_loses_nothing(
     # so that the only reason for it to fail is the disk.
     for round_number, leave_bytes in enumerate((0, 64 << 10)):
         filler = fill_disk(small_disk, leave_bytes)
-        labeled = to_label[3 * round_number:3 * round_number + 3]
+        labeled = to_label[3 * round_number : 3 * round_number + 3]
         label = run_cli(root, "label", *labeled, "--as", "elephant")
         refusals += assert_refused_or_done(label, *DISK_FULL_WORDS)
         if label.returncode == 0:
             expected.update(dict.fromkeys(labeled, "elephant"))
-        for command in (["import", new_photos], ["classes", "add", ("cow", "horse")[round_number]], ["tag", "--all"],
-                        ["export", "--format", "csv", "-o", small_disk / "labels.csv"]):
+        for command in (
+            ["import", new_photos],
+            ["classes", "add", ("cow", "horse")[round_number]],
+            ["tag", "--all"],
+            ["export", "--format", "csv", "-o", small_disk / "labels.csv"],
+        ):
             refusals += assert_refused_or_done(run_cli(root, *command), *DISK_FULL_WORDS)
         refusals += assert_refused_or_done(run_argv(train_argv(root)), *DISK_FULL_WORDS)
 
@@ -127,8 +128,12 @@ def test_a_file_size_limit_is_a_clear_message_and_loses_nothing(template: Templa
     def limit_file_size() -> None:
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
 
-    for command in (["classes", "add", "cow"], ["tag", "--all"], ["import", new_photos],
-                    ["label", *to_label[:3], "--as", "dog"]):
+    for command in (
+        ["classes", "add", "cow"],
+        ["tag", "--all"],
+        ["import", new_photos],
+        ["label", *to_label[:3], "--as", "dog"],
+    ):
         result = run_cli(root, *command, preexec_fn=limit_file_size)
         if assert_refused_or_done(result) is False and command[0] == "label":
             expected.update(dict.fromkeys(to_label[:3], "dog"))
@@ -180,7 +185,7 @@ def test_a_write_failing_after_sqlite_rolled_back_reports_the_real_error(tmp_pat
     root = tmp_path / "library"
     photos = generate_photos(tmp_path / "photos", 1, seed=34)
     with Library(root) as library:
-        from tagger.importer import import_paths
+        from tagger.library.importer import import_paths
 
         import_paths(library, [tmp_path / "photos"])
         photo_id = library.photo_by_path(photos[0]).id
@@ -196,7 +201,7 @@ def test_a_failed_commit_does_not_swallow_later_labels(tmp_path: Path) -> None:
     root = tmp_path / "library"
     photos = generate_photos(tmp_path / "photos", 2, seed=33)
     with Library(root) as library:
-        from tagger.importer import import_paths
+        from tagger.library.importer import import_paths
 
         import_paths(library, [tmp_path / "photos"])
         first, second = (library.photo_by_path(p).id for p in photos)
@@ -240,13 +245,21 @@ def readonly_library(template: TemplateLibrary, tmp_path: Path) -> Iterator[Path
 
 
 def test_a_read_only_library_refuses_writes_clearly_and_still_reads(
-    readonly_library: Path, template: TemplateLibrary, tmp_path: Path,
+    readonly_library: Path,
+    template: TemplateLibrary,
+    tmp_path: Path,
 ) -> None:
     root = readonly_library
     database_before = (root / "library.sqlite3").read_bytes()
     to_label = unlabeled_photos(template)
-    for command in (["label", to_label[0], "--as", "dog"], ["import", template.photos], ["tag", "--all"],
-                    ["classes", "add", "cow"], ["export", "--format", "xmp"], ["train", "--mode", "quick"]):
+    for command in (
+        ["label", to_label[0], "--as", "dog"],
+        ["import", template.photos],
+        ["tag", "--all"],
+        ["classes", "add", "cow"],
+        ["export", "--format", "xmp"],
+        ["train", "--mode", "quick"],
+    ):
         assert_clean_failure(run_cli(root, *command), "read-only")
 
     # Reading needs no write access: status, the class list and exports elsewhere still work.
@@ -271,9 +284,9 @@ def test_a_read_only_library_refuses_writes_clearly_and_still_reads(
 def test_the_read_only_fallback_is_only_for_folders_nobody_can_write(tmp_path: Path) -> None:
     """Readers of a writable folder keep the normal (WAL-aware) mode, never `immutable`."""
     with Library(tmp_path / "library") as library:
-        reader = library.reader()
+        reader = Library(library.root, readonly=True)
         try:
-            (uri,) = [row[2] for row in reader.execute("PRAGMA database_list") if row[1] == "main"]
+            (uri,) = [row[2] for row in reader.store._db.execute("PRAGMA database_list") if row[1] == "main"]
             assert "immutable" not in uri
         finally:
             reader.close()

@@ -1,4 +1,4 @@
-"""The GPU engine in a child process (tagger.engine_process), with PyTorch on the CPU playing the GPU.
+"""The GPU engine in a child process (tagger.inference.gpu_process), with PyTorch on the CPU playing the GPU.
 
 CI has no GPU; tests/test_gpu.py runs the same path on a real one.
 """
@@ -15,13 +15,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from process_helpers import HAS_PROC, wait_for_exit
-from tagger.engine import AcceleratorUnavailable, OnnxEngine, default_backbone_id
-from tagger.engine_process import EngineProcessError, GpuEngineRecipe, ProcessEngine
-from tagger.importer import import_paths
-from tagger.library import Library
-from tagger.runner import plan_tagging, run_tagging
-
+from tagger.errors import AcceleratorUnavailable, EngineProcessError
+from tagger.inference.gpu_process import GpuEngineRecipe, ProcessEngine
+from tagger.inference.onnx_engine import OnnxEngine
+from tagger.inference.preprocessing import default_backbone_id
+from tagger.library.importer import import_paths
+from tagger.library.library import Library
+from tagger.tagging.runner import plan_tagging, run_tagging
+from tests.helpers.processes import HAS_PROC, wait_for_exit
 
 REPO = Path(__file__).resolve().parents[1]
 PHOTOS = Path(__file__).parent / "data" / "photos"
@@ -103,7 +104,7 @@ def test_a_child_that_dies_is_reported_not_waited_for() -> None:
 
 _APP_KILLED = """
 import os, signal, sys
-from tagger.engine_process import GpuEngineRecipe, ProcessEngine
+from tagger.inference.gpu_process import GpuEngineRecipe, ProcessEngine
 
 if __name__ == "__main__":
     engine = ProcessEngine.start(GpuEngineRecipe(device="cpu"))
@@ -117,8 +118,14 @@ if __name__ == "__main__":
 def test_the_child_ends_when_the_app_is_killed_and_the_app_never_imports_torch(tmp_path: Path) -> None:
     script = tmp_path / "app.py"
     script.write_text(_APP_KILLED)
-    answer = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300, cwd=REPO,
-                            env={**os.environ, "PYTHONPATH": str(REPO)})
+    answer = subprocess.run(
+        [sys.executable, str(script)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
     assert answer.returncode == -signal.SIGKILL, answer.stderr
     pid, torch_imported = answer.stdout.split()
     assert torch_imported == "False"
@@ -140,12 +147,13 @@ class ClosableExport:
 
 
 @pytest.mark.parametrize("stop_early", [False, True], ids=["run to the end", "abandoned after one batch"])
-def test_a_run_closes_the_engine_it_opened(onnx_cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                           stop_early: bool) -> None:
-    from tagger import runner
+def test_a_run_closes_the_engine_it_opened(
+    onnx_cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stop_early: bool
+) -> None:
+    from tagger.inference import choice
 
     opened = ClosableExport(OnnxEngine.from_cache(onnx_cache, default_backbone_id()))
-    monkeypatch.setattr(runner, "open_engine", lambda *_args: opened)
+    monkeypatch.setattr(choice, "open_engine", lambda *_args: opened)
     with Library(tmp_path / "library") as library:
         import_paths(library, [str(PHOTOS)])
         events = run_tagging(plan_tagging(library))
@@ -166,7 +174,7 @@ def test_a_run_leaves_an_engine_it_was_given_open(onnx_cache: Path, tmp_path: Pa
 
 
 def test_a_run_goes_on_with_the_cpu_engine_when_the_gpu_engine_process_is_killed(onnx_cache: Path) -> None:
-    from tagger.handover_engine import HandoverEngine
+    from tagger.inference.handover import HandoverEngine
 
     export = OnnxEngine.from_cache(onnx_cache, default_backbone_id())
     engine = HandoverEngine(export, lambda: ProcessEngine.start(ON_THE_CPU), batch_size=4)

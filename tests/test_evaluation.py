@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from tagger.evaluation import (
+from tagger.classifier.evaluation import (
     classification_report,
     confusion_matrix,
     evaluate,

@@ -12,17 +12,18 @@ import cv2
 import numpy as np
 import pytest
 
+from tagger.classifier.head import Head
 from tagger.domain import Photo
-from tagger.engine import preprocess
-from tagger.explain_overlay import heatmap_cache_path, load_heatmap, overlay, save_heatmap
-from tagger.head import Head
-from tagger.images import load_array
-from tagger.review import label_issues, out_of_sample_probabilities
+from tagger.errors import ProbeCancelled
+from tagger.explain.overlay import heatmap_cache_path, load_heatmap, overlay, save_heatmap
+from tagger.explain.review import label_issues, out_of_sample_probabilities
+from tagger.images.loader import load_array
+from tagger.inference.preprocessing import preprocess
 
 torch = pytest.importorskip("torch")
-from tagger import explain  # noqa: E402 - needs torch, which importorskip just checked
-from tagger.explain_head import TorchHead  # noqa: E402
-from tagger.explain_probe import ProbeCancelled, probe_sensitivity  # noqa: E402
+from tagger.explain import grad_cam as explain  # noqa: E402 - needs torch, which importorskip just checked
+from tagger.explain.probe import probe_sensitivity  # noqa: E402
+from tagger.explain.torch_head import TorchHead  # noqa: E402
 
 PHOTOS = Path(__file__).parent / "data" / "photos"
 AWKWARD = Path(__file__).parent / "data" / "awkward"
@@ -40,8 +41,9 @@ def backbone():
 
 @pytest.fixture(scope="module")
 def head(backbone) -> Head:
-    return Head.zero_shot(["dog", "elephant", "other"], backbone.imagenet_weight, backbone.imagenet_bias,
-                          backbone_id=backbone.backbone_id)
+    return Head.zero_shot(
+        ["dog", "elephant", "other"], backbone.imagenet_weight, backbone.imagenet_bias, backbone_id=backbone.backbone_id
+    )
 
 
 def pasted(canvas: np.ndarray, photo: Path, top: int, left: int) -> np.ndarray:
@@ -71,8 +73,11 @@ def test_torch_head_computes_the_numpy_heads_logits() -> None:
     rng = np.random.default_rng(0)
     dim = 16
     # "bird" has no ImageNet group: its constant prior must not break the gradient either.
-    head = Head.zero_shot(["dog", "elephant", "bird", "other"], rng.normal(size=(1000, dim)).astype(np.float32),
-                          rng.normal(size=1000).astype(np.float32))
+    head = Head.zero_shot(
+        ["dog", "elephant", "bird", "other"],
+        rng.normal(size=(1000, dim)).astype(np.float32),
+        rng.normal(size=1000).astype(np.float32),
+    )
     head.residual_weight = rng.normal(scale=0.1, size=head.residual_weight.shape).astype(np.float32)
     head.residual_bias = rng.normal(size=4).astype(np.float32)
     head.class_bias = rng.normal(size=4).astype(np.float32)
@@ -172,8 +177,20 @@ def test_heatmap_cache_round_trip(tmp_path) -> None:
 
 
 def test_heatmap_cached_computes_once(tmp_path, monkeypatch, backbone, head) -> None:
-    photo = Photo(id=1, path=str(DOG), content_hash="feedbeef", size_bytes=1, mtime=0.0, width=None,
-                  height=None, format="JPEG", readable=True, error=None, missing=False, added_at=0.0)
+    photo = Photo(
+        id=1,
+        path=str(DOG),
+        content_hash="feedbeef",
+        size_bytes=1,
+        mtime=0.0,
+        width=None,
+        height=None,
+        format="JPEG",
+        readable=True,
+        error=None,
+        missing=False,
+        added_at=0.0,
+    )
     first = explain.heatmap_cached(tmp_path, photo, 3, head, "dog", backbone)
     assert heatmap_cache_path(tmp_path, "feedbeef", 3, "dog").is_file()
 
@@ -218,11 +235,10 @@ def test_probe_can_be_cancelled(backbone, head) -> None:
 
 
 def test_explain_command_writes_an_overlay_without_a_library(tmp_path, backbone) -> None:
-    from tagger.explain_cli import run_explain
+    from tagger.cli.explain import run_explain
 
     output = tmp_path / "out" / "dog.png"
-    args = argparse.Namespace(library=str(tmp_path / "no-library"), path=str(DOG), class_name="dog",
-                              output=str(output))
+    args = argparse.Namespace(library=str(tmp_path / "no-library"), path=str(DOG), class_name="dog", output=str(output))
     assert run_explain(args) == 0
     written = cv2.imread(str(output))
     assert written is not None and written.shape[:2] == load_array(DOG, 448).shape[:2]

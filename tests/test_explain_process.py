@@ -1,4 +1,4 @@
-"""Heatmaps and probes computed by the explainer's child process (tagger.explain_process)."""
+"""Heatmaps and probes computed by the explainer's child process (tagger.explain.process)."""
 
 from __future__ import annotations
 
@@ -14,12 +14,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tagger.explain_overlay import heatmap_cache_path
-from tagger.explain_process import Explainer, ExplanationFailed
-from tagger.head import Head
-from tagger.importer import import_paths
-from tagger.library import Library
-from tagger.runner import tag_library
+from tagger.classifier.head import Head
+from tagger.errors import ExplanationFailed
+from tagger.explain.overlay import heatmap_cache_path
+from tagger.explain.process import Explainer
+from tagger.library.importer import import_paths
+from tagger.library.library import Library
+from tagger.tagging.runner import tag_library
 
 pytest.importorskip("torch")  # the child needs it; this process only to compare
 
@@ -52,7 +53,7 @@ def dog_photo(library: Library):  # noqa: ANN201 - a Photo
 
 
 def test_a_heatmap_is_the_one_computed_here_and_cached(explainer: Explainer, library: Library) -> None:
-    from tagger import explain
+    from tagger.explain import grad_cam as explain
 
     version = library.current_model_version()
     photo = dog_photo(library)
@@ -69,8 +70,8 @@ def test_a_heatmap_is_the_one_computed_here_and_cached(explainer: Explainer, lib
 
 
 def test_a_probe_reports_each_step_and_finds_what_it_finds_here(explainer: Explainer, library: Library) -> None:
-    from tagger.explain import model_for_version
-    from tagger.explain_probe import probe_sensitivity
+    from tagger.explain.grad_cam import model_for_version
+    from tagger.explain.probe import probe_sensitivity
 
     version = library.current_model_version()
     photo = dog_photo(library)
@@ -85,21 +86,24 @@ def test_a_probe_reports_each_step_and_finds_what_it_finds_here(explainer: Expla
     assert np.array_equal(result.original, here.original)
 
 
-def test_a_cancelled_probe_returns_nothing_and_the_next_request_is_answered(explainer: Explainer,
-                                                                            library: Library) -> None:
+def test_a_cancelled_probe_returns_nothing_and_the_next_request_is_answered(
+    explainer: Explainer, library: Library
+) -> None:
     version = library.current_model_version()
     photo = dog_photo(library)
     steps: list[int] = []
 
-    assert explainer.probe(library.root, photo, version, 10, on_step=steps.append,
-                           cancelled=lambda: bool(steps)) is None
+    assert (
+        explainer.probe(library.root, photo, version, 10, on_step=steps.append, cancelled=lambda: bool(steps)) is None
+    )
     assert len(steps) < 10
     heat = explainer.heatmap(library.root, library.cache_dir, photo, version, "dog")
     assert heat is not None and heat.ndim == 2
 
 
-def test_a_failure_in_the_child_is_raised_here_with_its_message(explainer: Explainer, library: Library,
-                                                                 tmp_path: Path) -> None:
+def test_a_failure_in_the_child_is_raised_here_with_its_message(
+    explainer: Explainer, library: Library, tmp_path: Path
+) -> None:
     version = library.current_model_version()
     missing = dataclasses.replace(dog_photo(library), path=str(tmp_path / "gone.jpg"), content_hash=None)
 
@@ -112,16 +116,19 @@ def test_a_failure_in_the_child_is_raised_here_with_its_message(explainer: Expla
     assert explainer.probe(library.root, dog_photo(library), version, 1) is not None  # still answering
 
 
-def test_a_head_for_another_network_is_refused_by_the_child(explainer: Explainer, library: Library,
-                                                            tmp_path: Path) -> None:
+def test_a_head_for_another_network_is_refused_by_the_child(
+    explainer: Explainer, library: Library, tmp_path: Path
+) -> None:
     version = library.current_model_version()
     head = Head.load(library.root / version.head_file)
-    foreign = Head.zero_shot(list(head.classes), np.zeros((1000, 7), np.float32), np.zeros(1000, np.float32),
-                             backbone_id="another-net")
+    foreign = Head.zero_shot(
+        list(head.classes), np.zeros((1000, 7), np.float32), np.zeros(1000, np.float32), backbone_id="another-net"
+    )
     foreign_file = library.models_dir / "foreign-head.safetensors"
     foreign.save(foreign_file)
-    other_version = dataclasses.replace(version, id=version.id + 1000,
-                                        head_file=str(foreign_file.relative_to(library.root)))
+    other_version = dataclasses.replace(
+        version, id=version.id + 1000, head_file=str(foreign_file.relative_to(library.root))
+    )
 
     with pytest.raises(Exception, match="another-net|features|backbone"):
         explainer.heatmap(library.root, library.cache_dir, dog_photo(library), other_version, "dog")
@@ -152,7 +159,7 @@ def test_a_child_that_dies_is_reported_and_the_next_request_starts_another(libra
 
 _APP = """
 import pickle, sys
-from tagger.explain_process import Explainer
+from tagger.explain.process import Explainer
 
 if __name__ == "__main__":
     root, cache_dir, photo, version = pickle.loads(open(sys.argv[1], "rb").read())
@@ -167,9 +174,16 @@ if __name__ == "__main__":
 def test_the_app_never_imports_torch_for_explanations_or_their_results(library: Library, tmp_path: Path) -> None:
     script, request = tmp_path / "app.py", tmp_path / "request.pickle"
     script.write_text(_APP)
-    request.write_bytes(pickle.dumps((library.root, library.cache_dir, dog_photo(library),
-                                      library.current_model_version())))
-    answer = subprocess.run([sys.executable, str(script), str(request)], capture_output=True,
-                            text=True, timeout=300, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
+    request.write_bytes(
+        pickle.dumps((library.root, library.cache_dir, dog_photo(library), library.current_model_version()))
+    )
+    answer = subprocess.run(
+        [sys.executable, str(script), str(request)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
     assert answer.returncode == 0, answer.stderr
     assert answer.stdout.strip().endswith("False")

@@ -10,19 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from library_builders import add_photos, library_with_photos, write_image
-from tagger.cli import main
+from tagger.cli.main import main
+from tagger.common.spreadsheet_csv import spreadsheet_safe, without_spreadsheet_escape
 from tagger.domain import LabelSource
-from tagger.exporting import (
-    CSV_COLUMNS,
-    export_rows,
-    import_label_tree,
-    import_labels_csv,
-    write_csv,
-    write_json,
-)
-from tagger.library import Library
-from tagger.spreadsheet_csv import spreadsheet_safe, without_spreadsheet_escape
+from tagger.exchange.labels import CSV_COLUMNS, export_rows, import_label_tree, import_labels_csv, write_csv, write_json
+from tagger.library.library import Library
+from tests.helpers.builders import add_photos, library_with_photos, write_image
 
 
 def _give_model_label(library: Library, photo_id: int, label: str, confidence: float) -> int:
@@ -45,7 +38,13 @@ def test_csv_has_the_exact_header_and_one_row_per_photo(tmp_path):
     assert lines[0] == "path,label,source,confidence,model_version"
     records = list(csv.DictReader(io.StringIO(output.getvalue())))
     by_name = {record["path"].rsplit("/", 1)[-1]: record for record in records}
-    assert by_name["a.jpg"] == {**by_name["a.jpg"], "label": "dog", "source": "user", "confidence": "", "model_version": ""}
+    assert by_name["a.jpg"] == {
+        **by_name["a.jpg"],
+        "label": "dog",
+        "source": "user",
+        "confidence": "",
+        "model_version": "",
+    }
     assert by_name["b.jpg"]["label"] == "" and by_name["b.jpg"]["source"] == ""
     assert by_name["c.jpg"]["label"] == "elephant" and by_name["c.jpg"]["source"] == "model"
     assert by_name["c.jpg"]["confidence"] == "0.8731" and by_name["c.jpg"]["model_version"] == str(version_id)
@@ -103,8 +102,9 @@ def test_csv_import_reports_unknown_classes_and_missing_photos(tmp_path):
     assert library.photo(ids["b.jpg"]).label is None
     assert "zebra" in summary.describe()
 
-    summary = import_labels_csv(library, io.StringIO("label,path\nzebra,b.jpg\n"),
-                                base_dir=tmp_path / "photos", create_classes=True)
+    summary = import_labels_csv(
+        library, io.StringIO("label,path\nzebra,b.jpg\n"), base_dir=tmp_path / "photos", create_classes=True
+    )
     assert summary.created_classes == ["zebra"] and library.photo(ids["b.jpg"]).label == "zebra"
     library.close()
 
@@ -175,8 +175,10 @@ def test_import_labels_reads_a_csv_whatever_the_spreadsheet_saved_it_as(tmp_path
 
     assert "2 labeled" in capsys.readouterr().out
     with Library(tmp_path / "library", readonly=True) as reopened:
-        assert {Path(p.path).name: p.label for p in reopened.photos()} == {"café.jpg": "dog",
-                                                                          "Ærøskøbing.jpg": "elephant"}
+        assert {Path(p.path).name: p.label for p in reopened.photos()} == {
+            "café.jpg": "dog",
+            "Ærøskøbing.jpg": "elephant",
+        }
 
 
 def test_a_legacy_encoding_is_named_when_it_was_assumed(tmp_path, capsys):
@@ -250,8 +252,9 @@ def test_csv_export_escapes_cells_a_spreadsheet_would_run(tmp_path):
 def test_a_formula_in_someone_elses_csv_never_becomes_a_class(tmp_path):
     library, ids = library_with_photos(tmp_path, {"a.jpg": None, "b.jpg": None, "c.jpg": None})
     text = '"=HYPERLINK(""evil.example"",""click"")",a.jpg\n@SUM(1+1),b.jpg\nhorse,c.jpg\n'
-    summary = import_labels_csv(library, io.StringIO("label,path\n" + text), base_dir=tmp_path / "photos",
-                                create_classes=True)
+    summary = import_labels_csv(
+        library, io.StringIO("label,path\n" + text), base_dir=tmp_path / "photos", create_classes=True
+    )
     assert summary.created_classes == ["horse"]
     assert library.class_names() == ["dog", "elephant", "other", "horse"]
     assert [where for where, why in summary.skipped if "spreadsheet formula" in why] == ["a.jpg", "b.jpg"]

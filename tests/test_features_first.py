@@ -11,23 +11,22 @@ from pathlib import Path
 
 import pytest
 
-from tagger.importer import import_paths
-from tagger.library import Library
-from tagger.runner import extract_labeled_features, labeled_photos_without_features, plan_tagging, tag_library
-from tagger.training import TrainingError, train
+from tagger.errors import TrainingError
+from tagger.library.importer import import_paths
+from tagger.library.library import Library
+from tagger.tagging.runner import extract_labeled_features, labeled_photos_without_features, plan_tagging, tag_library
+from tagger.training.retraining import train
 
 PHOTOS = Path(__file__).resolve().parent / "data" / "photos"
 
 
 @pytest.fixture
-def imported(tmp_path: Path, onnx_cache: Path):
-    """The committed photos imported (not tagged) into a library with the CPU engine ready."""
-    library = Library(tmp_path / "library")
+def imported(library: Library, onnx_cache: Path) -> Library:
+    """The committed photos imported (not tagged) into the library, with the CPU engine ready."""
     for file in onnx_cache.iterdir():
         shutil.copy2(file, library.cache_dir / file.name)
     import_paths(library, [PHOTOS])
-    yield library
-    library.close()
+    return library
 
 
 def label_by_folder(library: Library) -> dict[int, str]:
@@ -51,7 +50,7 @@ def test_import_label_train_with_no_tagging_in_between(imported: Library) -> Non
     assert labeled_photos_without_features(library) == []
     for photo in library.photos():  # features computed; the labels are still the user's own
         assert photo.is_user_labeled and photo.label == labels[photo.id]
-    reader = library.reader()
+    reader = Library(library.root, readonly=True)
     try:
         trained = train(reader, version, library.class_names(), models_dir=library.models_dir)
     finally:
@@ -73,12 +72,13 @@ def test_a_tagging_run_covers_the_labeled_photos_without_features(imported: Libr
     outcome = tag_library(library, device="cpu")
     assert (outcome.tagged, outcome.labeled_features) == (5, 3)
     assert "5 photo(s) tagged" in outcome.describe() and "features computed for 3 photo(s) you labeled" in (
-        outcome.describe())
+        outcome.describe()
+    )
     assert all(library.photo(photo_id).is_user_labeled for photo_id in dogs)
     assert plan_tagging(library).items == ()
 
 
-def test_training_without_any_readable_label_says_so_without_asking_to_tag(tmp_library: Library) -> None:
+def test_training_without_any_readable_label_says_so_without_asking_to_tag(library: Library) -> None:
     with pytest.raises(TrainingError, match="no labeled photos Tagger can read") as raised:
-        train(tmp_library.store, None, tmp_library.class_names(), models_dir=tmp_library.models_dir)
+        train(library, None, library.class_names(), models_dir=library.models_dir)
     assert "tag" not in str(raised.value).replace("Tagger", "")

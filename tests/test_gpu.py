@@ -12,9 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tagger.engine import OnnxEngine, TorchEngine, choose_engine
-from tagger.engine_process import ProcessEngine
-from tagger.head import Head
+from tagger.classifier.head import Head
+from tagger.inference.choice import choose_engine
+from tagger.inference.gpu_process import ProcessEngine
+from tagger.inference.onnx_engine import OnnxEngine
+from tagger.inference.torch_engine import TorchEngine
 
 torch = pytest.importorskip("torch")
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs an NVIDIA GPU with CUDA")
@@ -32,8 +34,8 @@ def committed_photos() -> list[Path]:
 
 
 def prepared_batch() -> np.ndarray:
-    from tagger import images
-    from tagger.engine import preprocess
+    from tagger.images import loader as images
+    from tagger.inference.preprocessing import preprocess
 
     return np.stack([preprocess(images.load_array(p)) for p in committed_photos()])
 
@@ -58,7 +60,7 @@ def test_the_automatic_choice_is_the_gpu(tmp_path: Path) -> None:
 
 
 def test_with_the_export_cached_the_cpu_tags_until_the_gpu_takes_over(onnx_cache: Path) -> None:
-    from tagger.handover_engine import HandoverEngine
+    from tagger.inference.handover import HandoverEngine
 
     engine = choose_engine(None, onnx_cache)
     assert isinstance(engine, HandoverEngine)
@@ -94,21 +96,21 @@ def test_uneven_batches_give_the_features_of_one_big_batch() -> None:
     batch = prepared_batch()
     engine = TorchEngine("cuda")
     whole = engine.extract(batch)
-    pieces = np.concatenate([engine.extract(batch[i:i + 4]) for i in range(0, len(batch), 4)])
+    pieces = np.concatenate([engine.extract(batch[i : i + 4]) for i in range(0, len(batch), 4)])
     assert cosines(whole, pieces).min() >= 0.999
     assert engine.extract(batch[:0]).shape == (0, engine.feature_dim)
 
 
 def test_a_whole_tagging_run_on_the_gpu(tmp_path: Path) -> None:
-    from tagger.importer import import_paths
-    from tagger.library import Library
-    from tagger.runner import tag_library
+    from tagger.library.importer import import_paths
+    from tagger.library.library import Library
+    from tagger.tagging.runner import tag_library
 
     folder = tmp_path / "photos"
     shutil.copytree(PHOTOS, folder)
     broken = folder / "broken.jpg"
     whole = committed_photos()[0].read_bytes()
-    broken.write_bytes(whole[:len(whole) // 3])  # headers intact, so it imports; the scan stops short
+    broken.write_bytes(whole[: len(whole) // 3])  # headers intact, so it imports; the scan stops short
     with Library(tmp_path / "library") as library:
         import_paths(library, [str(folder)])
 
@@ -128,15 +130,17 @@ def test_a_whole_tagging_run_on_the_gpu(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_deep_training_on_the_gpu_gives_a_backbone_the_cpu_can_run(deep_ready_library) -> None:
-    from tagger.deep_training import DeepSettings
-    from tagger.training import load_tuned_engine, register_outcome, train
+    from tagger.inference.tuned_backbone import TunedEngine
+    from tagger.library.library import Library
+    from tagger.training.deep import DeepSettings
+    from tagger.training.retraining import register_outcome, train
 
     library, backbone, batch, features = deep_ready_library
     steps = []
 
     # Default workers: on a GPU the photos are decoded in spawned DataLoader processes.
     outcome = train(
-        library.reader(),
+        Library(library.root, readonly=True),
         library.current_model_version(),
         library.class_names(),
         models_dir=library.models_dir,
@@ -149,8 +153,8 @@ def test_deep_training_on_the_gpu_gives_a_backbone_the_cpu_can_run(deep_ready_li
     assert outcome.mode == "deep" and outcome.backbone_id != backbone.backbone_id
     assert steps and steps[-1][0] == steps[-1][1]
     assert all(np.isfinite(loss) for _, _, loss in steps if loss is not None)
-    on_gpu = load_tuned_engine(outcome.backbone_file, "cuda").extract(batch)
-    on_cpu = load_tuned_engine(outcome.backbone_file, "cpu").extract(batch)
+    on_gpu = TunedEngine(outcome.backbone_file, "cuda").extract(batch)
+    on_cpu = TunedEngine(outcome.backbone_file, "cpu").extract(batch)
     assert not np.allclose(on_cpu, features)  # it did learn something
     assert cosines(on_cpu, on_gpu).min() >= MIN_COSINE
     # A step or two of training may move a borderline photo's tag (the app then judges the
@@ -163,16 +167,21 @@ def test_deep_training_on_the_gpu_gives_a_backbone_the_cpu_can_run(deep_ready_li
 
 @pytest.mark.slow
 def test_deep_training_in_a_child_process_on_the_gpu_leaves_an_onnx_engine(deep_ready_library) -> None:
-    from tagger.deep_training import DeepSettings
-    from tagger.handover_engine import HandoverEngine
-    from tagger.runner import open_engine
-    from tagger.training import load_tuned_engine, register_outcome
-    from tagger.training_process import train_in_child_process
+    from tagger.inference.choice import open_engine
+    from tagger.inference.handover import HandoverEngine
+    from tagger.inference.tuned_backbone import TunedEngine
+    from tagger.training.deep import DeepSettings
+    from tagger.training.process import train_in_child_process
+    from tagger.training.retraining import register_outcome
 
     library, _backbone, batch, _features = deep_ready_library
     outcome = train_in_child_process(
-        library.database_path, library.current_model_version(), library.class_names(),
-        models_dir=library.models_dir, mode="deep", device="cuda",
+        library.root,
+        library.current_model_version(),
+        library.class_names(),
+        models_dir=library.models_dir,
+        mode="deep",
+        device="cuda",
         deep_settings=DeepSettings(epochs=1, batch_size=8, images_per_epoch=16),
     )
     version = register_outcome(library, outcome, make_current=True)
@@ -187,5 +196,5 @@ def test_deep_training_in_a_child_process_on_the_gpu_leaves_an_onnx_engine(deep_
     automatic.close()
     cpu_engine = open_engine("cpu", library.cache_dir, version, library.root)
     assert isinstance(cpu_engine, OnnxEngine) and cpu_engine.backbone_id == outcome.backbone_id
-    reference = load_tuned_engine(outcome.backbone_file, "cpu").extract(batch)
+    reference = TunedEngine(outcome.backbone_file, "cpu").extract(batch)
     assert np.allclose(cpu_engine.extract(batch), reference, atol=1e-3)

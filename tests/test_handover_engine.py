@@ -1,4 +1,4 @@
-"""Tagging on the CPU while the GPU engine starts, then on the GPU (tagger.handover_engine).
+"""Tagging on the CPU while the GPU engine starts, then on the GPU (tagger.inference.handover).
 
 Stand-in engines play the GPU here (CI has none; tests/test_gpu.py runs the real one), and
 the real ONNX engine plays the CPU where the choice of engine is tested.
@@ -14,11 +14,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from process_helpers import HAS_PROC, is_running
-from tagger import engine as engine_module
-from tagger.engine import AcceleratorUnavailable, OnnxEngine, Preprocessing, choose_engine
-from tagger.engine_process import EngineProcessError
-from tagger.handover_engine import HandoverEngine
+from tagger.errors import AcceleratorUnavailable, EngineProcessError
+from tagger.inference import choice
+from tagger.inference.choice import choose_engine
+from tagger.inference.handover import HandoverEngine
+from tagger.inference.onnx_engine import OnnxEngine
+from tagger.inference.preprocessing import Preprocessing, default_backbone_id
+from tests.helpers.processes import HAS_PROC, is_running
 
 REPO = Path(__file__).resolve().parents[1]
 PHOTOS = Path(__file__).parent / "data" / "photos"
@@ -57,6 +59,7 @@ class ClosableEngine(ConstantEngine):
 
 def ready_when(release: threading.Event, gpu: ConstantEngine):  # noqa: ANN201 - a loader
     """A loader whose GPU engine is ready once `release` is set, as a real one is after seconds."""
+
     def load() -> ConstantEngine:
         release.wait(10)
         return gpu
@@ -111,8 +114,9 @@ def test_no_gpu_after_all_is_quiet(caplog) -> None:
     assert engine.describe() == "CPU engine" and not caplog.records
 
 
-@pytest.mark.parametrize("gpu", [ConstantEngine(2.0, "other net", backbone_id="other"),
-                                 ConstantEngine(2.0, "wider net", feature_dim=4)])
+@pytest.mark.parametrize(
+    "gpu", [ConstantEngine(2.0, "other net", backbone_id="other"), ConstantEngine(2.0, "wider net", feature_dim=4)]
+)
 def test_a_gpu_engine_that_runs_another_network_is_not_handed_over_to(gpu: ConstantEngine) -> None:
     engine = HandoverEngine(ConstantEngine(1.0, "CPU engine"), lambda: gpu, batch_size=64)
     assert engine.wait_for_accelerator(timeout_s=10) is None
@@ -131,8 +135,9 @@ def never_called() -> ConstantEngine:
     raise AssertionError("the GPU engine was started")
 
 
-def tag_in_batches(engine: HandoverEngine, clock: FakeClock, batches: int, *, size: int = 10,
-                   seconds_each: float = 0.5) -> None:
+def tag_in_batches(
+    engine: HandoverEngine, clock: FakeClock, batches: int, *, size: int = 10, seconds_each: float = 0.5
+) -> None:
     for _ in range(batches):
         clock.now += seconds_each
         engine.extract(batch(size))
@@ -159,17 +164,20 @@ def test_a_long_run_starts_the_gpu_once_the_cpus_pace_is_known() -> None:
     assert engine.describe().endswith("(PyTorch on the GPU if the run is long)")  # pace not known yet
     tag_in_batches(engine, clock, 1)  # a second of batches after the first
 
-    assert engine.describe() in ("CPU engine while PyTorch starts on the GPU", "GPU engine (the first 30 on CPU engine)")
+    assert engine.describe() in (
+        "CPU engine while PyTorch starts on the GPU",
+        "GPU engine (the first 30 on CPU engine)",
+    )
     assert engine.wait_for_accelerator(timeout_s=10) is gpu and not engine.gpu_declined
     assert (engine.extract(batch()) == 2.0).all()
 
 
 def test_a_tagging_run_tells_the_engine_how_many_photos_it_will_decode(onnx_cache: Path, tmp_path: Path) -> None:
-    from tagger.importer import import_paths
-    from tagger.library import Library
-    from tagger.runner import tag_library
+    from tagger.library.importer import import_paths
+    from tagger.library.library import Library
+    from tagger.tagging.runner import tag_library
 
-    cpu = OnnxEngine.from_cache(onnx_cache, engine_module.default_backbone_id())
+    cpu = OnnxEngine.from_cache(onnx_cache, default_backbone_id())
     engine = HandoverEngine(cpu, never_called, batch_size=64)
     told = []
     engine.expect_photos = told.append  # type: ignore[method-assign]
@@ -182,9 +190,9 @@ def test_a_tagging_run_tells_the_engine_how_many_photos_it_will_decode(onnx_cach
 @pytest.fixture
 def driver_but_no_usable_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
     """A machine with an NVIDIA driver but no GPU that PyTorch can use (whatever this one has)."""
-    from tagger import model
+    from tagger.inference import backbone as model
 
-    monkeypatch.setattr(engine_module, "accelerator_may_exist", lambda: True)
+    monkeypatch.setattr(choice, "accelerator_may_exist", lambda: True)
     cpu = model.pick_device("cpu")
     monkeypatch.setattr(model, "pick_device", lambda preference=None: cpu)
     # The GPU engine starts in a child process, which sees the environment, not the patch.
@@ -193,7 +201,7 @@ def driver_but_no_usable_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.mark.usefixtures("driver_but_no_usable_gpu")
 def test_the_automatic_choice_on_a_possible_gpu_machine_tags_with_the_export_at_once(onnx_cache: Path) -> None:
-    reference = OnnxEngine.from_cache(onnx_cache, engine_module.default_backbone_id())
+    reference = OnnxEngine.from_cache(onnx_cache, default_backbone_id())
 
     chosen = choose_engine(None, onnx_cache)
 
@@ -214,15 +222,15 @@ def test_without_the_export_a_possible_gpu_machine_waits_for_pytorch(tmp_path: P
 _SHORT_RUN = """
 import multiprocessing, sys, time
 from pathlib import Path
-from tagger import engine
-from tagger.importer import import_paths
-from tagger.library import Library
-from tagger.runner import tag_library
+from tagger.inference import choice
+from tagger.library.importer import import_paths
+from tagger.library.library import Library
+from tagger.tagging.runner import tag_library
 
-engine.accelerator_may_exist = lambda: True
+choice.accelerator_may_exist = lambda: True
 with Library(Path(sys.argv[1])) as library:
     import_paths(library, [sys.argv[2]])
-    chosen = engine.choose_engine(None, library.cache_dir)
+    chosen = choice.choose_engine(None, library.cache_dir)
     chosen.start_accelerator()  # as a long run would: the GPU engine is still starting when this one ends
     deadline = time.monotonic() + 30
     while not multiprocessing.active_children() and time.monotonic() < deadline:
@@ -239,8 +247,13 @@ def test_a_run_that_ends_while_the_gpu_engine_is_starting_exits_cleanly(onnx_cac
     (library / "cache").mkdir(parents=True)
     for file in onnx_cache.iterdir():
         (library / "cache" / file.name).write_bytes(file.read_bytes())
-    answer = subprocess.run([sys.executable, "-c", _SHORT_RUN, str(library), str(PHOTOS)],
-                            capture_output=True, text=True, timeout=300, cwd=REPO)
+    answer = subprocess.run(
+        [sys.executable, "-c", _SHORT_RUN, str(library), str(PHOTOS)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO,
+    )
     assert answer.returncode == 0, answer.stderr
     tagged, torch_imported, children, description = answer.stdout.strip().split("|")
     assert int(tagged) == len(list(PHOTOS.glob("*/*.jpg")))

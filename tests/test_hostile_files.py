@@ -27,17 +27,18 @@ from pathlib import Path
 
 import pytest
 
-from library_builders import library_with_photos, sha256_of, write_image
-from reliability_helpers import assert_clean_failure, run_cli
-from tagger import cli, images
-from tagger.importer import import_paths
-from tagger.library import Library, LibraryError
-from tagger.paths import normalise_path
-from tagger.safe_files import UnsafeFileError, open_regular, read_regular
-from tagger.sorting import apply_sort, plan_sort
-from tagger.store import StoreError
-from tagger.xmp import apply_xmp_changes, plan_xmp_changes
-from tagger.xmp_document import MAX_XMP_BYTES
+from tagger.cli import main as cli
+from tagger.common.paths import normalise_path
+from tagger.common.safe_files import open_regular, read_regular
+from tagger.errors import LibraryError, StoreError, UnsafeFileError
+from tagger.exchange.sorting import apply_sort, plan_sort
+from tagger.exchange.xmp import apply_xmp_changes, plan_xmp_changes
+from tagger.exchange.xmp_document import MAX_XMP_BYTES
+from tagger.images import loader as images
+from tagger.library.importer import import_paths
+from tagger.library.library import Library
+from tests.helpers.builders import library_with_photos, sha256_of, write_image
+from tests.helpers.reliability import assert_clean_failure, run_cli
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="symlinks, FIFOs and devices as POSIX has them")
 
@@ -121,8 +122,9 @@ def test_a_lock_file_with_another_name_elsewhere_is_not_truncated(tmp_path: Path
     assert victim.read_text() == VICTIM_TEXT
 
 
-@pytest.mark.parametrize("name", ["library.sqlite3-wal", "library.sqlite3-shm", "library.sqlite3-journal",
-                                  "library.sqlite3"])
+@pytest.mark.parametrize(
+    "name", ["library.sqlite3-wal", "library.sqlite3-shm", "library.sqlite3-journal", "library.sqlite3"]
+)
 @pytest.mark.parametrize("readonly", [False, True], ids=["writer", "reader"])
 def test_linked_database_files_are_refused(tmp_path: Path, victim: Path, name: str, readonly: bool) -> None:
     root = tmp_path / "library"
@@ -198,8 +200,9 @@ def test_export_to_a_device_keeps_the_device(small_library: Path, tmp_path: Path
     assert stat.S_ISCHR(os.lstat(null).st_mode)
 
 
-def test_export_through_a_symlink_writes_its_target_and_keeps_the_link(small_library: Path, tmp_path: Path,
-                                                                     capsys) -> None:
+def test_export_through_a_symlink_writes_its_target_and_keeps_the_link(
+    small_library: Path, tmp_path: Path, capsys
+) -> None:
     target = tmp_path / "exports" / "labels.csv"
     target.parent.mkdir()
     target.write_text("old\n")
@@ -422,18 +425,19 @@ def test_a_file_put_at_a_moved_photos_old_name_later_is_kept(tmp_path: Path, lat
     assert source.is_file() and destination.is_file()
 
 
-def test_a_failed_xmp_write_is_named_with_its_reason(small_library: Path, tmp_path: Path, capsys,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    import tagger.xmp
+def test_a_failed_xmp_write_is_named_with_its_reason(
+    small_library: Path, tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import tagger.exchange.xmp
 
-    real_write = tagger.xmp.write_user_file
+    real_write = tagger.exchange.xmp.write_user_file
 
     def refuse_a(path, data):
         if Path(path).name == "a.xmp":
             raise OSError(errno.ENOSPC, "No space left on device", str(path))
         return real_write(path, data)
 
-    monkeypatch.setattr(tagger.xmp, "write_user_file", refuse_a)
+    monkeypatch.setattr(tagger.exchange.xmp, "write_user_file", refuse_a)
     code, out, err = run_main(capsys, "--library", small_library, "export", "--format", "xmp")
     assert code == 1
     assert "1 failed" in out
@@ -441,8 +445,7 @@ def test_a_failed_xmp_write_is_named_with_its_reason(small_library: Path, tmp_pa
     assert len(failures) == 1 and "a.xmp" in failures[0] and "No space left on device" in failures[0], out
 
 
-def test_dry_runs_work_while_another_tagger_has_the_library_open(small_library: Path, tmp_path: Path,
-                                                                  capsys) -> None:
+def test_dry_runs_work_while_another_tagger_has_the_library_open(small_library: Path, tmp_path: Path, capsys) -> None:
     with Library(small_library):
         code, out, err = run_main(capsys, "--library", small_library, "export", "--format", "xmp", "--dry-run")
         assert code == 0, err
@@ -472,18 +475,18 @@ def folder_with_a_link_out(tmp_path: Path) -> tuple[Path, Path]:
     return photos, system
 
 
-def test_links_out_of_the_chosen_folder_are_not_followed(tmp_library: Library, folder_with_a_link_out) -> None:
+def test_links_out_of_the_chosen_folder_are_not_followed(library: Library, folder_with_a_link_out) -> None:
     photos, _system = folder_with_a_link_out
-    summary = import_paths(tmp_library, [photos])
+    summary = import_paths(library, [photos])
     assert sorted(Path(path).name for path in summary.added) == ["inner.jpg", "mine.jpg"]
     reported = {Path(path).name: why for path, why in summary.unreadable}
     assert set(reported) == {"usr", "linked.png"}
     assert all("outside" in why and "--follow-links" in why for why in reported.values())
 
 
-def test_links_out_are_followed_when_asked(tmp_library: Library, folder_with_a_link_out) -> None:
+def test_links_out_are_followed_when_asked(library: Library, folder_with_a_link_out) -> None:
     photos, _system = folder_with_a_link_out
-    summary = import_paths(tmp_library, [photos], follow_links=True)
+    summary = import_paths(library, [photos], follow_links=True)
     assert len(summary.added) == 5 and not summary.unreadable
 
 

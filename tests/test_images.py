@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import json
+import os
 import struct
 import subprocess
 import sys
@@ -17,9 +17,16 @@ import numpy as np
 import pytest
 from PIL import ExifTags, Image
 
-from image_bombs import gif_with_a_huge_screen, jpeg_declaring, lossless_webp, sixteen_bit_png, write_bombs
-from tagger import images
-from tagger.images import ImageInfo, UnreadableImage, check_complete, load_array, load_rgb, probe, sniff_format
+from tagger.errors import UnreadableImage
+from tagger.images import loader as images
+from tagger.images.loader import ImageInfo, check_complete, load_array, load_rgb, probe, sniff_format
+from tests.helpers.image_bombs import (
+    gif_with_a_huge_screen,
+    jpeg_declaring,
+    lossless_webp,
+    sixteen_bit_png,
+    write_bombs,
+)
 
 RED = (220, 30, 30)
 BLUE = (30, 30, 220)
@@ -62,8 +69,12 @@ def spy_on_decoded_size(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, int]
 
 
 @pytest.mark.parametrize(
-    "name", ["python-pillow__hopper_orientation_6.jpg", "python-pillow__hopper_orientation_8.jpg",
-             "python-pillow__hopper_orientation_6.webp"],
+    "name",
+    [
+        "python-pillow__hopper_orientation_6.jpg",
+        "python-pillow__hopper_orientation_8.jpg",
+        "python-pillow__hopper_orientation_6.webp",
+    ],
 )
 def test_exif_rotated_files_come_out_upright(awkward_path, name):
     upright = Image.open(awkward_path("python-pillow__hopper.png"))
@@ -72,8 +83,14 @@ def test_exif_rotated_files_come_out_upright(awkward_path, name):
 
 
 @pytest.mark.parametrize(
-    "name", ["python-pillow__hopper.gif", "python-pillow__hopper.bmp", "python-pillow__hopper.tif",
-             "python-pillow__hopper.webp", "python-pillow__hopper_gray.jpg"],
+    "name",
+    [
+        "python-pillow__hopper.gif",
+        "python-pillow__hopper.bmp",
+        "python-pillow__hopper.tif",
+        "python-pillow__hopper.webp",
+        "python-pillow__hopper_gray.jpg",
+    ],
 )
 def test_other_formats_of_the_same_picture_agree(awkward_path, name):
     reference = Image.open(awkward_path("python-pillow__hopper.png"))
@@ -141,15 +158,20 @@ def test_every_committed_image_probes_and_loads(awkward_path):
 # -- orientation -------------------------------------------------------------------------
 
 CORNER_AFTER_UPRIGHTING = {
-    1: "top left", 2: "top right", 3: "bottom right", 4: "bottom left",
-    5: "top left", 6: "top right", 7: "bottom right", 8: "bottom left",
+    1: "top left",
+    2: "top right",
+    3: "bottom right",
+    4: "bottom left",
+    5: "top left",
+    6: "top right",
+    7: "bottom right",
+    8: "bottom left",
 }
 
 
 @pytest.mark.parametrize("orientation", range(1, 9))
 def test_every_exif_orientation(make_image, orientation):
-    path = make_image("turned.jpg", size=(80, 40), color=BLUE, top_left_color=RED,
-                      orientation=orientation, quality=95)
+    path = make_image("turned.jpg", size=(80, 40), color=BLUE, top_left_color=RED, orientation=orientation, quality=95)
     sideways = orientation >= 5
     expected_size = (40, 80) if sideways else (80, 40)
     assert (probe(path).width, probe(path).height) == expected_size
@@ -158,8 +180,10 @@ def test_every_exif_orientation(make_image, orientation):
     assert loaded.size == expected_size
     width, height = loaded.size
     corners = {
-        "top left": (3, 3), "top right": (width - 4, 3),
-        "bottom left": (3, height - 4), "bottom right": (width - 4, height - 4),
+        "top left": (3, 3),
+        "top right": (width - 4, 3),
+        "bottom left": (3, height - 4),
+        "bottom right": (width - 4, height - 4),
     }
     red_corners = [name for name, xy in corners.items() if is_close(loaded.getpixel(xy), RED)]
     assert red_corners == [CORNER_AFTER_UPRIGHTING[orientation]]
@@ -239,8 +263,7 @@ def test_bilevel_image_becomes_rgb(make_image):
 
 
 def test_heic_from_a_phone(make_image):
-    path = make_image("phone.heic", size=(64, 32), color=RED, orientation=6,
-                      datetime_original="2021:05:06 07:08:09")
+    path = make_image("phone.heic", size=(64, 32), color=RED, orientation=6, datetime_original="2021:05:06 07:08:09")
     info = probe(path)
     assert (info.width, info.height, info.format) == (32, 64, "HEIF")
     assert info.taken_at == datetime(2021, 5, 6, 7, 8, 9).timestamp()
@@ -391,7 +414,7 @@ def test_permission_denied(make_image, monkeypatch):
         return real_os_open(file, *args, **kwargs)
 
     # Tests run as root, for whom chmod 000 changes nothing: refuse at os.open() instead,
-    # which tagger.safe_files opens photos with.
+    # which tagger.common.safe_files opens photos with.
     monkeypatch.setattr(os, "open", refusing_open)
     with pytest.raises(UnreadableImage, match=r"^permission denied$"):
         load_rgb(path)
@@ -508,11 +531,11 @@ def test_loaded_image_is_independent_of_the_file(make_image):
 
 _BOMB_REFUSALS = {
     "sixteen-bit.png": r"^image too large to decode safely \(14000 x 14000 pixels need about \d[\d.]* GB; "
-                       r"limit 256 MB for a file of 372 KB\)$",
+    r"limit 256 MB for a file of 372 KB\)$",
     "lossless.webp": r"^image too large to decode safely \(14000 x 14000 pixels need about \d[\d.]* GB; "
-                     r"limit 256 MB for a file of 32 bytes\)$",
+    r"limit 256 MB for a file of 32 bytes\)$",
     "huge-screen.gif": r"^image too large to decode safely \(14000 x 14000 pixels need about \d[\d.]* GB; "
-                       r"limit 256 MB for a file of 37 bytes\)$",
+    r"limit 256 MB for a file of 37 bytes\)$",
     "liar.jpg": r"^truncated or corrupt JPEG \(632 bytes cannot hold 14000 x 14000 pixels\)$",
 }
 
@@ -521,7 +544,7 @@ _BOMB_REFUSALS = {
 # inherits pytest's ru_maxrss across exec, while VmHWM starts afresh with the new program.
 _DECODE_AND_MEASURE = """
 import json, sys
-from tagger import images
+from tagger.images import loader as images
 
 def peak_bytes():
     with open("/proc/self/status") as status:
@@ -547,8 +570,9 @@ print(json.dumps({"before": before, "peak": peak_bytes(), "outcomes": outcomes})
 def decode_in_a_child(path: Path) -> dict:
     if not Path("/proc/self/status").is_file():
         pytest.skip("measures memory through Linux's /proc")
-    done = subprocess.run([sys.executable, "-c", _DECODE_AND_MEASURE, str(path)], capture_output=True,
-                          text=True, timeout=120, check=True)
+    done = subprocess.run(
+        [sys.executable, "-c", _DECODE_AND_MEASURE, str(path)], capture_output=True, text=True, timeout=120, check=True
+    )
     return json.loads(done.stdout)
 
 
@@ -563,8 +587,11 @@ def test_a_bomb_under_the_pixel_limit_is_refused_with_a_reason(bombs, name):
     reason = _BOMB_REFUSALS[name]
     with pytest.raises(UnreadableImage, match=reason):
         probe(path)  # so the importer marks it unreadable
-    for read in (lambda: load_rgb(path, max_side=256), lambda: images.load_array_for_crop(path, 256),
-                 lambda: load_rgb(path)):
+    for read in (
+        lambda: load_rgb(path, max_side=256),
+        lambda: images.load_array_for_crop(path, 256),
+        lambda: load_rgb(path),
+    ):
         with pytest.raises(UnreadableImage, match=reason):
             read()
 

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from tagger import importer
+from tagger.common.paths import normalise_path
 from tagger.domain import Progress, ScannedFile
-from tagger.importer import ImportRecorder, import_paths, iter_candidate_files, scan, scan_file
-from tagger.paths import normalise_path
+from tagger.library import importer
+from tagger.library.importer import ImportRecorder, import_paths, iter_candidate_files, scan, scan_file
 
 RED = (220, 30, 30)
 BLUE = (30, 30, 220)
@@ -189,8 +189,8 @@ def test_scan_file_of_a_vanished_file_is_skipped(tmp_path):
 # -- importing -------------------------------------------------------------------------------
 
 
-def test_import_nested_folders_with_duplicates(tmp_library, photo_tree):
-    summary = import_paths(tmp_library, [photo_tree])
+def test_import_nested_folders_with_duplicates(library, photo_tree):
+    summary = import_paths(library, [photo_tree])
 
     assert summary.added == [
         real(photo_tree / "no-extension"),
@@ -199,75 +199,75 @@ def test_import_nested_folders_with_duplicates(tmp_library, photo_tree):
     ]
     assert summary.duplicates == [(real(photo_tree / "c" / "copy of red.jpg"), real(photo_tree / "a" / "red.jpg"))]
     assert summary.unreadable == [] and summary.missing == [] and not summary.cancelled
-    blue = tmp_library.photo_by_path(photo_tree / "a" / "b" / "blue.png")
+    blue = library.photo_by_path(photo_tree / "a" / "b" / "blue.png")
     assert (blue.width, blue.height, blue.format, blue.readable) == (64, 48, "PNG", True)
-    assert tmp_library.store.photo_count() == 3
+    assert library.store.photo_count() == 3
 
 
-def test_unreadable_files_are_recorded_and_the_import_goes_on(tmp_library, tmp_path, make_image):
+def test_unreadable_files_are_recorded_and_the_import_goes_on(library, tmp_path, make_image):
     make_image(tmp_path / "in" / "a.jpg", color=RED)
     (tmp_path / "in" / "b.jpg").write_text("this is text")
     make_image(tmp_path / "in" / "c.jpg", color=BLUE)
-    summary = import_paths(tmp_library, [tmp_path / "in"])
+    summary = import_paths(library, [tmp_path / "in"])
     assert len(summary.added) == 2
     assert summary.unreadable == [(real(tmp_path / "in" / "b.jpg"), "not an image (text file)")]
-    photo = tmp_library.photo_by_path(tmp_path / "in" / "b.jpg")
+    photo = library.photo_by_path(tmp_path / "in" / "b.jpg")
     assert (photo.readable, photo.error) == (False, "not an image (text file)")
 
 
-def test_reimport_adds_new_notices_missing_and_follows_moves(tmp_library, tmp_path, make_image):
+def test_reimport_adds_new_notices_missing_and_follows_moves(library, tmp_path, make_image):
     root = tmp_path / "photos"
     make_image(root / "keep.jpg", color=RED)
     make_image(root / "delete.jpg", color=BLUE)
     make_image(root / "old place" / "move.jpg", color=GREEN)
-    first = import_paths(tmp_library, [root])
+    first = import_paths(library, [root])
     assert len(first.added) == 3
-    moved_id = tmp_library.photo_by_path(root / "old place" / "move.jpg").id
+    moved_id = library.photo_by_path(root / "old place" / "move.jpg").id
 
     (root / "delete.jpg").unlink()
     (root / "new place").mkdir()
     os.rename(root / "old place" / "move.jpg", root / "new place" / "moved.jpg")
     make_image(root / "new.jpg", size=(10, 10))
-    second = import_paths(tmp_library, [root])
+    second = import_paths(library, [root])
 
     assert second.added == [real(root / "new.jpg")]
     assert second.moved == [(real(root / "old place" / "move.jpg"), real(root / "new place" / "moved.jpg"))]
     assert second.missing == [real(root / "delete.jpg")]
     assert second.unchanged == 1
-    assert tmp_library.photo_by_path(root / "new place" / "moved.jpg").id == moved_id
-    assert tmp_library.photo_by_path(root / "delete.jpg").missing
+    assert library.photo_by_path(root / "new place" / "moved.jpg").id == moved_id
+    assert library.photo_by_path(root / "delete.jpg").missing
 
 
-def test_unchanged_files_are_not_hashed_again(tmp_library, tmp_path, make_image, monkeypatch):
+def test_unchanged_files_are_not_hashed_again(library, tmp_path, make_image, monkeypatch):
     for index in range(5):
         make_image(tmp_path / "photos" / f"{index}.jpg", color=(index * 40, 0, 0))
     hashed = count_hashing(monkeypatch)
-    import_paths(tmp_library, [tmp_path / "photos"])
+    import_paths(library, [tmp_path / "photos"])
     assert len(hashed) == 5
 
     hashed.clear()
-    again = import_paths(tmp_library, [tmp_path / "photos"])
+    again = import_paths(library, [tmp_path / "photos"])
     assert hashed == [] and again.unchanged == 5
 
     edited = tmp_path / "photos" / "2.jpg"
     make_image(edited, color=BLUE)
     os.utime(edited, (1_700_000_000, 1_700_000_000))
-    old_hash = tmp_library.photo_by_path(edited).content_hash
-    import_paths(tmp_library, [tmp_path / "photos"])
+    old_hash = library.photo_by_path(edited).content_hash
+    import_paths(library, [tmp_path / "photos"])
     assert hashed == [real(edited)]
-    assert tmp_library.photo_by_path(edited).content_hash != old_hash
+    assert library.photo_by_path(edited).content_hash != old_hash
 
 
-def test_paths_are_stored_resolved(tmp_library, tmp_path, make_image):
+def test_paths_are_stored_resolved(library, tmp_path, make_image):
     make_image(tmp_path / "real" / "a.jpg")
     os.symlink(tmp_path / "real", tmp_path / "shortcut")
-    summary = import_paths(tmp_library, [tmp_path / "shortcut"])
+    summary = import_paths(library, [tmp_path / "shortcut"])
     assert summary.added == [real(tmp_path / "real" / "a.jpg")]
-    assert tmp_library.photo_by_path(tmp_path / "shortcut" / "a.jpg") is not None
+    assert library.photo_by_path(tmp_path / "shortcut" / "a.jpg") is not None
 
 
 def test_library_inside_the_imported_folder_is_left_alone(tmp_path, make_image):
-    from tagger.library import Library
+    from tagger.library.library import Library
 
     make_image(tmp_path / "photo.jpg")
     with Library(tmp_path / "my library") as library:
@@ -276,9 +276,9 @@ def test_library_inside_the_imported_folder_is_left_alone(tmp_path, make_image):
     assert summary.added == [real(tmp_path / "photo.jpg")]
 
 
-def test_import_a_single_file_and_a_missing_path(tmp_library, tmp_path, make_image):
+def test_import_a_single_file_and_a_missing_path(library, tmp_path, make_image):
     path = make_image("one.png")
-    summary = import_paths(tmp_library, [path, tmp_path / "nothing here"])
+    summary = import_paths(library, [path, tmp_path / "nothing here"])
     assert summary.added == [real(path)]
     assert summary.unreadable == [(str(tmp_path / "nothing here"), "not found")]
 
@@ -286,11 +286,11 @@ def test_import_a_single_file_and_a_missing_path(tmp_library, tmp_path, make_ima
 # -- cancelling and progress -------------------------------------------------------------------
 
 
-def test_cancel_stops_the_import_and_marks_nothing_missing(tmp_library, tmp_path, make_image):
+def test_cancel_stops_the_import_and_marks_nothing_missing(library, tmp_path, make_image):
     root = tmp_path / "photos"
     for index in range(6):
         make_image(root / f"{index}.png", color=(index * 30, 0, 0))
-    import_paths(tmp_library, [root])
+    import_paths(library, [root])
     (root / "0.png").unlink()
     for index in range(6, 200):
         make_image(root / f"{index}.png", size=(4, 4), color=(index, 0, 0))
@@ -302,10 +302,10 @@ def test_cancel_stops_the_import_and_marks_nothing_missing(tmp_library, tmp_path
         calls += 1
         return calls > 150  # during enumeration: nothing is scanned or written
 
-    summary = import_paths(tmp_library, [root], should_cancel=cancel_soon)
+    summary = import_paths(library, [root], should_cancel=cancel_soon)
     assert summary.cancelled
     assert summary.added == [] and summary.missing == []
-    assert not tmp_library.photo_by_path(root / "0.png").missing
+    assert not library.photo_by_path(root / "0.png").missing
     assert "(cancelled)" in summary.describe()
 
 
@@ -329,23 +329,23 @@ def test_scan_stops_cleanly_when_the_consumer_stops(tmp_path, make_image):
     assert len(first) == 2
 
 
-def test_progress_reaches_the_end(tmp_library, tmp_path, make_image):
+def test_progress_reaches_the_end(library, tmp_path, make_image):
     for index in range(7):
         make_image(tmp_path / "photos" / f"{index}.png", size=(4, 4), color=(index, 0, 0))
     reports: list[Progress] = []
-    import_paths(tmp_library, [tmp_path / "photos"], progress=reports.append)
+    import_paths(library, [tmp_path / "photos"], progress=reports.append)
     assert reports[-1].done == reports[-1].total == 7
     assert reports[-1].fraction == 1.0
     assert any(report.total == 7 and report.done == 0 for report in reports)
 
 
-def test_scan_writes_nothing_so_a_worker_can_run_it(tmp_library, tmp_path, make_image):
+def test_scan_writes_nothing_so_a_worker_can_run_it(library, tmp_path, make_image):
     """The GUI's split: scan on a worker thread, record on the thread that owns the library."""
     make_image(tmp_path / "photos" / "a.jpg", color=RED)
     make_image(tmp_path / "photos" / "b.jpg", color=BLUE)
     (tmp_path / "photos" / "c.jpg").write_bytes(b"")
     paths = [tmp_path / "photos", tmp_path / "missing"]
-    known = tmp_library.known_files()
+    known = library.known_files()
 
     batches: list[list[ScannedFile]] = []
     problems: list[tuple[str, str]] = []
@@ -354,9 +354,9 @@ def test_scan_writes_nothing_so_a_worker_can_run_it(tmp_library, tmp_path, make_
     )
     worker.start()
     worker.join()
-    assert tmp_library.store.photo_count() == 0
+    assert library.store.photo_count() == 0
 
-    recorder = ImportRecorder(tmp_library, paths)
+    recorder = ImportRecorder(library, paths)
     for batch in batches:
         recorder.record(batch)
     for path, reason in problems:

@@ -7,16 +7,24 @@ import sqlite3
 import numpy as np
 import pytest
 
+from tagger.classifier.head import Head
 from tagger.domain import ImportSummary, LabelSource, ScannedFile, TagResult
-from tagger.head import Head
-from tagger.library import Library, LibraryError
-from tagger.locking import LibraryBusyError
-from tagger.store import MIGRATIONS, SCHEMA_VERSION, Store, StoreError
+from tagger.errors import LibraryBusyError, LibraryError, StoreError
+from tagger.library.library import Library
+from tagger.library.store import MIGRATIONS, SCHEMA_VERSION, Store
 
 
 def scanned(path: str, content_hash: str, *, error: str | None = None) -> ScannedFile:
-    return ScannedFile(path=path, size_bytes=100, mtime=1.0, content_hash=content_hash, width=4, height=3,
-                       format=None if error else "JPEG", error=error)
+    return ScannedFile(
+        path=path,
+        size_bytes=100,
+        mtime=1.0,
+        content_hash=content_hash,
+        width=4,
+        height=3,
+        format=None if error else "JPEG",
+        error=error,
+    )
 
 
 def add_photos(library: Library, count: int) -> list[int]:
@@ -27,12 +35,17 @@ def add_photos(library: Library, count: int) -> list[int]:
 
 def zero_shot_version(library: Library, classes=None):
     rng = np.random.default_rng(0)
-    head = Head.zero_shot(classes or library.class_names(), rng.normal(size=(1000, 8)).astype(np.float32),
-                          np.zeros(1000, np.float32), backbone_id="test-backbone")
+    head = Head.zero_shot(
+        classes or library.class_names(),
+        rng.normal(size=(1000, 8)).astype(np.float32),
+        np.zeros(1000, np.float32),
+        backbone_id="test-backbone",
+    )
     head_file = library.models_dir / f"head-{len(library.model_versions())}.safetensors"
     head.save(head_file)
-    return library.register_model_version(mode="zero-shot", backbone_id="test-backbone", head_file=head_file,
-                                          classes=head.classes, make_current=True)
+    return library.register_model_version(
+        mode="zero-shot", backbone_id="test-backbone", head_file=head_file, classes=head.classes, make_current=True
+    )
 
 
 def test_a_library_keeps_everything_across_a_reopen(tmp_path):
@@ -43,15 +56,22 @@ def test_a_library_keeps_everything_across_a_reopen(tmp_path):
         library.add_class("cow")
         library.set_user_labels([ids[0]], "cow")
         version = zero_shot_version(library)
-        library.record_tag_results(version, [
-            TagResult(ids[1], (0.1, 0.7, 0.1, 0.1), np.arange(8, dtype=np.float32)),
-            TagResult(ids[2], error="truncated or corrupt JPEG"),
-        ])
+        library.record_tag_results(
+            version,
+            [
+                TagResult(ids[1], (0.1, 0.7, 0.1, 0.1), np.arange(8, dtype=np.float32)),
+                TagResult(ids[2], error="truncated or corrupt JPEG"),
+            ],
+        )
     with Library(root) as library:
         assert library.class_names() == ["dog", "elephant", "other", "cow"]
         first, second, third = library.photos(ids)
         assert (first.label, first.label_source) == ("cow", LabelSource.USER)
-        assert (second.label, second.label_source, second.model_version_id) == ("elephant", LabelSource.MODEL, version.id)
+        assert (second.label, second.label_source, second.model_version_id) == (
+            "elephant",
+            LabelSource.MODEL,
+            version.id,
+        )
         assert second.confidence == pytest.approx(0.7)
         assert (third.readable, third.error, third.label) == (False, "truncated or corrupt JPEG", None)
         cached_ids, features = library.store.features("test-backbone", ids)
@@ -71,7 +91,10 @@ def test_label_history_records_who_set_each_label_and_undo_restores(tmp_path):
         library.restore_labels(before)
         history = library.store.label_history(photo_id)
         assert [(e.label, e.source) for e in history] == [
-            ("dog", LabelSource.MODEL), ("elephant", LabelSource.USER), ("dog", LabelSource.MODEL)]
+            ("dog", LabelSource.MODEL),
+            ("elephant", LabelSource.USER),
+            ("dog", LabelSource.MODEL),
+        ]
         assert history[0].model_version_id == version.id and history[0].confidence == pytest.approx(0.8)
         library.set_user_labels([photo_id], None)
         assert library.photo(photo_id).label is None
@@ -85,7 +108,9 @@ def test_the_model_never_overwrites_a_label_the_user_set(tmp_path):
         version = zero_shot_version(library)
         library.record_tag_results(version, [TagResult(i, (0.9, 0.05, 0.05)) for i in ids])
         assert [(p.label, p.label_source) for p in library.photos(ids)] == [
-            ("other", LabelSource.USER), ("dog", LabelSource.MODEL)]
+            ("other", LabelSource.USER),
+            ("dog", LabelSource.MODEL),
+        ]
         assert library.store.photo_ids_to_tag(include_tagged=True) == [ids[1]]
 
 
@@ -95,8 +120,9 @@ def test_duplicates_moves_and_missing_files_are_recognised(tmp_path):
     with Library(tmp_path / "library") as library:
         summary = ImportSummary()
         library.record_scanned([scanned(str(kept), "same"), scanned(str(moved_from), "moving")], summary)
-        library.record_scanned([scanned(str(tmp_path / "copy.jpg"), "same"),
-                                scanned(str(tmp_path / "new.jpg"), "moving")], summary)
+        library.record_scanned(
+            [scanned(str(tmp_path / "copy.jpg"), "same"), scanned(str(tmp_path / "new.jpg"), "moving")], summary
+        )
         assert summary.duplicates == [(str(tmp_path / "copy.jpg"), str(kept))]
         assert summary.moved == [(str(moved_from), str(tmp_path / "new.jpg"))]
         assert library.store.photo_count() == 2
@@ -132,8 +158,9 @@ def test_rollback_makes_an_earlier_version_current(tmp_path):
 def test_a_model_file_must_exist_and_live_in_the_library(tmp_path):
     with Library(tmp_path / "library") as library:
         with pytest.raises(LibraryError, match="missing"):
-            library.register_model_version(mode="quick", backbone_id="b", head_file=tmp_path / "nope.safetensors",
-                                           classes=["dog", "other"])
+            library.register_model_version(
+                mode="quick", backbone_id="b", head_file=tmp_path / "nope.safetensors", classes=["dog", "other"]
+            )
         outside = tmp_path / "outside.safetensors"
         outside.write_bytes(b"x")
         with pytest.raises(LibraryError, match="inside the library"):

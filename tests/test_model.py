@@ -13,12 +13,15 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
-from tagger import engine as engine_module
-from tagger.engine import DEFAULT_PREPROCESSING, OnnxEngine, Preprocessing, preprocess
-from tagger.head import KNOWN_GROUPS, OTHER, Head, HeadError, logsumexp
+from tagger.classifier.head import KNOWN_GROUPS, OTHER, Head, logsumexp
+from tagger.errors import HeadError
+from tagger.inference.choice import choose_engine
+from tagger.inference.onnx_engine import OnnxEngine, onnx_cache_paths
+from tagger.inference.preprocessing import DEFAULT_PREPROCESSING, Preprocessing, default_backbone_id, preprocess
+from tagger.inference.torch_engine import TorchEngine
 
 torch = pytest.importorskip("torch")
-from tagger import model  # noqa: E402 - needs torch, which importorskip just checked
+from tagger.inference import backbone as model  # noqa: E402 - needs torch, which importorskip just checked
 
 PHOTOS = Path(__file__).parent / "data" / "photos"
 CLASSES = ["dog", "elephant", "other"]
@@ -93,7 +96,7 @@ def test_default_backbone_loads_without_network(monkeypatch) -> None:
 
 def test_backbone_id_is_stable_and_known_without_torch(backbone) -> None:
     assert backbone.backbone_id.startswith("tf_efficientnet_lite0-")
-    assert backbone.backbone_id == engine_module.default_backbone_id()
+    assert backbone.backbone_id == default_backbone_id()
     assert backbone.backbone_id == model.backbone_id_for(model.DEFAULT_BACKBONE)
 
 
@@ -193,7 +196,7 @@ def test_preprocess_rejects_nonsense() -> None:
 
 
 def test_onnx_matches_torch(onnx_cache, photo_batch, torch_features) -> None:
-    onnx = OnnxEngine.from_cache(onnx_cache, engine_module.default_backbone_id())
+    onnx = OnnxEngine.from_cache(onnx_cache, default_backbone_id())
     assert onnx is not None
     features = onnx.extract(photo_batch[0])
     assert np.abs(features - torch_features).max() < 1e-3
@@ -207,22 +210,20 @@ def test_onnx_matches_torch(onnx_cache, photo_batch, torch_features) -> None:
 def test_choose_engine_uses_the_onnx_cache_without_torch(onnx_cache) -> None:
     code = (
         "import sys\n"
-        "from tagger.engine import choose_engine\n"
+        "from tagger.inference.choice import choose_engine\n"
         f"engine = choose_engine('cpu', {str(onnx_cache)!r})\n"
         "assert type(engine).__name__ == 'OnnxEngine', engine\n"
         "assert 'torch' not in sys.modules, 'torch was imported'\n"
-        "import tagger.head, tagger.evaluation, tagger.tagging\n"
+        "import tagger.classifier.head, tagger.classifier.evaluation, tagger.inference.pipeline\n"
         "assert 'torch' not in sys.modules, 'torch was imported'\n"
     )
     environment = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
-    result = subprocess.run(
-        [sys.executable, "-c", code], env=environment, capture_output=True, text=True
-    )
+    result = subprocess.run([sys.executable, "-c", code], env=environment, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
 
 
 def test_unusable_cache_files_are_ignored(tmp_path) -> None:
-    onnx_file, sidecar = engine_module.onnx_cache_paths(tmp_path, "some-id")
+    onnx_file, sidecar = onnx_cache_paths(tmp_path, "some-id")
     onnx_file.write_bytes(b"not onnx")
     sidecar.write_bytes(b"not safetensors")
     assert OnnxEngine.from_cache(tmp_path, "some-id") is None
@@ -230,7 +231,7 @@ def test_unusable_cache_files_are_ignored(tmp_path) -> None:
 
 def test_choose_engine_rejects_unknown_devices(tmp_path) -> None:
     with pytest.raises(ValueError, match="unknown device"):
-        engine_module.choose_engine("gpu", tmp_path)
+        choose_engine("gpu", tmp_path)
 
 
 # --- the head ----------------------------------------------------------------------------
@@ -265,9 +266,7 @@ def test_untrained_head_is_the_grouped_imagenet_classifier() -> None:
 
 
 def test_head_with_real_features_agrees_with_plain_grouping(backbone, torch_features) -> None:
-    plain = Head.zero_shot(
-        CLASSES, backbone.imagenet_weight, backbone.imagenet_bias, size_correction=0.0
-    )
+    plain = Head.zero_shot(CLASSES, backbone.imagenet_weight, backbone.imagenet_bias, size_correction=0.0)
     imagenet = torch_features @ backbone.imagenet_weight.T + backbone.imagenet_bias
     masses = np.exp(imagenet - logsumexp(imagenet)[:, None])
     dog = masses[:, list(KNOWN_GROUPS["dog"])].sum(axis=1)
@@ -355,8 +354,9 @@ def test_bad_class_lists_are_refused() -> None:
 
 
 def test_the_onnx_export_runs_in_a_child_process_and_can_be_cancelled(tmp_path):
-    from tagger.engine import OnnxEngine, default_backbone_id
-    from tagger.onnx_export_process import export_onnx_in_child_process
+    from tagger.inference.onnx_engine import OnnxEngine
+    from tagger.inference.onnx_export import export_onnx_in_child_process
+    from tagger.inference.preprocessing import default_backbone_id
 
     assert export_onnx_in_child_process(tmp_path / "stopped", should_cancel=lambda: True) is False
     (tmp_path / "cache").mkdir()
@@ -368,7 +368,7 @@ def test_a_short_batch_on_cuda_is_padded_to_the_usual_shape(photo_batch) -> None
     # Runs on the CPU: only the engine's idea of its device says "cuda" (see TorchEngine.extract).
     from types import SimpleNamespace
 
-    engine = engine_module.TorchEngine("cpu")
+    engine = TorchEngine("cpu")
     batch = photo_batch[0][:3]
     unpadded = engine.extract(batch)
     seen = []

@@ -11,21 +11,28 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tagger.errors import ModelExportFailed
+
 torch = pytest.importorskip("torch")
 onnxruntime = pytest.importorskip("onnxruntime")
 
-from tagger import images  # noqa: E402 - after the skips, so a torch-less run skips cleanly
-from tagger import model as backbones  # noqa: E402
-from tagger.engine import preprocess  # noqa: E402
-from tagger.head import Head  # noqa: E402
-from tagger.library import Library  # noqa: E402
-from tagger.model_export import ExportedModel, export_model  # noqa: E402
-from tagger.model_export_process import ModelExportFailed, export_model_in_child_process  # noqa: E402
+from tagger.classifier.head import Head  # noqa: E402
+from tagger.exchange.model_export import ExportedModel, export_model  # noqa: E402
+from tagger.exchange.model_export_process import export_model_in_child_process  # noqa: E402
+from tagger.images import loader as images  # noqa: E402 - after the skips, so a torch-less run skips cleanly
+from tagger.inference import backbone as backbones  # noqa: E402
+from tagger.inference.preprocessing import preprocess  # noqa: E402
+from tagger.library.library import Library  # noqa: E402
 
 DATA = Path(__file__).parent / "data"
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
-FALLBACK_PHOTOS = ["python-pillow__hopper.png", "python-pillow__flower2.webp", "python-pillow__hopper_orientation_6.jpg",
-                   "python-pillow__pil_sample_cmyk.jpg", "python-pillow__transparent.png"]
+FALLBACK_PHOTOS = [
+    "python-pillow__hopper.png",
+    "python-pillow__flower2.webp",
+    "python-pillow__hopper_orientation_6.jpg",
+    "python-pillow__pil_sample_cmyk.jpg",
+    "python-pillow__transparent.png",
+]
 
 
 def real_photos() -> list[Path]:
@@ -45,8 +52,9 @@ def exported(tmp_path_factory):
     library = Library(root / "library")
     library.add_class("bird")  # no ImageNet group: exercises the no-prior path
     backbone = backbones.load_backbone(device=torch.device("cpu"))
-    head = Head.zero_shot(library.class_names(), backbone.imagenet_weight, backbone.imagenet_bias,
-                          backbone_id=backbone.backbone_id)
+    head = Head.zero_shot(
+        library.class_names(), backbone.imagenet_weight, backbone.imagenet_bias, backbone_id=backbone.backbone_id
+    )
     rng = np.random.default_rng(7)
     head.residual_weight[:] = rng.normal(0, 0.02, head.residual_weight.shape)
     head.residual_bias[:] = rng.normal(0, 0.5, head.residual_bias.shape)
@@ -54,8 +62,9 @@ def exported(tmp_path_factory):
     head.temperature = 1.3
     head_file = library.models_dir / "head-test.safetensors"
     head.save(head_file)
-    version = library.register_model_version(mode="head", backbone_id=backbone.backbone_id, head_file=head_file,
-                                             classes=head.classes, make_current=True)
+    version = library.register_model_version(
+        mode="head", backbone_id=backbone.backbone_id, head_file=head_file, classes=head.classes, make_current=True
+    )
     # As the app exports: in a child process that opens the library read-only.
     paths = export_model_in_child_process(library.root, root / "export")
     library.close()
@@ -107,7 +116,7 @@ def test_json_describes_classes_and_preprocessing(exported):
 
 
 def test_a_fine_tuned_backbone_is_the_one_exported(tmp_path):
-    from tagger import tuned_backbone
+    from tagger.inference import tuned_backbone
 
     library = Library(tmp_path / "library")
     backbone = backbones.load_backbone(device=torch.device("cpu"))
@@ -121,8 +130,12 @@ def test_a_fine_tuned_backbone_is_the_one_exported(tmp_path):
     head_file = library.models_dir / "head-tuned.safetensors"
     head.save(head_file)
     library.register_model_version(
-        mode="deep", backbone_id=tuned_backbone.checkpoint_backbone_id(raw, backbone.preprocessing),
-        head_file=head_file, backbone_file=checkpoint, classes=head.classes, make_current=True,
+        mode="deep",
+        backbone_id=tuned_backbone.checkpoint_backbone_id(raw, backbone.preprocessing),
+        head_file=head_file,
+        backbone_file=checkpoint,
+        classes=head.classes,
+        make_current=True,
     )
     files = export_model(library, tmp_path / "export")
     library.close()
@@ -152,7 +165,7 @@ def test_an_export_that_fails_in_its_process_says_why(exported, tmp_path):
 _APP_EXPORTS = """
 import sys
 from pathlib import Path
-from tagger.model_export_process import export_model_in_child_process
+from tagger.exchange.model_export_process import export_model_in_child_process
 
 if __name__ == "__main__":
     paths = export_model_in_child_process(Path(sys.argv[1]), Path(sys.argv[2]))
@@ -166,8 +179,13 @@ def test_the_app_never_imports_torch_to_export(exported, tmp_path):
     script.write_text(_APP_EXPORTS)
     repo = Path(__file__).resolve().parents[1]
     library_root = files.onnx.parent.parent / "library"
-    answer = subprocess.run([sys.executable, str(script), str(library_root), str(tmp_path / "out")],
-                            capture_output=True, text=True, timeout=300, cwd=repo,
-                            env={**os.environ, "PYTHONPATH": str(repo)})
+    answer = subprocess.run(
+        [sys.executable, str(script), str(library_root), str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=repo,
+        env={**os.environ, "PYTHONPATH": str(repo)},
+    )
     assert answer.returncode == 0, answer.stderr
     assert answer.stdout.split() == ["3", "False"]

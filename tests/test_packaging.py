@@ -48,7 +48,12 @@ def test_build_script_is_executable_shell():
 @pytest.mark.skipif(sys.platform == "win32", reason="PYTHONPATH handling differs; the check is the same")
 def test_launcher_reaches_the_entry_point():
     environment = {**os.environ, "PYTHONPATH": str(ROOT)}
-    result = subprocess.run([sys.executable, str(PACKAGING / "launcher.py"), "--version"],
-                            capture_output=True, text=True, env=environment, timeout=60)
+    result = subprocess.run(
+        [sys.executable, str(PACKAGING / "launcher.py"), "--version"],
+        capture_output=True,
+        text=True,
+        env=environment,
+        timeout=60,
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().startswith("tagger ")

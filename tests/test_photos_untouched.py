@@ -14,10 +14,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from reliability_helpers import (
+from tests.helpers.reliability import (
     TemplateLibrary,
     assert_success,
-    build_template_library,
     cli_has_command,
     copy_sample_photos,
     generate_photos,
@@ -30,11 +29,6 @@ from reliability_helpers import (
 )
 
 AWKWARD = Path(__file__).parent / "data" / "awkward"
-
-
-@pytest.fixture(scope="session")
-def template(tmp_path_factory: pytest.TempPathFactory) -> TemplateLibrary:
-    return build_template_library(tmp_path_factory.getbasetemp() / "reliability-template")
 
 
 def photo_folder(folder: Path) -> dict[Path, str]:
@@ -83,6 +77,7 @@ def test_a_whole_session_never_changes_a_photo(template: TemplateLibrary, tmp_pa
     assert added, "no XMP sidecar was written: the test no longer covers that export"
     for path in added:
         stem = Path(path).with_suffix("")
-        assert path.endswith(".xmp") and any(
-            str(photo).startswith(str(stem)) for photo in map(Path, before)), f"unexpected new file {path}"
+        assert path.endswith(".xmp") and any(str(photo).startswith(str(stem)) for photo in map(Path, before)), (
+            f"unexpected new file {path}"
+        )
     assert inspect_library(root, {str(p.resolve()): label for p, label in labels.items()}).ok

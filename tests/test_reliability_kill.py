@@ -17,11 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from reliability_helpers import (
+from tests.helpers.reliability import (
     ActivityFigures,
     KillCampaign,
     TemplateLibrary,
-    build_template_library,
     clone_library,
 )
 
@@ -30,17 +29,11 @@ pytestmark = pytest.mark.slow
 KILLS_PER_ACTIVITY = 6
 
 
-@pytest.fixture(scope="session")
-def template(tmp_path_factory: pytest.TempPathFactory) -> TemplateLibrary:
-    return build_template_library(tmp_path_factory.getbasetemp() / "reliability-template")
-
-
 @pytest.fixture
 def campaign(template: TemplateLibrary, tmp_path: Path) -> KillCampaign:
     root = clone_library(template, tmp_path / "library")
     seed = int(os.environ.get("TAGGER_KILL_SEED", time.time_ns() % 2**31))
-    return KillCampaign(root, tmp_path, seed, template.user_labels,
-                        seeded_cache=template.cache_files, log=print)
+    return KillCampaign(root, tmp_path, seed, template.user_labels, seeded_cache=template.cache_files, log=print)
 
 
 def assert_survived(campaign: KillCampaign, figures: ActivityFigures, kills: int) -> None:
@@ -73,13 +66,15 @@ def test_training_survives_kills(campaign: KillCampaign) -> None:
     assert figures.resumed == 1
 
 
-@pytest.mark.parametrize("state", ["graph missing", "sidecar missing", "graph truncated", "sidecar truncated",
-                                   "only a temporary file"])
+@pytest.mark.parametrize(
+    "state", ["graph missing", "sidecar missing", "graph truncated", "sidecar truncated", "only a temporary file"]
+)
 def test_what_a_kill_mid_export_can_leave_is_ignored(template: TemplateLibrary, tmp_path: Path, state: str) -> None:
     """A kill lands in the ONNX export's few milliseconds of writing too rarely to wait for:
     each state it could leave (export_onnx writes the sidecar, then the graph, each by
     rename) is made by hand. Tagger must treat it as no cache, never load it half."""
-    from tagger.engine import OnnxEngine, default_backbone_id, onnx_cache_paths
+    from tagger.inference.onnx_engine import OnnxEngine, onnx_cache_paths
+    from tagger.inference.preprocessing import default_backbone_id
 
     graph, sidecar = onnx_cache_paths(template.root / "cache", default_backbone_id())
     cache = tmp_path / "cache"

@@ -11,10 +11,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from test_training import BACKBONE, CLASSES, DIM, make_library, quick
-from tagger.head import Head
-from tagger.model_comparison import recommend
-from tagger.quick_training import QuickSettings
+from tagger.classifier.head import Head
+from tagger.training.comparison import recommend
+from tagger.training.quick import QuickSettings
+from tests.test_training import BACKBONE, CLASSES, DIM, make_library, quick
 
 DOG, ELEPHANT, OTHER, HORSE = range(4)  # clusters; horses are truly "other"
 TRUE_CLASS = np.array([0, 1, 2, 2])  # cluster -> index in CLASSES
@@ -32,8 +32,12 @@ def clusters(n_per_cluster: int = 40, seed: int = 0) -> tuple[np.ndarray, np.nda
 def knowledgeable_head(centres: np.ndarray) -> Head:
     """Right on dogs, elephants and plain others; tags the horses "dog"."""
     rng = np.random.default_rng(1)
-    head = Head.zero_shot(CLASSES, rng.normal(scale=0.01, size=(1000, DIM)).astype(np.float32),
-                          np.zeros(1000, dtype=np.float32), backbone_id=BACKBONE)
+    head = Head.zero_shot(
+        CLASSES,
+        rng.normal(scale=0.01, size=(1000, DIM)).astype(np.float32),
+        np.zeros(1000, dtype=np.float32),
+        backbone_id=BACKBONE,
+    )
     rows = np.stack([centres[DOG] + centres[HORSE], centres[ELEPHANT], centres[OTHER]])
     head.residual_weight = rows.astype(np.float32)
     head.residual_bias = (-0.5 * np.sum(rows**2, axis=1)).astype(np.float32)
@@ -117,7 +121,7 @@ def test_labels_of_one_class_only_leave_the_other_classes_alone(library_of_clust
 
 def test_confirmed_tags_count_as_labels(library_of_clusters) -> None:
     library, ids, features, cluster = library_of_clusters
-    from tagger.runner import retag_from_cache
+    from tagger.tagging.runner import retag_from_cache
 
     retag_from_cache(library)  # the model's tags, which Enter confirms
     elephants = [ids[r] for r in np.flatnonzero(cluster == ELEPHANT)[:6]]
@@ -141,26 +145,36 @@ def test_the_temperature_is_not_fitted_to_labels_of_one_class(library_of_cluster
 
 
 def held_out(n: int, new_right: int, current_right: int) -> dict:
-    return {"n": n, "new_right": new_right, "current_right": current_right,
-            "new_interval": [0.0, 1.0], "current_interval": [0.0, 1.0]}
+    return {
+        "n": n,
+        "new_right": new_right,
+        "current_right": current_right,
+        "new_interval": [0.0, 1.0],
+        "current_interval": [0.0, 1.0],
+    }
 
 
 def test_thin_evidence_keeps_the_current_model() -> None:
     # Deep training on a handful of labels once won "100% against 0%" on one held-out label.
-    promote, reason = recommend({"held_out": held_out(1, 1, 0), "tag_changes": None,
-                                 "classes_without_labels": []})
+    promote, reason = recommend({"held_out": held_out(1, 1, 0), "tag_changes": None, "classes_without_labels": []})
     assert not promote and "evidence is thin" in reason and "On 1 held-out label " in reason
 
 
 def test_a_deep_model_is_not_recommended_while_a_class_has_no_labels() -> None:
-    promote, reason = recommend({"held_out": held_out(30, 30, 3), "tag_changes": None,
-                                 "classes_without_labels": ["dog", "elephant"]})
+    promote, reason = recommend(
+        {"held_out": held_out(30, 30, 3), "tag_changes": None, "classes_without_labels": ["dog", "elephant"]}
+    )
     assert not promote and "'dog', 'elephant'" in reason
 
 
 def test_mostly_unsupported_changes_keep_the_current_model() -> None:
-    changes = {"checked": 500, "changed": 132, "supported": 18,
-               "to": {"other": {"changed": 132, "supported": 18}}, "unlabeled_classes": {}}
+    changes = {
+        "checked": 500,
+        "changed": 132,
+        "supported": 18,
+        "to": {"other": {"changed": 132, "supported": 18}},
+        "unlabeled_classes": {},
+    }
     promote, reason = recommend({"held_out": held_out(20, 18, 2), "tag_changes": changes})
     assert not promote
     assert "re-tag 132 of the 500 unlabeled photos checked (all as other)" in reason
@@ -168,8 +182,13 @@ def test_mostly_unsupported_changes_keep_the_current_model() -> None:
 
 
 def test_a_class_nobody_labeled_must_keep_its_tags() -> None:
-    changes = {"checked": 500, "changed": 60, "supported": 60, "to": {"other": {"changed": 60, "supported": 60}},
-               "unlabeled_classes": {"dog": {"tagged": 100, "kept": 40, "left_unsupported": 50}}}
+    changes = {
+        "checked": 500,
+        "changed": 60,
+        "supported": 60,
+        "to": {"other": {"changed": 60, "supported": 60}},
+        "unlabeled_classes": {"dog": {"tagged": 100, "kept": 40, "left_unsupported": 50}},
+    }
     promote, reason = recommend({"held_out": held_out(20, 18, 2), "tag_changes": changes})
     assert not promote and "keep only 40 of the 100 photos tagged 'dog'" in reason
     assert "supports 50 of those changes" in reason
@@ -179,10 +198,15 @@ def test_a_class_nobody_labeled_must_keep_its_tags() -> None:
 
 
 def test_an_honest_improvement_is_recommended_with_its_uncertainty() -> None:
-    from tagger.model_comparison import wilson_interval
+    from tagger.training.comparison import wilson_interval
 
-    changes = {"checked": 500, "changed": 40, "supported": 35, "to": {"cow": {"changed": 40, "supported": 35}},
-               "unlabeled_classes": {"dog": {"tagged": 100, "kept": 99, "left_unsupported": 1}}}
+    changes = {
+        "checked": 500,
+        "changed": 40,
+        "supported": 35,
+        "to": {"cow": {"changed": 40, "supported": 35}},
+        "unlabeled_classes": {"dog": {"tagged": 100, "kept": 99, "left_unsupported": 1}},
+    }
     figures = held_out(50, 47, 40)
     figures["new_interval"] = wilson_interval(47, 50)
     promote, reason = recommend({"held_out": figures, "tag_changes": changes})

@@ -10,10 +10,8 @@ from contextlib import redirect_stdout
 import numpy as np
 import pytest
 
-from library_builders import add_photos_with_features
-from tagger.head import Head
-from tagger.library import Library
-from tagger.review import (
+from tagger.classifier.head import Head
+from tagger.explain.review import (
     Suspect,
     find_suspects,
     label_issues,
@@ -23,6 +21,8 @@ from tagger.review import (
     review_terms,
     suspects_csv_rows,
 )
+from tagger.library.library import Library
+from tests.helpers.builders import add_photos_with_features
 
 CLASSES = ["alpha", "beta", "gamma"]  # no ImageNet group: the labels alone teach them
 DIM = 8
@@ -33,12 +33,14 @@ BACKBONE = "synthetic-backbone"
 
 
 def test_unsure_and_tied_photos_come_first() -> None:
-    current = np.array([
-        [0.98, 0.01, 0.01],  # sure
-        [0.50, 0.49, 0.01],  # two classes tied
-        [0.34, 0.33, 0.33],  # no idea
-        [0.70, 0.20, 0.10],  # leaning
-    ])
+    current = np.array(
+        [
+            [0.98, 0.01, 0.01],  # sure
+            [0.50, 0.49, 0.01],  # two classes tied
+            [0.34, 0.33, 0.33],  # no idea
+            [0.70, 0.20, 0.10],  # leaning
+        ]
+    )
     scores = review_order(current)
     assert list(review_ranking(scores)) == [2, 1, 3, 0]
     assert np.all((scores >= 0) & (scores <= 1))
@@ -47,12 +49,14 @@ def test_unsure_and_tied_photos_come_first() -> None:
 
 def test_a_change_of_mind_comes_first_among_equal_doubts() -> None:
     current = np.array([[0.6, 0.4, 0.0], [0.6, 0.4, 0.0], [0.95, 0.05, 0.0], [0.6, 0.4, 0.0]])
-    previous = np.array([
-        [0.6, 0.4, 0.0],  # same as now
-        [0.1, 0.9, 0.0],  # the previous model said the other class
-        [0.05, 0.95, 0.0],  # ...here too, but the current model is sure
-        [np.nan, np.nan, np.nan],  # a photo the previous model never scored
-    ])
+    previous = np.array(
+        [
+            [0.6, 0.4, 0.0],  # same as now
+            [0.1, 0.9, 0.0],  # the previous model said the other class
+            [0.05, 0.95, 0.0],  # ...here too, but the current model is sure
+            [np.nan, np.nan, np.nan],  # a photo the previous model never scored
+        ]
+    )
     scores = review_order(current, previous)
     # The newer model is usually right where it is sure: a change alone does not bring a
     # confident tag forward, it only ranks the doubtful ones.
@@ -74,14 +78,16 @@ def test_ties_keep_their_order_and_shapes_are_checked() -> None:
 
 
 def test_label_issues_use_per_class_thresholds() -> None:
-    probabilities = np.array([
-        [0.9, 0.1],  # labeled 0, fine
-        [0.8, 0.2],  # labeled 0, fine
-        [0.6, 0.4],  # labeled 1: class 0 reaches its own threshold (0.77) -> not quite; tag is 0
-        [0.3, 0.7],  # labeled 1, fine
-        [0.95, 0.05],  # labeled 1: confidently class 0
-        [np.nan, np.nan],  # never judged
-    ])
+    probabilities = np.array(
+        [
+            [0.9, 0.1],  # labeled 0, fine
+            [0.8, 0.2],  # labeled 0, fine
+            [0.6, 0.4],  # labeled 1: class 0 reaches its own threshold (0.77) -> not quite; tag is 0
+            [0.3, 0.7],  # labeled 1, fine
+            [0.95, 0.05],  # labeled 1: confidently class 0
+            [np.nan, np.nan],  # never judged
+        ]
+    )
     labels = np.array([0, 0, 1, 1, 1, 0])
     issues = label_issues(probabilities, labels)
     np.testing.assert_allclose(issues.thresholds, [0.85, (0.4 + 0.7 + 0.05) / 3])
@@ -102,8 +108,9 @@ def clusters(per_class: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
 
 
 def synthetic_head() -> Head:
-    return Head.zero_shot(CLASSES, np.zeros((10, DIM), dtype=np.float32), np.zeros(10, dtype=np.float32),
-                          backbone_id=BACKBONE)
+    return Head.zero_shot(
+        CLASSES, np.zeros((10, DIM), dtype=np.float32), np.zeros(10, dtype=np.float32), backbone_id=BACKBONE
+    )
 
 
 def test_out_of_sample_probabilities_expose_flipped_labels() -> None:
@@ -134,29 +141,28 @@ def test_a_class_with_one_label_is_not_judged() -> None:
 
 
 @pytest.fixture
-def labeled_library(tmp_library: Library) -> tuple[Library, list[int], np.ndarray, np.ndarray]:
+def labeled_library(library: Library) -> tuple[Library, list[int], np.ndarray, np.ndarray]:
     """60 photos with synthetic features, 45 labeled by the user (3 of them wrongly)."""
     features, truth = clusters(20, seed=1)
-    for old, new in zip(list(tmp_library.class_names()), CLASSES):
-        tmp_library.rename_class(old, new)
+    for old, new in zip(list(library.class_names()), CLASSES):
+        library.rename_class(old, new)
     paths = [f"/photos/p{i:02d}.jpg" for i in range(len(truth))]
-    ids = add_photos_with_features(tmp_library, paths, features, BACKBONE)
-    head_file = tmp_library.models_dir / "head.safetensors"
+    ids = add_photos_with_features(library, paths, features, BACKBONE)
+    head_file = library.models_dir / "head.safetensors"
     synthetic_head().save(head_file)
-    tmp_library.register_model_version(mode="zero-shot", backbone_id=BACKBONE, head_file=head_file,
-                                       classes=CLASSES)
+    library.register_model_version(mode="zero-shot", backbone_id=BACKBONE, head_file=head_file, classes=CLASSES)
     given = truth.copy()
     flipped = np.array([2, 24, 41])
     given[flipped] = (given[flipped] + 2) % len(CLASSES)
     labeled = np.array([i for i in range(len(truth)) if i % 4 != 3 or i in flipped])
     for label, name in enumerate(CLASSES):
-        tmp_library.set_user_labels([ids[i] for i in labeled if given[i] == label], name)
-    return tmp_library, ids, truth, flipped
+        library.set_user_labels([ids[i] for i in labeled if given[i] == label], name)
+    return library, ids, truth, flipped
 
 
 def test_find_suspects_lists_the_flipped_labels_first(labeled_library) -> None:
     library, ids, truth, flipped = labeled_library
-    reader = library.reader()
+    reader = Library(library.root, readonly=True)
     try:
         suspects = find_suspects(reader, library.current_model_version(), k=5)
     finally:
@@ -173,7 +179,7 @@ def test_find_suspects_lists_the_flipped_labels_first(labeled_library) -> None:
 
 
 def test_suspects_command_prints_csv(labeled_library) -> None:
-    from tagger.explain_cli import run_suspects
+    from tagger.cli.explain import run_suspects
 
     library, ids, truth, flipped = labeled_library
     root = library.root
@@ -189,15 +195,20 @@ def test_suspects_command_prints_csv(labeled_library) -> None:
     assert all(0.0 <= float(row[3]) <= 1.0 for row in rows)
 
 
-def test_no_labels_no_suspects(tmp_library: Library) -> None:
-    head_file = tmp_library.models_dir / "head.safetensors"
+def test_no_labels_no_suspects(library: Library) -> None:
+    head_file = library.models_dir / "head.safetensors"
     # The default classes have ImageNet groups, so the ImageNet layer needs all 1000 rows.
-    head = Head.zero_shot(tmp_library.class_names(), np.zeros((1000, DIM), dtype=np.float32),
-                          np.zeros(1000, dtype=np.float32), backbone_id=BACKBONE)
+    head = Head.zero_shot(
+        library.class_names(),
+        np.zeros((1000, DIM), dtype=np.float32),
+        np.zeros(1000, dtype=np.float32),
+        backbone_id=BACKBONE,
+    )
     head.save(head_file)
-    version = tmp_library.register_model_version(mode="zero-shot", backbone_id=BACKBONE, head_file=head_file,
-                                                 classes=tmp_library.class_names())
-    assert find_suspects(tmp_library.store, version) == []
+    version = library.register_model_version(
+        mode="zero-shot", backbone_id=BACKBONE, head_file=head_file, classes=library.class_names()
+    )
+    assert find_suspects(library, version) == []
 
 
 def test_the_suspects_csv_escapes_cells_a_spreadsheet_would_run():
@@ -209,10 +220,9 @@ def test_the_suspects_csv_escapes_cells_a_spreadsheet_would_run():
 # --- labels older than a class ------------------------------------------------------------------------
 
 
-def test_labels_given_before_a_class_existed_come_first_with_the_reason(tmp_library: Library) -> None:
+def test_labels_given_before_a_class_existed_come_first_with_the_reason(library: Library) -> None:
     # Four clusters; the fourth becomes "delta" only after the user filed eleven of its photos
     # under "gamma". Later labels (after "delta" was added) cover every class.
-    library = tmp_library
     rng = np.random.default_rng(4)
     truth = np.repeat(np.arange(4), 16)
     features = (np.eye(4, DIM)[truth] * 6.0 + rng.normal(size=(len(truth), DIM))).astype(np.float32)
@@ -221,8 +231,9 @@ def test_labels_given_before_a_class_existed_come_first_with_the_reason(tmp_libr
     ids = add_photos_with_features(library, [f"/photos/q{i:02d}.jpg" for i in range(len(truth))], features, BACKBONE)
     head_file = library.models_dir / "head.safetensors"
     synthetic_head().save(head_file)
-    version = library.register_model_version(mode="zero-shot", backbone_id=BACKBONE, head_file=head_file,
-                                             classes=CLASSES)
+    version = library.register_model_version(
+        mode="zero-shot", backbone_id=BACKBONE, head_file=head_file, classes=CLASSES
+    )
     rows_of = [np.flatnonzero(truth == c) for c in range(4)]
     for label, name in enumerate(CLASSES):
         library.set_user_labels([ids[i] for i in rows_of[label][:8]], name)
@@ -234,22 +245,21 @@ def test_labels_given_before_a_class_existed_come_first_with_the_reason(tmp_libr
     mislabeled = ids[rows_of[0][12]]
     library.set_user_labels([mislabeled], "beta")  # a plain mistake, made after "delta" existed
 
-    suspects = find_suspects(library.store, version)
+    suspects = find_suspects(library, version)
 
     first = suspects[: len(filed_under_gamma)]
     assert {s.photo_id for s in first} == set(filed_under_gamma)
     for suspect in first:
         assert (suspect.label, suspect.suggested) == ("gamma", "delta")
         assert suspect.reason == "labeled gamma before 'delta' existed" and suspect.score > 0.5
-    later = {s.photo_id: s for s in suspects[len(filed_under_gamma):]}
+    later = {s.photo_id: s for s in suspects[len(filed_under_gamma) :]}
     assert later[mislabeled].suggested == "alpha" and later[mislabeled].reason == ""
     # The older labels of the other classes are right, and a model that never learned them agrees.
     assert not set(later) & {ids[i] for c in range(3) for i in rows_of[c][:8]}
     assert suspects_csv_rows(first)[1][-1] == "labeled gamma before 'delta' existed"
 
 
-def test_a_renamed_class_makes_no_label_older(tmp_library: Library) -> None:
-    library = tmp_library
+def test_a_renamed_class_makes_no_label_older(library: Library) -> None:
     ids = add_photos_with_features(library, ["/photos/a.jpg", "/photos/b.jpg"], np.zeros((2, DIM)), BACKBONE)
     library.set_user_labels(ids, "other")
     library.rename_class("dog", "puppy")

@@ -8,23 +8,36 @@ from pathlib import Path
 
 import pytest
 
-from library_builders import add_photos, library_with_photos, sha256_of, write_image
-from reliability_helpers import mount_unavailable_reason, mounted_tmpfs, remount
+from tagger.common.safe_paths import contained_path, ensure_inside, numbered_name, safe_file_name
 from tagger.domain import LabelSource
-from tagger.library import Library
-from tagger.safe_paths import (
-    UnsafePathError,
-    contained_path,
-    ensure_inside,
-    numbered_name,
-    safe_file_name,
-)
-from tagger.sorting import SortError, apply_sort, plan_sort
+from tagger.errors import SortError, UnsafePathError
+from tagger.exchange.sorting import apply_sort, plan_sort
+from tagger.library.library import Library
+from tests.helpers.builders import add_photos, library_with_photos, sha256_of, write_image
+from tests.helpers.reliability import mount_unavailable_reason, mounted_tmpfs, remount
 
 HOSTILE_NAMES = [
-    "../../etc/passwd", "..", ".", "", "   ", "/absolute/path.jpg", "C:\\Windows\\win.ini", "a\0b.jpg",
-    "CON", "con.txt", "Lpt1.jpg", "NUL .jpg", "com¹", "trailing dots...", ".hidden", "x" * 1000 + ".jpg",
-    "é" * 300, "tab\there", "line\nbreak", "gpj\u202e.exe", 'quote"s<and>pipes|?*:',
+    "../../etc/passwd",
+    "..",
+    ".",
+    "",
+    "   ",
+    "/absolute/path.jpg",
+    "C:\\Windows\\win.ini",
+    "a\0b.jpg",
+    "CON",
+    "con.txt",
+    "Lpt1.jpg",
+    "NUL .jpg",
+    "com¹",
+    "trailing dots...",
+    ".hidden",
+    "x" * 1000 + ".jpg",
+    "é" * 300,
+    "tab\there",
+    "line\nbreak",
+    "gpj\u202e.exe",
+    'quote"s<and>pipes|?*:',
 ]
 
 
@@ -93,7 +106,10 @@ def test_copy_sorts_by_label_with_unique_names_and_a_log(tmp_path):
     log = _read_log(result.log_file)
     assert result.log_file.parent == dest and result.log_file.name.startswith("tagger-sort-")
     assert [(r["action"], Path(r["destination"]).name) for r in log] == [
-        ("copied", "a (2).jpg"), ("copied", "b.jpg"), ("copied", "a (3).jpg")]
+        ("copied", "a (2).jpg"),
+        ("copied", "b.jpg"),
+        ("copied", "a (3).jpg"),
+    ]
     assert not [p for p in dest.rglob("*") if p.name.startswith(".tagger-")]  # no temp files left
     library.close()
 
@@ -130,7 +146,16 @@ def test_hostile_class_and_photo_names_stay_inside_the_destination(tmp_path):
         for name in hostile_classes:
             if library.store.class_id(name) is None:
                 library.store.insert_class(name)
-    photo_names = ["..jpg", "CON.jpg", " .hidden.jpg", "x" * 250 + ".jpg", "new\nline.jpg", "-rf.jpg", "a.b.jpg", "é.jpg"]
+    photo_names = [
+        "..jpg",
+        "CON.jpg",
+        " .hidden.jpg",
+        "x" * 250 + ".jpg",
+        "new\nline.jpg",
+        "-rf.jpg",
+        "a.b.jpg",
+        "é.jpg",
+    ]
     paths = [write_image(tmp_path / "photos" / name, seed=i, format="JPEG") for i, name in enumerate(photo_names)]
     photo_ids = add_photos(library, paths)
     classes = hostile_classes + ["elephant"]
@@ -266,7 +291,8 @@ def test_a_move_whose_original_cannot_be_removed_is_undone(tmp_path, monkeypatch
     result = apply_sort(library, plan)
     monkeypatch.undo()
     assert [(Path(p).name, why) for p, why in result.failed] == [
-        ("a.jpg", "cannot remove the original (Permission denied); nothing was moved")]
+        ("a.jpg", "cannot remove the original (Permission denied); nothing was moved")
+    ]
     assert library.photo(ids["a.jpg"]).path == str(source.resolve())
     assert os.stat(source).st_nlink == 1 and not (dest / "dog" / "a.jpg").exists()
     assert (tmp_path / "photos" / "a.xmp").is_file() and not (dest / "dog" / "a.xmp").exists()

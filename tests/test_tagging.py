@@ -10,15 +10,17 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
-from tagger.engine import OnnxEngine, Preprocessing, choose_engine, default_backbone_id
-from tagger.head import OTHER, Head
-from tagger.tagging import PhotoResult, tag_photos
+from tagger.classifier.head import OTHER, Head
+from tagger.inference.choice import choose_engine
+from tagger.inference.onnx_engine import OnnxEngine
+from tagger.inference.pipeline import PhotoResult, tag_photos
+from tagger.inference.preprocessing import Preprocessing, default_backbone_id
 
 PHOTOS = Path(__file__).parent / "data" / "photos"
 
 
 def load_photo(path: str) -> np.ndarray:
-    # Stands in for the product's loader (tagger.images), which the run receives as a
+    # Stands in for the product's loader (tagger.images.loader), which the run receives as a
     # parameter; this one is just good enough for the committed JPEGs.
     with Image.open(path) as image:
         image.draft("RGB", (448, 448))
@@ -202,13 +204,9 @@ def test_real_photos_are_tagged_correctly(real_engine: OnnxEngine, tmp_path: Pat
     items = [(str(p), str(p)) for p in photos]
     items.insert(4, ("broken", str(broken)))
     weight, bias = real_engine.imagenet_classifier()
-    head = Head.zero_shot(
-        ["dog", "elephant", OTHER], weight, bias, backbone_id=real_engine.backbone_id
-    )
+    head = Head.zero_shot(["dog", "elephant", OTHER], weight, bias, backbone_id=real_engine.backbone_id)
 
-    results = run_all(
-        items=items, engine=real_engine, head=head, load_image=load_photo, batch_size=4
-    )
+    results = run_all(items=items, engine=real_engine, head=head, load_image=load_photo, batch_size=4)
 
     by_id = {r.photo_id: r for r in results}
     assert not by_id.pop("broken").ok

@@ -14,30 +14,24 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from library_builders import add_photos_with_features
-from process_helpers import wait_for_exit
-from tagger.calibration import fit_temperature
-from tagger.head import Head
-from tagger.library import Library
-from tagger.quick_training import QuickSettings, distrusted_pseudo_labels
-from tagger.retagging import retag_from_features
-from tagger.semi_supervised import neighbour_graph, propagate_labels
-from tagger.splits import NEVER_HELD_OUT, assign_folds, cap_held_out, single_hold_out
-from tagger.training import (
-    TrainingCancelled,
-    TrainingError,
-    register_outcome,
-    train,
-)
+from tagger.classifier.calibration import fit_temperature
+from tagger.classifier.head import Head
+from tagger.errors import TrainingError
+from tagger.library.library import Library
+from tagger.tagging.retagging import retag_from_features
+from tagger.training.quick import QuickSettings, distrusted_pseudo_labels
+from tagger.training.retraining import TrainingCancelled, register_outcome, train
+from tagger.training.semi_supervised import neighbour_graph, propagate_labels
+from tagger.training.splits import NEVER_HELD_OUT, assign_folds, cap_held_out, single_hold_out
+from tests.helpers.builders import add_photos_with_features
+from tests.helpers.processes import wait_for_exit
 
 CLASSES = ("dog", "elephant", "other")
 BACKBONE = "test-backbone"
 DIM = 64
 
 
-def cluster_features(
-    n_per_class: int, seed: int = 0, separation: float = 4.0
-) -> tuple[np.ndarray, np.ndarray]:
+def cluster_features(n_per_class: int, seed: int = 0, separation: float = 4.0) -> tuple[np.ndarray, np.ndarray]:
     """Three Gaussian clusters: features [3n, DIM] and their true class index."""
     rng = np.random.default_rng(seed)
     centres = rng.normal(size=(len(CLASSES), DIM))
@@ -59,9 +53,7 @@ def make_library(root: Path, features: np.ndarray, head: Head) -> tuple[Library,
     ids = add_photos_with_features(library, paths, features, BACKBONE)
     head_file = library.models_dir / "current.safetensors"
     head.save(head_file)
-    library.register_model_version(
-        mode="zero-shot", backbone_id=BACKBONE, head_file=head_file, classes=head.classes
-    )
+    library.register_model_version(mode="zero-shot", backbone_id=BACKBONE, head_file=head_file, classes=head.classes)
     return library, ids
 
 
@@ -78,7 +70,7 @@ def first_rows_per_class(truth: np.ndarray, n: int) -> list[int]:
 
 def quick(library: Library, **kwargs):
     return train(
-        library.reader(),
+        Library(library.root, readonly=True),
         library.current_model_version(),
         library.class_names(),
         models_dir=library.models_dir,
@@ -249,9 +241,7 @@ def test_too_few_labels_to_judge_is_said_and_not_promoted(tmp_path) -> None:
 def test_labeled_photos_without_features_are_reported(clustered) -> None:
     library, _, _, _ = clustered
     with library.store.transaction():
-        library.store.execute(
-            "DELETE FROM features WHERE photo_id = ?", (library.user_labels()[0][0],)
-        )
+        library.store.delete_features(library.user_labels()[0][0])
     outcome = quick(library)
     assert outcome.n_labels == 23
     assert any("without features for the current model" in warning for warning in outcome.warnings)
@@ -263,12 +253,10 @@ def test_labeled_photos_without_features_are_reported(clustered) -> None:
 def test_retag_from_features_matches_the_head(clustered) -> None:
     library, ids, features, _ = clustered
     head = Head.load(quick(library).head_file)
-    results = retag_from_features(library.reader(), head, ids[:30] + [10_000])
+    results = retag_from_features(Library(library.root, readonly=True), head, ids[:30] + [10_000])
     assert [r.photo_id for r in results] == ids[:30]  # the unknown id has no features: left out
     stored = features[:30].astype(np.float16).astype(np.float32)  # as the library keeps them
-    np.testing.assert_allclose(
-        [r.probabilities for r in results], head.probabilities(stored), atol=1e-5
-    )
+    np.testing.assert_allclose([r.probabilities for r in results], head.probabilities(stored), atol=1e-5)
 
 
 def test_label_propagation_follows_the_clusters() -> None:
@@ -288,7 +276,10 @@ def test_the_graphs_other_counts_only_where_the_labels_only_head_agrees() -> Non
     propagated = np.array([other, other, dog, elephant])
     labels_only = np.array([dog, other, other, dog])
     assert distrusted_pseudo_labels(["dog", "elephant", "other"], propagated, labels_only).tolist() == [
-        True, False, False, False
+        True,
+        False,
+        False,
+        False,
     ]
     assert not distrusted_pseudo_labels(["dog", "elephant", "cow"], propagated, labels_only).any()
 
@@ -325,14 +316,14 @@ def test_temperature_recovers_an_overconfident_scale() -> None:
 
 @pytest.mark.slow
 def test_deep_mode_fine_tunes_a_loadable_backbone_with_a_new_id(deep_ready_library) -> None:
-    from tagger.deep_training import DeepSettings
-    from tagger.training import load_tuned_engine
+    from tagger.inference.tuned_backbone import TunedEngine
+    from tagger.training.deep import DeepSettings
 
     library, backbone, batch, features = deep_ready_library
     epochs = []
 
     outcome = train(
-        library.reader(),
+        Library(library.root, readonly=True),
         library.current_model_version(),
         library.class_names(),
         models_dir=library.models_dir,
@@ -346,7 +337,7 @@ def test_deep_mode_fine_tunes_a_loadable_backbone_with_a_new_id(deep_ready_libra
     assert outcome.backbone_id != backbone.backbone_id
     assert outcome.backbone_file.is_file() and outcome.backbone_file.parent == library.models_dir
     assert epochs[-1][0] == epochs[-1][1]
-    engine = load_tuned_engine(outcome.backbone_file, "cpu")  # what tagging runs
+    engine = TunedEngine(outcome.backbone_file, "cpu")  # what tagging runs
     assert engine.backbone_id == outcome.backbone_id
     tuned_features = engine.extract(batch)
     assert tuned_features.shape == features.shape and not np.allclose(tuned_features, features)
@@ -359,17 +350,21 @@ def test_deep_mode_fine_tunes_a_loadable_backbone_with_a_new_id(deep_ready_libra
 
 @pytest.mark.slow
 def test_deep_training_in_a_child_process_leaves_a_cpu_engine_without_torch(deep_ready_library) -> None:
-    from tagger.deep_training import DeepSettings
-    from tagger.engine import OnnxEngine
-    from tagger.runner import open_engine
-    from tagger.training import load_tuned_engine
-    from tagger.training_process import train_in_child_process
+    from tagger.inference.choice import open_engine
+    from tagger.inference.onnx_engine import OnnxEngine
+    from tagger.inference.tuned_backbone import TunedEngine
+    from tagger.training.deep import DeepSettings
+    from tagger.training.process import train_in_child_process
 
     library, _backbone, batch, _features = deep_ready_library
     steps = []
     outcome = train_in_child_process(
-        library.database_path, library.current_model_version(), library.class_names(),
-        models_dir=library.models_dir, mode="deep", device="cpu",
+        library.root,
+        library.current_model_version(),
+        library.class_names(),
+        models_dir=library.models_dir,
+        mode="deep",
+        device="cpu",
         deep_settings=DeepSettings(epochs=1, batch_size=4, images_per_epoch=4),
         progress=lambda step, total, loss, acc: steps.append((step, total)),
     )
@@ -377,32 +372,42 @@ def test_deep_training_in_a_child_process_leaves_a_cpu_engine_without_torch(deep
     version = register_outcome(library, outcome, make_current=True)
     engine = open_engine("cpu", library.cache_dir, version, library.root)
     assert isinstance(engine, OnnxEngine) and engine.backbone_id == outcome.backbone_id
-    reference = load_tuned_engine(outcome.backbone_file, "cpu").extract(batch)
+    reference = TunedEngine(outcome.backbone_file, "cpu").extract(batch)
     assert np.allclose(engine.extract(batch), reference, atol=1e-3)
 
 
 def test_a_cancelled_child_training_leaves_no_model(deep_ready_library) -> None:
-    from tagger.training_process import train_in_child_process
+    from tagger.training.process import train_in_child_process
 
     library, *_ = deep_ready_library
     before = sorted(library.models_dir.iterdir())
     with pytest.raises(TrainingCancelled):
-        train_in_child_process(library.database_path, library.current_model_version(), library.class_names(),
-                               models_dir=library.models_dir, mode="deep", device="cpu",
-                               should_cancel=lambda: True)
+        train_in_child_process(
+            library.root,
+            library.current_model_version(),
+            library.class_names(),
+            models_dir=library.models_dir,
+            mode="deep",
+            device="cpu",
+            should_cancel=lambda: True,
+        )
     assert sorted(library.models_dir.iterdir()) == before
 
 
 @pytest.mark.slow
 def test_the_training_child_may_decode_in_processes_of_its_own(deep_ready_library) -> None:
     # What Deep training does on a GPU (DataLoader workers); a daemonic child could not.
-    from tagger.deep_training import DeepSettings
-    from tagger.training_process import train_in_child_process
+    from tagger.training.deep import DeepSettings
+    from tagger.training.process import train_in_child_process
 
     library, *_ = deep_ready_library
     outcome = train_in_child_process(
-        library.database_path, library.current_model_version(), library.class_names(),
-        models_dir=library.models_dir, mode="deep", device="cpu",
+        library.root,
+        library.current_model_version(),
+        library.class_names(),
+        models_dir=library.models_dir,
+        mode="deep",
+        device="cpu",
         deep_settings=DeepSettings(epochs=1, batch_size=4, images_per_epoch=4, workers=1),
     )
     assert outcome.mode == "deep" and outcome.backbone_file.is_file()
@@ -412,27 +417,30 @@ def test_the_training_child_may_decode_in_processes_of_its_own(deep_ready_librar
 _TRAINING_SCRIPT_START = """
 import sys
 from pathlib import Path
-from tagger.deep_training import DeepSettings
-from tagger.library import Library
-from tagger.training_process import train_in_child_process
+from tagger.training.deep import DeepSettings
+from tagger.library.library import Library
+from tagger.training.process import train_in_child_process
 
 library = Library(Path(sys.argv[1]))
-database, current, classes, models = (library.database_path, library.current_model_version(),
+root, current, classes, models = (library.root, library.current_model_version(),
                                       library.class_names(), library.models_dir)
 library.close()
 """
 
-_ORPHANING_PARENT = _TRAINING_SCRIPT_START + """
+_ORPHANING_PARENT = (
+    _TRAINING_SCRIPT_START
+    + """
 
 
 def report(step, total, loss, accuracy):
     print("training", flush=True)
 
 
-train_in_child_process(database, current, classes, models_dir=models, mode="deep", device="cpu",
+train_in_child_process(root, current, classes, models_dir=models, mode="deep", device="cpu",
                        deep_settings=DeepSettings(epochs=1000, batch_size=2, images_per_epoch=64),
                        progress=report)
 """
+)
 
 
 @pytest.mark.slow
@@ -444,12 +452,13 @@ def test_a_training_child_stops_when_its_parent_is_killed(deep_ready_library) ->
     library, *_ = deep_ready_library
     root = library.root
     library.close()
-    parent = subprocess.Popen([sys.executable, "-c", _ORPHANING_PARENT, str(root)],
-                              stdout=subprocess.PIPE, text=True)
+    parent = subprocess.Popen([sys.executable, "-c", _ORPHANING_PARENT, str(root)], stdout=subprocess.PIPE, text=True)
     try:
         assert parent.stdout.readline().strip() == "training"  # the child is in its loop
-        children = [int(pid) for pid in subprocess.run(
-            ["pgrep", "-P", str(parent.pid)], capture_output=True, text=True).stdout.split()]
+        children = [
+            int(pid)
+            for pid in subprocess.run(["pgrep", "-P", str(parent.pid)], capture_output=True, text=True).stdout.split()
+        ]
         assert children
         parent.send_signal(signal.SIGKILL)
         parent.wait(10)
@@ -460,13 +469,15 @@ def test_a_training_child_stops_when_its_parent_is_killed(deep_ready_library) ->
             parent.kill()
 
 
-_EXITING_WHILE_A_THREAD_TRAINS = _TRAINING_SCRIPT_START + """
+_EXITING_WHILE_A_THREAD_TRAINS = (
+    _TRAINING_SCRIPT_START
+    + """
 import threading
 training = threading.Event()
 
 
 def train():
-    train_in_child_process(database, current, classes, models_dir=models, mode="deep", device="cpu",
+    train_in_child_process(root, current, classes, models_dir=models, mode="deep", device="cpu",
                            deep_settings=DeepSettings(epochs=1000, batch_size=2, images_per_epoch=64),
                            progress=lambda *_: training.set())
 
@@ -476,6 +487,7 @@ training.wait(120)
 import multiprocessing
 print(" ".join(str(child.pid) for child in multiprocessing.active_children()), flush=True)
 """
+)
 
 
 @pytest.mark.slow
@@ -488,8 +500,9 @@ def test_an_interpreter_exiting_mid_training_stops_the_child(deep_ready_library)
     library.close()
     # A thread still waiting on the child at exit, as a worker thread abandoned by a crash
     # would be: the exit must neither wait for the whole training nor leave the child behind.
-    answer = subprocess.run([sys.executable, "-c", _EXITING_WHILE_A_THREAD_TRAINS, str(root)],
-                            capture_output=True, text=True, timeout=60)
+    answer = subprocess.run(
+        [sys.executable, "-c", _EXITING_WHILE_A_THREAD_TRAINS, str(root)], capture_output=True, text=True, timeout=60
+    )
     children = [int(pid) for pid in answer.stdout.split()]
     assert answer.returncode == 0 and children, answer.stderr
     assert not [pid for pid in children if Path(f"/proc/{pid}").exists()]

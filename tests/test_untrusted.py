@@ -25,12 +25,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from library_builders import library_with_photos
-from reliability_helpers import (
+from tagger.classifier.head import Head
+from tagger.errors import HeadError
+from tagger.inference.preprocessing import Preprocessing
+from tagger.library.library import Library
+from tagger.tagging.runner import tag_library
+from tests.helpers.builders import library_with_photos
+from tests.helpers.reliability import (
     TemplateLibrary,
     assert_clean_failure,
     assert_success,
-    build_template_library,
     cli_has_command,
     clone_library,
     generate_photos,
@@ -40,16 +44,6 @@ from reliability_helpers import (
     snapshot_files,
     train_argv,
 )
-from tagger.engine import Preprocessing
-from tagger.head import Head, HeadError
-from tagger.library import Library
-from tagger.runner import tag_library
-
-
-@pytest.fixture(scope="session")
-def template(tmp_path_factory: pytest.TempPathFactory) -> TemplateLibrary:
-    return build_template_library(tmp_path_factory.getbasetemp() / "reliability-template")
-
 
 # -- payloads -------------------------------------------------------------------------------
 
@@ -151,7 +145,8 @@ def test_commands_refuse_a_pickled_current_model(template: TemplateLibrary, tmp_
 
 
 def test_a_pickled_onnx_cache_is_ignored(template: TemplateLibrary, tmp_path: Path) -> None:
-    from tagger.engine import OnnxEngine, default_backbone_id, onnx_cache_paths
+    from tagger.inference.onnx_engine import OnnxEngine, onnx_cache_paths
+    from tagger.inference.preprocessing import default_backbone_id
 
     marker = tmp_path / "code-ran"
     onnx_file, sidecar = onnx_cache_paths(tmp_path, default_backbone_id())
@@ -164,7 +159,7 @@ def test_a_pickled_onnx_cache_is_ignored(template: TemplateLibrary, tmp_path: Pa
 @pytest.mark.slow
 def test_a_pickled_backbone_checkpoint_is_refused_unexecuted(tmp_path: Path) -> None:
     pytest.importorskip("torch")
-    from tagger.tuned_backbone import load_finetuned_backbone
+    from tagger.inference.tuned_backbone import load_finetuned_backbone
 
     marker = tmp_path / "code-ran"
     for kind, payload in PAYLOADS.items():
@@ -190,21 +185,43 @@ def f32(shape: list[int], start: int) -> dict:
 
 
 def head_description(**changes: object) -> str:
-    description = {"classes": ["dog", "elephant", "other"], "groups": {"dog": [1]}, "temperature": 1.0,
-                   "size_correction": 0.75, "backbone_id": "test", "info": {}}
+    description = {
+        "classes": ["dog", "elephant", "other"],
+        "groups": {"dog": [1]},
+        "temperature": 1.0,
+        "size_correction": 0.75,
+        "backbone_id": "test",
+        "info": {},
+    }
     description.update(changes)
     return json.dumps({key: value for key, value in description.items() if value is not ...})
 
 
-def small_head_file(*, description: str | None = None, shapes: dict[str, list[int]] | None = None,
-                    metadata: dict | None = None, first_values: dict[str, float] | None = None) -> bytes:
+def small_head_file(
+    *,
+    description: str | None = None,
+    shapes: dict[str, list[int]] | None = None,
+    metadata: dict | None = None,
+    first_values: dict[str, float] | None = None,
+) -> bytes:
     """A well-formed safetensors head of 10 ImageNet classes and 8 features, then bent as asked
     (`first_values` sets the first number of the tensors it names; all others are 0)."""
-    wanted = {"imagenet_weight": [10, 8], "imagenet_bias": [10], "residual_weight": [3, 8],
-              "residual_bias": [3], "class_bias": [3]}
+    wanted = {
+        "imagenet_weight": [10, 8],
+        "imagenet_bias": [10],
+        "residual_weight": [3, 8],
+        "residual_bias": [3],
+        "class_bias": [3],
+    }
     wanted.update(shapes or {})
-    header: dict = {"__metadata__": {"format": "tagger.head", "version": "1",
-                                     "head": description or head_description(), **(metadata or {})}}
+    header: dict = {
+        "__metadata__": {
+            "format": "tagger.head",
+            "version": "1",
+            "head": description or head_description(),
+            **(metadata or {}),
+        }
+    }
     offset = 0
     for name, shape in wanted.items():
         header[name] = f32(shape, offset)
@@ -228,14 +245,21 @@ LYING_FILES: dict[str, Callable[[], bytes]] = {
     "header not JSON": lambda: struct.pack("<Q", 6) + b"\xff\xfe{{{{",
     "offsets past the end": lambda: safetensors_bytes({"w": f32([1000, 1000], 0)}, b"\0" * 16),
     "absurd shape": lambda: safetensors_bytes(
-        {"w": {"dtype": "F32", "shape": [2**40, 2**40], "data_offsets": [0, 16]}}, b"\0" * 16),
+        {"w": {"dtype": "F32", "shape": [2**40, 2**40], "data_offsets": [0, 16]}}, b"\0" * 16
+    ),
     "shape disagrees with offsets": lambda: safetensors_bytes(
-        {"w": {"dtype": "F32", "shape": [3, 3], "data_offsets": [0, 8]}}, b"\0" * 8),
+        {"w": {"dtype": "F32", "shape": [3, 3], "data_offsets": [0, 8]}}, b"\0" * 8
+    ),
     "overlapping tensors": lambda: safetensors_bytes(
-        {"a": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]},
-         "b": {"dtype": "F32", "shape": [4], "data_offsets": [8, 24]}}, b"\0" * 24),
+        {
+            "a": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]},
+            "b": {"dtype": "F32", "shape": [4], "data_offsets": [8, 24]},
+        },
+        b"\0" * 24,
+    ),
     "unknown dtype": lambda: safetensors_bytes(
-        {"w": {"dtype": "X99", "shape": [1], "data_offsets": [0, 4]}}, b"\0" * 4),
+        {"w": {"dtype": "X99", "shape": [1], "data_offsets": [0, 4]}}, b"\0" * 4
+    ),
     "truncated head": lambda: small_head_file()[:-7],
     "no Tagger metadata": lambda: small_head_file(metadata={"format": None}),
     "residual shape mismatch": lambda: small_head_file(shapes={"residual_weight": [3, 7]}),
@@ -255,8 +279,9 @@ LYING_FILES: dict[str, Callable[[], bytes]] = {
     "infinite ImageNet bias": lambda: small_head_file(first_values={"imagenet_bias": float("-inf")}),
     "NaN class bias": lambda: small_head_file(first_values={"class_bias": float("nan")}),
     "weight too large to compute with": lambda: small_head_file(first_values={"imagenet_weight": 3e38}),
-    "no ImageNet classes": lambda: small_head_file(shapes={"imagenet_weight": [0, 8], "imagenet_bias": [0]},
-                                                  description=head_description(groups={})),
+    "no ImageNet classes": lambda: small_head_file(
+        shapes={"imagenet_weight": [0, 8], "imagenet_bias": [0]}, description=head_description(groups={})
+    ),
     "no features": lambda: small_head_file(shapes={"imagenet_weight": [10, 0], "residual_weight": [3, 0]}),
 }
 
@@ -272,12 +297,15 @@ def test_a_lying_head_file_is_a_clear_error(tmp_path: Path, case: str) -> None:
     assert str(path) in str(refused.value)
 
 
-@pytest.mark.parametrize(("case", "reason"), [
-    ("NaN residual weight", "damaged model file: residual_weight holds 1 NaN or infinite value(s)"),
-    ("infinite ImageNet bias", "damaged model file: imagenet_bias holds 1 NaN or infinite value(s)"),
-    ("weight too large to compute with", "damaged model file: imagenet_weight holds a value of 3e+38"),
-    ("no features", "damaged model file: its ImageNet classifier is 10 x 0"),
-])
+@pytest.mark.parametrize(
+    ("case", "reason"),
+    [
+        ("NaN residual weight", "damaged model file: residual_weight holds 1 NaN or infinite value(s)"),
+        ("infinite ImageNet bias", "damaged model file: imagenet_bias holds 1 NaN or infinite value(s)"),
+        ("weight too large to compute with", "damaged model file: imagenet_weight holds a value of 3e+38"),
+        ("no features", "damaged model file: its ImageNet classifier is 10 x 0"),
+    ],
+)
 def test_a_head_whose_weights_cannot_tag_says_why(tmp_path: Path, case: str, reason: str) -> None:
     path = tmp_path / "head.safetensors"
     path.write_bytes(LYING_FILES[case]())
@@ -332,8 +360,9 @@ def test_a_broken_zero_shot_model_is_made_again_and_a_trained_one_refused(tmp_pa
     # What a trained model learned is in its file: that is refused, never silently replaced.
     trained_file = library.models_dir / "head-trained.safetensors"
     poisoned(library.model_file(library.current_model_version().head_file)).save(trained_file)
-    library.register_model_version(mode="quick", backbone_id="tiny", head_file=trained_file,
-                                   classes=library.class_names(), make_current=True)
+    library.register_model_version(
+        mode="quick", backbone_id="tiny", head_file=trained_file, classes=library.class_names(), make_current=True
+    )
     with pytest.raises(HeadError, match="residual_weight holds 1 NaN"):
         tag_library(library, include_tagged=True, engine=TinyEngine())
     library.close()
@@ -359,7 +388,7 @@ HOSTILE_CLASS_NAMES = ("../../escaped", "a/b", "..", "/absolute", "con", "x\\..\
 @pytest.fixture
 def crafted_library(tmp_path: Path) -> tuple[Path, Path]:
     """A library whose database was edited behind Tagger's back, and the tree it lives in."""
-    from tagger.importer import import_paths
+    from tagger.library.importer import import_paths
 
     photos = tmp_path / "photos"
     generate_photos(photos / "sub", len(HOSTILE_CLASS_NAMES) + 2, seed=7)
@@ -375,8 +404,9 @@ def crafted_library(tmp_path: Path) -> tuple[Path, Path]:
             db.execute("INSERT INTO photos (path, content_hash, added_at) VALUES (?, ?, 0)", (crafted, f"c{index}"))
         ids = [row[0] for row in db.execute("SELECT id FROM photos ORDER BY id")]
         for position, (name, photo_id) in enumerate(zip(HOSTILE_CLASS_NAMES, ids), start=10):
-            class_id = db.execute("INSERT INTO classes (name, position, created_at) VALUES (?, ?, 0)",
-                                  (name, position)).lastrowid
+            class_id = db.execute(
+                "INSERT INTO classes (name, position, created_at) VALUES (?, ?, 0)", (name, position)
+            ).lastrowid
             db.execute("UPDATE photos SET label_class_id = ?, label_source = 'user' WHERE id = ?", (class_id, photo_id))
         dog = db.execute("SELECT id FROM classes WHERE name = 'dog'").fetchone()[0]
         db.execute("UPDATE photos SET label_class_id = ?, label_source = 'user' WHERE path LIKE '%outside%'", (dog,))
@@ -439,8 +469,7 @@ def test_a_model_file_outside_the_library_is_not_loaded_as_code(template: Templa
     evil.write_bytes(pickle_payload(marker))
     db = sqlite3.connect(root / "library.sqlite3")
     with db:
-        db.execute("UPDATE model_versions SET head_file = ? WHERE is_current = 1",
-                   (os.path.relpath(evil, root),))
+        db.execute("UPDATE model_versions SET head_file = ? WHERE is_current = 1", (os.path.relpath(evil, root),))
     db.close()
     before = snapshot_files(tmp_path / "elsewhere")
     assert_clean_failure(run_cli(root, "eval", template.photos / "samples"), "safetensors")

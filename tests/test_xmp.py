@@ -13,12 +13,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from library_builders import add_photos, library_with_photos, sha256_of, write_image
+from tagger.common.user_files import current_umask
 from tagger.domain import LabelSource
-from tagger.jpeg_xmp import XMP_SIGNATURE, header_segments, read_xmp_packet
-from tagger.user_files import current_umask
-from tagger.xmp import apply_xmp_changes, keywords_in_file, plan_xmp_changes, sidecar_path_for
-from tagger.xmp_document import XmpError, parse_xmp
+from tagger.errors import XmpError
+from tagger.exchange.xmp import apply_xmp_changes, keywords_in_file, plan_xmp_changes, sidecar_path_for
+from tagger.exchange.xmp_document import parse_xmp
+from tagger.images.jpeg_xmp import XMP_SIGNATURE, header_segments, read_xmp_packet
+from tests.helpers.builders import add_photos, library_with_photos, sha256_of, write_image
 
 needs_exiftool = pytest.mark.skipif(shutil.which("exiftool") is None, reason="exiftool is not installed")
 
@@ -26,7 +27,9 @@ needs_exiftool = pytest.mark.skipif(shutil.which("exiftool") is None, reason="ex
 def exiftool_keywords(path: Path) -> tuple[list[str], list[str]]:
     output = subprocess.run(
         ["exiftool", "-j", "-XMP-dc:Subject", "-XMP-lr:HierarchicalSubject", str(path)],
-        check=True, capture_output=True, text=True,
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout
     record = json.loads(output)[0]
 
@@ -112,8 +115,13 @@ def test_merge_keeps_everything_else_and_relabel_replaces_only_taggers_keyword(t
     assert fields["Title"] == "Beach & sun"
     assert fields["Creator"] == "Ann Example"
     text = sidecar.read_text(encoding="utf-8")
-    for survivor in ("<!-- kept by the other program -->", "acme:flag=\"yes\"", "<acme:step acme:n=\"1\">crop</acme:step>",
-                     "x:xmptk=\"SomeEditor 3.1\"", "<?xpacket end='w'?>"):
+    for survivor in (
+        "<!-- kept by the other program -->",
+        'acme:flag="yes"',
+        '<acme:step acme:n="1">crop</acme:step>',
+        'x:xmptk="SomeEditor 3.1"',
+        "<?xpacket end='w'?>",
+    ):
         assert survivor in text
     assert sha256_of(tmp_path / "photos" / "a.jpg") == photo_hash
 
@@ -139,8 +147,9 @@ def test_a_keyword_another_hierarchy_names_survives_relabel(tmp_path):
     library, ids = library_with_photos(tmp_path, {"a.jpg": "dog"})
     save(library)
     sidecar = tmp_path / "photos" / "a.xmp"
-    text = sidecar.read_text(encoding="utf-8").replace("<rdf:li>Tagger|dog</rdf:li>",
-                                                         "<rdf:li>Tagger|dog</rdf:li><rdf:li>Animals|dog</rdf:li>")
+    text = sidecar.read_text(encoding="utf-8").replace(
+        "<rdf:li>Tagger|dog</rdf:li>", "<rdf:li>Tagger|dog</rdf:li><rdf:li>Animals|dog</rdf:li>"
+    )
     sidecar.write_text(text, encoding="utf-8")
     library.set_user_labels([ids["a.jpg"]], "elephant")
     save(library)
@@ -229,10 +238,14 @@ def test_a_deeply_nested_sidecar_is_merged_and_every_other_sidecar_written(tmp_p
 
 def test_any_nesting_depth_parses_and_writes_back_unchanged():
     depth = 200_000
-    data = ('<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
-            '<rdf:Description xmlns:acme="http://example.com/acme/1.0/" rdf:about="">'
-            + "<acme:n>" * depth + "deep" + "</acme:n>" * depth
-            + "</rdf:Description></rdf:RDF></x:xmpmeta>\n").encode("utf-8")
+    data = (
+        '<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+        '<rdf:Description xmlns:acme="http://example.com/acme/1.0/" rdf:about="">'
+        + "<acme:n>" * depth
+        + "deep"
+        + "</acme:n>" * depth
+        + "</rdf:Description></rdf:RDF></x:xmpmeta>\n"
+    ).encode("utf-8")
     assert parse_xmp(data).to_bytes() == data
 
 

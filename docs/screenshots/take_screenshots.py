@@ -24,13 +24,12 @@ from PIL import Image
 from PySide6.QtCore import QSettings
 from PySide6.QtWidgets import QAbstractItemView, QApplication, QWidget
 
-REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO))
+from tagger.gui.app import AppSession, app_icon, default_device_text
+from tagger.gui.photos.table import PhotoFilter, Show, SortOrder, SourceFilter
+from tagger.gui.settings.appearance import DARK
+from tagger.gui.settings.settings import AppSettings
 
-from tagger.gui.app import AppSession, app_icon, default_device_text  # noqa: E402
-from tagger.gui.appearance import DARK  # noqa: E402
-from tagger.gui.photo_table import PhotoFilter, Show, SortOrder, SourceFilter  # noqa: E402
-from tagger.gui.settings import AppSettings  # noqa: E402
+REPO = Path(__file__).resolve().parents[2]
 
 PHOTOS = REPO.parent / "shared" / "photos"
 if not PHOTOS.exists():
@@ -86,20 +85,26 @@ def sidecar(flat: list[str], hierarchical: list[str]) -> str:
     def bag(items: list[str]) -> str:
         return "<rdf:Bag>" + "".join(f"<rdf:li>{item}</rdf:li>" for item in items) + "</rdf:Bag>"
 
-    return ('<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
-            '<rdf:Description rdf:about="" xmlns:dc="http://purl.org/dc/elements/1.1/" '
-            'xmlns:lr="http://ns.adobe.com/lightroom/1.0/" xmlns:xmp="http://ns.adobe.com/xap/1.0/" xmp:Rating="4">'
-            f"<dc:subject>{bag(flat)}</dc:subject>"
-            + (f"<lr:hierarchicalSubject>{bag(hierarchical)}</lr:hierarchicalSubject>" if hierarchical else "")
-            + "</rdf:Description></rdf:RDF></x:xmpmeta>")
+    return (
+        '<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+        '<rdf:Description rdf:about="" xmlns:dc="http://purl.org/dc/elements/1.1/" '
+        'xmlns:lr="http://ns.adobe.com/lightroom/1.0/" xmlns:xmp="http://ns.adobe.com/xap/1.0/" xmp:Rating="4">'
+        f"<dc:subject>{bag(flat)}</dc:subject>"
+        + (f"<lr:hierarchicalSubject>{bag(hierarchical)}</lr:hierarchicalSubject>" if hierarchical else "")
+        + "</rdf:Description></rdf:RDF></x:xmpmeta>"
+    )
 
 
 def make_trip_with_sidecars(folder: Path) -> None:
     """Re-encoded copies (new files, not duplicates) with sidecars other programs wrote, so the
     XMP dialog has updates to show beside creations. Outside the repository, thrown away after."""
     folder.mkdir()
-    sources = [sorted((PHOTOS / "elephant").glob("*.jpg"))[3], sorted((PHOTOS / "elephant").glob("*.jpg"))[7],
-               sorted((PHOTOS / "dog").glob("*.jpg"))[9], sorted((PHOTOS / "cow").glob("*.jpg"))[4]]
+    sources = [
+        sorted((PHOTOS / "elephant").glob("*.jpg"))[3],
+        sorted((PHOTOS / "elephant").glob("*.jpg"))[7],
+        sorted((PHOTOS / "dog").glob("*.jpg"))[9],
+        sorted((PHOTOS / "cow").glob("*.jpg"))[4],
+    ]
     for number, source in enumerate(sources, start=1):
         Image.open(source).convert("RGB").save(folder / f"trip_{number:02d}.jpg", quality=88)
     (folder / "trip_01.xmp").write_text(sidecar(["Kenya", "safari"], ["Places|Kenya"]), encoding="utf-8")
@@ -162,8 +167,9 @@ def model_feature_shots(app: QApplication, window, library) -> None:  # noqa: AN
 
     for name, folder in (("heatmap-dog.png", "dog"), ("heatmap-elephant.png", "elephant")):
         # A photo the model tagged (not one of the user's), so its probability bars show beside the map.
-        photo = next(p for p in library.photos()
-                     if f"/{folder}/c101-" in p.path and not p.is_user_labeled and p.label == folder)
+        photo = next(
+            p for p in library.photos() if f"/{folder}/c101-" in p.path and not p.is_user_labeled and p.label == folder
+        )
         window.filter_bar.set_filter(PhotoFilter(show=Show.CLASS, class_name=folder))
         window.filter_bar.set_sort_order(SortOrder.NAME)
         shown: list[object] = []
@@ -171,7 +177,7 @@ def model_feature_shots(app: QApplication, window, library) -> None:  # noqa: AN
         select_path(window, library, Path(photo.path))
         if not window.heatmap.toggle_action.isChecked():
             window.heatmap.toggle_action.trigger()
-        wait_for(app, lambda: bool(shown) or window.heatmap.shown is not None, timeout=300)
+        wait_for(app, lambda: bool(shown) or window.heatmap.shown is not None, timeout=300)  # noqa: B023 - called here
         window.heatmap.overlay_applied.disconnect(shown.append)
         settle(app, 1.5)
         centre_current_photo(app, window)

@@ -20,16 +20,15 @@ from PySide6.QtGui import QGuiApplication, QIcon
 from PySide6.QtWidgets import QApplication, QFileDialog, QMessageBox, QWidget
 
 from tagger import APP_NAME, __version__
-from tagger.gui.appearance import apply_appearance
+from tagger.common.paths import LIBRARY_ENV, default_library_dir
+from tagger.errors import LibraryBusyError, LibraryError, StoreError
 from tagger.gui.binding_check import broken_binding_message
+from tagger.gui.jobs.workers import describe_error
 from tagger.gui.main_window import MainWindow
-from tagger.gui.messages import show_problem
-from tagger.gui.settings import AppSettings
-from tagger.gui.workers import describe_error
-from tagger.library import Library, LibraryError
-from tagger.locking import LibraryBusyError
-from tagger.paths import LIBRARY_ENV, default_library_dir
-from tagger.store import StoreError
+from tagger.gui.settings.appearance import apply_appearance
+from tagger.gui.settings.settings import AppSettings
+from tagger.gui.widgets.messages import show_problem
+from tagger.library.library import Library
 
 log = logging.getLogger(__name__)
 
@@ -73,9 +72,11 @@ def open_library(path: Path) -> Library:
         return Library(path)
     except LibraryBusyError as error:
         # The core's message names --library, which means nothing to someone who opened the app.
-        raise LibraryError(f"The library at {path} is already open in another Tagger (a window, or a "
-                           "command still running in a terminal). Switch to that one, or close it and try "
-                           "again; or open another library.") from error
+        raise LibraryError(
+            f"The library at {path} is already open in another Tagger (a window, or a "
+            "command still running in a terminal). Switch to that one, or close it and try "
+            "again; or open another library."
+        ) from error
     except StoreError as error:
         raise LibraryError(f"The library at {path} cannot be opened: {error}") from error
     except OSError as error:
@@ -164,10 +165,13 @@ def install_exception_hook(active_window: Callable[[], QWidget | None]) -> None:
         log.error("Unexpected error:\n%s", details)
         window = active_window()
         if window is not None:
-            show_problem(window, "Something went wrong",
-                         f"{APP_NAME} hit an unexpected problem: {describe_error(error)}\n\n"
-                         "Your labels are saved. If this keeps happening, please report it with the details below.",
-                         details)
+            show_problem(
+                window,
+                "Something went wrong",
+                f"{APP_NAME} hit an unexpected problem: {describe_error(error)}\n\n"
+                "Your labels are saved. If this keeps happening, please report it with the details below.",
+                details,
+            )
 
     sys.excepthook = hook
 
@@ -180,8 +184,9 @@ def _parse(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
     return parser.parse_known_args(list(argv))
 
 
-def run(argv: Sequence[str], *, describe_device: DeviceDescriber = default_device_text,
-        settings: QSettings | None = None) -> int:
+def run(
+    argv: Sequence[str], *, describe_device: DeviceDescriber = default_device_text, settings: QSettings | None = None
+) -> int:
     """Start the GUI; `argv` excludes the program name. Returns the exit status."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     arguments, qt_arguments = _parse(argv)

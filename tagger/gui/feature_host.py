@@ -13,12 +13,12 @@ from typing import Protocol
 from PySide6.QtGui import QAction, QUndoStack
 from PySide6.QtWidgets import QWidget
 
-from tagger.gui.labeling import LabelEditor
-from tagger.gui.photo_lists import ListedPhotos
-from tagger.gui.preview import PreviewPane
-from tagger.gui.settings import AppSettings
-from tagger.gui.workers import Job, JobRunner, JobWork
-from tagger.library import Library
+from tagger.gui.jobs.workers import Job, JobRunner, JobWork
+from tagger.gui.labels.labeling import LabelEditor
+from tagger.gui.photos.lists import ListedPhotos
+from tagger.gui.preview.panel import PreviewPane
+from tagger.gui.settings.settings import AppSettings
+from tagger.library.library import Library
 
 
 class FeatureHost(Protocol):

@@ -52,41 +52,41 @@ from PySide6.QtWidgets import (
 
 from tagger import APP_NAME, __version__
 from tagger.domain import ImportSummary
-from tagger.explain_process import Explainer
-from tagger.gui.appearance import apply_appearance
-from tagger.gui.auto_tagging import AutoTagger
-from tagger.gui.classes_feature import ClassesFeature
-from tagger.gui.engine_warmup import PREPARING_TEXT, EngineWarmup
-from tagger.gui.evidence_heatmap import EvidenceHeatmap
-from tagger.gui.export_menu import ExportMenu
-from tagger.gui.filter_bar import FilterBar
-from tagger.gui.gallery import GalleryView
-from tagger.gui.import_summary import ImportSummaryDialog, describe_nothing_found, nothing_found
-from tagger.gui.importing import ImportSession
-from tagger.gui.job_progress import JobProgress
-from tagger.gui.label_actions import LabelActions
-from tagger.gui.label_import import LabelImport
-from tagger.gui.labeling import LabelEditor
-from tagger.gui.messages import show_problem
-from tagger.gui.model_history import ModelHistoryFeature
-from tagger.gui.model_switching import ModelSwitcher
-from tagger.gui.photo_lists import ListedPhotos
-from tagger.gui.photo_model import PhotoListModel
-from tagger.gui.photo_table import PhotoFilter, SortOrder
-from tagger.gui.preview import PreviewPane
-from tagger.gui.preview_loader import PreviewLoader
-from tagger.gui.retraining import RetrainFeature
-from tagger.gui.review_queue import ReviewQueue
-from tagger.gui.robustness_probe import RobustnessProbe
-from tagger.gui.settings import AppSettings, Preferences
-from tagger.gui.settings_dialog import SettingsDialog
-from tagger.gui.shortcut_sheet import KeyRow, KeySection, ShortcutSheet, action_rows
-from tagger.gui.status_line import describe_counts
-from tagger.gui.suspects import SuspectsFeature
-from tagger.gui.tagging_first import TaggingFirst
-from tagger.gui.thumbnails import ThumbnailProvider
-from tagger.gui.workers import Job, JobRunner, JobWork, describe_error
-from tagger.library import Library
+from tagger.explain.process import Explainer
+from tagger.gui.classes.feature import ClassesFeature
+from tagger.gui.explain.evidence_heatmap import EvidenceHeatmap
+from tagger.gui.explain.robustness_probe import RobustnessProbe
+from tagger.gui.export.label_import import LabelImport
+from tagger.gui.export.menu import ExportMenu
+from tagger.gui.importing.importing import ImportSession
+from tagger.gui.importing.summary import ImportSummaryDialog, describe_nothing_found, nothing_found
+from tagger.gui.jobs.progress import JobProgress
+from tagger.gui.jobs.workers import Job, JobRunner, JobWork, describe_error
+from tagger.gui.labels.actions import LabelActions
+from tagger.gui.labels.labeling import LabelEditor
+from tagger.gui.photos.filter_bar import FilterBar
+from tagger.gui.photos.gallery import GalleryView
+from tagger.gui.photos.lists import ListedPhotos
+from tagger.gui.photos.model import PhotoListModel
+from tagger.gui.photos.table import PhotoFilter, SortOrder
+from tagger.gui.photos.thumbnails import ThumbnailProvider
+from tagger.gui.preview.loader import PreviewLoader
+from tagger.gui.preview.panel import PreviewPane
+from tagger.gui.review.queue import ReviewQueue
+from tagger.gui.review.suspects import SuspectsFeature
+from tagger.gui.settings.appearance import apply_appearance
+from tagger.gui.settings.dialog import SettingsDialog
+from tagger.gui.settings.settings import AppSettings, Preferences
+from tagger.gui.tagging.auto_tagging import AutoTagger
+from tagger.gui.tagging.engine_warmup import PREPARING_TEXT, EngineWarmup
+from tagger.gui.tagging.tagging_first import TaggingFirst
+from tagger.gui.training.model_history import ModelHistoryFeature
+from tagger.gui.training.model_switching import ModelSwitcher
+from tagger.gui.training.retraining import RetrainFeature
+from tagger.gui.widgets.messages import show_problem
+from tagger.gui.widgets.shortcut_sheet import KeyRow, KeySection, ShortcutSheet, action_rows
+from tagger.gui.widgets.status_line import describe_counts
+from tagger.library.library import Library
 
 log = logging.getLogger(__name__)
 
@@ -109,8 +109,15 @@ class MainWindow(QMainWindow):
     library_change_requested = Signal(object)  # Path of the library the user chose in Settings
     device_preference_changed = Signal(str)  # "auto", "cpu", "cuda" or "mps"
 
-    def __init__(self, library: Library, settings: AppSettings, *, device_text: str,
-                 thumbnail_workers: int = 2, parent: QWidget | None = None) -> None:
+    def __init__(
+        self,
+        library: Library,
+        settings: AppSettings,
+        *,
+        device_text: str,
+        thumbnail_workers: int = 2,
+        parent: QWidget | None = None,
+    ) -> None:
         super().__init__(parent)
         self.library = library
         self.settings = settings
@@ -124,7 +131,7 @@ class MainWindow(QMainWindow):
         self.setAcceptDrops(True)
 
         self.jobs = JobRunner(self)
-        self.photo_model = PhotoListModel(library.store, self)
+        self.photo_model = PhotoListModel(library, self)
         self.thumbnails = ThumbnailProvider(library.thumbnails_dir, self.jobs, workers=thumbnail_workers, parent=self)
         self.gallery = GalleryView(self.photo_model, self.thumbnails)
         self.gallery.set_tile_size(settings.thumbnail_size)
@@ -206,8 +213,9 @@ class MainWindow(QMainWindow):
         self.undo_action = self.undo_stack.createUndoAction(self, "&Undo")
         self.undo_action.setShortcuts(QKeySequence.StandardKey.Undo)
         self.redo_action = self.undo_stack.createRedoAction(self, "&Redo")
-        self.redo_action.setShortcuts(_unique([QKeySequence("Ctrl+Shift+Z"),
-                                               *QKeySequence.keyBindings(QKeySequence.StandardKey.Redo)]))
+        self.redo_action.setShortcuts(
+            _unique([QKeySequence("Ctrl+Shift+Z"), *QKeySequence.keyBindings(QKeySequence.StandardKey.Redo)])
+        )
         edit_menu.addActions([self.undo_action, self.redo_action])
         edit_menu.addSeparator()
         edit_menu.addAction(_action(self, "Select &All", QKeySequence.StandardKey.SelectAll, self._select_all))
@@ -216,13 +224,16 @@ class MainWindow(QMainWindow):
         view_menu = menu_bar.addMenu("&View")
         view_menu.addActions([self.preview.fit_action, self.preview.actual_size_action])
         view_menu.addSeparator()
-        view_menu.addAction(_action(self, "&Larger Thumbnails", QKeySequence.StandardKey.ZoomIn,
-                                    lambda: self._step_tile_size(+32)))
-        view_menu.addAction(_action(self, "&Smaller Thumbnails", QKeySequence.StandardKey.ZoomOut,
-                                    lambda: self._step_tile_size(-32)))
+        view_menu.addAction(
+            _action(self, "&Larger Thumbnails", QKeySequence.StandardKey.ZoomIn, lambda: self._step_tile_size(+32))
+        )
+        view_menu.addAction(
+            _action(self, "&Smaller Thumbnails", QKeySequence.StandardKey.ZoomOut, lambda: self._step_tile_size(-32))
+        )
         view_menu.addSeparator()
-        view_menu.addAction(_action(self, "Apply &Filter Again", QKeySequence.StandardKey.Refresh,
-                                    self._apply_filter_again))
+        view_menu.addAction(
+            _action(self, "Apply &Filter Again", QKeySequence.StandardKey.Refresh, self._apply_filter_again)
+        )
 
         menu_bar.addMenu(self.label_actions.menu)
         self.model_menu = QMenu("&Model", self)
@@ -247,8 +258,9 @@ class MainWindow(QMainWindow):
         self.classes = ClassesFeature(self, self.auto_tagger.is_running, self)
         self.export_menu = ExportMenu(self, self)
         self.menuBar().addMenu(self.export_menu.menu)
-        self.label_import = LabelImport(self, self.import_paths, lambda: self._import is not None,
-                                        self.classes.editor.follow_external_change, self)
+        self.label_import = LabelImport(
+            self, self.import_paths, lambda: self._import is not None, self.classes.editor.follow_external_change, self
+        )
         self.import_labels_menu.addActions([self.label_import.csv_action, self.label_import.folders_action])
         self.model_switcher = ModelSwitcher(self, self.auto_tagger, self)
         self.classes.editor.model_followed.connect(self.model_switcher.adopt)
@@ -367,9 +379,11 @@ class MainWindow(QMainWindow):
         existing = [path for path in given if os.path.exists(path)]
         missing = [path for path in given if path not in existing]
         if missing:
-            self._report("Cannot add what is not there",
-                         "These files or folders do not exist (moved, renamed, or on a disconnected drive):\n\n"
-                         + "\n".join(missing))
+            self._report(
+                "Cannot add what is not there",
+                "These files or folders do not exist (moved, renamed, or on a disconnected drive):\n\n"
+                + "\n".join(missing),
+            )
         if not existing:
             return None
         if self._import is not None:
@@ -399,11 +413,12 @@ class MainWindow(QMainWindow):
             self.import_paths([folder])
 
     def choose_photos(self) -> None:
-        from tagger.importer import IMAGE_SUFFIXES
+        from tagger.library.importer import IMAGE_SUFFIXES
 
         patterns = " ".join(sorted(f"*{suffix}" for suffix in IMAGE_SUFFIXES))
-        files, _chosen_filter = QFileDialog.getOpenFileNames(self, "Add photos", "",
-                                                             f"Photos ({patterns});;All files (*)")
+        files, _chosen_filter = QFileDialog.getOpenFileNames(
+            self, "Add photos", "", f"Photos ({patterns});;All files (*)"
+        )
         if files:
             self.import_paths(files)
 
@@ -438,8 +453,9 @@ class MainWindow(QMainWindow):
         if nothing_found(summary) and searched:
             self.statusBar().showMessage(describe_nothing_found(searched), 10000)
         else:
-            self.statusBar().showMessage(("Import cancelled: " if summary.cancelled else "Import finished: ")
-                                         + summary.describe(), 10000)
+            self.statusBar().showMessage(
+                ("Import cancelled: " if summary.cancelled else "Import finished: ") + summary.describe(), 10000
+            )
         dialog = ImportSummaryDialog(summary, self, searched=searched)
         dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         dialog.show()
@@ -461,8 +477,10 @@ class MainWindow(QMainWindow):
         urls = event.mimeData().urls()
         local = [url.toLocalFile() for url in urls if url.isLocalFile()]
         if len(local) < len(urls):
-            self._report("Some items were not added",
-                         "Only files and folders on this computer (or a mounted drive) can be added.")
+            self._report(
+                "Some items were not added",
+                "Only files and folders on this computer (or a mounted drive) can be added.",
+            )
         if local:
             event.acceptProposedAction()
             self.import_paths(local)
@@ -495,8 +513,7 @@ class MainWindow(QMainWindow):
         """Like _targets; with nothing to label, the status bar says so rather than the key doing nothing."""
         rows, ids = self._targets()
         if not ids:
-            self.show_status("No photo is selected: click one (or press an arrow key), then press the key again.",
-                             5000)
+            self.show_status("No photo is selected: click one (or press an arrow key), then press the key again.", 5000)
         return rows, ids
 
     def _labels_changed(self, photo_ids: list[int]) -> None:
@@ -574,16 +591,20 @@ class MainWindow(QMainWindow):
             listed.update(id(action) for action in _all_actions(menu.actions()))
             sections.append(KeySection(menu.title().replace("&", ""), tuple(rows)))
         sections.append(KeySection("Photos", _GRID_KEYS))
-        elsewhere = [action for action in [*self.preview.toolbar.actions(), *self.actions()]
-                     if id(action) not in listed]
+        elsewhere = [
+            action for action in [*self.preview.toolbar.actions(), *self.actions()] if id(action) not in listed
+        ]
         sections.append(KeySection("Preview and suggestions", tuple(action_rows(elsewhere))))
         return [section for section in sections if section.rows]
 
     def _show_about(self) -> None:
-        QMessageBox.about(self, f"About {APP_NAME}",
-                          f"<b>{APP_NAME} {__version__}</b><p>Tags your photos with a neural network that "
-                          "learns from your corrections.</p><p>Press ? for the keyboard shortcuts.</p>"
-                          f"<p>Library: {html.escape(str(self.library.root))}</p>")
+        QMessageBox.about(
+            self,
+            f"About {APP_NAME}",
+            f"<b>{APP_NAME} {__version__}</b><p>Tags your photos with a neural network that "
+            "learns from your corrections.</p><p>Press ? for the keyboard shortcuts.</p>"
+            f"<p>Library: {html.escape(str(self.library.root))}</p>",
+        )
 
     # -- settings -------------------------------------------------------------------------
 
@@ -653,8 +674,7 @@ class MainWindow(QMainWindow):
         super().closeEvent(event)
 
 
-def _action(parent: QWidget, text: str, shortcut: QKeySequence | QKeySequence.StandardKey | None,
-            slot) -> QAction:  # noqa: ANN001 - any callable
+def _action(parent: QWidget, text: str, shortcut: QKeySequence | QKeySequence.StandardKey | None, slot) -> QAction:  # noqa: ANN001 - any callable
     action = QAction(text, parent)
     if shortcut is not None:
         action.setShortcut(shortcut)

@@ -16,12 +16,12 @@ import pytest  # noqa: E402
 from PIL import Image  # noqa: E402
 from PySide6.QtCore import QSettings  # noqa: E402
 
-from library_builders import add_photos_with_features
 from tagger.domain import ImportSummary, LabelSource, ScannedFile  # noqa: E402
 from tagger.gui.binding_check import broken_binding_message  # noqa: E402
 from tagger.gui.main_window import MainWindow  # noqa: E402
-from tagger.gui.settings import AppSettings  # noqa: E402
-from tagger.library import Library  # noqa: E402
+from tagger.gui.settings.settings import AppSettings  # noqa: E402
+from tagger.library.library import Library  # noqa: E402
+from tests.helpers.builders import add_photos_with_features
 
 PhotoMaker = Callable[..., list[Path]]
 
@@ -39,18 +39,12 @@ def settings(tmp_path: Path) -> AppSettings:
 
 
 @pytest.fixture
-def library(tmp_path: Path) -> Iterator[Library]:
-    opened = Library(tmp_path / "library")
-    yield opened
-    opened.close()
-
-
-@pytest.fixture
 def make_photos(tmp_path: Path) -> PhotoMaker:
     """Write `count` small, distinct JPEGs into tmp_path/<folder> and return their paths."""
 
-    def make(folder: str = "photos", count: int = 6, size: tuple[int, int] = (64, 48),
-             prefix: str = "photo") -> list[Path]:
+    def make(
+        folder: str = "photos", count: int = 6, size: tuple[int, int] = (64, 48), prefix: str = "photo"
+    ) -> list[Path]:
         target = tmp_path / folder
         target.mkdir(parents=True, exist_ok=True)
         generator = random.Random(f"{folder}/{prefix}")
@@ -60,8 +54,10 @@ def make_photos(tmp_path: Path) -> PhotoMaker:
             picture = Image.new("RGB", size, colour)
             # A few random pixels make every file's content (and hash) different.
             for _ in range(8):
-                picture.putpixel((generator.randrange(size[0]), generator.randrange(size[1])),
-                                 tuple(generator.randrange(256) for _ in range(3)))
+                picture.putpixel(
+                    (generator.randrange(size[0]), generator.randrange(size[1])),
+                    tuple(generator.randrange(256) for _ in range(3)),
+                )
             path = target / f"{prefix}_{number:03d}.jpg"
             picture.save(path, "JPEG", quality=90)
             paths.append(path)
@@ -74,8 +70,15 @@ def make_photos(tmp_path: Path) -> PhotoMaker:
 def seeded_library(library: Library) -> Library:
     """A library with ten photos recorded directly (no files needed), some labeled, some guessed."""
     files = [
-        ScannedFile(f"/photos/{'b' if n % 2 else 'a'}/img_{n:02d}.jpg", 1000 + n, 1_600_000_000.0 + (9 - n) * 60,
-                    f"{n:064x}", 64, 48, "JPEG")
+        ScannedFile(
+            f"/photos/{'b' if n % 2 else 'a'}/img_{n:02d}.jpg",
+            1000 + n,
+            1_600_000_000.0 + (9 - n) * 60,
+            f"{n:064x}",
+            64,
+            48,
+            "JPEG",
+        )
         for n in range(10)
     ]
     files.append(ScannedFile("/photos/a/broken.jpg", 10, 1_500_000_000.0, "f" * 64, error="truncated or corrupt JPEG"))
@@ -85,8 +88,11 @@ def seeded_library(library: Library) -> Library:
     library.set_user_labels(ids[2:3], "elephant")
     store = library.store
     with store.transaction():
-        for photo_id, class_name, confidence in ((ids[3], "dog", 0.91), (ids[4], "elephant", 0.55),
-                                                 (ids[5], "other", 0.72)):
+        for photo_id, class_name, confidence in (
+            (ids[3], "dog", 0.91),
+            (ids[4], "elephant", 0.55),
+            (ids[5], "other", 0.72),
+        ):
             store.write_label(photo_id, store.class_id(class_name), LabelSource.MODEL, confidence=confidence)
     return library
 
@@ -136,7 +142,7 @@ def engine_ready_library(library: Library, onnx_cache: Path, settings: AppSettin
 @pytest.fixture
 def real_photos_library(engine_ready_library: Library) -> Library:
     """The committed real photos (tests/data/photos/<class>/...) imported by path."""
-    from tagger.importer import import_paths
+    from tagger.library.importer import import_paths
 
     import_paths(engine_ready_library, [REAL_PHOTOS])
     return engine_ready_library
@@ -164,7 +170,7 @@ def useless_prior_head():  # noqa: ANN201
     """A zero-shot head whose ImageNet prior knows nothing about these features: only labels can teach it."""
     import numpy as np
 
-    from tagger.head import Head
+    from tagger.classifier.head import Head
 
     rng = np.random.default_rng(1)
     weight = rng.normal(scale=0.01, size=(1000, SYNTHETIC_DIM)).astype(np.float32)
@@ -179,8 +185,9 @@ def fill_with_features(library: Library, features, head) -> list[int]:  # noqa: 
     ids = add_photos_with_features(library, paths, features, SYNTHETIC_BACKBONE)
     head_file = library.models_dir / "zero-shot.safetensors"
     head.save(head_file)
-    version = library.register_model_version(mode="zero-shot", backbone_id=SYNTHETIC_BACKBONE, head_file=head_file,
-                                             classes=head.classes)
+    version = library.register_model_version(
+        mode="zero-shot", backbone_id=SYNTHETIC_BACKBONE, head_file=head_file, classes=head.classes
+    )
     probabilities = head.probabilities(features)
     library.record_tag_results(version, [TagResult(i, tuple(map(float, p))) for i, p in zip(ids, probabilities)])
     return ids
@@ -211,7 +218,7 @@ def clustered_library(library: Library):  # noqa: ANN201
 @pytest.fixture
 def tagged_real_library(real_photos_library: Library) -> Library:
     """The committed real photos tagged once by the real network (ONNX on the CPU): features cached, v1 current."""
-    from tagger.runner import tag_library
+    from tagger.tagging.runner import tag_library
 
     outcome = tag_library(real_photos_library, device="cpu")
     assert outcome.tagged == 8, outcome.describe()

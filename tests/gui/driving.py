@@ -14,17 +14,18 @@ def drop_paths(target, paths: list[Path]) -> None:  # noqa: ANN001 - any widget
     mime = QMimeData()
     mime.setUrls([QUrl.fromLocalFile(str(path)) for path in paths])
     where = QPoint(target.width() // 2, target.height() // 2)
-    enter = QDragEnterEvent(where, Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
-                            Qt.KeyboardModifier.NoModifier)
+    enter = QDragEnterEvent(
+        where, Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier
+    )
     QApplication.sendEvent(target, enter)
-    drop = QDropEvent(QPointF(where), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
-                      Qt.KeyboardModifier.NoModifier)
+    drop = QDropEvent(
+        QPointF(where), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier
+    )
     QApplication.sendEvent(target, drop)
 
 
 def wait_for_import(qtbot, window) -> None:  # noqa: ANN001
-    qtbot.waitUntil(lambda: window.current_import() is None and window.last_import_summary is not None,
-                    timeout=15000)
+    qtbot.waitUntil(lambda: window.current_import() is None and window.last_import_summary is not None, timeout=15000)
 
 
 def wait_for_run(qtbot, window, timeout: int = 30000):  # noqa: ANN001, ANN201

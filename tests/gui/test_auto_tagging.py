@@ -10,24 +10,26 @@ import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QApplication, QMessageBox
 
-import tagger.gui.auto_tagging as auto_tagging
+import tagger.gui.tagging.auto_tagging as auto_tagging
 from tagger.domain import LabelSource, Progress
-from tagger.gui.auto_tagging import device_for_run
-from tagger.gui.photo_model import PhotoRole
-from tagger.importer import import_paths
-from tagger.library import Library
+from tagger.gui.photos.model import PhotoRole
+from tagger.gui.tagging.auto_tagging import device_for_run
+from tagger.library.importer import import_paths
+from tagger.library.library import Library
 
 from .driving import wait_for_run
 
 
 def grid_labels(window) -> dict[str, str | None]:  # noqa: ANN001
     model = window.photo_model
-    return {model.index(row).data(PhotoRole.PATH): model.index(row).data(PhotoRole.LABEL)
-            for row in range(model.rowCount())}
+    return {
+        model.index(row).data(PhotoRole.PATH): model.index(row).data(PhotoRole.LABEL) for row in range(model.rowCount())
+    }
 
 
-def test_auto_tag_labels_real_photos_live_and_marks_the_unreadable(qtbot, window_factory, real_photos_library,
-                                                                  make_photos):
+def test_auto_tag_labels_real_photos_live_and_marks_the_unreadable(
+    qtbot, window_factory, real_photos_library, make_photos
+):
     library = real_photos_library
     # Readable when imported, damaged since: only the tagging run can find out.
     (damaged,) = make_photos(folder="odd", count=1, size=(320, 240))
@@ -98,8 +100,9 @@ def many_photos_library(engine_ready_library: Library, make_photos) -> Library: 
     return engine_ready_library
 
 
-def test_progress_shows_count_rate_and_eta_and_cancel_stops_within_a_second(qtbot, monkeypatch, window_factory,
-                                                                             many_photos_library):
+def test_progress_shows_count_rate_and_eta_and_cancel_stops_within_a_second(
+    qtbot, monkeypatch, window_factory, many_photos_library
+):
     real_run = auto_tagging.run_tagging
 
     def steady_run(plan, **options):  # noqa: ANN001, ANN202 - a run long enough to show an ETA on any machine
@@ -128,8 +131,9 @@ def test_progress_shows_count_rate_and_eta_and_cancel_stops_within_a_second(qtbo
     assert "cancelled" in window.statusBar().currentMessage()
 
 
-def test_closing_the_window_mid_run_keeps_every_delivered_batch(qtbot, monkeypatch, window_factory,
-                                                               many_photos_library):
+def test_closing_the_window_mid_run_keeps_every_delivered_batch(
+    qtbot, monkeypatch, window_factory, many_photos_library
+):
     produced: list[int] = []
     lock = threading.Lock()
     real_run = auto_tagging.run_tagging
@@ -159,11 +163,12 @@ def test_closing_the_window_mid_run_keeps_every_delivered_batch(qtbot, monkeypat
     assert len(delivered) < 160  # it really was stopped mid-way
 
 
-def test_the_warm_up_prepares_the_engine_and_auto_tag_waits_for_it(qtbot, monkeypatch, window_factory,
-                                                                     real_photos_library, onnx_cache):
+def test_the_warm_up_prepares_the_engine_and_auto_tag_waits_for_it(
+    qtbot, monkeypatch, window_factory, real_photos_library, onnx_cache
+):
     import shutil
 
-    import tagger.onnx_export_process
+    import tagger.inference.onnx_export
 
     exports: list[Path] = []
 
@@ -175,7 +180,7 @@ def test_the_warm_up_prepares_the_engine_and_auto_tag_waits_for_it(qtbot, monkey
 
     for file in real_photos_library.cache_dir.iterdir():
         file.unlink()  # a library that never tagged on this machine
-    monkeypatch.setattr(tagger.onnx_export_process, "export_onnx_in_child_process", export_from_the_session_cache)
+    monkeypatch.setattr(tagger.inference.onnx_export, "export_onnx_in_child_process", export_from_the_session_cache)
     window = window_factory(real_photos_library)
     assert window.device_label.text() == "CPU, 2 threads"  # what is known before the model loads
     window.engine_warmup.start_soon("cpu", delay_ms=200)
@@ -194,8 +199,9 @@ def test_the_warm_up_prepares_the_engine_and_auto_tag_waits_for_it(qtbot, monkey
     assert len(exports) == 1
 
 
-def test_a_library_that_cannot_be_written_stops_the_run_with_a_clear_message(qtbot, monkeypatch, window_factory,
-                                                                              real_photos_library):
+def test_a_library_that_cannot_be_written_stops_the_run_with_a_clear_message(
+    qtbot, monkeypatch, window_factory, real_photos_library
+):
     import sqlite3
 
     def locked(version, results):  # noqa: ANN001, ANN202
@@ -206,6 +212,7 @@ def test_a_library_that_cannot_be_written_stops_the_run_with_a_clear_message(qtb
     window.auto_tagger.start()
     summary = wait_for_run(qtbot, window)
     assert summary.failed and summary.tagged == 0
-    qtbot.waitUntil(lambda: any(box.isVisible() and "database is locked" in box.text()
-                                for box in window.findChildren(QMessageBox)))
+    qtbot.waitUntil(
+        lambda: any(box.isVisible() and "database is locked" in box.text() for box in window.findChildren(QMessageBox))
+    )
     assert "stopped by a problem" in window.statusBar().currentMessage()

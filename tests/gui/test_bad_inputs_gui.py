@@ -8,13 +8,15 @@ from pathlib import Path
 import pytest
 from PySide6.QtCore import Qt
 
-from bad_corpus import build_bad_folder
+from tests.helpers.bad_corpus import build_bad_folder
+
 from .driving import drop_paths, wait_for_import, wait_for_run
 
 
 @pytest.mark.filterwarnings("ignore:Corrupt EXIF data:UserWarning")
-def test_dropping_and_tagging_bad_files_keeps_going_with_reasons(qtbot, window_factory, engine_ready_library,
-                                                               tmp_path, make_image, awkward_path):
+def test_dropping_and_tagging_bad_files_keeps_going_with_reasons(
+    qtbot, window_factory, engine_ready_library, tmp_path, make_image, awkward_path
+):
     folder = build_bad_folder(tmp_path / "bad", make_image, awkward_path)
     os.unlink(folder / "secret.jpg")  # a permission case needs a non-root user; the core tests cover it
     library = engine_ready_library

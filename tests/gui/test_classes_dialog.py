@@ -6,9 +6,10 @@ from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import QApplication, QLineEdit, QMessageBox
 
 from tagger.domain import LabelSource
-from tagger.gui.class_editing import ClassChangeRefused, ClassEditor
-from tagger.gui.classes_dialog import NAME_COLUMN, ClassesDialog
-from tagger.gui.photo_model import PhotoRole
+from tagger.errors import ClassChangeRefused
+from tagger.gui.classes.dialog import NAME_COLUMN, ClassesDialog
+from tagger.gui.classes.editing import ClassEditor
+from tagger.gui.photos.model import PhotoRole
 
 
 def tagged_window(qtbot, window_factory, library):  # noqa: ANN001, ANN201
@@ -20,14 +21,19 @@ def tagged_window(qtbot, window_factory, library):  # noqa: ANN001, ANN201
 
 def dialog_classes(dialog: ClassesDialog) -> list[tuple[str, str]]:
     tree = dialog.tree
-    return [(tree.topLevelItem(row).text(0), tree.topLevelItem(row).text(NAME_COLUMN))
-            for row in range(tree.topLevelItemCount())]
+    return [
+        (tree.topLevelItem(row).text(0), tree.topLevelItem(row).text(NAME_COLUMN))
+        for row in range(tree.topLevelItemCount())
+    ]
 
 
 def chip_labels(window, folder: str) -> set[str | None]:  # noqa: ANN001
     model = window.photo_model
-    return {model.index(row).data(PhotoRole.LABEL) for row in range(model.rowCount())
-            if f"/{folder}/" in model.index(row).data(PhotoRole.PATH)}
+    return {
+        model.index(row).data(PhotoRole.LABEL)
+        for row in range(model.rowCount())
+        if f"/{folder}/" in model.index(row).data(PhotoRole.PATH)
+    }
 
 
 def open_editor(dialog: ClassesDialog) -> QLineEdit | None:
@@ -48,8 +54,7 @@ def answer_next_box(qtbot, button_text: str, seen: list[str]) -> None:  # noqa: 
     QTimer.singleShot(0, answer)
 
 
-def test_add_rename_and_remove_update_the_model_the_keys_and_the_chips(qtbot, window_factory,
-                                                                      real_photos_library):
+def test_add_rename_and_remove_update_the_model_the_keys_and_the_chips(qtbot, window_factory, real_photos_library):
     library = real_photos_library
     window = tagged_window(qtbot, window_factory, library)
     first_version = library.current_model_version().id
@@ -71,8 +76,10 @@ def test_add_rename_and_remove_update_the_model_the_keys_and_the_chips(qtbot, wi
     assert [action.text() for action in window.label_actions.class_actions] == ["dog", "elephant", "other", "cow"]
     assert window.filter_bar.show_box.findText("cow") >= 0
     # Re-scored from cached features, in a worker: no photo is decoded again.
-    qtbot.waitUntil(lambda: len(library.store.predictions([p.id for p in library.photos()], version.id,
-                                                          version.classes)) == 8, timeout=10000)
+    qtbot.waitUntil(
+        lambda: len(library.store.predictions([p.id for p in library.photos()], version.id, version.classes)) == 8,
+        timeout=10000,
+    )
 
     # Rename in place: F2 on the name, type, Enter.
     dialog.select_class("elephant")

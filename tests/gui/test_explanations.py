@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from PySide6.QtCore import QPoint, Qt
 
-from tagger.explain_overlay import heatmap_cache_path
+from tagger.explain.overlay import heatmap_cache_path
 
 from .conftest import REAL_PHOTOS
 
@@ -32,8 +32,7 @@ def computed_elsewhere(window) -> bool:  # noqa: ANN001
     return pid is not None and pid != os.getpid()
 
 
-def test_the_heatmap_toggle_overlays_the_evidence_computed_in_the_explainer(qtbot, window_factory,
-                                                                           tagged_real_library):
+def test_the_heatmap_toggle_overlays_the_evidence_computed_in_the_explainer(qtbot, window_factory, tagged_real_library):
     library = tagged_real_library
     window = window_factory(library)
     heatmap = window.heatmap
@@ -64,8 +63,9 @@ def test_the_heatmap_toggle_overlays_the_evidence_computed_in_the_explainer(qtbo
     assert not window.preview.canvas.has_overlay()
 
 
-def test_a_heatmap_that_arrives_after_the_user_moved_on_is_not_shown(qtbot, monkeypatch, window_factory,
-                                                                     tagged_real_library):
+def test_a_heatmap_that_arrives_after_the_user_moved_on_is_not_shown(
+    qtbot, monkeypatch, window_factory, tagged_real_library
+):
     library = tagged_real_library
     window = window_factory(library)
     release = threading.Event()

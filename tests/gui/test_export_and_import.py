@@ -12,11 +12,11 @@ from PySide6.QtWidgets import QFileDialog, QMessageBox
 from shiboken6 import isValid
 
 from tagger.domain import LabelSource
-from tagger.gui.label_import import csv_chunks
-from tagger.gui.xmp_staging import XmpStagingDialog
-from tagger.importer import import_paths
-from tagger.library import Library
-from tagger.xmp import keywords_in_file
+from tagger.exchange.xmp import keywords_in_file
+from tagger.gui.export.label_import import csv_chunks
+from tagger.gui.export.xmp_staging import XmpStagingDialog
+from tagger.library.importer import import_paths
+from tagger.library.library import Library
 
 
 @pytest.fixture
@@ -57,7 +57,11 @@ def test_csv_export_through_the_menu_action(qtbot, monkeypatch, window_factory, 
         rows = list(csv.DictReader(stream))
     assert len(rows) == 4
     assert sorted((row["label"], row["source"]) for row in rows) == [
-        ("", ""), ("dog", "model"), ("dog", "user"), ("elephant", "model")]
+        ("", ""),
+        ("dog", "model"),
+        ("dog", "user"),
+        ("elephant", "model"),
+    ]
     assert wait_for_box(qtbot, window, "information_message").text().startswith("4 photos written")
 
 
@@ -80,8 +84,10 @@ def test_json_export_and_a_failure_shows_the_reason(qtbot, monkeypatch, window_f
 
 def xmp_rows(dialog: XmpStagingDialog) -> list[list[str]]:
     tree = dialog.tree
-    return [[tree.topLevelItem(row).text(column) for column in range(tree.columnCount())]
-            for row in range(tree.topLevelItemCount())]
+    return [
+        [tree.topLevelItem(row).text(column) for column in range(tree.columnCount())]
+        for row in range(tree.topLevelItemCount())
+    ]
 
 
 def test_xmp_dialog_shows_the_plan_and_writes_only_after_save(qtbot, window_factory, photo_library):
@@ -146,8 +152,10 @@ def test_sort_by_moving_previews_counts_and_the_library_follows(qtbot, window_fa
         assert photo.label == before[photo.id]  # labels travel with the photo
         if photo.label is not None:
             assert Path(photo.path).parent == destination / photo.label and Path(photo.path).exists()
-    shown = {window.photo_model.index(row).data(Qt.ItemDataRole.ToolTipRole).splitlines()[0]
-             for row in range(window.photo_model.rowCount())}
+    shown = {
+        window.photo_model.index(row).data(Qt.ItemDataRole.ToolTipRole).splitlines()[0]
+        for row in range(window.photo_model.rowCount())
+    }
     assert shown == {p.path for p in photo_library.photos()}
 
 
@@ -173,10 +181,13 @@ def test_labels_from_a_csv_with_a_new_class(qtbot, window_factory, photo_library
     window = window_factory(photo_library)
     photos = sorted(Path(p.path) for p in photo_library.photos())
     sheet = photos[0].parent / "labels.csv"
-    sheet.write_text("path,label\n"
-                     f"{photos[0].name},Cow\n"  # relative to the CSV's folder; any case
-                     f"{photos[1]},elephant\n"
-                     "/not/in/the/library.jpg,dog\n", encoding="utf-8")
+    sheet.write_text(
+        "path,label\n"
+        f"{photos[0].name},Cow\n"  # relative to the CSV's folder; any case
+        f"{photos[1]},elephant\n"
+        "/not/in/the/library.jpg,dog\n",
+        encoding="utf-8",
+    )
     with qtbot.waitSignal(window.label_import.finished, timeout=10000) as finished:
         window.label_import.import_csv(sheet, create_classes=True)
     summary = finished.args[0]
@@ -200,10 +211,14 @@ def test_labels_from_a_spreadsheets_csv_with_a_line_too_long_to_read(qtbot, wind
     photos = sorted(Path(p.path) for p in photo_library.photos())
     sheet = photos[0].parent / "labels.csv"
     # As a French Excel saves it: Windows-1252, semicolons, CRLF.
-    sheet.write_bytes(("path;label;remarque\r\n"
-                       f"{photos[0].name};Elephant;déjà vu\r\n"
-                       f"{photos[1].name};{'x' * 200_000};\r\n"
-                       f"{photos[2].name};dog;\r\n").encode("cp1252"))
+    sheet.write_bytes(
+        (
+            "path;label;remarque\r\n"
+            f"{photos[0].name};Elephant;déjà vu\r\n"
+            f"{photos[1].name};{'x' * 200_000};\r\n"
+            f"{photos[2].name};dog;\r\n"
+        ).encode("cp1252")
+    )
     with qtbot.waitSignal(window.label_import.finished, timeout=10000) as finished:
         window.label_import.import_csv(sheet)
     summary = finished.args[0]

@@ -6,8 +6,8 @@ from pathlib import Path
 
 from PySide6.QtCore import Qt
 
-from tagger.gui.photo_model import PhotoListModel, PhotoRole
-from tagger.gui.photo_table import PhotoFilter, Show, SortOrder, SourceFilter
+from tagger.gui.photos.model import PhotoListModel, PhotoRole
+from tagger.gui.photos.table import PhotoFilter, Show, SortOrder, SourceFilter
 
 
 def names(model: PhotoListModel) -> list[str]:
@@ -15,7 +15,7 @@ def names(model: PhotoListModel) -> list[str]:
 
 
 def loaded_model(library) -> PhotoListModel:  # noqa: ANN001
-    model = PhotoListModel(library.store)
+    model = PhotoListModel(library)
     model.reload()
     return model
 
@@ -72,13 +72,15 @@ def test_photos_added_later_land_in_their_sorted_place(qtmodeltester, seeded_lib
     qtmodeltester.check(model, force_py=True)
     new_ids = seeded_library.record_scanned(
         [ScannedFile(f"/photos/c/{name}", 5, 1.0, name * 8, 8, 8, "JPEG") for name in ("img_055.jpg", "aaa.jpg")],
-        ImportSummary())
+        ImportSummary(),
+    )
     model.add_photos(new_ids)
     assert names(model)[:2] == ["aaa.jpg", "broken.jpg"]
     assert names(model).index("img_055.jpg") == names(model).index("img_05.jpg") + 1
     model.set_filter(PhotoFilter(show=Show.CLASS, class_name="dog"))
-    later = seeded_library.record_scanned([ScannedFile("/photos/c/zzz.jpg", 5, 1.0, "9" * 64, 8, 8, "JPEG")],
-                                          ImportSummary())
+    later = seeded_library.record_scanned(
+        [ScannedFile("/photos/c/zzz.jpg", 5, 1.0, "9" * 64, 8, 8, "JPEG")], ImportSummary()
+    )
     model.add_photos(later)
     assert "zzz.jpg" not in names(model)  # unlabeled: not shown under "dog"
     assert model.total_count() == 14
@@ -128,10 +130,11 @@ def test_a_hundred_thousand_photos_load_quickly(library):
 
     from tagger.domain import ImportSummary, ScannedFile
 
-    files = [ScannedFile(f"/big/f{n % 100}/p{n:06d}.jpg", 1, float(n), f"{n:064x}", 1, 1, "JPEG")
-             for n in range(100_000)]
+    files = [
+        ScannedFile(f"/big/f{n % 100}/p{n:06d}.jpg", 1, float(n), f"{n:064x}", 1, 1, "JPEG") for n in range(100_000)
+    ]
     library.record_scanned(files, ImportSummary())
-    model = PhotoListModel(library.store)
+    model = PhotoListModel(library)
     started = time.perf_counter()
     model.reload()
     elapsed = time.perf_counter() - started

@@ -14,17 +14,17 @@ from PySide6.QtWidgets import QAbstractItemView, QApplication, QLineEdit
 
 from tagger import APP_NAME
 from tagger.domain import ImportSummary, LabelSource
-from tagger.gui import training_job
-from tagger.gui.appearance import DARK, LIGHT, SYSTEM, apply_appearance
-from tagger.gui.dates import describe_moment
-from tagger.gui.gallery import chip_text
-from tagger.gui.import_summary import ImportSummaryDialog
-from tagger.gui.image_canvas import ZoomMode
-from tagger.gui.retrain_dialog import RetrainDialog
-from tagger.gui.settings import AppSettings, Preferences
-from tagger.gui.training_chart import ChartPoint, TrainingChart
-from tagger.gui.training_job import DEEP, TrainingProgress
-from tagger.gui.workers import JobContext
+from tagger.gui.importing.summary import ImportSummaryDialog
+from tagger.gui.jobs.workers import JobContext
+from tagger.gui.photos.gallery import chip_text
+from tagger.gui.preview.image_canvas import ZoomMode
+from tagger.gui.settings.appearance import DARK, LIGHT, SYSTEM, apply_appearance
+from tagger.gui.settings.settings import AppSettings, Preferences
+from tagger.gui.training import job as training_job
+from tagger.gui.training.chart import ChartPoint, TrainingChart
+from tagger.gui.training.dialog import RetrainDialog
+from tagger.gui.training.job import DEEP, TrainingProgress
+from tagger.gui.widgets.dates import describe_moment
 
 from .driving import wait_for_import
 
@@ -322,8 +322,8 @@ def test_a_big_photo_opens_at_100_percent_on_its_middle(qtbot, window, make_phot
 
 
 def test_a_second_window_on_the_same_library_is_told_in_words_for_the_app(library):
+    from tagger.errors import LibraryError
     from tagger.gui.app import open_library
-    from tagger.library import LibraryError
 
     with pytest.raises(LibraryError) as refused:
         open_library(library.root)

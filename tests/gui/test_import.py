@@ -7,9 +7,9 @@ from pathlib import Path
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QMessageBox
 
-from tagger.gui.import_summary import ImportSummaryDialog
-from tagger.gui.photo_model import PhotoRole
-from tagger.library import Library
+from tagger.gui.importing.summary import ImportSummaryDialog
+from tagger.gui.photos.model import PhotoRole
+from tagger.library.library import Library
 
 from .driving import drop_paths, wait_for_import
 
@@ -41,9 +41,15 @@ def test_dropping_a_folder_imports_it_and_the_grid_shows_the_photos(qtbot, windo
     # Thumbnails arrive from the worker and the tile is painted with them.
     first = next(model.index(row) for row in range(model.rowCount()) if model.index(row).data(PhotoRole.READABLE))
     size = window.gallery.tile_size
-    qtbot.waitUntil(lambda: window.thumbnails.pixmap(first.data(PhotoRole.ID), first.data(PhotoRole.PATH),
-                                                     first.data(PhotoRole.CONTENT_HASH), size) is not None,
-                    timeout=10000)
+    qtbot.waitUntil(
+        lambda: (
+            window.thumbnails.pixmap(
+                first.data(PhotoRole.ID), first.data(PhotoRole.PATH), first.data(PhotoRole.CONTENT_HASH), size
+            )
+            is not None
+        ),
+        timeout=10000,
+    )
     assert any(library.thumbnails_dir.rglob("*.jpg"))  # cached on disk by content hash
 
 
@@ -92,7 +98,7 @@ def slow_down_scanning(monkeypatch) -> None:  # noqa: ANN001
     """Make each file take a while, so the import is surely still going when the test acts."""
     import time
 
-    from tagger import importer
+    from tagger.library import importer
 
     original = importer.scan_file
 
@@ -104,7 +110,8 @@ def slow_down_scanning(monkeypatch) -> None:  # noqa: ANN001
 
 
 def test_closing_the_window_mid_import_exits_cleanly_and_keeps_what_was_found(
-        qtbot, window_factory, make_photos, library, tmp_path, monkeypatch):
+    qtbot, window_factory, make_photos, library, tmp_path, monkeypatch
+):
     photos = make_photos("big", count=150)
     slow_down_scanning(monkeypatch)
     window = window_factory(library)
@@ -131,17 +138,19 @@ def test_closing_the_window_mid_import_exits_cleanly_and_keeps_what_was_found(
         reopened.close()
 
 
-def test_a_big_import_is_written_in_small_pieces_and_every_photo_arrives(qtbot, window, make_photos, library,
-                                                                        monkeypatch):
+def test_a_big_import_is_written_in_small_pieces_and_every_photo_arrives(
+    qtbot, window, make_photos, library, monkeypatch
+):
     # The GUI thread writes what the scan found; pieces of at most GUI_WRITE_CHUNK keep each
     # write short enough that the window keeps answering.
-    from tagger.gui import importing
+    from tagger.gui.importing import importing
 
     photos = make_photos("big", count=40)
     written = []
     record = library.record_scanned
-    monkeypatch.setattr(library, "record_scanned", lambda batch, *a, **k: written.append(len(batch))
-                        or record(batch, *a, **k))
+    monkeypatch.setattr(
+        library, "record_scanned", lambda batch, *a, **k: written.append(len(batch)) or record(batch, *a, **k)
+    )
 
     drop_paths(window.gallery.viewport(), [photos[0].parent])
     wait_for_import(qtbot, window)

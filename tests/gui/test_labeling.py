@@ -6,8 +6,8 @@ import pytest
 from PySide6.QtCore import QItemSelection, QItemSelectionModel, Qt
 
 from tagger.domain import LabelSource
-from tagger.gui.photo_model import PhotoRole
-from tagger.library import Library
+from tagger.gui.photos.model import PhotoRole
+from tagger.library.library import Library
 
 
 @pytest.fixture
@@ -85,8 +85,11 @@ def test_arrows_home_end_and_page_keys_move(qtbot, grid):
     assert current_row(grid) == 0
     qtbot.keyClick(gallery, Qt.Key.Key_Down)
     first_row_top = gallery.visualRect(grid.photo_model.index(0)).top()
-    columns = sum(1 for row in range(grid.photo_model.rowCount())
-                  if gallery.visualRect(grid.photo_model.index(row)).top() == first_row_top)
+    columns = sum(
+        1
+        for row in range(grid.photo_model.rowCount())
+        if gallery.visualRect(grid.photo_model.index(row)).top() == first_row_top
+    )
     assert current_row(grid) == min(columns, grid.photo_model.rowCount() - 1)
 
 
@@ -153,7 +156,8 @@ def test_context_menu_offers_every_label_command(grid):
     dog = grid.gallery.actions()[0]
     grid.gallery.selectionModel().select(
         QItemSelection(grid.photo_model.index(6), grid.photo_model.index(7)),
-        QItemSelectionModel.SelectionFlag.ClearAndSelect)
+        QItemSelectionModel.SelectionFlag.ClearAndSelect,
+    )
     dog.trigger()
     assert [grid.photo_model.index(row).data(PhotoRole.LABEL) for row in (6, 7)] == ["dog", "dog"]
 

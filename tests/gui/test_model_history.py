@@ -4,16 +4,17 @@ from __future__ import annotations
 
 from PySide6.QtCore import Qt
 
-from tagger.gui.model_history_dialog import ACTION_COLUMN, COLUMNS
-from tagger.gui.photo_model import PhotoRole
-from tagger.training import register_outcome, train
+from tagger.gui.photos.model import PhotoRole
+from tagger.gui.training.model_history_dialog import ACTION_COLUMN, COLUMNS
+from tagger.library.library import Library
+from tagger.training.retraining import register_outcome, train
 
 
 def trained_version(library):  # noqa: ANN001, ANN201
     """A quick-trained version, made current, and its tags written: as if retrained earlier."""
-    from tagger.runner import retag_from_cache
+    from tagger.tagging.runner import retag_from_cache
 
-    reader = library.reader()
+    reader = Library(library.root, readonly=True)
     try:
         outcome = train(reader, library.current_model_version(), library.class_names(), models_dir=library.models_dir)
     finally:
@@ -55,7 +56,8 @@ def test_history_lists_every_version_and_rolls_back_in_one_click(qtbot, window_f
     assert "current" in table.item(1, 0).text() and "current" not in table.item(0, 0).text()
     assert dialog.button_for(second.id).isEnabled()
     model = window.photo_model
-    grid = {model.index(row).data(PhotoRole.ID): model.index(row).data(PhotoRole.LABEL)
-            for row in range(model.rowCount())}
+    grid = {
+        model.index(row).data(PhotoRole.ID): model.index(row).data(PhotoRole.LABEL) for row in range(model.rowCount())
+    }
     assert len(grid) == len(ids) and all(grid[photo_id] == label for photo_id, label in first_tags.items())
     assert "Done" in dialog.status.text()

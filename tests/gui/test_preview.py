@@ -6,9 +6,9 @@ import pytest
 from PySide6.QtGui import QImage
 
 from tagger.domain import TagResult
-from tagger.gui.image_canvas import ZoomMode
-from tagger.gui.photo_model import PhotoRole
-from tagger.gui.photo_table import LabelOrigin
+from tagger.gui.photos.model import PhotoRole
+from tagger.gui.photos.table import LabelOrigin
+from tagger.gui.preview.image_canvas import ZoomMode
 
 
 def test_selecting_a_photo_shows_it_large_with_its_details(qtbot, window, make_photos):
@@ -39,7 +39,8 @@ def test_probabilities_of_the_current_model_are_shown_as_bars(qtbot, seeded_wind
     head = seeded_library.models_dir / "head-1.safetensors"
     head.write_bytes(b"test")
     version = seeded_library.register_model_version(
-        mode="head", backbone_id="test-backbone", head_file=head, classes=("dog", "elephant", "other"))
+        mode="head", backbone_id="test-backbone", head_file=head, classes=("dog", "elephant", "other")
+    )
     photo = seeded_library.photos()[6]
     seeded_library.record_tag_results(version, [TagResult(photo.id, probabilities=(0.2, 0.7, 0.1))])
     seeded_window.refresh_photos([photo.id])
@@ -48,7 +49,10 @@ def test_probabilities_of_the_current_model_are_shown_as_bars(qtbot, seeded_wind
     bars = seeded_window.preview.probability_bars
     assert bars.isVisible()
     assert [(row.name, round(row.probability, 2)) for row in bars.probabilities()] == [
-        ("dog", 0.2), ("elephant", 0.7), ("other", 0.1)]
+        ("dog", 0.2),
+        ("elephant", 0.7),
+        ("other", 0.1),
+    ]
     assert "70%" in seeded_window.preview._label_line.text()
     tile = seeded_window.photo_model.index(6)
     assert (tile.data(PhotoRole.LABEL), tile.data(PhotoRole.ORIGIN)) == ("elephant", LabelOrigin.MODEL)

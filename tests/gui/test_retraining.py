@@ -15,14 +15,14 @@ import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QMessageBox
 
-import tagger.gui.auto_tagging as auto_tagging
-import tagger.training as training
-import tagger.training_process as training_process
-from tagger.gui.photo_model import PhotoRole
-from tagger.gui.photo_table import LabelOrigin
-from tagger.gui.retrain_dialog import RetrainDialog
-from tagger.gui.training_chart import TrainingChart
-from tagger.store import Store
+import tagger.gui.tagging.auto_tagging as auto_tagging
+import tagger.training.process as training_process
+import tagger.training.retraining as training
+from tagger.gui.photos.model import PhotoRole
+from tagger.gui.photos.table import LabelOrigin
+from tagger.gui.training.chart import TrainingChart
+from tagger.gui.training.dialog import RetrainDialog
+from tagger.library.library import Library
 
 from .conftest import (
     CLASSES,
@@ -38,8 +38,11 @@ def model_tags(window) -> dict[int, str]:  # noqa: ANN001
     """photo id -> label, for the photos the model tagged (the user's labels left out)."""
     model = window.photo_model
     rows = [model.index(row) for row in range(model.rowCount())]
-    return {index.data(PhotoRole.ID): index.data(PhotoRole.LABEL) for index in rows
-            if index.data(PhotoRole.ORIGIN) == LabelOrigin.MODEL}
+    return {
+        index.data(PhotoRole.ID): index.data(PhotoRole.LABEL)
+        for index in rows
+        if index.data(PhotoRole.ORIGIN) == LabelOrigin.MODEL
+    }
 
 
 def tag_accuracy(tags: dict[int, str], ids: list[int], truth) -> float:  # noqa: ANN001
@@ -64,13 +67,15 @@ def slowed_training(monkeypatch, pause_s: float, threads: list[threading.Thread]
 
 
 def wait_for_result(qtbot, window) -> RetrainDialog:  # noqa: ANN001
-    qtbot.waitUntil(lambda: window.retrain.dialog is not None and window.retrain.dialog.use_button.isVisible(),
-                    timeout=20000)
+    qtbot.waitUntil(
+        lambda: window.retrain.dialog is not None and window.retrain.dialog.use_button.isVisible(), timeout=20000
+    )
     return window.retrain.dialog
 
 
-def test_quick_retrain_trains_in_a_worker_draws_the_chart_compares_and_retags(qtbot, monkeypatch, window_factory,
-                                                                             clustered_library):
+def test_quick_retrain_trains_in_a_worker_draws_the_chart_compares_and_retags(
+    qtbot, monkeypatch, window_factory, clustered_library
+):
     library, ids, truth = clustered_library
     window = window_factory(library)
     before = library.current_model_version()
@@ -103,7 +108,9 @@ def test_quick_retrain_trains_in_a_worker_draws_the_chart_compares_and_retags(qt
     assert "Recommended" in dialog.verdict.text()
     summary = dialog.comparison.summary
     assert [summary.horizontalHeaderItem(c).text() for c in range(summary.columnCount())] == [
-        "New model", "Current model"]
+        "New model",
+        "Current model",
+    ]
     new_accuracy, current_accuracy = (float(summary.item(0, c).text().rstrip("%")) for c in range(2))
     assert new_accuracy > 90 and current_accuracy < 60
     assert dialog.comparison.current_confusion.isVisible() and dialog.comparison.new_confusion.rowCount() == 3
@@ -121,8 +128,7 @@ def test_quick_retrain_trains_in_a_worker_draws_the_chart_compares_and_retags(qt
     assert "now current" in dialog.status.text()
 
 
-def test_cancel_mid_training_leaves_the_current_model_untouched(qtbot, monkeypatch, window_factory,
-                                                               clustered_library):
+def test_cancel_mid_training_leaves_the_current_model_untouched(qtbot, monkeypatch, window_factory, clustered_library):
     library, _ids, _truth = clustered_library
     window = window_factory(library)
     current = library.current_model_version()
@@ -141,8 +147,9 @@ def test_cancel_mid_training_leaves_the_current_model_untouched(qtbot, monkeypat
     assert window.retrain.retrain_action.isEnabled()
 
 
-def test_labels_changed_during_training_are_kept_counted_and_used_next_time(qtbot, monkeypatch, window_factory,
-                                                                           clustered_library):
+def test_labels_changed_during_training_are_kept_counted_and_used_next_time(
+    qtbot, monkeypatch, window_factory, clustered_library
+):
     library, ids, truth = clustered_library
     window = window_factory(library)
     slowed_training(monkeypatch, 0.05, [])
@@ -223,8 +230,7 @@ def label_by_folder(library) -> None:  # noqa: ANN001
         library.set_user_labels([p.id for p in library.photos() if f"/{name}/" in p.path], name)
 
 
-def test_retrain_before_any_tagging_reads_the_labeled_photos_then_trains(qtbot, window_factory,
-                                                                         real_photos_library):
+def test_retrain_before_any_tagging_reads_the_labeled_photos_then_trains(qtbot, window_factory, real_photos_library):
     # Import, label, Retrain: no Auto-tag first, and no model yet either.
     library = real_photos_library
     label_by_folder(library)
@@ -232,7 +238,8 @@ def test_retrain_before_any_tagging_reads_the_labeled_photos_then_trains(qtbot, 
     window = window_factory(library)
     reading: list[str] = []
     window.tagging_first.tagging_started.connect(
-        lambda job: job.progress.connect(lambda _progress: reading.append(window.retrain.dialog.status.text())))
+        lambda job: job.progress.connect(lambda _progress: reading.append(window.retrain.dialog.status.text()))
+    )
 
     assert window.retrain.start()
     assert window.retrain.is_running() and not window.retrain.retrain_action.isEnabled()
@@ -250,8 +257,9 @@ def test_retrain_before_any_tagging_reads_the_labeled_photos_then_trains(qtbot, 
         assert photo.is_user_labeled and photo.label == Path(photo.path).parent.name
 
 
-def test_cancelling_while_the_labeled_photos_are_read_trains_nothing(qtbot, monkeypatch, window_factory,
-                                                                     real_photos_library):
+def test_cancelling_while_the_labeled_photos_are_read_trains_nothing(
+    qtbot, monkeypatch, window_factory, real_photos_library
+):
     real_run = auto_tagging.run_tagging
 
     def slow_run(plan, **options):  # noqa: ANN001, ANN202 - slow enough to cancel on any machine
@@ -281,8 +289,9 @@ def test_the_retrain_keys_are_bound(seeded_window, shortcut):
     assert shortcut in [action.shortcut().toString() for action in actions]
 
 
-def test_a_deep_model_made_current_is_tagged_again_from_the_photos(qtbot, monkeypatch, window_factory,
-                                                                   clustered_library):
+def test_a_deep_model_made_current_is_tagged_again_from_the_photos(
+    qtbot, monkeypatch, window_factory, clustered_library
+):
     # Deep training itself takes minutes; here the real quick training stands in for it and its
     # outcome is dressed as a deep one (a new backbone file), which is all the window acts on.
     import dataclasses
@@ -292,13 +301,20 @@ def test_a_deep_model_made_current_is_tagged_again_from_the_photos(qtbot, monkey
     asked_modes: list[str] = []
     real_train = training.train
 
-    def deep_stand_in(database_path, current, classes, *, mode, models_dir, **options):  # noqa: ANN001, ANN202
+    def deep_stand_in(library_root, current, classes, *, mode, models_dir, **options):  # noqa: ANN001, ANN202
         # Stands in for the child process that deep training runs in.
         asked_modes.append(mode)
-        reader = Store(database_path, readonly=True)
+        reader = Library(library_root, readonly=True)
         try:
-            outcome = real_train(reader, current, classes, mode="quick", models_dir=models_dir,
-                                 progress=options["progress"], should_cancel=options["should_cancel"])
+            outcome = real_train(
+                reader,
+                current,
+                classes,
+                mode="quick",
+                models_dir=models_dir,
+                progress=options["progress"],
+                should_cancel=options["should_cancel"],
+            )
         finally:
             reader.close()
         backbone = models_dir / "backbone-stand-in.safetensors"

@@ -6,8 +6,8 @@ import numpy as np
 from PySide6.QtCore import Qt
 
 from tagger.domain import ImportSummary, ScannedFile, TagResult
-from tagger.gui.photo_model import PhotoRole
-from tagger.review import review_order, review_ranking
+from tagger.explain.review import review_order, review_ranking
+from tagger.gui.photos.model import PhotoRole
 
 from .conftest import REAL_PHOTOS, useless_prior_head
 
@@ -18,22 +18,26 @@ def grid_ids(window) -> list[int]:  # noqa: ANN001
 
 
 def test_the_review_queue_orders_the_models_tags_by_doubt_with_the_previous_model_aligned(
-        qtbot, window_factory, library):
+    qtbot, window_factory, library
+):
     head_file = library.models_dir / "head.safetensors"
     useless_prior_head().save(head_file)
-    library.record_scanned([ScannedFile(f"/synthetic/p{i:02d}.jpg", 1, 0.0, f"{i:064x}") for i in range(60)],
-                           ImportSummary())
+    library.record_scanned(
+        [ScannedFile(f"/synthetic/p{i:02d}.jpg", 1, 0.0, f"{i:064x}") for i in range(60)], ImportSummary()
+    )
     ids = [p.id for p in library.photos()]
     rng = np.random.default_rng(3)
     current = rng.dirichlet(np.ones(3) * 0.7, size=len(ids))
     # The previous model believed exactly the same, but its classes were in another order:
     # compared column by column without aligning them, every photo would look changed.
     reversed_classes = ("other", "elephant", "dog")
-    previous_version = library.register_model_version(mode="zero-shot", backbone_id="b", head_file=head_file,
-                                                      classes=reversed_classes, make_current=True)
+    previous_version = library.register_model_version(
+        mode="zero-shot", backbone_id="b", head_file=head_file, classes=reversed_classes, make_current=True
+    )
     library.record_tag_results(previous_version, [TagResult(i, tuple(p[::-1])) for i, p in zip(ids, current)])
-    version = library.register_model_version(mode="quick", backbone_id="b", head_file=head_file,
-                                             classes=("dog", "elephant", "other"), make_current=True)
+    version = library.register_model_version(
+        mode="quick", backbone_id="b", head_file=head_file, classes=("dog", "elephant", "other"), make_current=True
+    )
     library.record_tag_results(version, [TagResult(i, tuple(p)) for i, p in zip(ids, current)])
     library.set_user_labels(ids[:5], "dog")  # reviewed already: not in the queue
     window = window_factory(library)
@@ -55,7 +59,8 @@ def test_the_review_queue_orders_the_models_tags_by_doubt_with_the_previous_mode
 
 
 def test_likely_wrong_labels_lists_a_mislabeled_photo_and_one_key_accepts_the_suggestion(
-        qtbot, window_factory, tagged_real_library):
+    qtbot, window_factory, tagged_real_library
+):
     library = tagged_real_library
     airplane = library.photo_by_path(REAL_PHOTOS / "other" / "c101-airplanes__image_0584.jpg")
     for folder in ("dog", "elephant", "other"):
@@ -90,7 +95,8 @@ def test_likely_wrong_labels_lists_a_mislabeled_photo_and_one_key_accepts_the_su
 
 
 def test_likely_wrong_labels_reads_the_labeled_photos_first_and_puts_labels_older_than_a_class_first(
-        qtbot, window_factory, real_photos_library):
+    qtbot, window_factory, real_photos_library
+):
     # Nothing tagged yet; the dalmatians were filed under "other" while there was no "dog" class.
     library = real_photos_library
     library.remove_class("dog")
@@ -116,12 +122,12 @@ def test_likely_wrong_labels_reads_the_labeled_photos_first_and_puts_labels_olde
     assert "You labeled other before &#x27;dog&#x27; existed." in suspects.panel.text.text()
 
 
-def test_the_review_queue_puts_first_older_labels_the_model_now_tags_as_a_newer_class(qtbot, window_factory,
-                                                                                    library):
+def test_the_review_queue_puts_first_older_labels_the_model_now_tags_as_a_newer_class(qtbot, window_factory, library):
     head_file = library.models_dir / "head.safetensors"
     useless_prior_head().save(head_file)
-    library.record_scanned([ScannedFile(f"/synthetic/p{i:02d}.jpg", 1, 0.0, f"{i:064x}") for i in range(12)],
-                           ImportSummary())
+    library.record_scanned(
+        [ScannedFile(f"/synthetic/p{i:02d}.jpg", 1, 0.0, f"{i:064x}") for i in range(12)], ImportSummary()
+    )
     ids = [p.id for p in library.photos()]
     library.set_user_labels(ids[:4], "other")
     library.add_class("cow")
@@ -130,8 +136,9 @@ def test_the_review_queue_puts_first_older_labels_the_model_now_tags_as_a_newer_
     probabilities = rng.dirichlet(np.ones(4), size=len(ids))
     probabilities[:2] = [0.05, 0.05, 0.3, 0.6]  # labeled other before cow existed; tagged cow now
     probabilities[2:4] = [0.05, 0.05, 0.6, 0.3]  # ... and still tagged other: already reviewed
-    version = library.register_model_version(mode="zero-shot", backbone_id="b", head_file=head_file,
-                                              classes=classes, make_current=True)
+    version = library.register_model_version(
+        mode="zero-shot", backbone_id="b", head_file=head_file, classes=classes, make_current=True
+    )
     library.record_tag_results(version, [TagResult(i, tuple(p)) for i, p in zip(ids, probabilities)])
     window = window_factory(library)
 

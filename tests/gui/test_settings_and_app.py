@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 from PySide6.QtCore import QSettings
 
+from tagger.errors import LibraryError
 from tagger.gui.app import choose_library_path, default_device_text, open_library
-from tagger.gui.settings import AppSettings, Preferences
-from tagger.library import Library, LibraryError
+from tagger.gui.settings.settings import AppSettings, Preferences
+from tagger.library.library import Library
 
 
 def test_window_geometry_is_remembered(qtbot, window_factory, library, settings):

@@ -6,7 +6,8 @@ from PySide6.QtCore import QPoint
 from PySide6.QtGui import QPixmap
 
 from tagger.domain import ImportSummary, ScannedFile
-from tagger.gui.thumbnails import (
+from tagger.gui.jobs.workers import JobRunner
+from tagger.gui.photos.thumbnails import (
     PixmapCache,
     RequestQueue,
     ThumbnailProvider,
@@ -15,7 +16,6 @@ from tagger.gui.thumbnails import (
     disk_size_for,
     make_thumbnail,
 )
-from tagger.gui.workers import JobRunner
 
 
 def request(number: int, size: int = 128) -> ThumbnailRequest:
@@ -71,8 +71,10 @@ def test_placeholder_first_then_the_thumbnail(qtbot, make_photos, tmp_path):
 
 
 def test_only_tiles_on_screen_are_requested(qtbot, window_factory, library):
-    library.record_scanned([ScannedFile(f"/nowhere/{n:05d}.jpg", 1, 1.0, f"{n:064x}", 10, 10, "JPEG")
-                            for n in range(3000)], ImportSummary())
+    library.record_scanned(
+        [ScannedFile(f"/nowhere/{n:05d}.jpg", 1, 1.0, f"{n:064x}", 10, 10, "JPEG") for n in range(3000)],
+        ImportSummary(),
+    )
     window = window_factory(library)
     requested: set[int] = set()
     original = window.thumbnails.pixmap

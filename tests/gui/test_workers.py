@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 
 from tagger.domain import Progress
-from tagger.gui.workers import JobRunner
+from tagger.gui.jobs.workers import JobRunner
 
 
 def test_results_and_progress_arrive_in_the_gui_thread(qtbot):
@@ -77,8 +77,7 @@ def test_shutdown_waits_for_jobs_and_delivers_what_they_produced(qtbot):
     produced: list[int] = []
 
     def work(context):  # noqa: ANN001, ANN202
-        for number in range(5):
-            yield number
+        yield from range(5)
         while not context.wait(0.01):
             pass
 

@@ -1,0 +1,1 @@
+"""The classifier on cached features: the head, its fitting, calibration and evaluation (numpy only)."""

@@ -1,0 +1,1 @@
+"""The command line: the parser in `main`, and one module per group of commands."""

@@ -1,0 +1,248 @@
+"""The command line, over the same library as the GUI.
+
+Each command opens the library, does one job and closes it; heavy modules
+(torch, the model) are imported inside the commands that need them, so
+`tagger status` answers at once."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sqlite3
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from tagger import __version__
+from tagger.cli.console import ProgressBar
+from tagger.cli.support import (
+    EXIT_FAILURE,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_USAGE,
+    describe_database_error,
+    describe_os_error,
+    open_library,
+)
+from tagger.common.paths import default_library_dir
+from tagger.errors import CommandError, HeadError, LibraryBusyError, LibraryError, StoreError
+
+# -- commands -------------------------------------------------------------------
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from tagger.library.importer import import_paths
+
+    missing = [p for p in args.paths if not Path(p).exists()]
+    for path in missing:
+        print(f"tagger: {path}: no such file or folder", file=sys.stderr)
+    present = [p for p in args.paths if p not in missing]
+    if not present:
+        raise CommandError("nothing to import")
+    with open_library(args) as library:
+        bar = ProgressBar("Importing")
+        try:
+            summary = import_paths(library, present, progress=bar, follow_links=args.follow_links)
+        finally:
+            bar.close()
+    for path in summary.added if args.verbose else ():
+        print(f"added\t{path}")
+    for path, twin in summary.duplicates:
+        print(f"duplicate\t{path}\t(same as {twin})")
+    for path, reason in summary.unreadable:
+        print(f"unreadable\t{path}\t{reason}")
+    for old, new in summary.moved:
+        print(f"moved\t{old}\t-> {new}")
+    for path in summary.missing:
+        print(f"missing\t{path}")
+    print(summary.describe())
+    return EXIT_FAILURE if missing else EXIT_OK
+
+
+def cmd_tag(args: argparse.Namespace) -> int:
+    from tagger.tagging.runner import tag_library
+
+    with open_library(args) as library:
+        bar = ProgressBar("Tagging")
+        try:
+            outcome = tag_library(library, include_tagged=args.all, device=args.device, progress=bar)
+        finally:
+            bar.close()
+    print(outcome.describe())
+    return EXIT_OK
+
+
+def cmd_label(args: argparse.Namespace) -> int:
+    label = None if args.clear else args.label
+    if label is None and not args.clear:
+        raise CommandError("say which class with --as CLASS, or --clear")
+    with open_library(args) as library:
+        photos = []
+        for path in args.paths:
+            photo = library.photo_by_path(path)
+            if photo is None:
+                raise CommandError(f"{path} is not in the library (import it first)")
+            photos.append(photo)
+        library.set_user_labels([p.id for p in photos], label)
+    verb = "cleared" if label is None else f"labeled {label}"
+    print(f"{len(photos)} photo(s) {verb}")
+    return EXIT_OK
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    with open_library(args, readonly=True) as library:
+        status = library.status()
+        versions = library.model_versions()
+    if args.json:
+        print(json.dumps(status, indent=2))
+        return EXIT_OK
+    print(f"Library: {status['library']}")
+    print(f"Photos: {status['photos']} ({status['unreadable']} unreadable, {status['missing']} missing)")
+    print(
+        f"Labeled by you: {status['user_labeled']}   by the model: {status['model_labeled']}   "
+        f"unlabeled: {status['unlabeled']}"
+    )
+    for name, counts in status["classes"].items():
+        print(f"  {name:<16} {counts['user']:>7} yours  {counts['model']:>7} model")
+    current = next((v for v in versions if v.is_current), None)
+    if current:
+        print(f"Model: version {current.id} ({current.mode}, {len(versions)} version(s) in history)")
+    else:
+        print("Model: zero-shot (not used yet)")
+    return EXIT_OK
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from tagger.tagging.folder_eval import evaluate_folder
+
+    folder = Path(args.folder)
+    if not folder.is_dir():
+        raise CommandError(f"{folder} is not a folder (expected one sub-folder per class)")
+    with open_library(args, readonly=None) as library:
+        bar = ProgressBar("Evaluating")
+        try:
+            report = evaluate_folder(library, folder, device=args.device, progress=bar)
+        finally:
+            bar.close()
+    if args.json:
+        print(json.dumps(report.as_dict(), indent=2))
+    else:
+        print(report.format())
+    return EXIT_OK
+
+
+def cmd_classes(args: argparse.Namespace) -> int:
+    action = args.action
+    with open_library(args, readonly=action == "list") as library:
+        if action == "add":
+            library.add_class(args.name)
+            print(f"added class {args.name!r}")
+        elif action == "rename":
+            library.rename_class(args.name, args.new_name)
+            print(f"renamed {args.name!r} to {args.new_name!r}")
+        elif action == "remove":
+            cleared = library.remove_class(args.name)
+            print(f"removed class {args.name!r}; {cleared} photo(s) are unlabeled now")
+        counts = library.class_counts()
+        for position, info in enumerate(library.classes(), start=1):
+            c = counts.get(info.name, {"user": 0, "model": 0})
+            print(f"{position}. {info.name:<16} {c['user']:>6} yours {c['model']:>7} model")
+    return EXIT_OK
+
+
+# -- parser ---------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tagger",
+        description="Tag photos as dog, elephant or other with a neural network that learns from you. "
+        "Run without a command to open the app.",
+    )
+    parser.add_argument("--version", action="version", version=f"tagger {__version__}")
+    parser.add_argument(
+        "--library", metavar="DIR", help=f"library folder (default: $TAGGER_LIBRARY or {default_library_dir()})"
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    def command(name: str, handler: Callable[[argparse.Namespace], int], help_text: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        sub.set_defaults(handler=handler)
+        return sub
+
+    sub = command("import", cmd_import, "add photos and folders (recursively) to the library")
+    sub.add_argument("paths", nargs="+", metavar="PATH")
+    sub.add_argument("-v", "--verbose", action="store_true", help="list every added file")
+    sub.add_argument(
+        "--follow-links",
+        action="store_true",
+        help="also follow links that lead out of the folders given (not followed by default)",
+    )
+
+    sub = command("tag", cmd_tag, "tag the untagged photos with the current model")
+    sub.add_argument("--all", action="store_true", help="re-tag every photo the model labeled too")
+    sub.add_argument("--device", choices=["cpu", "cuda", "mps"], help="compute device (default: best available)")
+
+    sub = command("label", cmd_label, "set your own label on photos (a correction the model learns from)")
+    sub.add_argument("paths", nargs="+", metavar="PATH")
+    sub.add_argument("--as", dest="label", metavar="CLASS")
+    sub.add_argument("--clear", action="store_true", help="remove the label instead")
+
+    sub = command("eval", cmd_eval, "score the current model on DIR (one sub-folder per class); adds nothing")
+    sub.add_argument("folder", metavar="DIR")
+    sub.add_argument("--json", action="store_true")
+    sub.add_argument("--device", choices=["cpu", "cuda", "mps"])
+
+    sub = command("status", cmd_status, "summarise the library")
+    sub.add_argument("--json", action="store_true")
+
+    sub = command("classes", cmd_classes, "list, add, rename or remove classes")
+    actions = sub.add_subparsers(dest="action", metavar="ACTION")
+    actions.add_parser("list", help="list the classes")
+    add = actions.add_parser("add", help="add a class")
+    add.add_argument("name")
+    rename = actions.add_parser("rename", help="rename a class")
+    rename.add_argument("name")
+    rename.add_argument("new_name")
+    remove = actions.add_parser("remove", help="remove a class (its photos become unlabeled)")
+    remove.add_argument("name")
+    sub.set_defaults(action="list")
+
+    for register in _extra_commands():
+        register(command)
+    return parser
+
+
+def _extra_commands() -> list[Callable]:
+    # Groups of commands live beside what they drive, each in its own module.
+    from tagger.cli import exchange, explain, training
+
+    return [exchange.add_commands, training.add_commands, explain.add_commands]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "handler", None):
+        parser.print_help()
+        return EXIT_USAGE
+    try:
+        return args.handler(args)
+    except BrokenPipeError:
+        # The reader went away (`tagger export | head`): not an error worth a message.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_OK
+    except KeyboardInterrupt:
+        print("\ntagger: interrupted; everything finished so far is saved", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except (CommandError, LibraryError, LibraryBusyError, StoreError, HeadError) as error:
+        print(f"tagger: {error}", file=sys.stderr)
+        return EXIT_FAILURE
+    except OSError as error:
+        print(f"tagger: {describe_os_error(error)}", file=sys.stderr)
+        return EXIT_FAILURE
+    except sqlite3.Error as error:
+        print(f"tagger: {describe_database_error(error, args)}", file=sys.stderr)
+        return EXIT_FAILURE

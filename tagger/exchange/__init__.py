@@ -1,0 +1,1 @@
+"""What leaves or enters the app: labels as CSV/JSON, XMP keywords, sorting into folders, model files."""

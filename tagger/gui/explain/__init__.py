@@ -1,0 +1,1 @@
+"""Evidence heatmaps and robustness probes, computed in the explainer's child process."""

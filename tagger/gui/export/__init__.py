@@ -1,0 +1,1 @@
+"""Export ▸ labels, XMP keywords, sorting into folders, the model; Import ▸ labels."""

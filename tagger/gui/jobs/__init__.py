@@ -1,0 +1,1 @@
+"""Background work for the GUI: generator jobs run in threads, results delivered on the GUI thread."""

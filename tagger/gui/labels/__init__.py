@@ -1,0 +1,1 @@
+"""Labeling photos by hand, with undo."""

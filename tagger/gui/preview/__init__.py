@@ -1,0 +1,1 @@
+"""The large preview of the current photo, with its probabilities."""

@@ -1,0 +1,1 @@
+"""The app's settings, their dialog, and the appearance (theme)."""

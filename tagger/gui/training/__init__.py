@@ -1,0 +1,1 @@
+"""Retraining, the training dialog and chart, and the model versions (history, switching)."""

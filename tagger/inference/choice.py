@@ -1,0 +1,114 @@
+"""Choosing the engine that tags: the top of the inference package, and nothing below imports it.
+
+On the CPU the library's ONNX export runs without torch; on a machine that may have a GPU the
+export tags at once and PyTorch takes over in a child process if the run is long
+(tagger.inference.handover); a version with a fine-tuned backbone runs the export its training
+left, or PyTorch with the checkpoint.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import platform
+import sys
+from pathlib import Path
+
+from tagger.domain import ModelVersion
+from tagger.inference.engine import FeatureEngine
+from tagger.inference.onnx_engine import OnnxEngine
+from tagger.inference.onnx_export import export_onnx
+from tagger.inference.preprocessing import DEFAULT_BACKBONE, default_backbone_id
+from tagger.inference.torch_engine import TorchEngine
+
+_log = logging.getLogger(__name__)
+
+
+def accelerator_may_exist() -> bool:
+    """A cheap, torch-free guess at whether CUDA or Apple MPS could be present.
+
+    Only a "no" is trusted: it lets CPU-only machines skip importing torch entirely. A "yes"
+    is confirmed by torch itself in `tagger.inference.backbone.pick_device`.
+    """
+    if sys.platform == "darwin":
+        return platform.machine() == "arm64"
+    if sys.platform.startswith("linux"):
+        return Path("/proc/driver/nvidia/version").exists() or Path("/dev/nvidia0").exists()
+    if sys.platform == "win32":
+        system_root = Path(os.environ.get("SYSTEMROOT", r"C:\Windows"))
+        return (system_root / "System32" / "nvcuda.dll").exists()
+    return True
+
+
+def choose_engine(
+    device_preference: str | None, cache_dir: Path | None, backbone: str = DEFAULT_BACKBONE
+) -> FeatureEngine:
+    """The fastest engine for the asked device.
+
+    "cuda"/"mps" (or an auto choice that finds one) run PyTorch. On the CPU the ONNX export
+    is preferred: loaded straight from `cache_dir` without importing torch when it exists,
+    exported there first when it does not, and PyTorch is the fallback if export fails. An
+    auto choice on a machine that may have a GPU, with the export in the cache, tags with the
+    export and starts PyTorch on the GPU if the run is long (tagger.inference.handover).
+    """
+    if device_preference not in (None, "cpu", "cuda", "mps"):
+        raise ValueError(f"unknown device {device_preference!r}: use 'cuda', 'mps', 'cpu' or leave it unset")
+    if device_preference in ("cuda", "mps"):
+        return TorchEngine(device_preference, backbone)
+    if device_preference is None and accelerator_may_exist():
+        cached = (
+            OnnxEngine.from_cache(cache_dir, default_backbone_id())
+            if (cache_dir is not None and backbone == DEFAULT_BACKBONE)
+            else None
+        )
+        if cached is not None:
+            # The export tags at once; PyTorch takes over on the GPU if the run is long.
+            from tagger.inference.gpu_process import GpuEngineRecipe
+            from tagger.inference.handover import start_gpu_behind
+
+            return start_gpu_behind(cached, GpuEngineRecipe(backbone=backbone))
+        from tagger.inference import backbone as model
+
+        device = model.pick_device(None)
+        if device.type != "cpu":
+            return TorchEngine(str(device), backbone)
+    if cache_dir is None:
+        return TorchEngine("cpu", backbone)
+    if backbone == DEFAULT_BACKBONE:
+        backbone_id = default_backbone_id()
+    else:
+        from tagger.inference import backbone as model
+
+        backbone_id = model.backbone_id_for(backbone)
+    cached = OnnxEngine.from_cache(cache_dir, backbone_id)
+    if cached is not None:
+        return cached
+    try:
+        export_onnx(cache_dir, backbone)
+    except Exception as error:  # whatever broke the export, PyTorch can still tag
+        _log.warning("ONNX export failed, tagging with PyTorch on the CPU instead: %s", error)
+        return TorchEngine("cpu", backbone)
+    cached = OnnxEngine.from_cache(cache_dir, backbone_id)
+    return cached if cached is not None else TorchEngine("cpu", backbone)
+
+
+def open_engine(device: str | None, cache_dir: Path, version: ModelVersion | None, library_root: Path) -> FeatureEngine:
+    """The feature engine for a model version: the stock backbone, or one the user fine-tuned."""
+    if version is not None and version.backbone_file:
+        # A fine-tuned backbone runs from the ONNX export its training left: on the CPU tagging
+        # then never imports torch, whose import would stall the GUI.
+        on_cpu = device == "cpu" or (device is None and not accelerator_may_exist())
+        exported = OnnxEngine.from_cache(cache_dir, version.backbone_id) if device in (None, "cpu") else None
+        backbone_file = library_root / version.backbone_file
+        if exported is not None and on_cpu:
+            return exported
+        if exported is not None:
+            # A GPU may be there: the export tags at once, PyTorch takes over if the run is long.
+            from tagger.inference.gpu_process import GpuEngineRecipe
+            from tagger.inference.handover import start_gpu_behind
+
+            return start_gpu_behind(exported, GpuEngineRecipe(tuned_backbone_file=str(backbone_file)))
+        from tagger.inference.tuned_backbone import TunedEngine  # imports torch
+
+        return TunedEngine(backbone_file, device)
+    return choose_engine(device, cache_dir)

@@ -1,0 +1,1 @@
+"""The test suite (and, through tests.helpers, the shared pieces the benches use too)."""
