@@ -9,6 +9,7 @@ from pathlib import Path
 
 from tagger.cli_support import EXIT_FAILURE, EXIT_OK, CommandError, open_library
 from tagger.console import ProgressBar
+from tagger.sidecar_names import DEFAULT_NAMING, SidecarNaming
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -20,7 +21,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 
         # A dry run only reads, so it also works beside another Tagger that has the library open.
         with open_library(args, readonly=None if args.dry_run else False) as library:
-            plan = xmp.plan_xmp_changes(library, None, embed=args.embed, include_model_labels=include_model)
+            plan = xmp.plan_xmp_changes(library, None, embed=args.embed, include_model_labels=include_model,
+                                        naming=SidecarNaming(args.sidecar_names))
             for change in plan:
                 if change.action != "unchanged":
                     print(f"{change.action}\t{change.target_path}\t{', '.join(change.tagger_keywords)}"
@@ -138,6 +140,10 @@ def add_commands(command) -> None:  # noqa: ANN001 - the command line's registra
     sub.add_argument("--embed", action="store_true",
                      help="xmp: ALSO write the keywords into the JPEG files themselves (changes your photos)")
     sub.add_argument("--dry-run", action="store_true", help="xmp: show what would change, write nothing")
+    sub.add_argument("--sidecar-names", choices=[naming.value for naming in SidecarNaming], default=DEFAULT_NAMING.value,
+                     help="xmp: how NEW sidecars are named: full = IMG_1.jpg.xmp (darktable, digiKam; the default), "
+                          "adobe = IMG_1.xmp (Lightroom; never beside a RAW file of the same name). "
+                          "Existing sidecars are updated whatever their name")
 
     sub = command("export-model", cmd_export_model, "write the current model as ONNX and TorchScript with a JSON")
     sub.add_argument("-o", "--output", metavar="DIR", default="tagger-model")

@@ -26,6 +26,7 @@ from tagger import images
 from tagger.domain import ImportSummary, Progress, ScannedFile
 from tagger.library import Library
 from tagger.paths import normalise_path
+from tagger.raw_formats import CAMERA_RAW_SUFFIXES
 from tagger.safe_files import open_regular
 from tagger.safe_paths import is_inside
 
@@ -55,13 +56,6 @@ CancelCheck = Callable[[], bool]
 IMAGE_SUFFIXES = frozenset({
     ".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".gif", ".webp", ".bmp", ".dib", ".tif", ".tiff",
     ".heic", ".heif", ".hif", ".avif", ".jp2", ".j2k", ".jpf", ".jpx", ".mpo",
-})
-
-# Raw sensor files are TIFF-like, and Pillow would read just their embedded
-# preview: a second, tiny copy of the photo whose camera JPEG usually sits beside it.
-CAMERA_RAW_SUFFIXES = frozenset({
-    ".3fr", ".arw", ".cr2", ".cr3", ".crw", ".dcr", ".dng", ".erf", ".iiq", ".kdc", ".mrw",
-    ".nef", ".nrw", ".orf", ".pef", ".raf", ".rw2", ".rwl", ".sr2", ".srf", ".srw", ".x3f",
 })
 
 # Folders that NAS boxes, Windows and macOS zip files fill with thumbnails and debris.

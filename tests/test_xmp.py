@@ -17,7 +17,8 @@ from library_builders import add_photos, library_with_photos, sha256_of, write_i
 from tagger.domain import LabelSource
 from tagger.jpeg_xmp import XMP_SIGNATURE, header_segments, read_xmp_packet
 from tagger.user_files import current_umask
-from tagger.xmp import apply_xmp_changes, keywords_in_file, plan_xmp_changes, sidecar_path_for
+from tagger.sidecar_names import SidecarNaming, sidecar_path_for
+from tagger.xmp import apply_xmp_changes, keywords_in_file, plan_xmp_changes
 from tagger.xmp_document import XmpError, parse_xmp
 
 needs_exiftool = pytest.mark.skipif(shutil.which("exiftool") is None, reason="exiftool is not installed")
@@ -78,13 +79,14 @@ def test_new_sidecar_is_read_back_by_exiftool(tmp_path):
 
     by_photo = {change.photo_path.name: change for change in plan}
     assert by_photo["a.jpg"].action == "create"
-    assert by_photo["a.jpg"].sidecar_path == tmp_path / "photos" / "a.xmp"
+    # darktable's and digiKam's name: the only one they read.
+    assert by_photo["a.jpg"].sidecar_path == tmp_path / "photos" / "a.jpg.xmp"
     assert by_photo["a.jpg"].keywords_before == () and by_photo["a.jpg"].keywords_after == ("dog",)
     # An unlabeled photo gets no sidecar just to say nothing.
     assert by_photo["b.jpg"].action == "unchanged"
-    assert not (tmp_path / "photos" / "b.xmp").exists()
-    assert result.written == [tmp_path / "photos" / "a.xmp"]
-    assert exiftool_keywords(tmp_path / "photos" / "a.xmp") == (["dog"], ["Tagger|dog"])
+    assert sorted(p.name for p in (tmp_path / "photos").iterdir()) == ["a.jpg", "a.jpg.xmp", "b.jpg"]
+    assert result.written == [tmp_path / "photos" / "a.jpg.xmp"]
+    assert exiftool_keywords(tmp_path / "photos" / "a.jpg.xmp") == (["dog"], ["Tagger|dog"])
     assert sha256_of(tmp_path / "photos" / "a.jpg") == photo_hash
     library.close()
 
@@ -138,7 +140,7 @@ def test_clearing_a_label_removes_only_taggers_keywords(tmp_path):
 def test_a_keyword_another_hierarchy_names_survives_relabel(tmp_path):
     library, ids = library_with_photos(tmp_path, {"a.jpg": "dog"})
     save(library)
-    sidecar = tmp_path / "photos" / "a.xmp"
+    sidecar = tmp_path / "photos" / "a.jpg.xmp"
     text = sidecar.read_text(encoding="utf-8").replace("<rdf:li>Tagger|dog</rdf:li>",
                                                          "<rdf:li>Tagger|dog</rdf:li><rdf:li>Animals|dog</rdf:li>")
     sidecar.write_text(text, encoding="utf-8")
@@ -149,14 +151,160 @@ def test_a_keyword_another_hierarchy_names_survives_relabel(tmp_path):
     library.close()
 
 
-def test_existing_long_form_sidecar_is_used(tmp_path):
+@pytest.mark.parametrize("existing_name", ["a.jpg.xmp", "a.xmp", "A.JPG.XMP", "a.XMP"])
+@pytest.mark.parametrize("naming", list(SidecarNaming))
+def test_an_existing_sidecar_of_either_naming_is_updated_not_doubled(tmp_path, existing_name, naming):
     library, ids = library_with_photos(tmp_path, {"a.jpg": "dog"})
-    long_form = tmp_path / "photos" / "a.jpg.xmp"
-    long_form.write_text(OTHER_APP_SIDECAR, encoding="utf-8")
-    assert sidecar_path_for(tmp_path / "photos" / "a.jpg") == long_form
+    existing = tmp_path / "photos" / existing_name
+    existing.write_text(OTHER_APP_SIDECAR, encoding="utf-8")
+    plan, result = save(library, naming=naming)
+    assert [change.target_path for change in plan] == [existing]
+    assert exiftool_keywords(existing) == (["holiday", "beach", "dog"], ["Places|Beach", "Tagger|dog"])
+    assert sorted(p.name for p in existing.parent.iterdir()) == sorted(["a.jpg", existing_name])
+    library.close()
+
+
+def test_both_namings_present_the_full_name_is_the_photos_own(tmp_path):
+    library, ids = library_with_photos(tmp_path, {"a.jpg": "dog"})
+    (tmp_path / "photos" / "a.xmp").write_text(OTHER_APP_SIDECAR, encoding="utf-8")
+    (tmp_path / "photos" / "a.jpg.xmp").write_text(OTHER_APP_SIDECAR, encoding="utf-8")
+    assert sidecar_path_for(tmp_path / "photos" / "a.jpg") == tmp_path / "photos" / "a.jpg.xmp"
+    library.close()
+
+
+@needs_exiftool
+def test_lightroom_naming_is_one_choice_away(tmp_path):
+    library, ids = library_with_photos(tmp_path, {"a.jpg": "dog"})
+    plan, result = save(library, naming=SidecarNaming.ADOBE)
+    assert result.written == [tmp_path / "photos" / "a.xmp"]
+    assert exiftool_keywords(tmp_path / "photos" / "a.xmp") == (["dog"], ["Tagger|dog"])
+    library.close()
+
+
+@needs_exiftool
+@pytest.mark.parametrize("naming", list(SidecarNaming))
+def test_a_jpegs_new_sidecar_never_takes_the_name_adobe_gives_a_raw_beside_it(tmp_path, naming):
+    library, ids = library_with_photos(tmp_path, {"IMG_0001.JPG": "dog"})
+    raw = tmp_path / "photos" / "IMG_0001.CR2"
+    raw.write_bytes(b"II*\x00 raw sensor data stands in here")
+    plan, result = save(library, naming=naming)
+    assert result.written == [tmp_path / "photos" / "IMG_0001.JPG.xmp"]
+    assert not (tmp_path / "photos" / "IMG_0001.xmp").exists()
+    assert exiftool_keywords(tmp_path / "photos" / "IMG_0001.JPG.xmp") == (["dog"], ["Tagger|dog"])
+
+    # The RAW's own sidecar (from Lightroom, say) is not the JPEG's either: left alone.
+    raw_sidecar = tmp_path / "photos" / "IMG_0001.xmp"
+    raw_sidecar.write_text(OTHER_APP_SIDECAR, encoding="utf-8")
+    library.set_user_labels([ids["IMG_0001.JPG"]], "elephant")
+    plan, result = save(library, naming=naming)
+    assert result.written == [tmp_path / "photos" / "IMG_0001.JPG.xmp"]
+    assert raw_sidecar.read_text(encoding="utf-8") == OTHER_APP_SIDECAR
+    library.close()
+
+
+def test_the_command_line_names_new_sidecars_as_asked(tmp_path, capsys):
+    from tagger import cli
+
+    library, ids = library_with_photos(tmp_path, {"a.jpg": "dog", "b.jpg": "elephant"})
+    library.close()
+    photos = tmp_path / "photos"
+    assert cli.main(["--library", str(tmp_path / "library"), "export", "--format", "xmp"]) == 0
+    assert (photos / "a.jpg.xmp").is_file() and (photos / "b.jpg.xmp").is_file()
+    (photos / "b.jpg.xmp").unlink()
+    assert cli.main(["--library", str(tmp_path / "library"), "export", "--format", "xmp",
+                     "--sidecar-names", "adobe"]) == 0
+    assert "create\t" + str(photos / "b.xmp") in capsys.readouterr().out
+    assert sorted(p.name for p in photos.iterdir()) == ["a.jpg", "a.jpg.xmp", "b.jpg", "b.xmp"]
+
+
+def test_photos_that_share_an_existing_sidecar_share_one_change(tmp_path):
+    library, ids = library_with_photos(tmp_path, {"a.jpg": "dog", "a.png": "dog"})
+    (tmp_path / "photos" / "a.xmp").write_text(OTHER_APP_SIDECAR, encoding="utf-8")
+    plan, result = save(library)
+    assert len(plan) == 1 and len(plan[0].photo_ids) == 2
+    assert keywords_in_file(tmp_path / "photos" / "a.xmp").flat == ("holiday", "beach", "dog")
+    library.close()
+
+
+def exiftool_sidecar(photo: Path, *keywords: str) -> Path:
+    """A sidecar as exiftool makes it for the user: `photo.jpg.xmp` holding `keywords`."""
+    sidecar = photo.with_name(photo.name + ".xmp")
+    subprocess.run(["exiftool", "-q", "-o", str(sidecar), *(f"-XMP-dc:Subject={k}" for k in keywords), str(photo)],
+                   check=True)
+    return sidecar
+
+
+@needs_exiftool
+def test_the_users_own_keyword_survives_tagger_relabelling(tmp_path):
+    library, ids = library_with_photos(tmp_path, {"a.jpg": "dog"})
+    sidecar = exiftool_sidecar(tmp_path / "photos" / "a.jpg", "dog", "puppy")
     save(library)
-    assert not (tmp_path / "photos" / "a.xmp").exists()
-    assert "dog" in keywords_in_file(long_form).flat
+    assert exiftool_keywords(sidecar) == (["dog", "puppy"], ["Tagger|dog"])
+
+    library.set_user_labels([ids["a.jpg"]], "elephant")
+    save(library)
+    # "dog" was the user's before Tagger came: it stays; only Tagger's own entries change.
+    assert exiftool_keywords(sidecar) == (["dog", "puppy", "elephant"], ["Tagger|elephant"])
+
+    library.set_user_labels([ids["a.jpg"]], None)
+    save(library)
+    assert exiftool_keywords(sidecar) == (["dog", "puppy"], [])
+    library.close()
+
+
+@needs_exiftool
+def test_a_keyword_tagger_added_goes_when_its_label_changes(tmp_path):
+    library, ids = library_with_photos(tmp_path, {"a.jpg": "elephant"})
+    sidecar = exiftool_sidecar(tmp_path / "photos" / "a.jpg", "puppy")
+    save(library)
+    library.set_user_labels([ids["a.jpg"]], "dog")
+    save(library)
+    assert exiftool_keywords(sidecar) == (["puppy", "dog"], ["Tagger|dog"])
+    library.close()
+
+
+@needs_exiftool
+def test_no_keyword_is_added_beside_the_same_one_in_another_case(tmp_path):
+    library, ids = library_with_photos(tmp_path, {"a.jpg": "dog"})
+    sidecar = exiftool_sidecar(tmp_path / "photos" / "a.jpg", "Dog")
+    plan, result = save(library)
+    assert exiftool_keywords(sidecar) == (["Dog"], ["Tagger|dog"])
+    library.set_user_labels([ids["a.jpg"]], "elephant")
+    save(library)
+    assert exiftool_keywords(sidecar) == (["Dog", "elephant"], ["Tagger|elephant"])
+    library.close()
+
+
+def exiftool_labels(path: Path) -> list[dict]:
+    output = subprocess.run(["exiftool", "-j", "-struct", "-XMP-tagger:Labels", str(path)],
+                            check=True, capture_output=True, text=True).stdout
+    return json.loads(output)[0].get("Labels", [])
+
+
+@needs_exiftool
+def test_provenance_says_whose_keyword_it_is_and_how_sure_the_model_was(tmp_path):
+    library, ids = library_with_photos(tmp_path, {"a.jpg": "elephant", "b.jpg": None})
+    with library.store.transaction():
+        version_id = library.store.insert_model_version(
+            mode="zero-shot", backbone_id="efficientnet_lite0", head_file="head.safetensors", backbone_file=None,
+            classes=library.class_names(), n_labels=0, metrics={}, parent_id=None)
+        library.store.write_label(ids["b.jpg"], library.store.class_id("dog"), LabelSource.MODEL, 0.8731, version_id)
+    save(library)
+
+    assert exiftool_labels(tmp_path / "photos" / "a.jpg.xmp") == [
+        {"Keyword": "elephant", "Source": "user", "KeywordAdded": True}]
+    (model_label,) = exiftool_labels(tmp_path / "photos" / "b.jpg.xmp")
+    assert model_label["Keyword"] == "dog" and model_label["Source"] == "model"
+    assert model_label["Confidence"] == 0.873 and model_label["KeywordAdded"] is True
+    assert model_label["ModelVersion"] == version_id and model_label["Model"] == "efficientnet_lite0"
+
+    # The user confirms the guess: the record says so, the keyword stays.
+    library.set_user_labels([ids["b.jpg"]], "dog")
+    plan, result = save(library)
+    assert result.written == [tmp_path / "photos" / "b.jpg.xmp"]
+    assert exiftool_labels(tmp_path / "photos" / "b.jpg.xmp") == [
+        {"Keyword": "dog", "Source": "user", "KeywordAdded": True}]
+    assert exiftool_keywords(tmp_path / "photos" / "b.jpg.xmp") == (["dog"], ["Tagger|dog"])
     library.close()
 
 
@@ -220,7 +368,7 @@ def test_a_deeply_nested_sidecar_is_merged_and_every_other_sidecar_written(tmp_p
 
     assert not result.failed and not result.skipped
     assert keywords_in_file(sidecar).flat == ("holiday", "beach", "dog")
-    assert keywords_in_file(tmp_path / "photos" / "b.xmp").flat == ("elephant",)
+    assert keywords_in_file(tmp_path / "photos" / "b.jpg.xmp").flat == ("elephant",)
     written = sidecar.read_text(encoding="utf-8")
     assert written.count("<acme:n>") == written.count("</acme:n>") == 5000
     assert "<acme:n>deep</acme:n>" in written
@@ -238,19 +386,11 @@ def test_any_nesting_depth_parses_and_writes_back_unchanged():
 
 def test_apply_merges_with_changes_made_after_planning(tmp_path):
     library, ids = library_with_photos(tmp_path, {"a.jpg": "dog"})
-    sidecar = tmp_path / "photos" / "a.xmp"
+    sidecar = tmp_path / "photos" / "a.jpg.xmp"
     plan = plan_xmp_changes(library)
     sidecar.write_text(OTHER_APP_SIDECAR, encoding="utf-8")  # another program, meanwhile
     apply_xmp_changes(plan)
     assert keywords_in_file(sidecar).flat == ("holiday", "beach", "dog")
-    library.close()
-
-
-def test_a_raw_and_jpeg_pair_share_one_sidecar(tmp_path):
-    library, ids = library_with_photos(tmp_path, {"a.jpg": "dog", "a.png": "dog"})
-    plan, result = save(library)
-    assert len(plan) == 1 and len(plan[0].photo_ids) == 2
-    assert keywords_in_file(tmp_path / "photos" / "a.xmp").flat == ("dog",)
     library.close()
 
 
@@ -266,7 +406,7 @@ def test_embedding_writes_jpeg_xmp_and_keeps_pixels_and_other_bytes(tmp_path):
     plan, result = save(library, embed=True)
     embedded = [change for change in plan if change.embedded]
     assert len(embedded) == 1 and embedded[0].action in ("create", "update")
-    assert photo in result.written and (tmp_path / "photos" / "a.xmp") in result.written
+    assert photo in result.written and (tmp_path / "photos" / "a.jpg.xmp") in result.written
     assert exiftool_keywords(photo) == (["dog"], ["Tagger|dog"])
     assert exiftool_fields(photo, "-Exif:Artist")["Artist"] == "Someone"
     assert np.array_equal(np.asarray(Image.open(photo)), pixels)
@@ -336,7 +476,7 @@ def test_written_files_keep_or_get_ordinary_permissions(tmp_path):
     existing.write_text(OTHER_APP_SIDECAR, encoding="utf-8")
     existing.chmod(0o600)
     save(library, embed=True)
-    assert stat.S_IMODE((tmp_path / "photos" / "a.xmp").stat().st_mode) == 0o666 & ~current_umask()
+    assert stat.S_IMODE((tmp_path / "photos" / "a.jpg.xmp").stat().st_mode) == 0o666 & ~current_umask()
     assert stat.S_IMODE(existing.stat().st_mode) == 0o600
     assert stat.S_IMODE(photo_b.stat().st_mode) == 0o640
     library.close()
