@@ -30,7 +30,7 @@ def cmd_export(args: argparse.Namespace) -> int:
             if args.dry_run:
                 print("dry run: nothing written")
                 return EXIT_OK
-            result = xmp.apply_xmp_changes(plan)
+            result = xmp.apply_xmp_changes(plan, keep_photo_mtime=not args.update_mtime)
         for path, reason in result.failed:
             print(f"failed\t{path}\t({reason})")
         print(result.describe())
@@ -139,6 +139,9 @@ def add_commands(command) -> None:  # noqa: ANN001 - the command line's registra
     sub.add_argument("--user-only", action="store_true", help="only the labels you set, not the model's")
     sub.add_argument("--embed", action="store_true",
                      help="xmp: ALSO write the keywords into the JPEG files themselves (changes your photos)")
+    sub.add_argument("--update-mtime", action="store_true",
+                     help="xmp --embed: give the JPEGs Tagger changes the current modification time "
+                          "(by default they keep theirs, as with exiftool -P)")
     sub.add_argument("--dry-run", action="store_true", help="xmp: show what would change, write nothing")
     sub.add_argument("--sidecar-names", choices=[naming.value for naming in SidecarNaming], default=DEFAULT_NAMING.value,
                      help="xmp: how NEW sidecars are named: full = IMG_1.jpg.xmp (darktable, digiKam; the default), "

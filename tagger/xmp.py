@@ -21,8 +21,10 @@ never the `photo.xmp` that Adobe's tools read as a RAW file's beside the JPEG. P
 resolve to one sidecar share one change in the plan.
 
 Photos themselves are never modified unless `embed=True` is asked for; then JPEG files
-(the only format Tagger embeds into) also get the keywords in their own XMP packet, written
-atomically with every other byte of the file unchanged. Other formats get the sidecar only.
+(the only format Tagger embeds into) also get the keywords in their own XMP packet, and in
+their IPTC when they have IPTC, so that readers of either see the same keywords. The file is
+rewritten in place (same inode, hard links and extended attributes; modification time kept
+unless asked), every other byte unchanged. Other formats get the sidecar only.
 Embedding changes the file's content hash, so the library sees the photo as edited on its
 next rescan and recomputes its features.
 """
@@ -31,12 +33,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
 from tagger.atomic import remove_abandoned_writes
 from tagger.domain import LabelSource, Photo
+from tagger.in_place_files import interrupted_rewrite, rewrite_in_place
+from tagger.jpeg_iptc import with_iptc_keywords
 from tagger.jpeg_xmp import JpegError, is_jpeg, read_xmp_packet, with_xmp_packet, wrap_packet
 from tagger.keyword_ownership import Keywords, LabelProvenance, label_records, merge_tagger_labels, read_keywords
 from tagger.library import Library
@@ -176,7 +180,17 @@ def _plan_embedded(photo: Photo, labels: list[LabelProvenance]) -> PlannedChange
     if not is_jpeg(head):
         supported = ", ".join(EMBEDDABLE_FORMATS)
         return _skipped(photo, target, embedded=True, problem=f"embedding is supported for {supported} only; sidecar used")
-    return _plan_one([photo], target, labels, embedded=True)
+    blocked = interrupted_rewrite(target)
+    if blocked:
+        return _skipped(photo, target, embedded=True, problem=blocked)
+    change = _plan_one([photo], target, labels, embedded=True)
+    if change.action in ("create", "update"):
+        try:
+            _embedded(_read_jpeg(target), labels)
+        except (OSError, XmpError, JpegError) as error:
+            problem = f"cannot embed into {target.name}: {getattr(error, 'strerror', None) or error}"
+            return replace(change, action="skip", problem=problem)
+    return change
 
 
 def _plan_one(photos: list[Photo], target: Path, labels: list[LabelProvenance], *, embedded: bool) -> PlannedChange:
@@ -245,11 +259,13 @@ def keywords_in_file(path: str | os.PathLike, *, embedded: bool = False) -> Keyw
 # -- applying ----------------------------------------------------------------------
 
 
-def apply_xmp_changes(plan: Sequence[PlannedChange]) -> XmpApplyResult:
+def apply_xmp_changes(plan: Sequence[PlannedChange], *, keep_photo_mtime: bool = True) -> XmpApplyResult:
     """Save a plan. Each file is re-read and merged again right before writing, so changes
-    another program made since planning are kept; each write is atomic. One file failing
-    does not stop the others: see `failed`. Temporary copies that an interrupted earlier
-    save left beside a file are deleted."""
+    another program made since planning are kept. Sidecars are replaced atomically; JPEGs
+    are rewritten in place, keeping their modification time unless `keep_photo_mtime` is
+    False (`tagger.in_place_files`). One file failing does not stop the others: see
+    `failed`. Temporary copies that an interrupted earlier save left beside a file are
+    deleted."""
     result = XmpApplyResult()
     for change in plan:
         if change.action == "skip":
@@ -260,7 +276,7 @@ def apply_xmp_changes(plan: Sequence[PlannedChange]) -> XmpApplyResult:
             result.unchanged.append(change.target_path)
             continue
         try:
-            wrote = _save(change)
+            wrote = _save(change, keep_photo_mtime=keep_photo_mtime)
         except (OSError, XmpError, JpegError) as error:
             result.failed.append((change.target_path, str(getattr(error, "strerror", None) or error)))
             continue
@@ -268,24 +284,45 @@ def apply_xmp_changes(plan: Sequence[PlannedChange]) -> XmpApplyResult:
     return result
 
 
-def _save(change: PlannedChange) -> bool:
+def _save(change: PlannedChange, *, keep_photo_mtime: bool) -> bool:
     target = change.target_path
-    if change.embedded:
-        # Read once: the packet and the bytes around it must come from the same file.
-        original = _read_jpeg(target)
-        document, existed = _document_in_jpeg(original)
-    else:
+    if not change.embedded:
         document, existed = _load(target, embedded=False)
-    if not existed and not change.labels:
-        return False
-    if not _merge(document, change.labels) and existed:
-        return False
-    if change.embedded:
-        packet = wrap_packet(document.to_bytes(skip_outside=_is_xpacket_marker, xml_declaration=False))
-        write_user_file(target, with_xmp_packet(original, packet))
-    else:
+        if not existed and not change.labels:
+            return False
+        if not _merge(document, change.labels) and existed:
+            return False
         write_user_file(target, document.to_bytes())
+        return True
+    blocked = interrupted_rewrite(target)
+    if blocked:
+        raise OSError(blocked)
+    # Read once: the packet and the bytes around it must come from the same file.
+    original = _read_jpeg(target)
+    updated = _embedded(original, change.labels)
+    if updated is None:
+        return False
+    rewrite_in_place(target, original, updated, keep_mtime=keep_photo_mtime)
     return True
+
+
+def _embedded(jpeg: bytes, labels: Sequence[LabelProvenance]) -> bytes | None:
+    """`jpeg` with Tagger's labels merged into its XMP and the same keyword changes made to
+    its IPTC (`tagger.jpeg_iptc`), or None when nothing changes."""
+    document, existed = _document_in_jpeg(jpeg)
+    if not existed and not labels:
+        return None
+    before = read_keywords(document).flat
+    if not _merge(document, labels) and existed:
+        return None
+    after = read_keywords(document).flat
+    packet = wrap_packet(document.to_bytes(skip_outside=_is_xpacket_marker, xml_declaration=False))
+    wanted = {label.keyword for label in labels}
+    return with_iptc_keywords(
+        with_xmp_packet(jpeg, packet),
+        remove=[keyword for keyword in before if keyword not in after],
+        add=[keyword for keyword in after if keyword in wanted],
+    )
 
 
 def _is_xpacket_marker(node: OutsideNode) -> bool:

@@ -480,3 +480,152 @@ def test_written_files_keep_or_get_ordinary_permissions(tmp_path):
     assert stat.S_IMODE(existing.stat().st_mode) == 0o600
     assert stat.S_IMODE(photo_b.stat().st_mode) == 0o640
     library.close()
+
+
+# -- embedding in place, IPTC in step ----------------------------------------------------------
+
+
+def iptc_photo(tmp_path, label: str | None, *, iptc_keywords: tuple[str, ...], digest: bool = True):
+    """A library with one JPEG whose IPTC and XMP hold `iptc_keywords`, as a camera-import
+    tool writes them (with the MWG IPTC digest when `digest`)."""
+    library, ids = library_with_photos(tmp_path, {"a.jpg": label})
+    photo = tmp_path / "photos" / "a.jpg"
+    tags = [f"-IPTC:Keywords={k}" for k in iptc_keywords] + [f"-XMP-dc:Subject={k}" for k in iptc_keywords]
+    if digest:
+        tags.append("-Photoshop:IPTCDigest=new")
+    subprocess.run(["exiftool", "-q", "-overwrite_original", "-IPTC:City=Nairobi", *tags, str(photo)], check=True)
+    return library, ids, photo
+
+
+def mwg_view(photo: Path) -> dict:
+    fields = exiftool_fields(photo, "-use", "MWG", "-MWG:Keywords", "-IPTC:Keywords", "-XMP-dc:Subject",
+                             "-Photoshop:IPTCDigest", "-File:CurrentIPTCDigest", "-IPTC:City")
+
+    def as_list(value: object) -> list[str]:
+        return [] if value is None else [str(v) for v in value] if isinstance(value, list) else [str(value)]
+
+    return {"mwg": as_list(fields.get("Keywords")), "subject": as_list(fields.get("Subject")),
+            "digest_current": fields.get("IPTCDigest") == fields.get("CurrentIPTCDigest"),
+            "city": fields.get("City"), "has_digest": "IPTCDigest" in fields}
+
+
+@needs_exiftool
+def test_embedding_keeps_iptc_keywords_in_step_with_xmp(tmp_path):
+    library, ids, photo = iptc_photo(tmp_path, "dog", iptc_keywords=("puppy",))
+    save(library, embed=True)
+    library.set_user_labels([ids["a.jpg"]], "elephant")
+    save(library, embed=True)
+
+    iptc = exiftool_fields(photo, "-IPTC:Keywords")["Keywords"]
+    view = mwg_view(photo)
+    assert view["subject"] == ["puppy", "elephant"]
+    assert sorted([iptc] if isinstance(iptc, str) else iptc) == ["elephant", "puppy"]
+    assert sorted(view["mwg"]) == ["elephant", "puppy"]
+    assert view["has_digest"] and view["digest_current"]  # MWG readers see IPTC and XMP agree
+    assert view["city"] == "Nairobi"  # the rest of the IPTC is kept
+    library.close()
+
+
+@needs_exiftool
+def test_a_users_iptc_keyword_stays_and_a_jpeg_without_iptc_gets_none(tmp_path):
+    library, ids, photo = iptc_photo(tmp_path, "dog", iptc_keywords=("dog", "puppy"), digest=False)
+    save(library, embed=True)
+    library.set_user_labels([ids["a.jpg"]], "elephant")
+    save(library, embed=True)
+    assert sorted(exiftool_fields(photo, "-IPTC:Keywords")["Keywords"]) == ["dog", "elephant", "puppy"]
+    assert not mwg_view(photo)["has_digest"]  # none added where there was none
+    library.close()
+
+    plain, plain_ids = library_with_photos(tmp_path / "plain", {"b.jpg": "dog"})
+    save(plain, embed=True)
+    assert exiftool_fields(tmp_path / "plain" / "photos" / "b.jpg", "-IPTC:all") == {
+        "SourceFile": str(tmp_path / "plain" / "photos" / "b.jpg")}
+    plain.close()
+
+
+@needs_exiftool
+@pytest.mark.parametrize(("label", "character_set", "written"), [
+    ("éléphant", "UTF8", True),
+    ("éléphant", None, True),  # Latin-1, IPTC's default, holds it
+    ("象", None, False),  # Latin-1 cannot
+    ("象" * 22, "UTF8", False),  # 66 bytes: more than IPTC's 64
+])
+def test_iptc_keywords_in_its_character_set_or_a_reason_not_to_embed(tmp_path, label, character_set, written):
+    library, ids, photo = iptc_photo(tmp_path, None, iptc_keywords=("puppy",))
+    if character_set:
+        subprocess.run(["exiftool", "-q", "-overwrite_original", f"-IPTC:CodedCharacterSet={character_set}",
+                        str(photo)], check=True)
+    library.add_class(label)
+    library.set_user_labels([ids["a.jpg"]], label)
+    before = photo.read_bytes()
+    plan, result = save(library, embed=True)
+    (embedded,) = [change for change in plan if change.embedded]
+    if written:
+        charset = ["-charset", "iptc=UTF8"] if character_set else ["-charset", "iptc=Latin"]
+        keywords = exiftool_fields(photo, *charset, "-IPTC:Keywords")["Keywords"]
+        assert keywords == ["puppy", label]
+    else:
+        assert embedded.action == "skip" and ("64 bytes" in embedded.problem or "Latin-1" in embedded.problem)
+        assert photo.read_bytes() == before
+    library.close()
+
+
+@needs_exiftool
+def test_embedding_edits_the_photo_in_place(tmp_path):
+    library, ids = library_with_photos(tmp_path, {"a.jpg": "dog"})
+    photo = tmp_path / "photos" / "a.jpg"
+    other_name = tmp_path / "elsewhere.jpg"
+    os.link(photo, other_name)
+    os.setxattr(photo, "user.xdg.comment", b"from the file manager")
+    os.utime(photo, ns=(1_600_000_000_000_000_000, 1_500_000_000_123_456_789))
+    inode = photo.stat().st_ino
+
+    plan, result = save(library, embed=True)
+
+    assert photo in result.written
+    assert photo.stat().st_ino == inode
+    assert exiftool_keywords(other_name) == (["dog"], ["Tagger|dog"])  # the hard link sees the change
+    assert os.getxattr(photo, "user.xdg.comment") == b"from the file manager"
+    assert photo.stat().st_mtime_ns == 1_500_000_000_123_456_789
+    assert not [p.name for p in photo.parent.iterdir() if p.name.startswith(".")]
+
+    library.set_user_labels([ids["a.jpg"]], "elephant")
+    apply_xmp_changes(plan_xmp_changes(library, embed=True), keep_photo_mtime=False)
+    assert exiftool_keywords(photo) == (["elephant"], ["Tagger|elephant"])
+    assert photo.stat().st_mtime_ns > 1_500_000_000_123_456_789 and photo.stat().st_ino == inode
+    library.close()
+
+
+def test_an_interrupted_in_place_edit_leaves_its_result_and_blocks_only_that_photo(tmp_path, monkeypatch):
+    import tagger.in_place_files
+
+    library, ids = library_with_photos(tmp_path, {"a.jpg": "dog"})
+    photo = tmp_path / "photos" / "a.jpg"
+
+    real_write_at = tagger.in_place_files._write_at
+    writes = []
+
+    def power_cut_in_the_copy(descriptor, data, offset):
+        writes.append(offset)
+        if len(writes) == 1:  # the complete result, beside the photo
+            return real_write_at(descriptor, data, offset)
+        real_write_at(descriptor, data[: len(data) // 2], offset)  # the photo: torn half way
+        raise OSError(5, "Input/output error")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(tagger.in_place_files, "_write_at", power_cut_in_the_copy)
+        result = apply_xmp_changes(plan_xmp_changes(library, embed=True))
+    assert [str(path) for path, _why in result.failed] == [str(photo)]
+    (leftover,) = photo.parent.glob(".a.jpg.*.tagger-embed")
+    assert keywords_in_file(leftover, embedded=True).flat == ("dog",)
+
+    plan = plan_xmp_changes(library, embed=True)
+    (embedded,) = [change for change in plan if change.embedded]
+    assert embedded.action == "skip" and leftover.name in embedded.problem
+    assert next(c for c in plan if not c.embedded).action == "unchanged"  # the sidecar was written
+
+    # The user keeps the complete result: the next export finds nothing to do and tidies up.
+    photo.write_bytes(leftover.read_bytes())
+    plan, result = save(library, embed=True)
+    assert not result.failed and not result.skipped and not leftover.exists()
+    library.close()
