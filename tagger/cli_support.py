@@ -22,6 +22,19 @@ class CommandError(Exception):
     """A failure the user can act on; printed without a traceback."""
 
 
+def library_help() -> str:
+    return f"library folder (default: $TAGGER_LIBRARY or {default_library_dir()})"
+
+
+def library_after_command() -> argparse.ArgumentParser:
+    """A parent parser that lets every command take `--library` after its name too
+    (`tagger status --library X`). SUPPRESS keeps the value given before the command
+    when none comes after it."""
+    parent = argparse.ArgumentParser(add_help=False)
+    parent.add_argument("--library", metavar="DIR", default=argparse.SUPPRESS, help=library_help())
+    return parent
+
+
 def library_root(args: argparse.Namespace) -> Path:
     """The folder of the library the command works on: --library, else the default one."""
     return Path(args.library).expanduser() if args.library else default_library_dir()

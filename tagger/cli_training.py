@@ -6,7 +6,7 @@ import argparse
 import sys
 import time
 
-from tagger.cli_support import EXIT_OK, CommandError, open_library
+from tagger.cli_support import EXIT_OK, CommandError, library_after_command, open_library
 from tagger.console import ProgressBar
 from tagger.domain import Progress
 from tagger.library import Library
@@ -121,7 +121,8 @@ def add_commands(command) -> None:  # noqa: ANN001 - the command line's registra
 
     sub = command("models", cmd_models, "list model versions, or go back to one")
     actions = sub.add_subparsers(dest="action", metavar="ACTION")
-    actions.add_parser("list", help="the history of model versions (* marks the current one)")
-    use = actions.add_parser("use", help="make a version current again (roll back)")
+    actions.add_parser("list", help="the history of model versions (* marks the current one)",
+                       parents=[library_after_command()])
+    use = actions.add_parser("use", help="make a version current again (roll back)", parents=[library_after_command()])
     use.add_argument("version", type=int)
     sub.set_defaults(action="list")
