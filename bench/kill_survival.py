@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import time
@@ -37,6 +38,7 @@ from reliability_helpers import (  # noqa: E402 - needs the path above
     clone_library,
     train_argv,
 )
+from tagger.machine_cache import CACHE_ENV  # noqa: E402
 
 # Kills wanted per activity at --scale 1: 60 in all.
 KILLS = {"onnx-export": 6, "import": 12, "label": 20, "tag": 12, "train": 10}
@@ -53,6 +55,9 @@ def main() -> int:
     started = time.monotonic()
 
     work = Path(tempfile.mkdtemp(prefix="tagger-kill-survival-"))
+    # The machine-wide cache (the shared export) of this run, never the user's; the commands
+    # it kills inherit it.
+    os.environ[CACHE_ENV] = str(work / "machine-cache")
     print(f"work folder {work}, seed {seed}, training through: {' '.join(train_argv(Path('LIB'))[1:3])}")
     template = build_template_library(work / "template")
     root = clone_library(template, work / "library")

@@ -125,6 +125,18 @@ def cmd_status(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_prepare(args: argparse.Namespace) -> int:
+    from tagger.machine_cache import prepare_default_export
+    from tagger.onnx_export_process import ExportFailed
+
+    try:
+        folder, made = prepare_default_export(Path(args.into) if args.into else None)
+    except ExportFailed as error:
+        raise CommandError(str(error)) from None
+    print(f"{'made' if made else 'already made'}: the model's CPU export in {folder}")
+    return EXIT_OK
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     from tagger.folder_eval import evaluate_folder
 
@@ -204,6 +216,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub = command("status", cmd_status, "summarise the library")
     sub.add_argument("--json", action="store_true")
+
+    sub = command("prepare", cmd_prepare, "make the model's CPU export now (install time), so every "
+                  "library's first tag starts at once; shared by all libraries of this machine")
+    sub.add_argument("--into", metavar="DIR", help="where (default: the machine's cache folder); "
+                     "a bundle ships it inside itself")
 
     sub = command("classes", cmd_classes, "list, add, rename or remove classes")
     actions = sub.add_subparsers(dest="action", metavar="ACTION")

@@ -55,7 +55,7 @@ class Library:
         try:
             self.root.mkdir(parents=True, exist_ok=True)
             self._refuse_links_out()
-            for folder in (self.models_dir, self.thumbnails_dir, self.cache_dir):
+            for folder in (self.models_dir, self.cache_dir):
                 folder.mkdir(exist_ok=True)
         except OSError as error:
             raise LibraryError(f"Cannot create the library folder {self.root}: {error.strerror or error}") from error
@@ -80,7 +80,7 @@ class Library:
 
         A library folder from someone else may carry `models -> /etc`: writing there would
         litter the linked-to place. (The lock file and the database refuse links themselves.)"""
-        for folder in (self.models_dir, self.thumbnails_dir, self.cache_dir):
+        for folder in (self.models_dir, self.cache_dir):
             if os.path.lexists(folder) and not is_inside(self.root, folder):
                 raise LibraryError(f"{folder} links outside the library (to {os.path.realpath(folder)}); "
                                    "Tagger writes there, so it must be a folder inside the library")
@@ -123,10 +123,6 @@ class Library:
     @property
     def models_dir(self) -> Path:
         return self.root / "models"
-
-    @property
-    def thumbnails_dir(self) -> Path:
-        return self.root / "thumbnails"
 
     @property
     def cache_dir(self) -> Path:

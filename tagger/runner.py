@@ -150,7 +150,10 @@ def labeled_photos_without_features(library: Library, current: ModelVersion | No
 
 
 def open_engine(device: str | None, cache_dir: Path, version: ModelVersion | None, library_root: Path):
-    """The feature engine for a model version: the stock backbone, or one the user fine-tuned."""
+    """The feature engine for a model version: the stock backbone, or one the user fine-tuned.
+
+    `cache_dir` is the library's cache, which holds the exports of fine-tuned backbones; the
+    stock backbone's export is shared by the machine's libraries (tagger.machine_cache)."""
     from tagger.engine import OnnxEngine, accelerator_may_exist, choose_engine
 
     if version is not None and version.backbone_file:
@@ -168,7 +171,9 @@ def open_engine(device: str | None, cache_dir: Path, version: ModelVersion | Non
 
             return start_gpu_behind(exported, GpuEngineRecipe(tuned_backbone_file=str(backbone_file)))
         return _tuned_engine(backbone_file, device)
-    return choose_engine(device, cache_dir)
+    from tagger.machine_cache import default_export_dir
+
+    return choose_engine(device, default_export_dir(cache_dir))
 
 
 def _tuned_engine(backbone_file: Path, device: str | None):  # noqa: ANN202 - a FeatureEngine

@@ -3,6 +3,7 @@ and the committed awkward files (see tests/data/awkward/LICENSES.md)."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pytest
 from PIL import ExifTags, Image
 
 from tagger.library import Library
+from tagger.machine_cache import CACHE_ENV
 
 AWKWARD_DIR = Path(__file__).parent / "data" / "awkward"
 
@@ -33,6 +35,21 @@ def _exif_bytes(
 
 def _needs_heif_plugin(path: Path, format: str | None) -> bool:
     return (format or "").upper() in {"HEIF", "HEIC"} or path.suffix.lower() in {".heic", ".heif"}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def machine_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The machine-wide cache (the shared export, thumbnails) for this test session, never
+    the user's; the commands the tests start inherit it. A test that needs it empty points
+    TAGGER_CACHE_DIR at a folder of its own."""
+    folder = tmp_path_factory.getbasetemp() / "machine-cache"
+    previous = os.environ.get(CACHE_ENV)
+    os.environ[CACHE_ENV] = str(folder)
+    yield folder
+    if previous is None:
+        os.environ.pop(CACHE_ENV, None)
+    else:
+        os.environ[CACHE_ENV] = previous
 
 
 @pytest.fixture
@@ -156,7 +173,8 @@ def deep_ready_library(tmp_path: Path):
 @pytest.fixture(scope="session")
 def onnx_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The default backbone's ONNX export, made once per test session (it imports torch:
-    seconds). Tests copy it into their libraries' caches, so a first run starts at once."""
+    seconds). Tests copy it into their libraries' caches (where Tagger looks first), so a
+    first run starts at once."""
     from tagger import engine
 
     cache = tmp_path_factory.getbasetemp() / "onnx-cache"

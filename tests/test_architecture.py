@@ -19,7 +19,7 @@ TORCH_MODULES = {
     "tagger.explain_head", "tagger.explain_probe", "tagger.model_export", "tagger.cli",
     "tagger.explain_cli", "tagger.training_process", "tagger.cli_exchange", "tagger.cli_training", "tagger.onnx_export_process",
     "tagger.handover_engine", "tagger.engine_process", "tagger.explain_process",
-    "tagger.model_export_process",
+    "tagger.model_export_process", "tagger.machine_cache",
 }
 
 

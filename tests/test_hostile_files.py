@@ -134,7 +134,7 @@ def test_linked_database_files_are_refused(tmp_path: Path, victim: Path, name: s
     assert victim.read_text() == VICTIM_TEXT
 
 
-@pytest.mark.parametrize("folder", ["models", "cache", "thumbnails"])
+@pytest.mark.parametrize("folder", ["models", "cache"])
 def test_a_library_folder_linked_out_of_the_library_is_refused(tmp_path: Path, folder: str) -> None:
     root = tmp_path / "library"
     Library(root).close()

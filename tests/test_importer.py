@@ -271,7 +271,7 @@ def test_library_inside_the_imported_folder_is_left_alone(tmp_path, make_image):
 
     make_image(tmp_path / "photo.jpg")
     with Library(tmp_path / "my library") as library:
-        make_image(library.thumbnails_dir / "1.jpg")
+        make_image(library.cache_dir / "1.jpg")
         summary = import_paths(library, [tmp_path])
     assert summary.added == [real(tmp_path / "photo.jpg")]
 

@@ -50,7 +50,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from tagger import APP_NAME, __version__
+from tagger import APP_NAME, __version__, machine_cache
 from tagger.domain import ImportSummary
 from tagger.explain_process import Explainer
 from tagger.gui.appearance import apply_appearance
@@ -125,7 +125,7 @@ class MainWindow(QMainWindow):
 
         self.jobs = JobRunner(self)
         self.photo_model = PhotoListModel(library.store, self)
-        self.thumbnails = ThumbnailProvider(library.thumbnails_dir, self.jobs, workers=thumbnail_workers, parent=self)
+        self.thumbnails = ThumbnailProvider(machine_cache.thumbnails_dir(), self.jobs, workers=thumbnail_workers, parent=self)
         self.gallery = GalleryView(self.photo_model, self.thumbnails)
         self.gallery.set_tile_size(settings.thumbnail_size)
         self.preview = PreviewPane(library, self.thumbnails, PreviewLoader(self.jobs, self))

@@ -7,6 +7,7 @@ from pathlib import Path
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QMessageBox
 
+from tagger import machine_cache
 from tagger.gui.import_summary import ImportSummaryDialog
 from tagger.gui.photo_model import PhotoRole
 from tagger.library import Library
@@ -44,7 +45,9 @@ def test_dropping_a_folder_imports_it_and_the_grid_shows_the_photos(qtbot, windo
     qtbot.waitUntil(lambda: window.thumbnails.pixmap(first.data(PhotoRole.ID), first.data(PhotoRole.PATH),
                                                      first.data(PhotoRole.CONTENT_HASH), size) is not None,
                     timeout=10000)
-    assert any(library.thumbnails_dir.rglob("*.jpg"))  # cached on disk by content hash
+    # Cached on disk by content hash, in the machine's cache (shared by libraries).
+    content_hash = first.data(PhotoRole.CONTENT_HASH)
+    assert any((machine_cache.thumbnails_dir() / content_hash[:2]).glob(f"{content_hash}-*.jpg"))
 
 
 def test_importing_again_skips_what_is_known(qtbot, window, make_photos):
