@@ -27,6 +27,7 @@ from tagger.domain import ImportSummary, Progress, ScannedFile
 from tagger.library import Library
 from tagger.paths import normalise_path
 from tagger.raw_formats import CAMERA_RAW_SUFFIXES
+from tagger.raw_photos import paired_image
 from tagger.safe_files import open_regular
 from tagger.safe_paths import is_inside
 
@@ -137,10 +138,9 @@ class _Walk:
         if stat.S_ISDIR(status.st_mode):
             yield from self._folder_tree(normalise_path(given))
         elif stat.S_ISREG(status.st_mode):
-            if _is_camera_raw(given):
-                self._report(given, "unsupported format (camera raw file)")
-            else:
-                yield from self._file(given)
+            # A RAW file of a RAW+JPEG pair is the photo its JPEG is (tagger.raw_photos).
+            paired = paired_image(given) if _is_camera_raw(given) else None
+            yield from self._file(str(paired) if paired is not None else given)
         else:
             self._report(given, "not a regular file or folder")
 
@@ -152,7 +152,10 @@ class _Walk:
         while pending:
             folder = pending.pop()
             subfolders: list[str] = []
-            for entry in self._entries(folder):
+            entries = self._entries(folder)
+            # RAW files beside a photo of the same name are its companions, not photos.
+            photo_stems = {_stem(entry.name) for entry in entries if _looks_like_image_name(entry.name)}
+            for entry in entries:
                 if entry.name.startswith("."):
                     continue
                 try:
@@ -177,8 +180,9 @@ class _Walk:
                     subfolders.append(real)
                 elif is_file:
                     if _is_camera_raw(entry.name):
-                        continue
-                    if _looks_like_image_name(entry.name) or _sniffs_as_image(entry.path):
+                        if _stem(entry.name) not in photo_stems:
+                            yield from self._file(entry.path)
+                    elif _looks_like_image_name(entry.name) or _sniffs_as_image(entry.path):
                         yield from self._file(entry.path)
                 elif entry.is_symlink() and _looks_like_image_name(entry.name):
                     self._report(entry.path, "broken link: what it points to is missing")
@@ -217,6 +221,10 @@ class _Walk:
 
 def _is_camera_raw(name: str) -> bool:
     return os.path.splitext(name)[1].lower() in CAMERA_RAW_SUFFIXES
+
+
+def _stem(name: str) -> str:
+    return os.path.splitext(name)[0].lower()
 
 
 def _looks_like_image_name(name: str) -> bool:

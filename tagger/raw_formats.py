@@ -8,8 +8,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-# Raw sensor files are TIFF-like, and Pillow would read just their embedded
-# preview: a second, tiny copy of the photo whose camera JPEG usually sits beside it.
+# Read through LibRaw, from the preview the camera embedded (tagger.raw_photos).
 CAMERA_RAW_SUFFIXES = frozenset({
     ".3fr", ".arw", ".cr2", ".cr3", ".crw", ".dcr", ".dng", ".erf", ".iiq", ".kdc", ".mrw",
     ".nef", ".nrw", ".orf", ".pef", ".raf", ".rw2", ".rwl", ".sr2", ".srf", ".srw", ".x3f",

@@ -17,6 +17,7 @@ import os
 from pathlib import Path
 
 from tagger.raw_formats import is_camera_raw
+from tagger.raw_photos import raw_companions
 
 SIDECAR_SUFFIX = ".xmp"
 
@@ -59,6 +60,11 @@ class SidecarFinder:
         if self.naming is SidecarNaming.ADOBE and owns_short_name:
             return photo.with_name(photo.stem + SIDECAR_SUFFIX)
         return photo.with_name(photo.name + SIDECAR_SUFFIX)
+
+    def raw_companions(self, photo_path: str | os.PathLike) -> list[Path]:
+        """The RAW files of a RAW+JPEG pair beside the photo (tagger.raw_photos)."""
+        photo = Path(photo_path)
+        return raw_companions(photo, self._names_in(photo.parent).values())
 
     def _owns_short_name(self, photo: Path) -> bool:
         # Adobe's tools read `IMG_1.xmp` as the sidecar of the RAW file `IMG_1.*`.

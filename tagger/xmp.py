@@ -148,18 +148,21 @@ def plan_xmp_changes(
     provenance = _Provenance(library, include_model_labels=include_model_labels)
     sidecars = SidecarFinder(naming)
     groups: dict[Path, list[Photo]] = {}
+    present: list[Photo] = []
     plan: list[PlannedChange] = []
     for photo in library.photos(photo_ids):
         if photo.missing or not os.path.isfile(photo.path):
             plan.append(_skipped(photo, Path(photo.path), embedded=False, problem="the photo file is missing"))
             continue
-        groups.setdefault(sidecars.sidecar_for(photo.path), []).append(photo)
+        present.append(photo)
+        # The RAW file of a RAW+JPEG pair gets the photo's keywords in its own sidecar too.
+        for file in (photo.path, *sidecars.raw_companions(photo.path)):
+            groups.setdefault(sidecars.sidecar_for(file), []).append(photo)
     for sidecar, photos in groups.items():
         labels = [label for photo in photos for label in provenance.of(photo)]
         plan.append(_plan_one(photos, sidecar, labels, embedded=False))
-        if embed:
-            for photo in photos:
-                plan.append(_plan_embedded(photo, provenance.of(photo)))
+    if embed:
+        plan.extend(_plan_embedded(photo, provenance.of(photo)) for photo in present)
     return plan
 
 

@@ -185,20 +185,29 @@ def test_lightroom_naming_is_one_choice_away(tmp_path):
 @pytest.mark.parametrize("naming", list(SidecarNaming))
 def test_a_jpegs_new_sidecar_never_takes_the_name_adobe_gives_a_raw_beside_it(tmp_path, naming):
     library, ids = library_with_photos(tmp_path, {"IMG_0001.JPG": "dog"})
-    raw = tmp_path / "photos" / "IMG_0001.CR2"
-    raw.write_bytes(b"II*\x00 raw sensor data stands in here")
+    photos = tmp_path / "photos"
+    (photos / "IMG_0001.CR2").write_bytes(b"II*\x00 raw sensor data stands in here")
+    raw_sidecar = photos / ("IMG_0001.CR2.xmp" if naming is SidecarNaming.FULL_NAME else "IMG_0001.xmp")
     plan, result = save(library, naming=naming)
-    assert result.written == [tmp_path / "photos" / "IMG_0001.JPG.xmp"]
-    assert not (tmp_path / "photos" / "IMG_0001.xmp").exists()
-    assert exiftool_keywords(tmp_path / "photos" / "IMG_0001.JPG.xmp") == (["dog"], ["Tagger|dog"])
+    # The pair is one photo: the JPEG's keywords in its own sidecar, and the RAW's where RAW
+    # tools look for it; never the JPEG's in the name Adobe reads as the RAW's.
+    assert sorted(result.written) == sorted([photos / "IMG_0001.JPG.xmp", raw_sidecar])
+    for sidecar in result.written:
+        assert exiftool_keywords(sidecar) == (["dog"], ["Tagger|dog"])
+    library.close()
 
-    # The RAW's own sidecar (from Lightroom, say) is not the JPEG's either: left alone.
-    raw_sidecar = tmp_path / "photos" / "IMG_0001.xmp"
+
+@needs_exiftool
+def test_the_raw_sidecar_lightroom_wrote_is_merged_into_not_replaced(tmp_path):
+    library, ids = library_with_photos(tmp_path, {"IMG_0001.JPG": "dog"})
+    photos = tmp_path / "photos"
+    (photos / "IMG_0001.CR2").write_bytes(b"II*\x00 raw sensor data stands in here")
+    raw_sidecar = photos / "IMG_0001.xmp"
     raw_sidecar.write_text(OTHER_APP_SIDECAR, encoding="utf-8")
-    library.set_user_labels([ids["IMG_0001.JPG"]], "elephant")
-    plan, result = save(library, naming=naming)
-    assert result.written == [tmp_path / "photos" / "IMG_0001.JPG.xmp"]
-    assert raw_sidecar.read_text(encoding="utf-8") == OTHER_APP_SIDECAR
+    plan, result = save(library)
+    assert sorted(result.written) == sorted([photos / "IMG_0001.JPG.xmp", raw_sidecar])
+    assert exiftool_keywords(raw_sidecar) == (["holiday", "beach", "dog"], ["Places|Beach", "Tagger|dog"])
+    assert exiftool_fields(raw_sidecar, "-XMP:Rating")["Rating"] == 4
     library.close()
 
 

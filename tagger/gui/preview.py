@@ -17,6 +17,7 @@ from PySide6.QtWidgets import (
 )
 
 from tagger.domain import LabelSource, Photo
+from tagger.raw_photos import raw_companions
 from tagger.gui.dates import describe_moment
 from tagger.gui.elided_label import ElidedLabel
 from tagger.gui.image_canvas import ImageCanvas, ZoomMode
@@ -202,6 +203,9 @@ class PreviewPane(QWidget):
             facts.append(f"{photo.width} × {photo.height}")
         if photo.format:
             facts.append(photo.format)
+        raws = raw_companions(photo.path)
+        if raws:  # a RAW+JPEG pair: one photo, two files
+            facts.append("RAW+JPEG, with " + ", ".join(raw.name for raw in raws))
         when = photo.taken_at or photo.mtime
         if when:
             facts.append(("Taken " if photo.taken_at else "Modified ") + describe_moment(when, locale))
