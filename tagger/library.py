@@ -90,6 +90,7 @@ class Library:
         originals of photos whose move into a sorted folder was cut short."""
         for folder in (self.models_dir, self.cache_dir):
             remove_abandoned(folder, ".*.tmp")
+        self._remove_thumbnails_of_older_versions()
         moves = self.store.moves_in_flight()
         for photo_id, old_path, moved_at in moves:
             photo = self.store.photo(photo_id)
@@ -99,6 +100,14 @@ class Library:
         if moves:
             with self.store.transaction():
                 self.store.forget_moves([photo_id for photo_id, _old, _when in moves])
+
+    def _remove_thumbnails_of_older_versions(self) -> None:
+        """Thumbnails live in the machine's cache now (tagger.machine_cache), shared by
+        libraries; the copy older versions kept in each library is Tagger's own and goes.
+        A link there is left alone, and so is anything that cannot be removed."""
+        folder = self.root / "thumbnails"
+        if folder.is_dir() and not folder.is_symlink():
+            shutil.rmtree(folder, ignore_errors=True)
 
     @classmethod
     def open(cls, root: Path, *, readonly: bool = False) -> "Library":

@@ -17,8 +17,10 @@ comments) is kept.
 
 Sidecars (`tagger.sidecar_names`): an existing `photo.jpg.xmp` or `photo.xmp` is updated;
 a new one is `photo.jpg.xmp` (darktable, digiKam) or, when asked, `photo.xmp` (Adobe),
-never the `photo.xmp` that Adobe's tools read as a RAW file's beside the JPEG. Photos that
-resolve to one sidecar share one change in the plan.
+never the `photo.xmp` that Adobe's tools read as a RAW file's beside the JPEG. The RAW file
+of a RAW+JPEG pair gets the photo's keywords in its own sidecar, named by the same rules
+(`photo.cr2.xmp`, or `photo.xmp` for Adobe). Photos that resolve to one sidecar share one
+change in the plan.
 
 Photos themselves are never modified unless `embed=True` is asked for; then JPEG files
 (the only format Tagger embeds into) also get the keywords in their own XMP packet, and in

@@ -93,3 +93,24 @@ def test_without_a_prepared_export_the_first_tag_makes_it_for_the_machine(fresh_
         assert main(["--library", str(library), "tag", "--device", "cpu"]) == 0
         assert not export_files(library / "cache")
     assert made_in == [fresh_machine / "backbones"]  # once, for both libraries
+
+
+def test_the_thumbnails_older_versions_kept_in_each_library_are_removed(tmp_path):
+    from tagger.library import Library
+
+    root = tmp_path / "library"
+    Library(root).close()
+    old = root / "thumbnails" / "ab"
+    old.mkdir(parents=True)
+    (old / "ab12-256.jpg").write_bytes(b"a thumbnail")
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (outside / "keep.jpg").write_bytes(b"not Tagger's")
+    (old / "link").symlink_to(outside, target_is_directory=True)
+    Library(root).close()
+    assert not (root / "thumbnails").exists()
+    assert (outside / "keep.jpg").read_bytes() == b"not Tagger's"  # a link inside is not followed
+
+    (root / "thumbnails").symlink_to(outside, target_is_directory=True)  # a link there stays
+    Library(root).close()
+    assert (root / "thumbnails").is_symlink() and (outside / "keep.jpg").exists()

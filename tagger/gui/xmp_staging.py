@@ -41,8 +41,10 @@ MAX_ROWS = 5000
 _ACTION_NAMES = {"create": "Create", "update": "Update", "unchanged": "Up to date", "skip": "Skip"}
 _ACTION_ORDER = {"create": 0, "update": 0, "skip": 1, "unchanged": 2}  # what changes comes first
 _ACTION_COLORS = {"create": "#2e9e6a", "update": "#3f88c5", "skip": "#d0534a"}
-EMBED_WARNING = ("Embedding rewrites your JPEG files. Every other byte is kept, but make sure you have a "
-                 "backup; the library will see the photos as edited and read them again on the next import.")
+EMBED_WARNING = ("Embedding writes into your JPEG files themselves (their XMP, and their IPTC keywords where "
+                 "they have IPTC). Every other byte, their dates, links and attributes are kept, but make sure "
+                 "you have a backup; the library will see the photos as edited and read them again on the next "
+                 "import.")
 
 
 @dataclass(frozen=True)
