@@ -20,6 +20,7 @@ import contextlib
 import errno
 import glob
 import os
+import stat
 import tempfile
 from pathlib import Path
 
@@ -29,9 +30,12 @@ except ImportError:  # Windows: a claim cannot be seen there
     fcntl = None
 
 from tagger.atomic import claim
+from tagger.safe_files import read_regular
 from tagger.user_files import replaceable_path
 
 LEFTOVER_SUFFIX = ".tagger-embed"
+# As large as a JPEG Tagger embeds into (tagger.xmp reads no larger one).
+MAX_COMPARED_BYTES = 512 * 2**20
 _OPEN_FLAGS = os.O_RDWR | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
 
 
@@ -43,7 +47,7 @@ def interrupted_rewrite(path: str | os.PathLike) -> str | None:
     path = Path(path)
     for leftover in _unclaimed_leftovers(path):
         try:
-            finished = leftover.read_bytes() == path.read_bytes()
+            finished = _content(leftover) == _content(path)
         except OSError:
             finished = False
         if not finished:
@@ -108,20 +112,27 @@ def _unclaimed_leftovers(path: Path) -> list[Path]:
 
 
 def _claimed(candidate: Path) -> bool:
-    """Whether a live writer holds `candidate` (see `tagger.atomic.claim`)."""
+    """Whether a live writer holds `candidate` (see `tagger.atomic.claim`); anything but a
+    regular file there (a link, a pipe planted under that name) counts as not Tagger's."""
     if fcntl is None:
         return False
     try:
-        descriptor = os.open(candidate, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        descriptor = os.open(candidate, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | os.O_NONBLOCK)
     except OSError:
-        return True  # a link or unreadable: not Tagger's to judge
+        return True
     try:
+        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+            return True
         fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
         return True
     finally:
         os.close(descriptor)
     return False
+
+
+def _content(path: Path) -> bytes:
+    return read_regular(path, max_bytes=MAX_COMPARED_BYTES, follow_links=False)
 
 
 def _read_all(descriptor: int, limit: int) -> bytes:

@@ -638,3 +638,24 @@ def test_an_interrupted_in_place_edit_leaves_its_result_and_blocks_only_that_pho
     plan, result = save(library, embed=True)
     assert not result.failed and not result.skipped and not leftover.exists()
     library.close()
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes")
+def test_a_pipe_planted_under_an_embedding_leftovers_name_neither_blocks_nor_counts(tmp_path):
+    import threading
+
+    library, ids = library_with_photos(tmp_path, {"a.jpg": "dog"})
+    planted = tmp_path / "photos" / ".a.jpg.x1y2.tagger-embed"
+    os.mkfifo(planted)
+    outcome = []
+    worker = threading.Thread(target=lambda: outcome.append(save(library, embed=True)), daemon=True)
+    worker.start()
+    worker.join(10)
+    if worker.is_alive():  # unblock the reader before failing, so the test run can end
+        with open(planted, "wb"):
+            pass
+        pytest.fail("the export blocked on a pipe named like a leftover")
+    plan, result = outcome[0]
+    assert tmp_path / "photos" / "a.jpg" in result.written
+    assert stat.S_ISFIFO(os.lstat(planted).st_mode)  # not Tagger's: left as it is
+    library.close()
