@@ -11,8 +11,11 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --upgrade --quiet pip
 
+# `tagger prepare` makes the model's CPU export once, into the machine's cache folder, so
+# the first tag of every library starts at once.
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/tagger prepare
 	touch $@
 
 install: $(VENV)/.installed

@@ -22,12 +22,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 # The kill machinery is shared with the test suite, which owns it.
+from tagger.inference.machine_cache import CACHE_ENV
 from tests.helpers.reliability import (
     KillCampaign,
     build_template_library,
@@ -52,6 +54,9 @@ def main() -> int:
     started = time.monotonic()
 
     work = Path(tempfile.mkdtemp(prefix="tagger-kill-survival-"))
+    # The machine-wide cache (the shared export) of this run, never the user's; the commands
+    # it kills inherit it.
+    os.environ[CACHE_ENV] = str(work / "machine-cache")
     print(f"work folder {work}, seed {seed}, training through: {' '.join(train_argv(Path('LIB'))[1:3])}")
     template = build_template_library(work / "template")
     root = clone_library(template, work / "library")

@@ -22,5 +22,14 @@ def main(argv: list[str] | None = None) -> int:
     return cli_main(args)
 
 
+def gui_main() -> int:
+    """`tagger-gui [PATH...]`: always the app, importing the photos and folders given (what
+    launchers and the .desktop file run with %F). Installed as a gui-script, so on Windows
+    it opens no console window."""
+    from tagger.gui.app import run
+
+    return run(sys.argv[1:])
+
+
 if __name__ == "__main__":
     sys.exit(main())

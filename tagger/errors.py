@@ -67,6 +67,10 @@ class JpegError(TaggerError, ValueError):
     """Bytes Tagger will not treat as a JPEG it can safely rewrite."""
 
 
+class RawPreviewError(TaggerError):
+    """A camera RAW file without a preview Tagger can show; str() is the reason, for the user."""
+
+
 # -- the library -----------------------------------------------------------------------------
 
 

@@ -44,9 +44,9 @@ def test_import_tag_label_export_round_trip(tagger, tmp_path):
     (broken / "letter.jpg").write_text("not a photo")
     shutil.copy(next(PHOTOS.glob("dog/*.jpg")), broken / "same-dog.jpg")
 
-    code, out, _ = tagger("import", str(PHOTOS), str(broken))
+    code, out, err = tagger("import", str(PHOTOS), str(broken))
     assert code == 0
-    assert "8 added, 1 skipped as duplicates, 1 unreadable" in out
+    assert "8 added, 1 skipped as duplicates, 1 unreadable" in err
     assert "letter.jpg\tnot an image (text file)" in out
 
     code, out, _ = tagger("tag", "--device", "cpu")

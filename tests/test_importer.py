@@ -45,7 +45,8 @@ def count_hashing(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
 @pytest.fixture
 def photo_tree(tmp_path, make_image) -> Path:
-    """photos/ with nested folders, a duplicate, hidden entries and non-image files."""
+    """photos/ with nested folders, a duplicate, hidden entries, non-image files and the RAW
+    file of a RAW+JPEG pair."""
     root = tmp_path / "photos"
     make_image(root / "a" / "red.jpg", color=RED)
     make_image(root / "a" / "b" / "blue.png", color=BLUE)
@@ -57,7 +58,8 @@ def photo_tree(tmp_path, make_image) -> Path:
     make_image(root / ".hidden" / "secret.jpg")
     make_image(root / ".dotfile.jpg")
     make_image(root / "@eaDir" / "SYNOPHOTO_THUMB_S.jpg")
-    (root / "IMG_0001.CR2").write_bytes(b"II*\x00\x10\x00\x00\x00CR\x02\x00")
+    # The RAW half of a RAW+JPEG pair: the same photo as red.jpg, not a candidate of its own.
+    (root / "a" / "RED.CR2").write_bytes(b"II*\x00\x10\x00\x00\x00CR\x02\x00")
     return root
 
 
@@ -90,8 +92,8 @@ def test_files_given_directly_are_always_candidates(tmp_path):
     raw = tmp_path / "IMG_0002.NEF"
     raw.write_bytes(b"MM\x00*\x00\x00\x00\x08")
     errors, on_error = collect_errors()
-    assert list(iter_candidate_files([notes, hidden, raw], on_error)) == [real(notes), real(hidden)]
-    assert errors == [(str(raw), "unsupported format (camera raw file)")]
+    assert list(iter_candidate_files([notes, hidden, raw], on_error)) == [real(notes), real(hidden), real(raw)]
+    assert errors == []
 
 
 def test_symlink_loop_is_walked_once(tmp_path, make_image):
@@ -271,7 +273,7 @@ def test_library_inside_the_imported_folder_is_left_alone(tmp_path, make_image):
 
     make_image(tmp_path / "photo.jpg")
     with Library(tmp_path / "my library") as library:
-        make_image(library.thumbnails_dir / "1.jpg")
+        make_image(library.cache_dir / "1.jpg")
         summary = import_paths(library, [tmp_path])
     assert summary.added == [real(tmp_path / "photo.jpg")]
 

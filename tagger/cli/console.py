@@ -6,53 +6,69 @@ import sys
 import time
 from typing import TextIO
 
+from tqdm import tqdm
+
 from tagger.domain import Progress
+
+# Work whose total is not known yet (the import while it looks for photos) reports 0.
+UNKNOWN_TOTAL = 0
 
 
 class ProgressBar:
-    """Redraws one line on a terminal; prints a line every few seconds elsewhere (logs, CI)."""
+    """On a terminal, tqdm's bar: fitted to the terminal's width as it is resized, and a
+    count with its rate while the total is unknown. Elsewhere (logs, CI) a line every few
+    seconds, which a log keeps readable where redrawn lines would pile up."""
 
-    def __init__(self, label: str, stream: TextIO | None = None, width: int = 30) -> None:
+    LOG_INTERVAL_S = 5.0
+
+    def __init__(self, label: str, stream: TextIO | None = None) -> None:
         self.label = label
         self.stream = stream or sys.stderr
-        self.width = width
         self.interactive = self.stream.isatty()
-        self._started = time.monotonic()
-        self._last_draw = 0.0
-        self._drawn = False
+        self._bar: tqdm | None = None
+        self._last_line = float("-inf")
 
     def __call__(self, progress: Progress) -> None:
-        now = time.monotonic()
-        finished = progress.total and progress.done >= progress.total
-        interval = 0.1 if self.interactive else 5.0
-        if not finished and now - self._last_draw < interval:
-            return
-        self._last_draw = now
-        elapsed = now - self._started
-        rate = progress.rate_per_s or (progress.done / elapsed if elapsed > 0 else None)
-        line = self._render(progress, rate)
         if self.interactive:
-            self.stream.write("\r" + line + "\x1b[K")
+            self._draw(progress)
         else:
-            self.stream.write(line + "\n")
-        self.stream.flush()
-        self._drawn = True
+            self._log(progress)
 
-    def _render(self, progress: Progress, rate: float | None) -> str:
-        total = max(progress.total, 1)
-        filled = int(self.width * min(progress.done / total, 1.0))
-        bar = "#" * filled + "-" * (self.width - filled)
-        text = f"{self.label} [{bar}] {progress.done}/{progress.total}"
-        if rate:
-            text += f"  {rate:.1f}/s"
-            remaining = (progress.total - progress.done) / rate
-            if remaining > 0:
-                text += f"  ETA {int(remaining) // 60}:{int(remaining) % 60:02d}"
-        if progress.message:
-            text += f"  {progress.message}"
-        return text
+    def _draw(self, progress: Progress) -> None:
+        total = progress.total if progress.total != UNKNOWN_TOTAL else None
+        if self._bar is None:
+            self._bar = tqdm(total=total, desc=self.label, file=self.stream, dynamic_ncols=True, mininterval=0.1)
+        elif self._bar.total != total:
+            self._bar.reset(total=total)  # a new phase (found every file, now reading them)
+        self._bar.set_postfix_str(progress.message, refresh=False)
+        self._bar.update(progress.done - self._bar.n)
+
+    def _log(self, progress: Progress) -> None:
+        now = time.monotonic()
+        finished = progress.total != UNKNOWN_TOTAL and progress.done >= progress.total
+        if not finished and now - self._last_line < self.LOG_INTERVAL_S:
+            return
+        self._last_line = now
+        self.stream.write(_log_line(self.label, progress) + "\n")
+        self.stream.flush()
 
     def close(self) -> None:
-        if self._drawn and self.interactive:
-            self.stream.write("\n")
-            self.stream.flush()
+        if self._bar is not None:
+            self._bar.close()
+
+
+def _log_line(label: str, progress: Progress) -> str:
+    if progress.total == UNKNOWN_TOTAL:
+        text = f"{label}: {progress.done}"
+    else:
+        text = f"{label}: {progress.done}/{progress.total} ({100 * progress.fraction:.0f}%)"
+    if progress.rate_per_s:
+        text += f"  {progress.rate_per_s:.1f}/s"
+        if progress.eta_s:
+            text += f"  ETA {int(progress.eta_s) // 60}:{int(progress.eta_s) % 60:02d}"
+    if progress.message:
+        text += f"  {progress.message}"
+    return text
+
+
+__all__ = ["ProgressBar"]

@@ -10,6 +10,7 @@ from pathlib import Path
 from tagger.cli.console import ProgressBar
 from tagger.cli.support import EXIT_FAILURE, EXIT_OK, open_library
 from tagger.errors import CommandError
+from tagger.exchange.sidecar_names import DEFAULT_NAMING, SidecarNaming
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -21,7 +22,13 @@ def cmd_export(args: argparse.Namespace) -> int:
 
         # A dry run only reads, so it also works beside another Tagger that has the library open.
         with open_library(args, readonly=None if args.dry_run else False) as library:
-            plan = xmp.plan_xmp_changes(library, None, embed=args.embed, include_model_labels=include_model)
+            plan = xmp.plan_xmp_changes(
+                library,
+                None,
+                embed=args.embed,
+                include_model_labels=include_model,
+                naming=SidecarNaming(args.sidecar_names),
+            )
             for change in plan:
                 if change.action != "unchanged":
                     print(
@@ -31,7 +38,7 @@ def cmd_export(args: argparse.Namespace) -> int:
             if args.dry_run:
                 print("dry run: nothing written")
                 return EXIT_OK
-            result = xmp.apply_xmp_changes(plan)
+            result = xmp.apply_xmp_changes(plan, keep_photo_mtime=not args.update_mtime)
         for path, reason in result.failed:
             print(f"failed\t{path}\t({reason})")
         print(result.describe())
@@ -157,7 +164,21 @@ def add_commands(command) -> None:  # noqa: ANN001 - the command line's registra
         action="store_true",
         help="xmp: ALSO write the keywords into the JPEG files themselves (changes your photos)",
     )
+    sub.add_argument(
+        "--update-mtime",
+        action="store_true",
+        help="xmp --embed: give the JPEGs Tagger changes the current modification time "
+        "(by default they keep theirs, as with exiftool -P)",
+    )
     sub.add_argument("--dry-run", action="store_true", help="xmp: show what would change, write nothing")
+    sub.add_argument(
+        "--sidecar-names",
+        choices=[naming.value for naming in SidecarNaming],
+        default=DEFAULT_NAMING.value,
+        help="xmp: how NEW sidecars are named: full = IMG_1.jpg.xmp (darktable, digiKam; the default), "
+        "adobe = IMG_1.xmp (Lightroom; never beside a RAW file of the same name). "
+        "Existing sidecars are updated whatever their name",
+    )
 
     sub = command("export-model", cmd_export_model, "write the current model as ONNX and TorchScript with a JSON")
     sub.add_argument("-o", "--output", metavar="DIR", default="tagger-model")

@@ -23,9 +23,10 @@ from tagger.cli.support import (
     EXIT_USAGE,
     describe_database_error,
     describe_os_error,
+    library_after_command,
+    library_help,
     open_library,
 )
-from tagger.common.paths import default_library_dir
 from tagger.errors import CommandError, HeadError, LibraryBusyError, LibraryError, StoreError
 
 # -- commands -------------------------------------------------------------------
@@ -56,8 +57,14 @@ def cmd_import(args: argparse.Namespace) -> int:
         print(f"moved\t{old}\t-> {new}")
     for path in summary.missing:
         print(f"missing\t{path}")
-    print(summary.describe())
-    return EXIT_FAILURE if missing else EXIT_OK
+    # stdout lists files, one per line, for scripts; the summary is for the person.
+    print(summary.describe(), file=sys.stderr)
+    return EXIT_FAILURE if missing or _nothing_importable(summary) else EXIT_OK
+
+
+def _nothing_importable(summary) -> bool:  # noqa: ANN001 - an ImportSummary
+    """Every file given was unreadable or unsupported: a failure, not "0 added"."""
+    return bool(summary.unreadable) and not (summary.added or summary.duplicates or summary.unchanged or summary.moved)
 
 
 def cmd_tag(args: argparse.Namespace) -> int:
@@ -113,6 +120,18 @@ def cmd_status(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_prepare(args: argparse.Namespace) -> int:
+    from tagger.errors import ExportFailed
+    from tagger.inference.machine_cache import prepare_default_export
+
+    try:
+        folder, made = prepare_default_export(Path(args.into) if args.into else None)
+    except ExportFailed as error:
+        raise CommandError(str(error)) from None
+    print(f"{'made' if made else 'already made'}: the model's CPU export in {folder}")
+    return EXIT_OK
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     from tagger.tagging.folder_eval import evaluate_folder
 
@@ -161,13 +180,12 @@ def build_parser() -> argparse.ArgumentParser:
         "Run without a command to open the app.",
     )
     parser.add_argument("--version", action="version", version=f"tagger {__version__}")
-    parser.add_argument(
-        "--library", metavar="DIR", help=f"library folder (default: $TAGGER_LIBRARY or {default_library_dir()})"
-    )
+    parser.add_argument("--library", metavar="DIR", help=library_help())
+    library_after = library_after_command()
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     def command(name: str, handler: Callable[[argparse.Namespace], int], help_text: str) -> argparse.ArgumentParser:
-        sub = commands.add_parser(name, help=help_text, description=help_text)
+        sub = commands.add_parser(name, help=help_text, description=help_text, parents=[library_after])
         sub.set_defaults(handler=handler)
         return sub
 
@@ -197,15 +215,25 @@ def build_parser() -> argparse.ArgumentParser:
     sub = command("status", cmd_status, "summarise the library")
     sub.add_argument("--json", action="store_true")
 
+    sub = command(
+        "prepare",
+        cmd_prepare,
+        "make the model's CPU export now (install time), so every "
+        "library's first tag starts at once; shared by all libraries of this machine",
+    )
+    sub.add_argument(
+        "--into", metavar="DIR", help="where (default: the machine's cache folder); a bundle ships it inside itself"
+    )
+
     sub = command("classes", cmd_classes, "list, add, rename or remove classes")
     actions = sub.add_subparsers(dest="action", metavar="ACTION")
-    actions.add_parser("list", help="list the classes")
-    add = actions.add_parser("add", help="add a class")
+    actions.add_parser("list", help="list the classes", parents=[library_after])
+    add = actions.add_parser("add", help="add a class", parents=[library_after])
     add.add_argument("name")
-    rename = actions.add_parser("rename", help="rename a class")
+    rename = actions.add_parser("rename", help="rename a class", parents=[library_after])
     rename.add_argument("name")
     rename.add_argument("new_name")
-    remove = actions.add_parser("remove", help="remove a class (its photos become unlabeled)")
+    remove = actions.add_parser("remove", help="remove a class (its photos become unlabeled)", parents=[library_after])
     remove.add_argument("name")
     sub.set_defaults(action="list")
 

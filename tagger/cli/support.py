@@ -18,6 +18,19 @@ EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
 
+def library_help() -> str:
+    return f"library folder (default: $TAGGER_LIBRARY or {default_library_dir()})"
+
+
+def library_after_command() -> argparse.ArgumentParser:
+    """A parent parser that lets every command take `--library` after its name too
+    (`tagger status --library X`). SUPPRESS keeps the value given before the command
+    when none comes after it."""
+    parent = argparse.ArgumentParser(add_help=False)
+    parent.add_argument("--library", metavar="DIR", default=argparse.SUPPRESS, help=library_help())
+    return parent
+
+
 def library_root(args: argparse.Namespace) -> Path:
     """The folder of the library the command works on: --library, else the default one."""
     return Path(args.library).expanduser() if args.library else default_library_dir()

@@ -7,7 +7,7 @@ import sys
 import time
 
 from tagger.cli.console import ProgressBar
-from tagger.cli.support import EXIT_OK, open_library
+from tagger.cli.support import EXIT_OK, library_after_command, open_library
 from tagger.domain import Progress
 from tagger.errors import CommandError
 from tagger.library.library import Library
@@ -140,7 +140,9 @@ def add_commands(command) -> None:  # noqa: ANN001 - the command line's registra
 
     sub = command("models", cmd_models, "list model versions, or go back to one")
     actions = sub.add_subparsers(dest="action", metavar="ACTION")
-    actions.add_parser("list", help="the history of model versions (* marks the current one)")
-    use = actions.add_parser("use", help="make a version current again (roll back)")
+    actions.add_parser(
+        "list", help="the history of model versions (* marks the current one)", parents=[library_after_command()]
+    )
+    use = actions.add_parser("use", help="make a version current again (roll back)", parents=[library_after_command()])
     use.add_argument("version", type=int)
     sub.set_defaults(action="list")

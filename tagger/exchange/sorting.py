@@ -10,8 +10,10 @@ Rules:
   moment of writing. Copies land under a temporary name and are hard-linked into place,
   which fails rather than replaces if the name appeared meanwhile.
 - Unlabeled photos are skipped unless `unlabeled_folder` names a folder for them.
-- XMP sidecars (photo.xmp, photo.jpg.xmp) travel with their photo and are renamed with it;
-  a photo.xmp that another file of the same name also uses is copied, not moved.
+- XMP sidecars (photo.xmp, photo.jpg.xmp) travel with their photo and are renamed with it,
+  as does the RAW file of a RAW+JPEG pair (photo.cr2, and photo.cr2.xmp): one photo, two
+  files (tagger.images.raw_photos). A photo.xmp that another file of the same name also uses is
+  copied, not moved.
 - A log (dest/tagger-sort-<time>.csv: time, action, source, destination, label, note) is
   written as the work goes, so even an interrupted move leaves a record of what went where;
   a cell a spreadsheet would run as a formula (a label "=...") is written escaped.
@@ -42,6 +44,7 @@ from tagger.common.safe_paths import ensure_inside, is_inside, name_key, safe_fi
 from tagger.common.spreadsheet_csv import spreadsheet_safe
 from tagger.domain import LabelSource, Photo, Progress
 from tagger.errors import SortError, UnsafePathError
+from tagger.images.raw_photos import raw_companions
 from tagger.library.library import Library
 
 SortMode = Literal["copy", "move"]
@@ -56,7 +59,7 @@ _NO_HARD_LINKS = {errno.EPERM, errno.EXDEV, errno.EMLINK, errno.ENOTSUP, errno.E
 
 @dataclass(frozen=True)
 class Companion:
-    """A sidecar that goes wherever its photo goes."""
+    """A sidecar, or the RAW file of a RAW+JPEG pair, that goes wherever its photo goes."""
 
     source: Path
     destination: Path
@@ -177,7 +180,7 @@ def _plan_item(
     library: Library, photo: Photo, label: str | None, folder: Path, reserved: set[str], mode: SortMode
 ) -> PlannedMove:
     source = Path(photo.path)
-    sidecars = _sidecars_of(source)
+    sidecars = _companions_of(source)
 
     def is_taken(candidate: str) -> bool:
         for name in (candidate, *(_companion_name(s, source, candidate) for s in sidecars)):
@@ -190,13 +193,30 @@ def _plan_item(
     destination = folder / name
     companions = tuple(
         Companion(
-            sidecar, folder / _companion_name(sidecar, source, name), mode == "move" and not _is_shared(sidecar, source)
+            sidecar,
+            folder / _companion_name(sidecar, source, name),
+            mode == "move" and not _is_shared(sidecar, source, sidecars),
         )
         for sidecar in sidecars
     )
     for path in (destination, *(c.destination for c in companions)):
         reserved.add(name_key(str(path)))
     return PlannedMove(photo.id, label, source, destination, companions)
+
+
+def _companions_of(photo: Path) -> list[Path]:
+    """The photo's sidecars, and the RAW files of its RAW+JPEG pair with theirs."""
+    raws = raw_companions(photo)
+    return [
+        *_sidecars_of(photo),
+        *raws,
+        *(
+            sidecar
+            for raw in raws
+            for sidecar in _sidecars_of(raw)
+            if sidecar.name.lower().startswith(raw.name.lower() + ".")
+        ),
+    ]
 
 
 def _sidecars_of(photo: Path) -> list[Path]:
@@ -217,19 +237,20 @@ def _is_file(path: Path) -> bool:
         return False
 
 
-def _companion_name(sidecar: Path, photo: Path, new_photo_name: str) -> str:
-    if sidecar.name.startswith(photo.name + "."):  # photo.jpg.xmp -> new.jpg.xmp
-        return new_photo_name + sidecar.name[len(photo.name) :]
-    return split_suffix(new_photo_name)[0] + sidecar.suffix  # photo.xmp -> new.xmp
+def _companion_name(companion: Path, photo: Path, new_photo_name: str) -> str:
+    if companion.name.startswith(photo.name + "."):  # photo.jpg.xmp -> new.jpg.xmp
+        return new_photo_name + companion.name[len(photo.name) :]
+    # photo.xmp -> new.xmp, photo.cr2 -> new.cr2, photo.cr2.xmp -> new.cr2.xmp
+    return split_suffix(new_photo_name)[0] + companion.name[len(split_suffix(photo.name)[0]) :]
 
 
-def _is_shared(sidecar: Path, photo: Path) -> bool:
-    """Whether photo.xmp also belongs to another file named photo.* (a RAW+JPEG pair)."""
-    if sidecar.name.startswith(photo.name + "."):
+def _is_shared(companion: Path, photo: Path, moving_along: list[Path]) -> bool:
+    """Whether photo.xmp also belongs to a file named photo.* that stays behind."""
+    if companion.name.startswith(photo.name + ".") or companion.suffix.lower() != ".xmp":
         return False
-    stem = sidecar.stem
+    stem = companion.stem
     return any(
-        other.stem == stem and other != photo and other != sidecar and other.suffix.lower() != ".xmp"
+        other.stem == stem and other != photo and other not in moving_along and other.suffix.lower() != ".xmp"
         for other in photo.parent.glob(glob.escape(stem) + ".*")
     )
 

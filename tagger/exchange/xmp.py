@@ -5,21 +5,28 @@ file, which keywords are there and which will be after; nothing is written until
 `apply_xmp_changes` runs on that plan.
 
 What Tagger writes for a photo labeled "dog":
-  dc:subject              gets "dog" (the flat keyword list every XMP reader shows), and
-  lr:hierarchicalSubject  gets "Tagger|dog" (Lightroom's keyword tree, under "Tagger").
-The "Tagger|" entries are also how Tagger recognises its own earlier keywords: on relabel
-(dog -> cow) exactly those, and the flat keywords they stand for, are replaced. Everything
-else in the sidecar (other keywords, ratings, titles, other programs' namespaces, unknown
-elements, comments) is kept. A flat keyword is kept even when Tagger once wrote it if some
-other keyword hierarchy still names it (e.g. "Animals|dog").
+  dc:subject              gets "dog" (the flat keyword list every XMP reader shows), unless
+                          "dog" is there already in any case,
+  lr:hierarchicalSubject  gets "Tagger|dog" (Lightroom's keyword tree, under "Tagger"), and
+  tagger:labels           records the label, whether the user gave it or the model guessed
+                          it (with its confidence and model version), and whether Tagger
+                          added the flat keyword (`tagger.exchange.keyword_ownership`).
+On relabel (dog -> cow) Tagger removes only what it added itself. Everything else in the
+sidecar (other keywords, ratings, titles, other programs' namespaces, unknown elements,
+comments) is kept.
 
-Sidecars: `photo.xmp` beside `photo.jpg` (Adobe's convention), or an existing
-`photo.jpg.xmp` (darktable's and digiKam's) when there is no `photo.xmp`. A RAW+JPEG pair
-shares `photo.xmp`: the plan then has one change for both photos.
+Sidecars (`tagger.exchange.sidecar_names`): an existing `photo.jpg.xmp` or `photo.xmp` is updated;
+a new one is `photo.jpg.xmp` (darktable, digiKam) or, when asked, `photo.xmp` (Adobe),
+never the `photo.xmp` that Adobe's tools read as a RAW file's beside the JPEG. The RAW file
+of a RAW+JPEG pair gets the photo's keywords in its own sidecar, named by the same rules
+(`photo.cr2.xmp`, or `photo.xmp` for Adobe). Photos that resolve to one sidecar share one
+change in the plan.
 
 Photos themselves are never modified unless `embed=True` is asked for; then JPEG files
-(the only format Tagger embeds into) also get the keywords in their own XMP packet, written
-atomically with every other byte of the file unchanged. Other formats get the sidecar only.
+(the only format Tagger embeds into) also get the keywords in their own XMP packet, and in
+their IPTC when they have IPTC, so that readers of either see the same keywords. The file is
+rewritten in place (same inode, hard links and extended attributes; modification time kept
+unless asked), every other byte unchanged. Other formats get the sidecar only.
 Embedding changes the file's content hash, so the library sees the photo as edited on its
 next rescan and recomputes its features.
 """
@@ -27,33 +34,35 @@ next rescan and recomputes its features.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
 from tagger.common.atomic import remove_abandoned_writes
+from tagger.common.in_place_files import interrupted_rewrite, rewrite_in_place
 from tagger.common.safe_files import open_regular, read_regular
 from tagger.common.user_files import replaceable_path, write_user_file
 from tagger.domain import LabelSource, Photo
 from tagger.errors import JpegError, UnsafeFileError, XmpError
-from tagger.exchange.xmp_document import DC_NS, LR_NS, MAX_XMP_BYTES, OutsideNode, XmpDocument, parse_xmp, xml_safe_text
+from tagger.exchange.keyword_ownership import (
+    Keywords,
+    LabelProvenance,
+    label_records,
+    merge_tagger_labels,
+    read_keywords,
+)
+from tagger.exchange.sidecar_names import DEFAULT_NAMING, SidecarFinder, SidecarNaming
+from tagger.exchange.xmp_document import MAX_XMP_BYTES, OutsideNode, XmpDocument, parse_xmp
+from tagger.images.jpeg_iptc import with_iptc_keywords
 from tagger.images.jpeg_xmp import is_jpeg, read_xmp_packet, with_xmp_packet, wrap_packet
 from tagger.library.library import Library
 
-TAGGER_PARENT_KEYWORD = "Tagger"
-HIERARCHY_SEPARATOR = "|"
 EMBEDDABLE_FORMATS = ("JPEG",)
 # A JPEG is read whole to embed into it, and written back whole: far beyond any camera's.
 MAX_EMBEDDABLE_BYTES = 512 * 2**20
 
 Action = Literal["create", "update", "unchanged", "skip"]
-
-
-@dataclass(frozen=True)
-class Keywords:
-    flat: tuple[str, ...]  # dc:subject
-    hierarchical: tuple[str, ...]  # lr:hierarchicalSubject
 
 
 @dataclass(frozen=True)
@@ -68,11 +77,15 @@ class PlannedChange:
     photo_paths: tuple[Path, ...]
     target_path: Path
     embedded: bool
-    tagger_keywords: tuple[str, ...]
+    labels: tuple[LabelProvenance, ...]
     before: Keywords
     after: Keywords
     action: Action
     problem: str | None = None
+
+    @property
+    def tagger_keywords(self) -> tuple[str, ...]:
+        return tuple(label.keyword for label in self.labels)
 
     @property
     def photo_path(self) -> Path:
@@ -107,81 +120,27 @@ class XmpApplyResult:
         return text
 
 
-# -- naming --------------------------------------------------------------------------
-
-
-def sidecar_path_for(photo_path: str | os.PathLike) -> Path:
-    """The sidecar a photo uses: an existing one in either convention, else `photo.xmp`."""
-    photo = Path(photo_path)
-    short_forms = [photo.with_suffix(".xmp"), photo.with_suffix(".XMP")]
-    long_forms = [photo.with_name(photo.name + ".xmp"), photo.with_name(photo.name + ".XMP")]
-    for candidate in (*short_forms, *long_forms):
-        try:
-            if candidate.is_file():
-                return candidate
-        except OSError:  # e.g. photo.jpg + ".xmp" is a name too long to exist
-            continue
-    return short_forms[0]
-
-
-def hierarchical_keyword(label: str) -> str:
-    # Lightroom splits on "|" with no escape; class names cannot hold "/", so it stands in.
-    return f"{TAGGER_PARENT_KEYWORD}{HIERARCHY_SEPARATOR}{label.replace(HIERARCHY_SEPARATOR, '/')}"
-
-
-def _label_of_hierarchical(keyword: str) -> str | None:
-    prefix = TAGGER_PARENT_KEYWORD + HIERARCHY_SEPARATOR
-    if not keyword.startswith(prefix):
-        return None
-    return keyword[len(prefix) :].replace("/", HIERARCHY_SEPARATOR)
-
-
-# -- the merge -----------------------------------------------------------------------
-
-
-def read_keywords(document: XmpDocument) -> Keywords:
-    return Keywords(tuple(document.bag(DC_NS, "subject")), tuple(document.bag(LR_NS, "hierarchicalSubject")))
-
-
-def merge_tagger_keywords(document: XmpDocument, labels: Sequence[str]) -> None:
-    """Make `labels` Tagger's only keywords in `document`, touching nothing else."""
-    labels = [xml_safe_text(label) for label in labels]
-    current = read_keywords(document)
-    wanted_hierarchical = [hierarchical_keyword(label) for label in labels]
-    previous_labels = {label for label in map(_label_of_hierarchical, current.hierarchical) if label is not None}
-    # A flat keyword that someone else's hierarchy also names is theirs as much as Tagger's.
-    claimed_by_others = {
-        part
-        for keyword in current.hierarchical
-        if _label_of_hierarchical(keyword) is None
-        for part in keyword.split(HIERARCHY_SEPARATOR)
-    }
-    stale_flat = previous_labels - set(labels) - claimed_by_others
-    document.remove_from_bag(
-        LR_NS,
-        "hierarchicalSubject",
-        lambda keyword: _label_of_hierarchical(keyword) is not None and keyword not in wanted_hierarchical,
-    )
-    document.remove_from_bag(DC_NS, "subject", lambda keyword: keyword in stale_flat)
-    after_removal = read_keywords(document)
-    document.add_to_bag(DC_NS, "subject", _missing(labels, after_removal.flat))
-    document.add_to_bag(LR_NS, "hierarchicalSubject", _missing(wanted_hierarchical, after_removal.hierarchical))
-
-
-def _missing(wanted: Iterable[str], present: Iterable[str]) -> list[str]:
-    have = set(present)
-    return [value for value in dict.fromkeys(wanted) if value not in have]
-
-
 # -- planning ------------------------------------------------------------------------
 
 
-def labels_for_photo(photo: Photo, *, include_model_labels: bool = True) -> list[str]:
-    if photo.label is None:
-        return []
-    if photo.label_source is LabelSource.MODEL and not include_model_labels:
-        return []
-    return [photo.label]
+class _Provenance:
+    """Each photo's label with where it came from; model versions looked up once each."""
+
+    def __init__(self, library: Library, *, include_model_labels: bool) -> None:
+        self._include_model_labels = include_model_labels
+        self._backbones = {version.id: version.backbone_id for version in library.model_versions()}
+
+    def of(self, photo: Photo) -> list[LabelProvenance]:
+        if photo.label is None or photo.label_source is None:
+            return []
+        if photo.label_source is LabelSource.USER:
+            return [LabelProvenance(photo.label, LabelSource.USER)]
+        if not self._include_model_labels:
+            return []
+        version = photo.model_version_id
+        return [
+            LabelProvenance(photo.label, LabelSource.MODEL, photo.confidence, version, self._backbones.get(version))
+        ]
 
 
 def plan_xmp_changes(
@@ -190,29 +149,32 @@ def plan_xmp_changes(
     *,
     embed: bool = False,
     include_model_labels: bool = True,
+    naming: SidecarNaming = DEFAULT_NAMING,
 ) -> list[PlannedChange]:
     """For the given photos (all when None): what saving keywords would change, per file.
 
     Reads sidecars (and JPEGs when `embed`) but writes nothing. Unlabeled photos get their
-    earlier Tagger keywords removed; no sidecar is created just to say nothing."""
+    earlier Tagger keywords removed; no sidecar is created just to say nothing. An existing
+    sidecar is used whichever convention named it; `naming` picks the name of new ones."""
+    provenance = _Provenance(library, include_model_labels=include_model_labels)
+    sidecars = SidecarFinder(naming)
     groups: dict[Path, list[Photo]] = {}
+    present: list[Photo] = []
     plan: list[PlannedChange] = []
     for photo in library.photos(photo_ids):
         if photo.missing or not os.path.isfile(photo.path):
             plan.append(_skipped(photo, Path(photo.path), embedded=False, problem="the photo file is missing"))
             continue
-        groups.setdefault(sidecar_path_for(photo.path), []).append(photo)
+        present.append(photo)
+        # The RAW file of a RAW+JPEG pair gets the photo's keywords in its own sidecar too.
+        for file in (photo.path, *sidecars.raw_companions(photo.path)):
+            groups.setdefault(sidecars.sidecar_for(file), []).append(photo)
     for sidecar, photos in groups.items():
-        labels = _union(labels_for_photo(p, include_model_labels=include_model_labels) for p in photos)
+        labels = [label for photo in photos for label in provenance.of(photo)]
         plan.append(_plan_one(photos, sidecar, labels, embedded=False))
-        if embed:
-            for photo in photos:
-                plan.append(_plan_embedded(photo, labels_for_photo(photo, include_model_labels=include_model_labels)))
+    if embed:
+        plan.extend(_plan_embedded(photo, provenance.of(photo)) for photo in present)
     return plan
-
-
-def _union(label_lists: Iterable[list[str]]) -> list[str]:
-    return list(dict.fromkeys(label for labels in label_lists for label in labels))
 
 
 def _skipped(photo: Photo, target: Path, *, embedded: bool, problem: str) -> PlannedChange:
@@ -220,7 +182,7 @@ def _skipped(photo: Photo, target: Path, *, embedded: bool, problem: str) -> Pla
     return PlannedChange((photo.id,), (Path(photo.path),), target, embedded, (), nothing, nothing, "skip", problem)
 
 
-def _plan_embedded(photo: Photo, labels: list[str]) -> PlannedChange:
+def _plan_embedded(photo: Photo, labels: list[LabelProvenance]) -> PlannedChange:
     target = Path(photo.path)
     try:
         with open_regular(target, follow_links=False) as handle:
@@ -232,25 +194,36 @@ def _plan_embedded(photo: Photo, labels: list[str]) -> PlannedChange:
         return _skipped(
             photo, target, embedded=True, problem=f"embedding is supported for {supported} only; sidecar used"
         )
-    return _plan_one([photo], target, labels, embedded=True)
+    blocked = interrupted_rewrite(target)
+    if blocked:
+        return _skipped(photo, target, embedded=True, problem=blocked)
+    change = _plan_one([photo], target, labels, embedded=True)
+    if change.action in ("create", "update"):
+        try:
+            _embedded(_read_jpeg(target), labels)
+        except (OSError, XmpError, JpegError) as error:
+            problem = f"cannot embed into {target.name}: {getattr(error, 'strerror', None) or error}"
+            return replace(change, action="skip", problem=problem)
+    return change
 
 
-def _plan_one(photos: list[Photo], target: Path, labels: list[str], *, embedded: bool) -> PlannedChange:
+def _plan_one(photos: list[Photo], target: Path, labels: list[LabelProvenance], *, embedded: bool) -> PlannedChange:
     ids = tuple(p.id for p in photos)
     paths = tuple(Path(p.path) for p in photos)
+    wanted = tuple(labels)
     nothing = Keywords((), ())
     try:
         document, existed = _load(target, embedded=embedded)
     except (OSError, XmpError, JpegError) as error:
         problem = f"cannot read {target.name}: {getattr(error, 'strerror', None) or error}"
-        return PlannedChange(ids, paths, target, embedded, tuple(labels), nothing, nothing, "skip", problem)
+        return PlannedChange(ids, paths, target, embedded, wanted, nothing, nothing, "skip", problem)
     before = read_keywords(document)
     if not existed and not labels:
         return PlannedChange(ids, paths, target, embedded, (), before, before, "unchanged")
-    merge_tagger_keywords(document, labels)
+    changed = _merge(document, wanted)
     after = read_keywords(document)
     if existed:
-        action: Action = "unchanged" if after == before else "update"
+        action: Action = "update" if changed else "unchanged"
     else:
         action = "create"
     if action != "unchanged":
@@ -258,8 +231,15 @@ def _plan_one(photos: list[Photo], target: Path, labels: list[str], *, embedded:
             replaceable_path(target)
         except UnsafeFileError as error:
             problem = f"cannot write {target.name}: {error.strerror}"
-            return PlannedChange(ids, paths, target, embedded, tuple(labels), before, after, "skip", problem)
-    return PlannedChange(ids, paths, target, embedded, tuple(labels), before, after, action)
+            return PlannedChange(ids, paths, target, embedded, wanted, before, after, "skip", problem)
+    return PlannedChange(ids, paths, target, embedded, wanted, before, after, action)
+
+
+def _merge(document: XmpDocument, labels: Sequence[LabelProvenance]) -> bool:
+    """Merge Tagger's labels into `document`; whether its keywords or their records changed."""
+    before = (read_keywords(document), label_records(document))
+    merge_tagger_labels(document, labels)
+    return (read_keywords(document), label_records(document)) != before
 
 
 def _load(target: Path, *, embedded: bool) -> tuple[XmpDocument, bool]:
@@ -293,11 +273,13 @@ def keywords_in_file(path: str | os.PathLike, *, embedded: bool = False) -> Keyw
 # -- applying ----------------------------------------------------------------------
 
 
-def apply_xmp_changes(plan: Sequence[PlannedChange]) -> XmpApplyResult:
+def apply_xmp_changes(plan: Sequence[PlannedChange], *, keep_photo_mtime: bool = True) -> XmpApplyResult:
     """Save a plan. Each file is re-read and merged again right before writing, so changes
-    another program made since planning are kept; each write is atomic. One file failing
-    does not stop the others: see `failed`. Temporary copies that an interrupted earlier
-    save left beside a file are deleted."""
+    another program made since planning are kept. Sidecars are replaced atomically; JPEGs
+    are rewritten in place, keeping their modification time unless `keep_photo_mtime` is
+    False (`tagger.common.in_place_files`). One file failing does not stop the others: see
+    `failed`. Temporary copies that an interrupted earlier save left beside a file are
+    deleted."""
     result = XmpApplyResult()
     for change in plan:
         if change.action == "skip":
@@ -308,7 +290,7 @@ def apply_xmp_changes(plan: Sequence[PlannedChange]) -> XmpApplyResult:
             result.unchanged.append(change.target_path)
             continue
         try:
-            wrote = _save(change)
+            wrote = _save(change, keep_photo_mtime=keep_photo_mtime)
         except (OSError, XmpError, JpegError) as error:
             result.failed.append((change.target_path, str(getattr(error, "strerror", None) or error)))
             continue
@@ -316,26 +298,45 @@ def apply_xmp_changes(plan: Sequence[PlannedChange]) -> XmpApplyResult:
     return result
 
 
-def _save(change: PlannedChange) -> bool:
+def _save(change: PlannedChange, *, keep_photo_mtime: bool) -> bool:
     target = change.target_path
-    if change.embedded:
-        # Read once: the packet and the bytes around it must come from the same file.
-        original = _read_jpeg(target)
-        document, existed = _document_in_jpeg(original)
-    else:
+    if not change.embedded:
         document, existed = _load(target, embedded=False)
-    if not existed and not change.tagger_keywords:
-        return False
-    before = read_keywords(document)
-    merge_tagger_keywords(document, change.tagger_keywords)
-    if existed and read_keywords(document) == before:
-        return False
-    if change.embedded:
-        packet = wrap_packet(document.to_bytes(skip_outside=_is_xpacket_marker, xml_declaration=False))
-        write_user_file(target, with_xmp_packet(original, packet))
-    else:
+        if not existed and not change.labels:
+            return False
+        if not _merge(document, change.labels) and existed:
+            return False
         write_user_file(target, document.to_bytes())
+        return True
+    blocked = interrupted_rewrite(target)
+    if blocked:
+        raise OSError(blocked)
+    # Read once: the packet and the bytes around it must come from the same file.
+    original = _read_jpeg(target)
+    updated = _embedded(original, change.labels)
+    if updated is None:
+        return False
+    rewrite_in_place(target, original, updated, keep_mtime=keep_photo_mtime)
     return True
+
+
+def _embedded(jpeg: bytes, labels: Sequence[LabelProvenance]) -> bytes | None:
+    """`jpeg` with Tagger's labels merged into its XMP and the same keyword changes made to
+    its IPTC (`tagger.images.jpeg_iptc`), or None when nothing changes."""
+    document, existed = _document_in_jpeg(jpeg)
+    if not existed and not labels:
+        return None
+    before = read_keywords(document).flat
+    if not _merge(document, labels) and existed:
+        return None
+    after = read_keywords(document).flat
+    packet = wrap_packet(document.to_bytes(skip_outside=_is_xpacket_marker, xml_declaration=False))
+    wanted = {label.keyword for label in labels}
+    return with_iptc_keywords(
+        with_xmp_packet(jpeg, packet),
+        remove=[keyword for keyword in before if keyword not in after],
+        add=[keyword for keyword in after if keyword in wanted],
+    )
 
 
 def _is_xpacket_marker(node: OutsideNode) -> bool:
@@ -349,11 +350,6 @@ __all__ = [
     "PlannedChange",
     "XmpApplyResult",
     "apply_xmp_changes",
-    "hierarchical_keyword",
     "keywords_in_file",
-    "labels_for_photo",
-    "merge_tagger_keywords",
     "plan_xmp_changes",
-    "read_keywords",
-    "sidecar_path_for",
 ]

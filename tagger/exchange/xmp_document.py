@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 import xml.etree.ElementTree as ET
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from xml.parsers import expat
 
@@ -26,9 +26,12 @@ RDF_NS = "http://www.w3.org/1999/02/22-rdf-syntax-ns#"
 X_NS = "adobe:ns:meta/"
 DC_NS = "http://purl.org/dc/elements/1.1/"
 LR_NS = "http://ns.adobe.com/lightroom/1.0/"
+# Tagger's own properties (which keywords it wrote, and why). A URN: it must never change
+# once written into people's files, and no web address is guaranteed to stay the project's.
+TAGGER_NS = "urn:tagger:xmp:1.0/"
 XML_NS = "http://www.w3.org/XML/1998/namespace"
 
-PREFERRED_PREFIXES = {RDF_NS: "rdf", X_NS: "x", DC_NS: "dc", LR_NS: "lr"}
+PREFERRED_PREFIXES = {RDF_NS: "rdf", X_NS: "x", DC_NS: "dc", LR_NS: "lr", TAGGER_NS: "tagger"}
 
 # Real sidecars are kilobytes; even darktable's with a long edit history stay far below this.
 MAX_XMP_BYTES = 32 * 2**20
@@ -39,6 +42,7 @@ _RDF_CONTAINERS = (f"{{{RDF_NS}}}Bag", f"{{{RDF_NS}}}Seq", f"{{{RDF_NS}}}Alt")
 _RDF_LI = f"{{{RDF_NS}}}li"
 _RDF_DESCRIPTION = f"{{{RDF_NS}}}Description"
 _RDF_ABOUT = f"{{{RDF_NS}}}about"
+_RDF_PARSE_TYPE = f"{{{RDF_NS}}}parseType"
 _RDF_RDF = f"{{{RDF_NS}}}RDF"
 
 
@@ -128,6 +132,42 @@ class XmpDocument:
             item = ET.Element(_RDF_LI)
             item.text = xml_safe_text(value)
             _append_keeping_layout(self, container, item)
+
+    def structs(self, namespace: str, name: str) -> list[dict[str, str]]:
+        """The structured items (rdf:parseType="Resource") of an array property: for each,
+        its fields in `namespace` by local name. Plain items are not included."""
+        tag = f"{{{namespace}}}{name}"
+        records: list[dict[str, str]] = []
+        for description in self.descriptions():
+            for prop in description.findall(tag):
+                for item in _items(prop):
+                    if item.get(_RDF_PARSE_TYPE) == "Resource":
+                        records.append(
+                            {
+                                member.tag.split("}", 1)[1]: _item_text(member)
+                                for member in item
+                                if isinstance(member.tag, str) and member.tag.startswith(f"{{{namespace}}}")
+                            }
+                        )
+        return records
+
+    def set_structs(self, namespace: str, name: str, records: Sequence[Mapping[str, str]]) -> None:
+        """Make the array property hold exactly `records` (a Bag of structures whose fields
+        are in `namespace`); with none, the property is removed."""
+        tag = f"{{{namespace}}}{name}"
+        for description in self.descriptions():
+            for prop in description.findall(tag):
+                _remove_keeping_layout(description, prop)
+        if not records:
+            return
+        bag = self._new_bag(namespace, tag)
+        for record in records:
+            item = ET.Element(_RDF_LI, {_RDF_PARSE_TYPE: "Resource"})
+            _append_keeping_layout(self, bag, item)
+            for field_name, value in record.items():
+                member = ET.Element(f"{{{namespace}}}{field_name}")
+                member.text = xml_safe_text(value)
+                _append_keeping_layout(self, item, member)
 
     def _find_container(self, tag: str) -> ET.Element | None:
         for description in self.descriptions():
@@ -462,6 +502,7 @@ __all__ = [
     "LR_NS",
     "OutsideNode",
     "RDF_NS",
+    "TAGGER_NS",
     "X_NS",
     "XmpDocument",
     "XmpError",

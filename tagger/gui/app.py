@@ -33,7 +33,8 @@ from tagger.library.library import Library
 log = logging.getLogger(__name__)
 
 ORGANIZATION = "Tagger"
-RESOURCES_DIR = Path(__file__).resolve().parents[2] / "resources"
+# Package data (tagger/resources), so a wheel and the frozen build carry the icon too.
+RESOURCES_DIR = Path(__file__).resolve().parents[1] / "resources"
 DeviceDescriber = Callable[[str], str]
 
 

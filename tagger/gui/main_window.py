@@ -86,6 +86,7 @@ from tagger.gui.training.retraining import RetrainFeature
 from tagger.gui.widgets.messages import show_problem
 from tagger.gui.widgets.shortcut_sheet import KeyRow, KeySection, ShortcutSheet, action_rows
 from tagger.gui.widgets.status_line import describe_counts
+from tagger.inference import machine_cache
 from tagger.library.library import Library
 
 log = logging.getLogger(__name__)
@@ -132,7 +133,9 @@ class MainWindow(QMainWindow):
 
         self.jobs = JobRunner(self)
         self.photo_model = PhotoListModel(library, self)
-        self.thumbnails = ThumbnailProvider(library.thumbnails_dir, self.jobs, workers=thumbnail_workers, parent=self)
+        self.thumbnails = ThumbnailProvider(
+            machine_cache.thumbnails_dir(), self.jobs, workers=thumbnail_workers, parent=self
+        )
         self.gallery = GalleryView(self.photo_model, self.thumbnails)
         self.gallery.set_tile_size(settings.thumbnail_size)
         self.preview = PreviewPane(library, self.thumbnails, PreviewLoader(self.jobs, self))

@@ -89,6 +89,19 @@ def _refuse_shifting_multi_picture_offsets(data: bytes, segments: list[Segment],
             raise JpegError("the XMP of this multi-picture JPEG lies after its picture index; Tagger leaves it alone")
 
 
+def segment_bytes(marker: int, payload: bytes) -> bytes:
+    """A whole marker segment: marker, length and payload."""
+    if len(payload) > MAX_SEGMENT_PAYLOAD:
+        raise JpegError(f"a segment of {len(payload)} bytes is more than a JPEG segment holds")
+    return bytes([0xFF, marker]) + (len(payload) + 2).to_bytes(2, "big") + payload
+
+
+def replace_segment(data: bytes, segments: list[Segment], old: Segment, new: bytes) -> bytes:
+    """`data` with the segment `old` (one of `segments`) replaced by the bytes `new`."""
+    _refuse_shifting_multi_picture_offsets(data, segments, old)
+    return data[: old.start] + new + data[old.end :]
+
+
 def read_xmp_packet(data: bytes) -> bytes | None:
     """The main XMP packet of a JPEG, or None when it has none."""
     segment = _xmp_segment(data, header_segments(data))
@@ -114,19 +127,18 @@ def with_xmp_packet(data: bytes, packet: bytes) -> bytes:
             f"the XMP packet is {len(packet)} bytes; more than one JPEG segment holds "
             "(extended XMP is not written by Tagger)"
         )
-    segment_bytes = bytes([0xFF, _APP1]) + (len(payload) + 2).to_bytes(2, "big") + payload
+    new_segment = segment_bytes(_APP1, payload)
     segments = header_segments(data)
     existing = _xmp_segment(data, segments)
     if existing is not None:
-        _refuse_shifting_multi_picture_offsets(data, segments, existing)
-        return data[: existing.start] + segment_bytes + data[existing.end :]
+        return replace_segment(data, segments, existing, new_segment)
     insert_at = 2
     for segment in segments:
         # XMP conventionally follows the JFIF (APP0) and Exif (APP1) headers.
         if segment.marker not in (_APP0, _APP1):
             break
         insert_at = segment.end
-    return data[:insert_at] + segment_bytes + data[insert_at:]
+    return data[:insert_at] + new_segment + data[insert_at:]
 
 
 __all__ = [
@@ -136,6 +148,8 @@ __all__ = [
     "header_segments",
     "is_jpeg",
     "read_xmp_packet",
+    "replace_segment",
+    "segment_bytes",
     "with_xmp_packet",
     "wrap_packet",
 ]

@@ -21,6 +21,7 @@ still decode) is refused with a reason. Decodes running at once share the budget
 
 from __future__ import annotations
 
+import io
 import logging
 import math
 import os
@@ -37,6 +38,7 @@ from PIL import ExifTags, Image
 
 from tagger.common.safe_files import open_regular
 from tagger.errors import JpegError, TaggerError, UnreadableImage, UnsafeFileError
+from tagger.images.formats import is_camera_raw
 from tagger.images.jpeg_xmp import header_segments
 
 log = logging.getLogger(__name__)
@@ -58,6 +60,7 @@ DECODE_BUDGET_PER_FILE_BYTE = 256
 
 # Enough to see an ISO-BMFF `ftyp` box with a few compatible brands.
 HEADER_BYTES = 64
+RAW_FORMAT = "RAW"  # the format recorded for camera RAW files (tagged from their preview)
 
 # Pillow's names for what `sniff_format` recognises, and the plugins allowed to
 # read each: a restricted list keeps text files from being parsed as XBM or TGA.
@@ -180,7 +183,9 @@ def probe(path: PathLike) -> ImageInfo:
         width, height = image.size
         if _orientation(exif) in _SIDEWAYS_ORIENTATIONS:
             width, height = height, width
-        return ImageInfo(width, height, image.format or sniffed, _taken_at(exif))
+        # A RAW file's size and date here are its embedded preview's, the picture Tagger sees.
+        format = RAW_FORMAT if is_camera_raw(path) else image.format or sniffed
+        return ImageInfo(width, height, format, _taken_at(exif))
 
 
 def load_rgb(path: PathLike, max_side: int | None = None) -> Image.Image:
@@ -245,12 +250,9 @@ class _ReducedDecodeFailed(TaggerError):
 @contextmanager
 def _opened(path: PathLike) -> Iterator[tuple[Image.Image, str, int]]:
     """The image with only its header read, the format its first bytes announced and the
-    file's size; refused when no decode of it could be complete or fit the budget."""
-    try:
-        # Not open(): a photo replaced by a named pipe would block it forever.
-        file = open_regular(path)
-    except OSError as error:
-        raise UnreadableImage(_describe_os_error(error)) from None
+    file's size; refused when no decode of it could be complete or fit the budget. A RAW
+    file is seen through its embedded preview (tagger.images.raw_photos)."""
+    file = _raw_preview(path) if is_camera_raw(path) else _open_photo(path)
     with file:
         try:
             head = file.read(HEADER_BYTES)
@@ -264,10 +266,36 @@ def _opened(path: PathLike) -> Iterator[tuple[Image.Image, str, int]]:
         image = _open_with_pillow(file, sniffed)
         with image:
             _refuse_if_huge(*image.size)
-            file_size = os.fstat(file.fileno()).st_size
+            file_size = _size_of(file)
             _refuse_if_too_short(file, file_size, image, sniffed)
             _refuse_if_over_budget(image, _decode_cost(image, _smallest_decode(image)), file_size)
             yield image, sniffed, file_size
+
+
+def _size_of(file: IO[bytes]) -> int:
+    # Seeking, not fstat: a RAW file's preview is read from memory.
+    position = file.tell()
+    size = file.seek(0, os.SEEK_END)
+    file.seek(position)
+    return size
+
+
+def _open_photo(path: PathLike) -> IO[bytes]:
+    try:
+        # Not open(): a photo replaced by a named pipe would block it forever.
+        return open_regular(path)
+    except OSError as error:
+        raise UnreadableImage(_describe_os_error(error)) from None
+
+
+def _raw_preview(path: PathLike) -> IO[bytes]:
+    from tagger.errors import RawPreviewError
+    from tagger.images.raw_photos import embedded_preview
+
+    try:
+        return io.BytesIO(embedded_preview(path))
+    except RawPreviewError as error:
+        raise UnreadableImage(str(error)) from None
 
 
 def _open_with_pillow(file: IO[bytes], sniffed: str) -> Image.Image:

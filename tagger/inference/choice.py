@@ -93,7 +93,10 @@ def choose_engine(
 
 
 def open_engine(device: str | None, cache_dir: Path, version: ModelVersion | None, library_root: Path) -> FeatureEngine:
-    """The feature engine for a model version: the stock backbone, or one the user fine-tuned."""
+    """The feature engine for a model version: the stock backbone, or one the user fine-tuned.
+
+    `cache_dir` is the library's cache, which holds the exports of fine-tuned backbones; the
+    stock backbone's export is shared by the machine's libraries (tagger.inference.machine_cache)."""
     if version is not None and version.backbone_file:
         # A fine-tuned backbone runs from the ONNX export its training left: on the CPU tagging
         # then never imports torch, whose import would stall the GUI.
@@ -111,4 +114,6 @@ def open_engine(device: str | None, cache_dir: Path, version: ModelVersion | Non
         from tagger.inference.tuned_backbone import TunedEngine  # imports torch
 
         return TunedEngine(backbone_file, device)
-    return choose_engine(device, cache_dir)
+    from tagger.inference.machine_cache import default_export_dir
+
+    return choose_engine(device, default_export_dir(cache_dir))

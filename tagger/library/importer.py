@@ -28,6 +28,8 @@ from tagger.common.safe_paths import is_inside
 from tagger.domain import ImportSummary, Progress, ScannedFile
 from tagger.errors import FileSkipped, FileVanished
 from tagger.images import loader as images
+from tagger.images.formats import CAMERA_RAW_SUFFIXES, IMAGE_SUFFIXES
+from tagger.images.raw_photos import paired_image
 from tagger.library.library import Library
 
 log = logging.getLogger(__name__)
@@ -49,63 +51,6 @@ KnownFiles = Mapping[str, tuple[int, float, str | None]]  # path -> (size, mtime
 ErrorHandler = Callable[[str, str], None]  # (printable path, reason)
 ProgressHandler = Callable[[Progress], None]
 CancelCheck = Callable[[], bool]
-
-# Files named like this are recorded even when they turn out not to be images,
-# so the user learns why "holiday.jpg" is not in the library. Any other file is
-# imported only if its first bytes say it is an image.
-IMAGE_SUFFIXES = frozenset(
-    {
-        ".jpg",
-        ".jpeg",
-        ".jpe",
-        ".jfif",
-        ".png",
-        ".gif",
-        ".webp",
-        ".bmp",
-        ".dib",
-        ".tif",
-        ".tiff",
-        ".heic",
-        ".heif",
-        ".hif",
-        ".avif",
-        ".jp2",
-        ".j2k",
-        ".jpf",
-        ".jpx",
-        ".mpo",
-    }
-)
-
-# Raw sensor files are TIFF-like, and Pillow would read just their embedded
-# preview: a second, tiny copy of the photo whose camera JPEG usually sits beside it.
-CAMERA_RAW_SUFFIXES = frozenset(
-    {
-        ".3fr",
-        ".arw",
-        ".cr2",
-        ".cr3",
-        ".crw",
-        ".dcr",
-        ".dng",
-        ".erf",
-        ".iiq",
-        ".kdc",
-        ".mrw",
-        ".nef",
-        ".nrw",
-        ".orf",
-        ".pef",
-        ".raf",
-        ".rw2",
-        ".rwl",
-        ".sr2",
-        ".srf",
-        ".srw",
-        ".x3f",
-    }
-)
 
 # Folders that NAS boxes, Windows and macOS zip files fill with thumbnails and debris.
 SKIPPED_FOLDER_NAMES = frozenset({"@eaDir", "$RECYCLE.BIN", "System Volume Information", "__MACOSX"})
@@ -170,10 +115,9 @@ class _Walk:
         if stat.S_ISDIR(status.st_mode):
             yield from self._folder_tree(normalise_path(given))
         elif stat.S_ISREG(status.st_mode):
-            if _is_camera_raw(given):
-                self._report(given, "unsupported format (camera raw file)")
-            else:
-                yield from self._file(given)
+            # A RAW file of a RAW+JPEG pair is the photo its JPEG is (tagger.images.raw_photos).
+            paired = paired_image(given) if _is_camera_raw(given) else None
+            yield from self._file(str(paired) if paired is not None else given)
         else:
             self._report(given, "not a regular file or folder")
 
@@ -185,7 +129,10 @@ class _Walk:
         while pending:
             folder = pending.pop()
             subfolders: list[str] = []
-            for entry in self._entries(folder):
+            entries = self._entries(folder)
+            # RAW files beside a photo of the same name are its companions, not photos.
+            photo_stems = {_stem(entry.name) for entry in entries if _looks_like_image_name(entry.name)}
+            for entry in entries:
                 if entry.name.startswith("."):
                     continue
                 try:
@@ -213,8 +160,9 @@ class _Walk:
                     subfolders.append(real)
                 elif is_file:
                     if _is_camera_raw(entry.name):
-                        continue
-                    if _looks_like_image_name(entry.name) or _sniffs_as_image(entry.path):
+                        if _stem(entry.name) not in photo_stems:
+                            yield from self._file(entry.path)
+                    elif _looks_like_image_name(entry.name) or _sniffs_as_image(entry.path):
                         yield from self._file(entry.path)
                 elif entry.is_symlink() and _looks_like_image_name(entry.name):
                     self._report(entry.path, "broken link: what it points to is missing")
@@ -253,6 +201,10 @@ class _Walk:
 
 def _is_camera_raw(name: str) -> bool:
     return os.path.splitext(name)[1].lower() in CAMERA_RAW_SUFFIXES
+
+
+def _stem(name: str) -> str:
+    return os.path.splitext(name)[0].lower()
 
 
 def _looks_like_image_name(name: str) -> bool:

@@ -60,7 +60,7 @@ class Library:
         try:
             self.root.mkdir(parents=True, exist_ok=True)
             self._refuse_links_out()
-            for folder in (self.models_dir, self.thumbnails_dir, self.cache_dir):
+            for folder in (self.models_dir, self.cache_dir):
                 folder.mkdir(exist_ok=True)
         except OSError as error:
             raise LibraryError(f"Cannot create the library folder {self.root}: {error.strerror or error}") from error
@@ -86,7 +86,7 @@ class Library:
 
         A library folder from someone else may carry `models -> /etc`: writing there would
         litter the linked-to place. (The lock file and the database refuse links themselves.)"""
-        for folder in (self.models_dir, self.thumbnails_dir, self.cache_dir):
+        for folder in (self.models_dir, self.cache_dir):
             if os.path.lexists(folder) and not is_inside(self.root, folder):
                 raise LibraryError(
                     f"{folder} links outside the library (to {os.path.realpath(folder)}); "
@@ -98,6 +98,7 @@ class Library:
         originals of photos whose move into a sorted folder was cut short."""
         for folder in (self.models_dir, self.cache_dir):
             remove_abandoned(folder, ".*.tmp")
+        self._remove_thumbnails_of_older_versions()
         moves = self.store.moves_in_flight()
         for photo_id, old_path, moved_at in moves:
             photo = self.store.photo(photo_id)
@@ -107,6 +108,14 @@ class Library:
         if moves:
             with self.store.transaction():
                 self.store.forget_moves([photo_id for photo_id, _old, _when in moves])
+
+    def _remove_thumbnails_of_older_versions(self) -> None:
+        """Thumbnails live in the machine's cache now (tagger.inference.machine_cache), shared by
+        libraries; the copy older versions kept in each library is Tagger's own and goes.
+        A link there is left alone, and so is anything that cannot be removed."""
+        folder = self.root / "thumbnails"
+        if folder.is_dir() and not folder.is_symlink():
+            shutil.rmtree(folder, ignore_errors=True)
 
     def close(self) -> None:
         self.store.close()
@@ -127,10 +136,6 @@ class Library:
     @property
     def models_dir(self) -> Path:
         return self.root / "models"
-
-    @property
-    def thumbnails_dir(self) -> Path:
-        return self.root / "thumbnails"
 
     @property
     def cache_dir(self) -> Path:

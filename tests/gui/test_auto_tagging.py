@@ -164,22 +164,25 @@ def test_closing_the_window_mid_run_keeps_every_delivered_batch(
 
 
 def test_the_warm_up_prepares_the_engine_and_auto_tag_waits_for_it(
-    qtbot, monkeypatch, window_factory, real_photos_library, onnx_cache
+    qtbot, monkeypatch, window_factory, real_photos_library, onnx_cache, tmp_path
 ):
     import shutil
 
     import tagger.inference.onnx_export
+    from tagger.inference.machine_cache import CACHE_ENV
 
     exports: list[Path] = []
 
     def export_from_the_session_cache(cache_dir: Path, *, should_cancel=None) -> bool:  # noqa: ANN001, ARG001
         exports.append(cache_dir)  # stands in for the ten-second export in a child process
+        Path(cache_dir).mkdir(parents=True, exist_ok=True)
         for file in onnx_cache.iterdir():
             shutil.copy2(file, Path(cache_dir) / file.name)
         return True
 
     for file in real_photos_library.cache_dir.iterdir():
-        file.unlink()  # a library that never tagged on this machine
+        file.unlink()  # a library that never tagged
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "fresh-machine"))  # on a machine without the export
     monkeypatch.setattr(tagger.inference.onnx_export, "export_onnx_in_child_process", export_from_the_session_cache)
     window = window_factory(real_photos_library)
     assert window.device_label.text() == "CPU, 2 threads"  # what is known before the model loads
@@ -190,7 +193,7 @@ def test_the_warm_up_prepares_the_engine_and_auto_tag_waits_for_it(
     with qtbot.waitSignal(window.auto_tagger.run_finished, timeout=30000) as finished:
         pass
     assert finished.args[0].tagged == 8
-    assert exports == [real_photos_library.cache_dir]
+    assert exports == [tmp_path / "fresh-machine" / "backbones"]  # made once for every library
     assert window.device_label.text().startswith(("OpenVINO on CPU", "ONNX Runtime on CPU"))
 
     # Once the export is cached, the warm-up only loads it.

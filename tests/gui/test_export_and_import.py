@@ -12,6 +12,7 @@ from PySide6.QtWidgets import QFileDialog, QMessageBox
 from shiboken6 import isValid
 
 from tagger.domain import LabelSource
+from tagger.exchange.sidecar_names import SidecarNaming
 from tagger.exchange.xmp import keywords_in_file
 from tagger.gui.export.label_import import csv_chunks
 from tagger.gui.export.xmp_staging import XmpStagingDialog
@@ -101,7 +102,7 @@ def test_xmp_dialog_shows_the_plan_and_writes_only_after_save(qtbot, window_fact
     assert dialog.summary_label.text() == "Sidecars: 3 to create, 0 to update, 1 up to date."
     assert not dialog.embed_box.isChecked() and "backup" in dialog.embed_warning.text()
     photos = [Path(p.path) for p in photo_library.photos()]
-    assert not any(photo.with_suffix(".xmp").exists() for photo in photos)  # planning wrote nothing
+    assert not any(full_name_sidecar(photo).exists() for photo in photos)  # planning wrote nothing
 
     # Embedding is opt-in, warned about, and re-plans with the JPEGs themselves.
     dialog.embed_box.click()
@@ -114,8 +115,8 @@ def test_xmp_dialog_shows_the_plan_and_writes_only_after_save(qtbot, window_fact
     assert len(saved.args[0].written) == 3
     labeled = {Path(p.path): p.label for p in photo_library.photos() if p.label}
     for photo, label in labeled.items():
-        assert keywords_in_file(photo.with_suffix(".xmp")).flat == (label,)
-    assert not any(photo.with_suffix(".xmp").exists() for photo in photos if photo not in labeled)
+        assert keywords_in_file(full_name_sidecar(photo)).flat == (label,)
+    assert not any(full_name_sidecar(photo).exists() for photo in photos if photo not in labeled)
     qtbot.waitUntil(lambda: not isValid(dialog) or not dialog.isVisible())  # closed once saved
 
 
@@ -124,7 +125,31 @@ def test_cancelling_the_xmp_dialog_writes_nothing(qtbot, window_factory, photo_l
     dialog = window.export_menu.open_xmp_dialog()
     qtbot.waitUntil(lambda: dialog.plan is not None, timeout=10000)
     dialog.buttons.button(dialog.buttons.StandardButton.Cancel).click()
-    assert not any(Path(p.path).with_suffix(".xmp").exists() for p in photo_library.photos())
+    assert not any(full_name_sidecar(Path(p.path)).exists() for p in photo_library.photos())
+
+
+def test_new_sidecars_follow_the_naming_chosen_in_the_dialog_which_is_remembered(
+    qtbot, window_factory, photo_library, settings
+):
+    window = window_factory(photo_library)
+    dialog = window.export_menu.open_xmp_dialog()
+    qtbot.waitUntil(lambda: dialog.plan is not None, timeout=10000)
+    assert dialog.naming is SidecarNaming.FULL_NAME
+    dialog.naming_box.setCurrentIndex(dialog.naming_box.findData(SidecarNaming.ADOBE.value))
+    qtbot.waitUntil(lambda: dialog.plan is not None, timeout=10000)
+    created = [change for change in dialog.plan if change.action == "create"]
+    assert created and all(change.target_path == change.photo_path.with_suffix(".xmp") for change in created)
+    assert settings.sidecar_naming is SidecarNaming.ADOBE
+    dialog.reject()
+
+    dialog = window.export_menu.open_xmp_dialog()
+    assert dialog.naming is SidecarNaming.ADOBE
+    qtbot.waitUntil(lambda: dialog.plan is not None, timeout=10000)
+    dialog.reject()
+
+
+def full_name_sidecar(photo: Path) -> Path:
+    return photo.with_name(photo.name + ".xmp")
 
 
 # -- sorting into folders -------------------------------------------------------------------------

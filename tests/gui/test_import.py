@@ -9,6 +9,7 @@ from PySide6.QtWidgets import QMessageBox
 
 from tagger.gui.importing.summary import ImportSummaryDialog
 from tagger.gui.photos.model import PhotoRole
+from tagger.inference import machine_cache
 from tagger.library.library import Library
 
 from .driving import drop_paths, wait_for_import
@@ -50,7 +51,9 @@ def test_dropping_a_folder_imports_it_and_the_grid_shows_the_photos(qtbot, windo
         ),
         timeout=10000,
     )
-    assert any(library.thumbnails_dir.rglob("*.jpg"))  # cached on disk by content hash
+    # Cached on disk by content hash, in the machine's cache (shared by libraries).
+    content_hash = first.data(PhotoRole.CONTENT_HASH)
+    assert any((machine_cache.thumbnails_dir() / content_hash[:2]).glob(f"{content_hash}-*.jpg"))
 
 
 def test_importing_again_skips_what_is_known(qtbot, window, make_photos):

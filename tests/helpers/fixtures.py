@@ -1,16 +1,18 @@
-"""The suite's fixtures, as a pytest plugin (tests/conftest.py registers it): images made on
-the fly, the one empty library, the committed awkward files (see tests/data/awkward/LICENSES.md),
-a library of the committed photos with real features, the session's ONNX export and the
-reliability tests' template library."""
+"""The suite's fixtures, as a pytest plugin (tests/conftest.py registers it): the session's own
+machine-wide cache, images made on the fly, the one empty library, the committed awkward files
+(see tests/data/awkward/LICENSES.md), a library of the committed photos with real features, the
+session's ONNX export and the reliability tests' template library."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import pytest
 from PIL import ExifTags, Image
 
+from tagger.inference.machine_cache import CACHE_ENV
 from tagger.library.library import Library
 from tests.helpers.builders import add_photos, write_features
 from tests.helpers.reliability import TemplateLibrary, build_template_library
@@ -38,6 +40,21 @@ def _exif_bytes(
 
 def _needs_heif_plugin(path: Path, format: str | None) -> bool:
     return (format or "").upper() in {"HEIF", "HEIC"} or path.suffix.lower() in {".heic", ".heif"}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def machine_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The machine-wide cache (the shared export, thumbnails) for this test session, never
+    the user's; the commands the tests start inherit it. A test that needs it empty points
+    TAGGER_CACHE_DIR at a folder of its own."""
+    folder = tmp_path_factory.getbasetemp() / "machine-cache"
+    previous = os.environ.get(CACHE_ENV)
+    os.environ[CACHE_ENV] = str(folder)
+    yield folder
+    if previous is None:
+        os.environ.pop(CACHE_ENV, None)
+    else:
+        os.environ[CACHE_ENV] = previous
 
 
 @pytest.fixture
@@ -159,7 +176,8 @@ def deep_ready_library(library: Library):
 @pytest.fixture(scope="session")
 def onnx_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The default backbone's ONNX export, made once per test session (it imports torch:
-    seconds). Tests copy it into their libraries' caches, so a first run starts at once."""
+    seconds). Tests copy it into their libraries' caches (where Tagger looks first), so a
+    first run starts at once."""
     from tagger.inference.onnx_engine import OnnxEngine
     from tagger.inference.onnx_export import export_onnx
     from tagger.inference.preprocessing import default_backbone_id

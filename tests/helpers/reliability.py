@@ -285,6 +285,13 @@ def build_template_library(folder: Path) -> TemplateLibrary:
     # On the CPU whatever the machine: a GPU run would leave no ONNX export, and the tests
     # that clone this library tag from that export.
     assert_success(run_cli(root, "tag", "--device", "cpu"))
+    if not any((root / "cache").iterdir()):
+        # The export was made in (or found in) the machine's cache; the template keeps its
+        # own copy, which Tagger uses first, so its clones tag from it wherever they run
+        # and the kill tests find it where a library from before shared exports had it.
+        from tagger.inference.machine_cache import default_export_dir
+
+        link_tree(default_export_dir(), root / "cache")
     user_labels: dict[str, str] = {real_path(p): label for p, label in samples.items()}
     classes = ("dog", "elephant", "other")
     # The generated pictures are noise: any class will do, as long as each class has some.
@@ -721,13 +728,17 @@ class KillCampaign:
         return figures
 
     def export_rounds(self, kills: int, window_s: float = 15.0) -> ActivityFigures:
-        """Kills the first tagging run of a library with an empty cache/, mid ONNX export."""
+        """Kills the first tagging run on a machine without the export, mid ONNX export (made
+        in the machine's cache, tagger.inference.machine_cache)."""
+        from tagger.inference.machine_cache import shared_backbones_dir
+
         figures = self._figures("onnx-export")
         started = time.monotonic()
-        cache = self.root / "cache"
+        cache = shared_backbones_dir()
         for _ in self._attempts(figures, kills):
-            for item in cache.iterdir():
-                item.unlink()
+            for folder in (self.root / "cache", cache):  # the library's own export is used first
+                for item in folder.iterdir() if folder.is_dir() else ():
+                    item.unlink()
             outcome = self._kill(cli_argv(self.root, "tag", "--all"), self.rng.uniform(0, window_s))
             self._record(figures, outcome, "onnx-export")
             state = onnx_cache_state(cache)

@@ -17,8 +17,10 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QBrush, QColor
 from PySide6.QtWidgets import (
     QCheckBox,
+    QComboBox,
     QDialog,
     QDialogButtonBox,
+    QFormLayout,
     QHeaderView,
     QLabel,
     QPushButton,
@@ -28,6 +30,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from tagger.exchange.sidecar_names import SidecarNaming
 from tagger.exchange.xmp import PlannedChange, XmpApplyResult
 from tagger.gui.feature_host import FeatureHost
 from tagger.gui.jobs.workers import Job, JobContext, describe_error
@@ -39,8 +42,10 @@ _ACTION_NAMES = {"create": "Create", "update": "Update", "unchanged": "Up to dat
 _ACTION_ORDER = {"create": 0, "update": 0, "skip": 1, "unchanged": 2}  # what changes comes first
 _ACTION_COLORS = {"create": "#2e9e6a", "update": "#3f88c5", "skip": "#d0534a"}
 EMBED_WARNING = (
-    "Embedding rewrites your JPEG files. Every other byte is kept, but make sure you have a "
-    "backup; the library will see the photos as edited and read them again on the next import."
+    "Embedding writes into your JPEG files themselves (their XMP, and their IPTC keywords where "
+    "they have IPTC). Every other byte, their dates, links and attributes are kept, but make sure "
+    "you have a backup; the library will see the photos as edited and read them again on the next "
+    "import."
 )
 
 
@@ -54,7 +59,12 @@ class _PlanOutcome:
 
 
 def _plan_work(
-    library_root: Path, photo_ids: Sequence[int] | None, embed: bool, include_model_labels: bool, generation: int
+    library_root: Path,
+    photo_ids: Sequence[int] | None,
+    embed: bool,
+    include_model_labels: bool,
+    naming: SidecarNaming,
+    generation: int,
 ):  # noqa: ANN202 - a job function
     def work(context: JobContext) -> Iterator[_PlanOutcome]:
         from tagger.exchange.xmp import plan_xmp_changes
@@ -62,7 +72,9 @@ def _plan_work(
 
         try:
             with Library(library_root, readonly=True) as reader:
-                plan = plan_xmp_changes(reader, photo_ids, embed=embed, include_model_labels=include_model_labels)
+                plan = plan_xmp_changes(
+                    reader, photo_ids, embed=embed, include_model_labels=include_model_labels, naming=naming
+                )
         except Exception as error:  # noqa: BLE001 - shown in the dialog, which knows if it is still wanted
             yield _PlanOutcome(generation, None, describe_error(error))
             return
@@ -129,6 +141,13 @@ class XmpStagingDialog(QDialog):
         self.embed_warning.setStyleSheet("color: #b35c00;")
         self.embed_warning.setIndent(22)
         self.show_unchanged_box = QCheckBox("Show files that are already up to date")
+        self.naming_box = QComboBox()
+        for naming in SidecarNaming:
+            self.naming_box.addItem(naming.description, naming.value)  # Qt keeps the value, not the enum
+        self.naming_box.setCurrentIndex(self.naming_box.findData(host.settings.sidecar_naming.value))
+        self.naming_box.setToolTip("Existing sidecars are updated whatever their name; this names new ones.")
+        naming_row = QFormLayout()
+        naming_row.addRow("New sidecars:", self.naming_box)
 
         self.tree = QTreeWidget()
         # The action first, as music taggers show it: what happens, to which file, from what to what.
@@ -150,6 +169,7 @@ class XmpStagingDialog(QDialog):
 
         layout = QVBoxLayout(self)
         layout.addWidget(intro)
+        layout.addLayout(naming_row)
         layout.addWidget(self.model_labels_box)
         layout.addWidget(self.embed_box)
         layout.addWidget(self.embed_warning)
@@ -160,6 +180,7 @@ class XmpStagingDialog(QDialog):
         self.resize(980, 560)
 
         self.model_labels_box.toggled.connect(lambda _on: self.replan())
+        self.naming_box.currentIndexChanged.connect(self._naming_chosen)
         self.embed_box.toggled.connect(self._embed_toggled)
         self.show_unchanged_box.toggled.connect(lambda _on: self._fill())
         self.replan()
@@ -181,6 +202,7 @@ class XmpStagingDialog(QDialog):
                 self._photo_ids,
                 self.embed_box.isChecked(),
                 self.model_labels_box.isChecked(),
+                self.naming,
                 self._generation,
             ),
         )
@@ -190,6 +212,14 @@ class XmpStagingDialog(QDialog):
         return job
 
     def _embed_toggled(self, _on: bool) -> None:
+        self.replan()
+
+    @property
+    def naming(self) -> SidecarNaming:
+        return SidecarNaming(self.naming_box.currentData())
+
+    def _naming_chosen(self, _index: int) -> None:
+        self._host.settings.sidecar_naming = self.naming
         self.replan()
 
     def _planned(self, outcome: _PlanOutcome) -> None:
@@ -226,7 +256,7 @@ class XmpStagingDialog(QDialog):
         if self.plan is None or self.saving_job is not None:
             return None
         self.buttons.setEnabled(False)  # the dialog stays until the files are written
-        for box in (self.model_labels_box, self.embed_box):
+        for box in (self.model_labels_box, self.embed_box, self.naming_box):
             box.setEnabled(False)
         self.summary_label.setText("Saving…")
         job = self._host.start_job("Saving XMP keywords", _apply_work(self.plan))
@@ -261,7 +291,7 @@ class XmpStagingDialog(QDialog):
             return
         # Failed: the start_job hook said why; the user may try again.
         self.buttons.setEnabled(True)
-        for box in (self.model_labels_box, self.embed_box):
+        for box in (self.model_labels_box, self.embed_box, self.naming_box):
             box.setEnabled(True)
         self.save_button.setEnabled(self.plan is not None)
         self.summary_label.setText(describe_plan(self.plan or []))

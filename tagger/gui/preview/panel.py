@@ -24,6 +24,7 @@ from tagger.gui.preview.probability_bars import ClassProbability, ProbabilityBar
 from tagger.gui.widgets.dates import describe_moment
 from tagger.gui.widgets.elided_label import ElidedLabel
 from tagger.gui.widgets.palette import class_color
+from tagger.images.raw_photos import raw_companions
 from tagger.library.library import Library
 
 
@@ -212,6 +213,9 @@ class PreviewPane(QWidget):
             facts.append(f"{photo.width} × {photo.height}")
         if photo.format:
             facts.append(photo.format)
+        raws = raw_companions(photo.path)
+        if raws:  # a RAW+JPEG pair: one photo, two files
+            facts.append("RAW+JPEG, with " + ", ".join(raw.name for raw in raws))
         when = photo.taken_at or photo.mtime
         if when:
             facts.append(("Taken " if photo.taken_at else "Modified ") + describe_moment(when, locale))

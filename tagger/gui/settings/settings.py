@@ -10,6 +10,7 @@ from pathlib import Path
 
 from PySide6.QtCore import QByteArray, QSettings
 
+from tagger.exchange.sidecar_names import DEFAULT_NAMING, SidecarNaming
 from tagger.gui.photos.gallery import DEFAULT_TILE_SIZE, MAX_TILE_SIZE, MIN_TILE_SIZE
 from tagger.gui.settings.appearance import APPEARANCES, SYSTEM
 
@@ -22,6 +23,7 @@ _LIBRARY = "library/last"
 _GEOMETRY = "window/geometry"
 _WINDOW_STATE = "window/state"
 _SPLITTER = "window/splitter"
+_SIDECAR_NAMING = "export/sidecar_naming"
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,18 @@ class AppSettings:
     @appearance.setter
     def appearance(self, value: str) -> None:
         self._store.setValue(_APPEARANCE, value if value in APPEARANCES else SYSTEM)
+
+    @property
+    def sidecar_naming(self) -> SidecarNaming:
+        """How new XMP sidecars are named (existing ones are updated whatever their name)."""
+        try:
+            return SidecarNaming(str(self._store.value(_SIDECAR_NAMING, DEFAULT_NAMING.value)))
+        except ValueError:
+            return DEFAULT_NAMING
+
+    @sidecar_naming.setter
+    def sidecar_naming(self, value: SidecarNaming) -> None:
+        self._store.setValue(_SIDECAR_NAMING, value.value)
 
     @property
     def thumbnail_size(self) -> int:

@@ -1,10 +1,11 @@
 """Prepares the CPU engine in the background right after the window appears.
 
-On the CPU the backbone runs through an ONNX graph exported once per library (the
-export imports torch: about ten seconds); on a GPU machine the same graph tags short runs
-and the start of long ones. Doing the export while the user looks at the window means the
-first Auto-tag starts tagging at once. Everything heavy happens in the worker; the GUI
-thread only learns the engine's description.
+On the CPU the backbone runs through an ONNX graph exported once per machine, normally at
+install time (`tagger.inference.machine_cache`); when it is missing it is made here (the export imports
+torch: seconds). On a GPU machine the same graph tags short runs and the start of long
+ones. Doing the export while the user looks at the window means the first Auto-tag starts
+tagging at once. Everything heavy happens in the worker; the GUI thread only learns the
+engine's description.
 """
 
 from __future__ import annotations
@@ -25,11 +26,12 @@ DEFAULT_DELAY_MS = 1500
 PREPARING_TEXT = "Preparing the model (first run only)…"
 
 
-def _warmup_work(cache_dir: Path, device_preference: str):  # noqa: ANN202 - a job function
+def _warmup_work(library_cache_dir: Path, device_preference: str):  # noqa: ANN202 - a job function
     def work(context: JobContext) -> Iterator[str]:
         # Imported here: tagger.inference.engine pulls in OpenCV and a CPU runtime, which the
         # first paint must not wait for.
         from tagger.inference.choice import accelerator_may_exist
+        from tagger.inference.machine_cache import default_export_dir
         from tagger.inference.onnx_engine import OnnxEngine
         from tagger.inference.onnx_export import export_onnx_in_child_process
         from tagger.inference.preprocessing import default_backbone_id
@@ -41,6 +43,7 @@ def _warmup_work(cache_dir: Path, device_preference: str):  # noqa: ANN202 - a j
         # tags is then each run's to say, not this job's.
         gpu_possible = device_preference == "auto" and accelerator_may_exist()
         backbone_id = default_backbone_id()
+        cache_dir = default_export_dir(library_cache_dir)
         engine = OnnxEngine.from_cache(cache_dir, backbone_id)
         if engine is None:
             context.report(Progress(0, 0, PREPARING_TEXT))
@@ -61,10 +64,10 @@ class EngineWarmup(QObject):
     preparing = Signal(str)  # shown while the export runs
     finished = Signal()
 
-    def __init__(self, jobs: JobRunner, cache_dir: Path, parent: QObject | None = None) -> None:
+    def __init__(self, jobs: JobRunner, library_cache_dir: Path, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self._jobs = jobs
-        self._cache_dir = Path(cache_dir)
+        self._library_cache_dir = Path(library_cache_dir)
         self._job: Job | None = None
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
@@ -90,7 +93,7 @@ class EngineWarmup(QObject):
             return None  # the export it may be doing serves any device choice made meanwhile
         # Not followed by the progress bar: its Cancel could not interrupt an export,
         # and the user did not ask for this work.
-        job = self._jobs.start("Preparing the model", _warmup_work(self._cache_dir, self._device_preference))
+        job = self._jobs.start("Preparing the model", _warmup_work(self._library_cache_dir, self._device_preference))
         job.progress.connect(self._show_preparing)
         job.result.connect(self.described.emit)
         job.error.connect(lambda message: log.warning("Preparing the model failed: %s", message))
