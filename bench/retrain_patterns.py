@@ -11,6 +11,8 @@ a user would, retrains, and scores the photos the user did not touch before and 
                      added and 10 cows labeled cow
   balanced 5 x 10    the five classes, 10 labels each (the figure the product is known for)
   deep, tiny         deep retraining on 2 labels per class (--deep; minutes on a CPU)
+  labels first,      10 labels per class given before any tagging, through the command line
+  import-labels first
 
 Library patterns use the photos' cached features (bench/photo_features.py) in a real
 library and the product's `train`; "labels first" and "import-labels first" run the real
@@ -29,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import tempfile
 from collections.abc import Callable
@@ -214,26 +217,30 @@ def run_cli(library: Path, *arguments: str) -> str:
 
 
 def cli_pattern(name: str, data: PhotoFeatures, seed: int, photos: Path) -> dict:
-    """Labels first, or import-labels first: no `tag` before `train`."""
+    """Labels first, or import-labels first: no `tag` before `train`. The command line follows
+    the app's recommendation (`train` without --promote or --keep), so "after" is what the user
+    ends with."""
     rng = np.random.default_rng(seed)
     classes = list(DEFAULT_CLASSES)
     truth = class_names(data, classes)
-    labels = {int(r): str(truth[r]) for c in classes for r in rng.choice(np.flatnonzero(truth == c), 5, replace=False)}
+    labels = {int(r): str(truth[r]) for c in classes for r in rng.choice(np.flatnonzero(truth == c), 10, replace=False)}
     with tempfile.TemporaryDirectory() as folder:
         root = Path(folder)
         library = root / "library"
-        if name == "labels first":
+        if name.startswith("labels first"):
             run_cli(library, "import", str(photos))
-            for row, label in labels.items():
-                run_cli(library, "label", data.paths[row], "--as", label)
+            for label in classes:
+                run_cli(library, "label", *[data.paths[r] for r, n in labels.items() if n == label], "--as", label)
+            trained = run_cli(library, "train")
         else:
+            # A folder per class that the user sorted by hand, imported before anything else.
             tree = root / "labeled"
             for row, label in labels.items():
                 (tree / label).mkdir(parents=True, exist_ok=True)
-                (tree / label / Path(data.paths[row]).name).symlink_to(data.paths[row])
-            run_cli(library, "import", str(photos))
+                shutil.copy2(data.paths[row], tree / label / Path(data.paths[row]).name)
             run_cli(library, "import-labels", "--tree", str(tree))
-        trained = run_cli(library, "train")
+            trained = run_cli(library, "train")
+            run_cli(library, "import", str(photos))  # the rest of the collection, later
         run_cli(library, "tag", "--all")
         reader = Library(library, readonly=True)
         try:
@@ -245,12 +252,11 @@ def cli_pattern(name: str, data: PhotoFeatures, seed: int, photos: Path) -> dict
     zero_shot = Head.zero_shot(classes, data.imagenet_weight, data.imagenet_bias)
     before_tags = np.array(classes)[zero_shot.logits(data.features).argmax(axis=1)]
     before = float(np.mean(before_tags[untouched] == truth[untouched]))
-    recommended = "is now current" in trained
     return {
         "labels": len(labels),
         "before": before,
         "after": after,
-        "recommended": recommended,
+        "recommended": "is now current" in trained,
         "followed": after,
         "tags_changed": None,
         "reason": next((line for line in trained.splitlines() if line.startswith(("Use", "Keep"))), ""),

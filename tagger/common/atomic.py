@@ -91,23 +91,34 @@ def remove_abandoned(folder: Path, pattern: str) -> list[Path]:
 
 
 def _remove_if_unclaimed(path: Path) -> bool:
+    if is_claimed(path):
+        return False
+    try:
+        os.unlink(path)
+    except OSError:
+        return False
+    return True
+
+
+def is_claimed(path: Path) -> bool:
+    """Whether a live writer holds `path` (see `claim`). Anything but a regular file there (a
+    link, a pipe planted under that name) counts as claimed: it is not Tagger's to touch.
+    Where a claim cannot be seen (no fcntl), nothing is."""
+    if fcntl is None:
+        return False
     try:
         descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | os.O_NONBLOCK)
     except OSError:
-        return False
+        return True
     try:
         if not stat.S_ISREG(os.fstat(descriptor).st_mode):
-            return False
-        try:
-            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            return False  # its writer is alive and still at work
-        os.unlink(path)
-        return True
+            return True
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
-        return False
+        return True  # its writer is alive and still at work
     finally:
         os.close(descriptor)
+    return False
 
 
 def write_atomically(path: Path, data: bytes) -> None:

@@ -20,16 +20,10 @@ import contextlib
 import errno
 import glob
 import os
-import stat
 import tempfile
 from pathlib import Path
 
-try:
-    import fcntl
-except ImportError:  # Windows: a claim cannot be seen there
-    fcntl = None
-
-from tagger.common.atomic import claim
+from tagger.common.atomic import claim, is_claimed
 from tagger.common.safe_files import read_regular
 from tagger.common.user_files import replaceable_path
 
@@ -110,27 +104,7 @@ def _unclaimed_leftovers(path: Path) -> list[Path]:
         candidates = sorted(path.parent.glob(pattern))
     except OSError:
         return []
-    return [candidate for candidate in candidates if not _claimed(candidate)]
-
-
-def _claimed(candidate: Path) -> bool:
-    """Whether a live writer holds `candidate` (see `tagger.common.atomic.claim`); anything but a
-    regular file there (a link, a pipe planted under that name) counts as not Tagger's."""
-    if fcntl is None:
-        return False
-    try:
-        descriptor = os.open(candidate, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | os.O_NONBLOCK)
-    except OSError:
-        return True
-    try:
-        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
-            return True
-        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        return True
-    finally:
-        os.close(descriptor)
-    return False
+    return [candidate for candidate in candidates if not is_claimed(candidate)]
 
 
 def _content(path: Path) -> bytes:

@@ -15,16 +15,16 @@ three kinds of evidence, each stated with its uncertainty in the reason it gives
    many as the current one (with 95% Wilson intervals on both accuracies);
 2. what the new model would do to the photos nobody labeled (`tag_changes`): how many tags
    change and to what, and how many of those changes the user's labels support, i.e. the
-   nearest label in the photo's neighbourhood has its new class;
-   mostly unsupported changes are a model generalising from too little;
+   nearest label in the photo's neighbourhood has its new class; mostly unsupported changes
+   are a model generalising from too little;
 3. the classes nobody labeled: the photos the current model tags as such a class must keep
    that tag unless a label supports the change, since no evidence says otherwise; where that
    cannot be checked (deep training changes every feature, so the unlabeled photos must be
    tagged again first), a model is recommended only if the labels cover every class.
 
-numpy only; the reports come from tagger.classifier.evaluation, so they are plain JSON-able dicts, stored
-with the model version, so the retrain dialog, Model History and the command line all show
-the same figures (`headline`).
+numpy only. The reports come from tagger.classifier.evaluation as plain JSON-able dicts and are
+stored with the model version, so the retrain dialog, Model History and the command line all
+show the same figures (`headline`).
 """
 
 from __future__ import annotations
