@@ -108,6 +108,8 @@ class ImportSummary:
     duplicates: list[tuple[str, str]] = field(default_factory=list)  # (path, existing path)
     unreadable: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
     moved: list[tuple[str, str]] = field(default_factory=list)  # (old path, new path)
+    # Added, and flagged as a resized or re-encoded copy of a photo in the library.
+    near_duplicates: list[tuple[str, str]] = field(default_factory=list)  # (path, earlier photo's path)
     missing: list[str] = field(default_factory=list)
     unchanged: int = 0
     cancelled: bool = False
@@ -157,6 +159,7 @@ class ScannedFile:
     format: str | None = None
     taken_at: float | None = None
     error: str | None = None  # None when the file decodes as an image
+    perceptual_hash: int | None = None  # tagger.images.perceptual; None when unreadable or not computed
 
 
 @dataclass(frozen=True)

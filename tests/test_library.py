@@ -188,7 +188,7 @@ def test_a_version_1_database_is_migrated_without_losing_anything(tmp_path):
     db.close()
 
     store = Store(path)
-    assert store.schema_version == SCHEMA_VERSION == 3
+    assert store.schema_version == SCHEMA_VERSION == 4
     photo = store.photo_by_path("/a.jpg")
     assert (photo.label, photo.label_source, photo.taken_at) == ("dog", LabelSource.USER, None)
     store.close()

@@ -57,14 +57,65 @@ def cmd_import(args: argparse.Namespace) -> int:
         print(f"moved\t{old}\t-> {new}")
     for path in summary.missing:
         print(f"missing\t{path}")
+    for path, earlier in summary.near_duplicates:
+        print(f"near-duplicate\t{path}\t(like {earlier})")
     # stdout lists files, one per line, for scripts; the summary is for the person.
     print(summary.describe(), file=sys.stderr)
+    if summary.near_duplicates:
+        # Two short lines: a narrow terminal shows them unbroken.
+        print(f"{len(summary.near_duplicates)} near-duplicate(s) of photos already in the library", file=sys.stderr)
+        print("(kept: listed with `tagger duplicates`)", file=sys.stderr)
     return EXIT_FAILURE if missing or _nothing_importable(summary) else EXIT_OK
 
 
 def _nothing_importable(summary) -> bool:  # noqa: ANN001 - an ImportSummary
     """Every file given was unreadable or unsupported: a failure, not "0 added"."""
     return bool(summary.unreadable) and not (summary.added or summary.duplicates or summary.unchanged or summary.moved)
+
+
+_LIBRARY_ONLY = "Files on disk are never deleted or changed: only the library forgets them."
+
+
+def cmd_duplicates(args: argparse.Namespace) -> int:
+    if not args.keep:
+        with open_library(args, readonly=True) as library:
+            groups = library.near_duplicate_groups()
+        # stdout: one line per photo, "group number<TAB>path", earliest photo of each group first.
+        for number, group in enumerate(groups, start=1):
+            for photo in group:
+                print(f"{number}\t{photo.path}")
+        photos = sum(len(group) for group in groups)
+        if groups:
+            print(
+                f"{len(groups)} group(s) of near-duplicates ({photos} photos); "
+                "`tagger duplicates --keep PATH` keeps PATH and removes the others of its group "
+                f"from the library. {_LIBRARY_ONLY}",
+                file=sys.stderr,
+            )
+        else:
+            print("no near-duplicates in the library", file=sys.stderr)
+        return EXIT_OK
+    with open_library(args) as library:
+        keep = []
+        kept_from: dict[int, str] = {}  # group's first photo id -> the PATH kept of it
+        for path in args.keep:
+            photo = library.photo_by_path(path)
+            if photo is None:
+                raise CommandError(f"{path} is not in the library")
+            group = library.near_duplicate_group_of(photo.id)
+            if not group:
+                raise CommandError(f"{path} is not a near-duplicate of any photo in the library")
+            if group[0].id in kept_from:
+                raise CommandError(f"{kept_from[group[0].id]} and {path} are in the same group: keep one of them")
+            kept_from[group[0].id] = path
+            keep.append(photo)
+        removed = []
+        for photo in keep:
+            removed += library.keep_near_duplicate(photo.id)
+    for photo in removed:
+        print(f"removed\t{photo.path}")
+    print(f"{len(removed)} photo(s) removed from the library. {_LIBRARY_ONLY}", file=sys.stderr)
+    return EXIT_OK
 
 
 def cmd_tag(args: argparse.Namespace) -> int:
@@ -196,6 +247,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--follow-links",
         action="store_true",
         help="also follow links that lead out of the folders given (not followed by default)",
+    )
+
+    sub = command(
+        "duplicates",
+        cmd_duplicates,
+        "list the groups of near-duplicates (resized or re-encoded copies found at import), "
+        "or keep one photo of a group and remove the others from the library. "
+        "Files on disk are never deleted or changed: only the library forgets them",
+    )
+    sub.add_argument(
+        "--keep",
+        nargs="+",
+        metavar="PATH",
+        help="keep this photo and remove the other photos of its group from the library (not from disk)",
     )
 
     sub = command("tag", cmd_tag, "tag the untagged photos with the current model")

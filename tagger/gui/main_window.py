@@ -59,6 +59,7 @@ from tagger.gui.explain.robustness_probe import RobustnessProbe
 from tagger.gui.export.label_import import LabelImport
 from tagger.gui.export.menu import ExportMenu
 from tagger.gui.importing.importing import ImportSession
+from tagger.gui.importing.near_duplicates import KeepOneOfNearDuplicates
 from tagger.gui.importing.summary import ImportSummaryDialog, describe_nothing_found, nothing_found
 from tagger.gui.jobs.progress import JobProgress
 from tagger.gui.jobs.workers import Job, JobRunner, JobWork, describe_error
@@ -212,7 +213,7 @@ class MainWindow(QMainWindow):
         file_menu.addSeparator()
         file_menu.addAction(quit_action)
 
-        edit_menu = menu_bar.addMenu("&Edit")
+        edit_menu = self.edit_menu = menu_bar.addMenu("&Edit")
         self.undo_action = self.undo_stack.createUndoAction(self, "&Undo")
         self.undo_action.setShortcuts(QKeySequence.StandardKey.Undo)
         self.redo_action = self.undo_stack.createRedoAction(self, "&Redo")
@@ -278,6 +279,10 @@ class MainWindow(QMainWindow):
         self.explainer = Explainer()
         self.heatmap = EvidenceHeatmap(self, self.explainer, self.model_switcher, self)
         self.robustness_probe = RobustnessProbe(self, self.explainer, self)
+        self.near_duplicates = KeepOneOfNearDuplicates(self, self)
+        self.edit_menu.addSeparator()
+        self.edit_menu.addAction(self.near_duplicates.keep_action)
+        self.gallery.selectionModel().selectionChanged.connect(lambda *_: self.near_duplicates.update_enabled())
         self._build_help_menu()  # last: the menu bar's last menu, and the sheet lists every feature's keys
 
     def _build_help_menu(self) -> None:

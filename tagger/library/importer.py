@@ -29,6 +29,7 @@ from tagger.domain import ImportSummary, Progress, ScannedFile
 from tagger.errors import FileSkipped, FileVanished
 from tagger.images import loader as images
 from tagger.images.formats import CAMERA_RAW_SUFFIXES, IMAGE_SUFFIXES
+from tagger.images.perceptual import difference_hash
 from tagger.images.raw_photos import paired_image
 from tagger.library.library import Library
 
@@ -47,7 +48,8 @@ __all__ = [
 ]
 
 PathInput = str | bytes | os.PathLike[str] | os.PathLike[bytes]
-KnownFiles = Mapping[str, tuple[int, float, str | None]]  # path -> (size, mtime, content hash)
+# path -> (size, mtime, content hash, perceptual hash)
+KnownFiles = Mapping[str, tuple[int, float, str | None, int | None]]
 ErrorHandler = Callable[[str, str], None]  # (printable path, reason)
 ProgressHandler = Callable[[Progress], None]
 CancelCheck = Callable[[], bool]
@@ -244,10 +246,12 @@ def scan_file(path: PathInput, known: KnownFiles) -> ScannedFile:
     # An empty file has no content to recognise it by: hashing it would make
     # every empty file a "duplicate" of the first.
     content_hash = None
+    known_perceptual_hash = None
     if size:
         previous = known.get(path)
         if previous is not None and previous[0] == size and previous[1] == mtime and previous[2]:
             content_hash = previous[2]
+            known_perceptual_hash = previous[3] if len(previous) > 3 else None
         else:
             try:
                 content_hash = _hash_file(path)
@@ -257,6 +261,7 @@ def scan_file(path: PathInput, known: KnownFiles) -> ScannedFile:
                 return ScannedFile(path, size, mtime, None, error=_describe_os_error(error))
 
     info = None
+    perceptual_hash = known_perceptual_hash
     try:
         info = images.probe(path)
         images.check_complete(path, info.format)
@@ -271,6 +276,8 @@ def scan_file(path: PathInput, known: KnownFiles) -> ScannedFile:
             format=info.format if info else None,
             error=problem.reason,
         )
+    if perceptual_hash is None:
+        perceptual_hash = _perceptual_hash(path)
     return ScannedFile(
         path,
         size,
@@ -280,7 +287,18 @@ def scan_file(path: PathInput, known: KnownFiles) -> ScannedFile:
         height=info.height,
         format=info.format,
         taken_at=info.taken_at,
+        perceptual_hash=perceptual_hash,
     )
+
+
+def _perceptual_hash(path: str) -> int | None:
+    """The picture's dHash, for finding resized and re-encoded copies: a decode, a JPEG's at 1/8
+    scale. None when the pixels cannot be decoded; as before hashes were kept, such a photo
+    is found unreadable when it is first tagged."""
+    try:
+        return difference_hash(path)
+    except images.UnreadableImage:
+        return None
 
 
 def _hash_file(path: str) -> str:

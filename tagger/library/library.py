@@ -34,6 +34,7 @@ from tagger.domain import (
 )
 from tagger.errors import LibraryError, StoreError, UnsafeFileError
 from tagger.library.locking import LibraryLock
+from tagger.library.near_duplicates import HashIndex, groups_from_links
 from tagger.library.store import DATABASE_NAME, Store
 
 __all__ = ["Library", "LibraryError"]
@@ -52,6 +53,8 @@ class Library:
         self.root = Path(root).expanduser()
         self.readonly = readonly
         self._lock = LibraryLock(self.root / "library.lock")
+        # Perceptual hashes of the library's photos: read with known_files (an import's start) or when first needed.
+        self._hash_index: HashIndex | None = None
         if readonly:
             if not (self.root / DATABASE_NAME).exists():
                 raise LibraryError(f"There is no Tagger library at {self.root}")
@@ -214,18 +217,26 @@ class Library:
         """Readable, present photos the model may label: never those the user labeled."""
         return self.store.photo_ids_to_tag(include_tagged=include_tagged)
 
-    def known_files(self) -> dict[str, tuple[int, float, str | None]]:
-        """path -> (size, mtime, hash) of every photo, so a re-import can skip unchanged files."""
-        return self.store.photo_files()
+    def known_files(self) -> dict[str, tuple[int, float, str | None, int | None]]:
+        """path -> (size, mtime, content hash, perceptual hash) of every photo, so a re-import
+        can skip unchanged files. Also readies the perceptual hashes the import compares new
+        photos with, from the same read."""
+        files, ids, hashes = self.store.photo_files_and_hashes()
+        self._hash_index = HashIndex(ids, hashes)
+        return files
 
     def record_scanned(self, files: Sequence[ScannedFile], summary: ImportSummary) -> list[int]:
         """Write one batch of scanned files in one transaction; returns ids of new photos."""
         new_ids: list[int] = []
-        with self.store.transaction(durable=False):
-            for scanned in files:
-                photo_id = self._record_one(scanned, summary)
-                if photo_id is not None:
-                    new_ids.append(photo_id)
+        try:
+            with self.store.transaction(durable=False):
+                for scanned in files:
+                    photo_id = self._record_one(scanned, summary)
+                    if photo_id is not None:
+                        new_ids.append(photo_id)
+        except BaseException:
+            self._hash_index = None  # it may hold photos the rollback took back
+            raise
         return new_ids
 
     def _record_one(self, scanned: ScannedFile, summary: ImportSummary) -> int | None:
@@ -235,10 +246,18 @@ class Library:
         if existing is not None:
             if existing.content_hash == scanned.content_hash and not existing.missing and existing.readable == readable:
                 summary.unchanged += 1
+                # A photo imported before perceptual hashes were kept gets one now.
+                if scanned.perceptual_hash is not None and store.fill_perceptual_hash(
+                    existing.id, scanned.perceptual_hash
+                ):
+                    if self._hash_index is not None:
+                        self._hash_index.add(existing.id, scanned.perceptual_hash)
                 return None
             if existing.content_hash != scanned.content_hash:
                 # The file was edited: its cached features describe the old pixels.
                 store.delete_features(existing.id)
+                if self._hash_index is not None:
+                    self._hash_index.update(existing.id, scanned.perceptual_hash if readable else None)
             store.update_photo_file(
                 existing.id,
                 content_hash=scanned.content_hash,
@@ -252,6 +271,7 @@ class Library:
                 clear_error=readable,
                 missing=False,
                 taken_at=scanned.taken_at,
+                perceptual_hash=scanned.perceptual_hash,
             )
             if readable:
                 summary.unchanged += 1
@@ -266,6 +286,10 @@ class Library:
                     return None
                 summary.duplicates.append((scanned.path, twin.path))
                 return None
+        perceptual_hash = scanned.perceptual_hash if readable else None
+        earlier_id = None
+        if perceptual_hash is not None:
+            earlier_id = self._known_hashes().closest(perceptual_hash)
         photo_id = store.insert_photo(
             scanned.path,
             content_hash=scanned.content_hash,
@@ -277,12 +301,24 @@ class Library:
             readable=readable,
             error=scanned.error,
             taken_at=scanned.taken_at,
+            perceptual_hash=perceptual_hash,
+            near_duplicate_of=earlier_id,
         )
+        if perceptual_hash is not None:
+            self._known_hashes().add(photo_id, perceptual_hash)
+        if earlier_id is not None:
+            earlier = store.photo(earlier_id)
+            summary.near_duplicates.append((scanned.path, earlier.path if earlier else ""))
         if readable:
             summary.added.append(scanned.path)
         else:
             summary.unreadable.append((scanned.path, scanned.error))
         return photo_id
+
+    def _known_hashes(self) -> HashIndex:
+        if self._hash_index is None:
+            self._hash_index = HashIndex(*self.store.perceptual_hashes())
+        return self._hash_index
 
     def mark_missing_under(self, folder: str, seen: set[str], summary: ImportSummary) -> None:
         """After a folder scan: photos under it that were not seen and are gone are missing."""
@@ -290,6 +326,7 @@ class Library:
         gone = [(photo_id, path) for photo_id, path in unseen if not os.path.exists(path)]
         if not gone:
             return
+        self._hash_index = None  # missing photos are no one's near-duplicate
         with self.store.transaction(durable=False):
             for photo_id, path in gone:
                 self.store.update_photo_file(photo_id, missing=True)
@@ -306,6 +343,47 @@ class Library:
             self.store.update_photo_file(photo_id, path=normalise_path(new_path), missing=False)
             if photo is not None:
                 self.store.note_move(photo_id, photo.path)
+
+    # -- near-duplicates ---------------------------------------------------------------
+
+    def near_duplicate_id_groups(self) -> list[list[int]]:
+        """`near_duplicate_groups` as photo ids: cheap enough for the grid at 100,000 photos."""
+        return groups_from_links(self.store.near_duplicate_links())
+
+    def has_near_duplicate(self, photo_id: int) -> bool:
+        """Whether the photo is in a group of near-duplicates: one indexed lookup, for every selection."""
+        return self.store.has_near_duplicate(photo_id)
+
+    def near_duplicate_links(self, photo_ids: Sequence[int]) -> list[tuple[int, int]]:
+        """(photo, earlier photo it is a near-duplicate of) for those of `photo_ids` flagged so."""
+        return self.store.near_duplicate_links(photo_ids)
+
+    def near_duplicate_groups(self) -> list[list[Photo]]:
+        """Photos flagged at import as resized or re-encoded copies, with the photos they copy:
+        one list per group, earliest photo first; groups in the order of their first photo."""
+        groups = self.near_duplicate_id_groups()
+        photos = {photo.id: photo for photo in self.store.photos([i for group in groups for i in group])}
+        return [[photos[i] for i in group if i in photos] for group in groups]
+
+    def near_duplicate_group_of(self, photo_id: int) -> list[Photo]:
+        """The near-duplicate group the photo belongs to (itself included); empty when none."""
+        return next((group for group in self.near_duplicate_groups() if any(p.id == photo_id for p in group)), [])
+
+    def keep_near_duplicate(self, photo_id: int) -> list[Photo]:
+        """Keep this photo of its near-duplicate group and remove the others from the library
+        (their labels, predictions and features with them). Files on disk are never touched.
+        Returns the photos removed."""
+        others = [photo for photo in self.near_duplicate_group_of(photo_id) if photo.id != photo_id]
+        self.remove_photos([photo.id for photo in others])
+        return others
+
+    def remove_photos(self, photo_ids: Sequence[int]) -> None:
+        """Forget photos: the library no longer lists them; their files stay as they are."""
+        if not photo_ids:
+            return
+        with self.store.transaction():
+            self.store.delete_photos(photo_ids)
+        self._hash_index = None
 
     # -- labels --------------------------------------------------------------------
 

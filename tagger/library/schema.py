@@ -114,5 +114,14 @@ def _migration_3(db: sqlite3.Connection) -> None:
     )
 
 
-MIGRATIONS = (_migration_1, _migration_2, _migration_3)
+def _migration_4(db: sqlite3.Connection) -> None:
+    # The photo's perceptual hash (tagger.images.perceptual, a signed 64-bit dHash), and the
+    # earlier photo it was found to be a near-duplicate of at import (a resized or re-encoded
+    # copy); the partial index keeps listing the near-duplicates cheap at 100,000 photos.
+    db.execute("ALTER TABLE photos ADD COLUMN perceptual_hash INTEGER")
+    db.execute("ALTER TABLE photos ADD COLUMN near_duplicate_of INTEGER REFERENCES photos(id) ON DELETE SET NULL")
+    db.execute("CREATE INDEX photos_near_duplicate_of ON photos(near_duplicate_of) WHERE near_duplicate_of IS NOT NULL")
+
+
+MIGRATIONS = (_migration_1, _migration_2, _migration_3, _migration_4)
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -318,11 +318,28 @@ class Store:
         readable: bool,
         error: str | None,
         taken_at: float | None = None,
+        perceptual_hash: int | None = None,
+        near_duplicate_of: int | None = None,
     ) -> int:
         cursor = self._db.execute(
             "INSERT INTO photos (path, content_hash, size_bytes, mtime, width, height, format, "
-            "readable, error, added_at, taken_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (path, content_hash, size_bytes, mtime, width, height, format, int(readable), error, time.time(), taken_at),
+            "readable, error, added_at, taken_at, perceptual_hash, near_duplicate_of) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                path,
+                content_hash,
+                size_bytes,
+                mtime,
+                width,
+                height,
+                format,
+                int(readable),
+                error,
+                time.time(),
+                taken_at,
+                perceptual_hash,
+                near_duplicate_of,
+            ),
         )
         return cursor.lastrowid
 
@@ -341,6 +358,7 @@ class Store:
         error: str | None = None,
         missing: bool | None = None,
         taken_at: float | None = None,
+        perceptual_hash: int | None = None,
         clear_error: bool = False,
     ) -> None:
         changes = {
@@ -352,6 +370,7 @@ class Store:
             "height": height,
             "format": format,
             "taken_at": taken_at,
+            "perceptual_hash": perceptual_hash,
             "readable": None if readable is None else int(readable),
             "missing": None if missing is None else int(missing),
             "error": error,
@@ -434,10 +453,67 @@ class Store:
             row[0] for row in self._db.execute("SELECT id FROM photos WHERE readable = 1 AND missing = 0 ORDER BY id")
         ]
 
-    def photo_files(self) -> dict[str, tuple[int, float, str | None]]:
-        """path -> (size, mtime, hash) of every photo."""
-        rows = self._db.execute("SELECT path, size_bytes, mtime, content_hash FROM photos")
-        return {row[0]: (row[1], row[2], row[3]) for row in rows}
+    def photo_files(self) -> dict[str, tuple[int, float, str | None, int | None]]:
+        """path -> (size, mtime, content hash, perceptual hash) of every photo."""
+        return self.photo_files_and_hashes()[0]
+
+    def photo_files_and_hashes(
+        self,
+    ) -> tuple[dict[str, tuple[int, float, str | None, int | None]], np.ndarray, np.ndarray]:
+        """`photo_files`, and in the same read `perceptual_hashes`: what an import starts from."""
+        rows = self._db.execute(
+            "SELECT path, size_bytes, mtime, content_hash, perceptual_hash, id, missing FROM photos ORDER BY id"
+        ).fetchall()
+        files = {row[0]: (row[1], row[2], row[3], row[4]) for row in rows}
+        hashed = [(row[5], row[4]) for row in rows if row[4] is not None and not row[6]]
+        ids = np.array([photo_id for photo_id, _ in hashed], dtype=np.int64)
+        hashes = np.array([value for _, value in hashed], dtype=np.int64)
+        return files, ids, hashes
+
+    # -- near-duplicates -----------------------------------------------------
+
+    def perceptual_hashes(self) -> tuple[np.ndarray, np.ndarray]:
+        """(photo ids, perceptual hashes as int64) of every present photo that has one, in id order."""
+        rows = self._db.execute(
+            "SELECT id, perceptual_hash FROM photos WHERE perceptual_hash IS NOT NULL AND missing = 0 ORDER BY id"
+        ).fetchall()
+        if not rows:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+        ids, hashes = zip(*rows)
+        return np.array(ids, dtype=np.int64), np.array(hashes, dtype=np.int64)
+
+    def near_duplicate_links(self, photo_ids: Sequence[int] | None = None) -> list[tuple[int, int]]:
+        """(photo id, id of the earlier photo it is a near-duplicate of), for every flagged photo
+        (of those given, when given)."""
+        sql = "SELECT id, near_duplicate_of FROM photos WHERE near_duplicate_of IS NOT NULL"
+        if photo_ids is None:
+            return self._db.execute(sql + " ORDER BY id").fetchall()
+        links: list[tuple[int, int]] = []
+        for start in range(0, len(photo_ids), 500):
+            chunk = list(photo_ids[start : start + 500])
+            marks = ",".join("?" * len(chunk))
+            links += self._db.execute(sql + f" AND id IN ({marks}) ORDER BY id", chunk).fetchall()
+        return links
+
+    def has_near_duplicate(self, photo_id: int) -> bool:
+        """Whether the photo was flagged as a near-duplicate, or one was flagged as one of it."""
+        row = self._db.execute(
+            "SELECT 1 FROM photos WHERE (id = ? AND near_duplicate_of IS NOT NULL) OR near_duplicate_of = ? LIMIT 1",
+            (photo_id, photo_id),
+        ).fetchone()
+        return row is not None
+
+    def fill_perceptual_hash(self, photo_id: int, perceptual_hash: int) -> bool:
+        """Give a photo its perceptual hash if it has none yet; True if it had none."""
+        cursor = self._db.execute(
+            "UPDATE photos SET perceptual_hash = ? WHERE id = ? AND perceptual_hash IS NULL",
+            (perceptual_hash, photo_id),
+        )
+        return cursor.rowcount > 0
+
+    def delete_photos(self, photo_ids: Sequence[int]) -> None:
+        """Forget photos (their labels, predictions and features go with them); files are not touched."""
+        self._db.executemany("DELETE FROM photos WHERE id = ?", [(photo_id,) for photo_id in photo_ids])
 
     def gallery_rows(self, photo_ids: Sequence[int] | None = None) -> list[tuple]:
         """The gallery's columns of the photos (all of them by default), in id order: id, path,

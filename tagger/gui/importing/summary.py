@@ -79,6 +79,11 @@ class ImportSummaryDialog(QDialog):
         )
         self._section("Missing (no longer on disk)", [(path, "") for path in summary.missing])
         self._section("Moved", [(new, f"was {old}") for old, new in summary.moved])
+        self._section(
+            "Added as near-duplicates (Show ▸ Near-duplicates keeps one)",
+            [(path, f"like {earlier}") for path, earlier in summary.near_duplicates],
+            expand=True,
+        )
         self._section("Added", [(path, "") for path in summary.added])
         # The file column takes the room the reasons leave; neither grows past the dialog.
         header = self.tree.header()

@@ -111,6 +111,12 @@ class FilterBar(QWidget):
         self.show_box.addItem("All photos", _show_key(Show.ALL, None))
         self.show_box.addItem("Unlabeled", _show_key(Show.UNLABELED, None))
         self.show_box.addItem("Unreadable", _show_key(Show.UNREADABLE, None))
+        self.show_box.addItem("Near-duplicates", _show_key(Show.NEAR_DUPLICATES, None))
+        self.show_box.setItemData(
+            self.show_box.count() - 1,
+            "Resized or re-encoded copies found at import, group by group; Keep This One keeps the selected photo",
+            Qt.ItemDataRole.ToolTipRole,
+        )
         self.show_box.insertSeparator(self.show_box.count())
         for name in class_names:
             self.show_box.addItem(name, _show_key(Show.CLASS, name))

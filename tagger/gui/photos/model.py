@@ -230,6 +230,8 @@ class PhotoListModel(QAbstractListModel):
             lines.append("The file is missing")
         if not table.readable[i]:
             lines.append(f"Unreadable: {table.errors[i] or 'unknown reason'}")
+        if table.ids[i] in table.near_duplicate_group:
+            lines.append("Near-duplicate: a resized or re-encoded copy, or the photo it copies")
         label = table.label_name(i)
         if label is not None:
             confidence = table.confidences[i]

@@ -29,6 +29,7 @@ class Show(enum.Enum):
     ALL = "all"
     UNLABELED = "unlabeled"
     UNREADABLE = "unreadable"
+    NEAR_DUPLICATES = "near_duplicates"  # photos in a group of near-duplicates, group by group
     CLASS = "class"  # only photos labeled with PhotoFilter.class_name
 
 
@@ -75,6 +76,10 @@ class PhotoTable:
         self.dates: list[float] = []  # when taken, or else the file's modification time
         self.errors: list[str | None] = []
         self.index_of: dict[int, int] = {}
+        # Photo id -> the first photo id of its near-duplicate group (photos in no group are absent);
+        # read when first asked for (the Near-duplicates filter, a tooltip), not at first paint.
+        self._near_duplicate_group: dict[int, int] | None = None
+        self._library: Library | None = None
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -86,6 +91,8 @@ class PhotoTable:
         rows = library.gallery_rows()
         self._clear()
         self._append_rows(rows)
+        self._library = library
+        self._near_duplicate_group = None
 
     def add(self, library: Library, photo_ids: Iterable[int]) -> list[int]:
         """Append photos not yet in the table; returns their table indexes."""
@@ -94,7 +101,19 @@ class PhotoTable:
             return []
         first = len(self.ids)
         self._append_rows(library.gallery_rows(new_ids))
+        # An import flags each new near-duplicate with one earlier photo: its group grows by it.
+        group = self._near_duplicate_group
+        if group is not None:
+            for photo_id, earlier_id in library.near_duplicate_links(new_ids):
+                group[photo_id] = group.setdefault(earlier_id, earlier_id)
         return list(range(first, len(self.ids)))
+
+    @property
+    def near_duplicate_group(self) -> dict[int, int]:
+        if self._near_duplicate_group is None:
+            groups = self._library.near_duplicate_id_groups() if self._library is not None else []
+            self._near_duplicate_group = {photo_id: group[0] for group in groups for photo_id in group}
+        return self._near_duplicate_group
 
     def refresh(self, library: Library, photo_ids: Iterable[int]) -> list[int]:
         """Re-read photos already in the table; returns the table indexes that changed."""
@@ -192,6 +211,9 @@ class PhotoTable:
             tests.append(lambda i: labels[i] == NO_LABEL and readable[i])
         elif photo_filter.show is Show.UNREADABLE:
             tests.append(lambda i: not readable[i])
+        elif photo_filter.show is Show.NEAR_DUPLICATES:
+            grouped, ids = self.near_duplicate_group, self.ids
+            tests.append(lambda i: ids[i] in grouped)
         elif photo_filter.show is Show.CLASS:
             wanted = (
                 self.class_names.index(photo_filter.class_name) if photo_filter.class_name in self.class_names else -2
@@ -250,4 +272,8 @@ class PhotoTable:
         # Table order is already the order photos were added in.
         if order is not SortOrder.ADDED:
             indexes.sort(key=self.sort_key(order))
+        if photo_filter.show is Show.NEAR_DUPLICATES:
+            # Group by group (in the order of each group's first photo), each in the sort order.
+            grouped, ids = self.near_duplicate_group, self.ids
+            indexes.sort(key=lambda i: grouped[ids[i]])
         return indexes
