@@ -12,13 +12,9 @@ prior and the learned residual both count), and
 scaled so its peak is 1. Only positive evidence is drawn: the relu drops regions that argue
 against the class, which is what "why this tag?" asks.
 
-The map covers the whole photo, as tagging does (tagger.inference.preprocessing.crop_boxes):
-the same decode (longer side at most pipeline.DECODE_MAX_SIDE), the tag and probabilities of
-the crop that decided it (tagger.classifier.whole_frame), and one Grad-CAM per square laid over
-the photo: tagging's crops, plus squares of the whole shorter side wherever those leave a
-margin. Where squares overlap, their maps are blended with weights that fade towards each
-square's edges, so no square's border shows; each part of the photo says where the model
-found evidence when it looked there.
+The map explains exactly what the tagger looked at: the same decode (longer side at most
+pipeline.DECODE_MAX_SIDE) and the same centre crop as tagging. The crop's margins were never
+seen by the model, so they get heat 0 rather than an invented value.
 
 This module imports torch; the GUI runs it in a worker. Drawing and caching maps needs no
 torch: see overlay.py (re-exported here for convenience).
@@ -39,7 +35,6 @@ import torch
 from torch import nn
 
 from tagger.classifier.head import Head, softmax
-from tagger.classifier.whole_frame import decisive_crop
 from tagger.domain import ModelVersion, Photo
 from tagger.errors import ExplainError, HeadError
 from tagger.explain.overlay import heatmap_cache_path, load_heatmap, overlay, save_heatmap
@@ -47,7 +42,7 @@ from tagger.explain.torch_head import TorchHead
 from tagger.images.loader import load_array
 from tagger.inference.backbone import FeatureBackbone, load_backbone, pick_device
 from tagger.inference.pipeline import DECODE_MAX_SIDE
-from tagger.inference.preprocessing import Preprocessing, crop_boxes, frame_squares, preprocess
+from tagger.inference.preprocessing import Preprocessing, preprocess
 
 __all__ = [
     "CropBox",
@@ -81,7 +76,7 @@ class Explanation:
     rgb: np.ndarray  # uint8 [H, W, 3]: the photo as decoded for the model
     class_name: str  # the class the heat argues for
     probabilities: dict[str, float]  # the model's tag probabilities for this photo
-    crop: CropBox  # the crop that decided the tag (tagging's centre crop for most photos)
+    crop: CropBox
 
     @property
     def tag(self) -> str:
@@ -195,78 +190,15 @@ def grad_cam(
 
 
 def place_in_photo(cam: np.ndarray, box: CropBox, height: int, width: int) -> np.ndarray:
-    """One crop's map upsampled into the whole photo, scaled to a peak of 1; 0 outside."""
+    """The crop's map upsampled into the whole photo, scaled to a peak of 1; 0 outside."""
     heat = np.zeros((height, width), dtype=np.float32)
     peak = float(cam.max()) if cam.size else 0.0
     if peak <= 0.0 or not np.isfinite(peak):
         return heat  # no positive evidence anywhere
-    heat[box.top : box.top + box.side, box.left : box.left + box.side] = _upsampled(cam / peak, box.side)
-    return heat
-
-
-def _upsampled(cam: np.ndarray, side: int) -> np.ndarray:
     # Linear rather than cubic: cubic overshoots below 0 and above the peak.
-    return np.clip(cv2.resize(cam.astype(np.float32), (side, side), interpolation=cv2.INTER_LINEAR), 0.0, None)
-
-
-# The least weight a square gives its own border: enough to count where no other square looks
-# (the photo's edges), too little to leave a step where another square carries on.
-_EDGE_WEIGHT = 1e-3
-
-
-def _fading_window(side: int) -> np.ndarray:
-    """[side, side] weights: 1 in the middle, falling linearly to _EDGE_WEIGHT at the borders."""
-    ramp = 1.0 - np.abs(np.linspace(-1.0, 1.0, side, dtype=np.float32))
-    ramp = np.maximum(ramp, _EDGE_WEIGHT)
-    return np.outer(ramp, ramp)
-
-
-def blend_in_photo(cams: list[tuple[np.ndarray, CropBox]], height: int, width: int) -> np.ndarray:
-    """Several crops' maps (in one scale) as one map over the photo, peak 1: where squares
-    overlap, a weighted mean that fades each square out towards its borders."""
-    total = np.zeros((height, width), dtype=np.float32)
-    weights = np.zeros((height, width), dtype=np.float32)
-    for cam, box in cams:
-        window = _fading_window(box.side)
-        rows = slice(box.top, box.top + box.side)
-        columns = slice(box.left, box.left + box.side)
-        total[rows, columns] += window * _upsampled(cam, box.side)
-        weights[rows, columns] += window
-    heat = np.divide(total, weights, out=np.zeros_like(total), where=weights > 0)
-    peak = float(heat.max()) if heat.size else 0.0
-    if peak <= 0.0 or not np.isfinite(peak):
-        return np.zeros((height, width), dtype=np.float32)
-    return np.clip(heat / peak, 0.0, 1.0)
-
-
-def explanation_boxes(height: int, width: int, spec: Preprocessing) -> tuple[list[CropBox], list[CropBox]]:
-    """(tagging's crops, the squares that complete them): together they cover every pixel."""
-    tagging = [CropBox(*box) for box in crop_boxes(height, width, spec)]
-    squares = frame_squares(height, width, wide_from=1.0)
-    extra = [CropBox(*box) for box in squares if CropBox(*box) not in tagging]
-    return tagging, extra
-
-
-def crop_probabilities(backbone: FeatureBackbone, torch_head: TorchHead, inputs: list[np.ndarray]) -> np.ndarray:
-    """The head's probabilities [crops, C] for network inputs [3, S, S], one forward pass."""
-    with torch.inference_mode():
-        batch = torch.from_numpy(np.stack(inputs)).to(backbone.device)
-        logits = torch_head.to(backbone.device)(backbone(batch)).float().cpu().numpy()
-    return softmax(logits.astype(np.float64))
-
-
-def deciding_crop(rgb: np.ndarray, head: Head, backbone: FeatureBackbone) -> CropBox:
-    """The crop whose tag tagging gives the photo (tagger.classifier.whole_frame)."""
-    tagging, _extra = explanation_boxes(rgb.shape[0], rgb.shape[1], backbone.preprocessing)
-    if len(tagging) == 1:
-        return tagging[0]
-    inputs = [network_input_of(rgb, box, backbone.preprocessing) for box in tagging]
-    return tagging[decisive_crop(head.classes, crop_probabilities(backbone, TorchHead(head), inputs))]
-
-
-def network_input_of(rgb: np.ndarray, box: CropBox, spec: Preprocessing) -> np.ndarray:
-    square = rgb[box.top : box.top + box.side, box.left : box.left + box.side]
-    return preprocess(np.ascontiguousarray(square), dataclasses.replace(spec, crop_fraction=1.0))
+    scaled = cv2.resize((cam / peak).astype(np.float32), (box.side, box.side), interpolation=cv2.INTER_LINEAR)
+    heat[box.top : box.top + box.side, box.left : box.left + box.side] = np.clip(scaled, 0.0, 1.0)
+    return heat
 
 
 # --- entry points --------------------------------------------------------------------------------
@@ -284,20 +216,16 @@ def explain_rgb(
         raise ExplainError(f"expected an RGB image [H, W, 3], got shape {rgb.shape}")
     backbone = backbone if backbone is not None else default_backbone()
     check_compatible(backbone, head)
-    spec = backbone.preprocessing
-    tagging, extra = explanation_boxes(rgb.shape[0], rgb.shape[1], spec)
-    torch_head = TorchHead(head)
-    inputs = {box: network_input_of(rgb, box, spec) for box in (*tagging, *extra)}
-    per_crop = crop_probabilities(backbone, torch_head, [inputs[box] for box in tagging])
-    decided = decisive_crop(head.classes, per_crop)
-    target = int(np.argmax(per_crop[decided])) if class_name is None else class_index(head, class_name)
-    cams = [(grad_cam(backbone, torch_head, inputs[box], target)[0], box) for box in inputs]
+    batch, box = network_input(rgb, backbone.preprocessing)
+    target = None if class_name is None else class_index(head, class_name)
+    cam, logits, target = grad_cam(backbone, TorchHead(head), batch, target)
+    probabilities = softmax(logits[None].astype(np.float64))[0]
     return Explanation(
-        heat=blend_in_photo(cams, rgb.shape[0], rgb.shape[1]),
+        heat=place_in_photo(cam, box, rgb.shape[0], rgb.shape[1]),
         rgb=rgb,
         class_name=head.classes[target],
-        probabilities={name: float(p) for name, p in zip(head.classes, per_crop[decided])},
-        crop=tagging[decided],
+        probabilities={name: float(p) for name, p in zip(head.classes, probabilities)},
+        crop=box,
     )
 
 

@@ -21,7 +21,7 @@ import numpy as np
 from tagger.common.atomic import write_atomically
 
 # Bumped whenever the method changes what a map of the same key would contain.
-CACHE_FORMAT = 2  # 2: the whole frame (issue 15), not the centre crop alone
+CACHE_FORMAT = 1
 HEATMAP_FOLDER = "heatmaps"
 DEFAULT_ALPHA = 0.45
 DEFAULT_COLORMAP = cv2.COLORMAP_JET

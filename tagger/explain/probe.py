@@ -34,7 +34,7 @@ import torch
 
 from tagger.classifier.head import Head
 from tagger.errors import ProbeCancelled
-from tagger.explain.grad_cam import CropBox, check_compatible, deciding_crop, default_backbone, network_input_of
+from tagger.explain.grad_cam import check_compatible, default_backbone, network_input
 from tagger.explain.probe_result import ProbeResult, ProbeStep
 from tagger.explain.torch_head import TorchHead
 from tagger.images.loader import load_array
@@ -76,9 +76,9 @@ class _Classifier:
         return best, float(probabilities[best])
 
 
-def _network_pixels(rgb: np.ndarray, spec: Preprocessing, box: CropBox) -> np.ndarray:
-    """The uint8 [S, S, 3] image the network sees of `box`: tagging's crop and resize, before scaling."""
-    normalised = network_input_of(rgb, box, spec)
+def _network_pixels(rgb: np.ndarray, spec: Preprocessing) -> np.ndarray:
+    """The uint8 [S, S, 3] image the network sees: tagging's crop and resize, before scaling."""
+    normalised, _box = network_input(rgb, spec)
     scale = np.asarray([1.0 / (255.0 * s) for s in spec.std], dtype=np.float64)
     shift = np.asarray([m / s for m, s in zip(spec.mean, spec.std)], dtype=np.float64)
     # Inverting preprocess's affine map recovers the resized uint8 values (to rounding).
@@ -109,11 +109,7 @@ def probe_rgb(
     backbone = backbone if backbone is not None else default_backbone()
     check_compatible(backbone, head)
     model = _Classifier(backbone, head)
-    rgb = np.ascontiguousarray(rgb, dtype=np.uint8)
-    # The part of the photo whose tag tagging gives it: the centre crop, or for a wide photo
-    # the square at whichever end the subject was found.
-    box = deciding_crop(rgb, head, backbone)
-    original_pixels = _network_pixels(rgb, backbone.preprocessing, box)
+    original_pixels = _network_pixels(np.ascontiguousarray(rgb, dtype=np.uint8), backbone.preprocessing)
     start = torch.from_numpy(original_pixels.astype(np.float32)).to(backbone.device)
 
     first = _look(model, start, None)
@@ -130,8 +126,8 @@ def probe_rgb(
         steps.append(ProbeStep(float(epsilon), model.classes[look.tag], look.probability, linf))
         if look.tag != original:
             smallest = _shrink(model, start, pixels, original, refinements)
-            return _result(model, start, smallest, first, True, steps, rgb, box)
-    return _result(model, start, pixels, first, False, steps, rgb, box)
+            return _result(model, start, smallest, first, True, steps)
+    return _result(model, start, pixels, first, False, steps)
 
 
 @dataclass(frozen=True)
@@ -194,8 +190,6 @@ def _result(
     first: _Look,
     flipped: bool,
     steps: list[ProbeStep],
-    photo: np.ndarray,
-    box: CropBox,
 ) -> ProbeResult:
     tag, probability = model.tag_of(final)
     linf, l2 = _sizes(final - start)
@@ -210,8 +204,6 @@ def _result(
         linf=linf,
         l2=l2,
         steps=tuple(steps),
-        photo=photo,
-        box=(box.top, box.left, box.side),
     )
 
 

@@ -25,10 +25,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from tagger.classifier.head import Head
-from tagger.classifier.whole_frame import decisive_crop
 from tagger.common.cancellation import CancelCheck, is_cancelled
 from tagger.inference.engine import FeatureEngine
-from tagger.inference.preprocessing import preprocess_crops
 
 if TYPE_CHECKING:
     from tagger.inference.preprocessing import Preprocessing
@@ -97,7 +95,6 @@ def tag_photos(
     workers: int | None = None,
     progress: ProgressCallback | None = None,
     cancel: CancelCheck | None = None,
-    whole_frame: bool = True,
 ) -> Iterator[list[PhotoResult]]:
     """Yield one list of PhotoResult per batch, in the order of `items` (photo_id, path).
 
@@ -106,11 +103,6 @@ def tag_photos(
     yields nothing more. `progress(done, total)` is called after every batch. Closing the
     generator early (e.g. breaking out of the loop) also stops the workers. `batch_size`
     defaults to the engine's preferred_batch_size.
-
-    With `whole_frame` (the default) a wide photo is looked at through squares covering it from
-    end to end, all cut from the one decoded picture, and the crop that decides the tag gives
-    the photo's features and probabilities (tagger.classifier.whole_frame); with it off, every
-    photo is seen through its centre crop alone, as before.
     """
     batch_size = batch_size or getattr(engine, "preferred_batch_size", DEFAULT_BATCH_SIZE)
     if batch_size < 1 or first_batch_size < 1:
@@ -126,10 +118,7 @@ def tag_photos(
     preprocessing = engine.preprocessing
 
     def prepare(path: str | os.PathLike[str]) -> np.ndarray:
-        picture = load_image(os.fspath(path))
-        if whole_frame:
-            return preprocess_crops(picture, preprocessing)
-        return preprocessing(picture)[None]
+        return preprocessing(load_image(os.fspath(path)))
 
     workers = workers or decode_workers(engine)
     # Two batches decoding ahead keeps the engine fed without holding many photos in memory.
@@ -165,7 +154,7 @@ def tag_photos(
                     prepared.append((photo_id, future.result(), None))
                 except Exception as error:  # a bad file is a result, not a reason to stop
                     prepared.append((photo_id, None, _describe_error(error)))
-            yield _run_batch(prepared, engine, head, batch_size)
+            yield _run_batch(prepared, engine, head)
             done += len(batch)
             if progress is not None:
                 progress(done, total)
@@ -177,16 +166,10 @@ def _run_batch(
     prepared: list[tuple[Hashable, np.ndarray | None, str | None]],
     engine: FeatureEngine,
     head: Head,
-    batch_size: int,
 ) -> list[PhotoResult]:
-    """Each prepared photo is [crops, 3, S, S]; the batch's crops go through the engine at most
-    `batch_size` at a time (the size it prefers), and each photo keeps its deciding crop's row."""
     good = [array for _, array, _ in prepared if array is not None]
     if good:
-        crops = np.concatenate(good)
-        features = np.concatenate(
-            [engine.extract(crops[start : start + batch_size]) for start in range(0, len(crops), batch_size)]
-        )
+        features = engine.extract(np.stack(good))
         with _single_threaded_blas():
             probabilities = head.probabilities(features).astype(np.float32)
     results: list[PhotoResult] = []
@@ -195,10 +178,8 @@ def _run_batch(
         if array is None:
             results.append(PhotoResult(photo_id, error=error))
             continue
-        count = len(array)
-        chosen = row + (decisive_crop(head.classes, probabilities[row : row + count]) if count > 1 else 0)
-        results.append(PhotoResult(photo_id, features[chosen].copy(), probabilities[chosen].copy()))
-        row += count
+        results.append(PhotoResult(photo_id, features[row].copy(), probabilities[row].copy()))
+        row += 1
     return results
 
 

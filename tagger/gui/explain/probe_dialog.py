@@ -1,4 +1,4 @@
-"""The robustness probe's window: the whole photo, the changed copy, and what changed.
+"""The robustness probe's window: the photo as the model sees it, the changed copy, and what changed.
 
 It only shows; RobustnessProbe (robustness_probe.py) runs the probe and feeds it.
 """
@@ -21,7 +21,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-# The whole photo, fitted into this square; large enough that the (usually invisible) change can be looked for.
+# The network sees 224 x 224; shown larger so that the (usually invisible) change can be looked for.
 _SHOWN_SIDE = 300
 # The difference image multiplies the change so that a 1/255 step becomes visible.
 _DIFFERENCE_GAIN = 20
@@ -34,9 +34,10 @@ def rgb_image(pixels: np.ndarray) -> QImage:
     return QImage(pixels.data, width, height, 3 * width, QImage.Format.Format_RGB888).copy()
 
 
-def difference_image(change: np.ndarray) -> np.ndarray:
+def difference_image(original: np.ndarray, perturbed: np.ndarray) -> np.ndarray:
     """Mid-grey where nothing changed; lighter or darker where pixels moved, magnified."""
-    return np.clip(128 + _DIFFERENCE_GAIN * change.astype(np.int16), 0, 255).astype(np.uint8)
+    change = perturbed.astype(np.int16) - original.astype(np.int16)
+    return np.clip(128 + _DIFFERENCE_GAIN * change, 0, 255).astype(np.uint8)
 
 
 class ProbeDialog(QDialog):
@@ -106,8 +107,7 @@ class ProbeDialog(QDialog):
         for caption in (self.original_caption, self.perturbed_caption):
             caption.clear()
         self.facts.setText(
-            "Each try nudges every pixel a little in the direction that most weakens the tag, a little\n"
-            "further each time: about half a second per try on a CPU."
+            "Each step is a forward and a backward pass through the network: about half a second on a CPU."
         )
         self.advice.clear()
         self._show_buttons(self.cancel_button)
@@ -120,11 +120,10 @@ class ProbeDialog(QDialog):
     def show_result(self, result: Any) -> None:
         """`result` is a probe_result.ProbeResult."""
         self.bar.hide()
-        photo, changed, change = result.whole_photo()
-        self._set_picture(self.original_picture, photo)
-        self._set_picture(self.perturbed_picture, changed)
-        self._set_picture(self.difference_picture, difference_image(change))
-        self.original_caption.setText(f"The photo\n{result.original_tag} {result.original_probability:.0%}")
+        self._set_picture(self.original_picture, result.original)
+        self._set_picture(self.perturbed_picture, result.perturbed)
+        self._set_picture(self.difference_picture, difference_image(result.original, result.perturbed))
+        self.original_caption.setText(f"As the model sees it\n{result.original_tag} {result.original_probability:.0%}")
         self.perturbed_caption.setText(f"Changed copy\n{result.new_tag} {result.new_probability:.0%}")
         name = f"{_escape(_short(self._photo_name))}: " if self._photo_name else ""
         if result.flipped:
@@ -137,22 +136,21 @@ class ProbeDialog(QDialog):
                 f"{name}<b>the tag held</b>: <b>{_escape(result.original_tag)}</b> survived every change tried."
             )
         self.facts.setText(
-            f"Largest move of any pixel: <b>{result.linf:.0f}</b> of 255 brightness levels<br>"
-            f"Pixels that moved at all: <b>{100 * result.changed_share:.0f}%</b>, by "
-            f"<b>{result.mean_change:.1f}</b> levels on average<br>"
-            f"Tries: <b>{len(result.steps)}</b> (each nudges every pixel a little in the direction that most "
-            "weakens the tag)"
+            f"Largest change to any pixel (L-inf): <b>{result.linf:.0f}</b> of 255 levels<br>"
+            f"Size of the whole change (L2): <b>{result.l2:.0f}</b> pixel levels, over all "
+            f"{result.original.size:,} values<br>"
+            f"Gradient steps: <b>{len(result.steps)}</b>"
         )
         if result.flipped and result.linf <= 4:
             self.advice.setText(
                 "A change this small is invisible to the eye. Most tags of this network flip this "
-                "easily,\nso compare photos by how many pixels had to move and how many tries it took: "
-                "the fewer,\nthe more this tag deserves a second look."
+                "easily,\nso compare photos by the L2 size and the steps it took: the smaller and "
+                "fewer, the more this tag deserves a second look."
             )
         elif result.flipped:
             self.advice.setText("It took a visible change to flip this tag: the model's answer is fairly robust.")
         else:
-            self.advice.setText("No change tried flipped the tag: the model is sure of this one.")
+            self.advice.setText("No change within the budget flipped the tag: the model is sure of this one.")
         self._show_buttons(self.close_button)
         self.adjustSize()  # the captions grew a line: never squeeze them under the pictures
 
