@@ -154,22 +154,24 @@ def tag_changes(
     if changed.any():
         nearest = nearest_label_in_reach(features[changed], pool, label_features)
         supported[changed] = (nearest >= 0) & (label_truth[nearest] == new[changed])
-    labeled = np.bincount(label_truth, minlength=len(classes)) > 0
+    n_classes = len(classes)
+    labeled = np.bincount(label_truth, minlength=n_classes) > 0
+    changed_to = np.bincount(new[changed], minlength=n_classes)
+    supported_to = np.bincount(new[supported], minlength=n_classes)
+    tagged = np.bincount(current, minlength=n_classes)
+    kept = np.bincount(current[~changed], minlength=n_classes)
+    left_unsupported = np.bincount(current[changed & ~supported], minlength=n_classes)
     return {
         "checked": int(len(new)),
         "changed": int(changed.sum()),
         "supported": int(supported.sum()),
         "to": {
-            name: {"changed": int((changed & (new == c)).sum()), "supported": int((supported & (new == c)).sum())}
+            name: {"changed": int(changed_to[c]), "supported": int(supported_to[c])}
             for c, name in enumerate(classes)
-            if (changed & (new == c)).any()
+            if changed_to[c]
         },
         "unlabeled_classes": {
-            name: {
-                "tagged": int((current == c).sum()),
-                "kept": int(((current == c) & (new == c)).sum()),
-                "left_unsupported": int(((current == c) & changed & ~supported).sum()),
-            }
+            name: {"tagged": int(tagged[c]), "kept": int(kept[c]), "left_unsupported": int(left_unsupported[c])}
             for c, name in enumerate(classes)
             if not labeled[c]
         },
