@@ -25,8 +25,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from tagger.classifier.head import Head
+from tagger.classifier.whole_frame import decisive_crop
 from tagger.common.cancellation import CancelCheck, is_cancelled
 from tagger.inference.engine import FeatureEngine
+from tagger.inference.preprocessing import preprocess_crops
 
 if TYPE_CHECKING:
     from tagger.inference.preprocessing import Preprocessing
@@ -95,6 +97,7 @@ def tag_photos(
     workers: int | None = None,
     progress: ProgressCallback | None = None,
     cancel: CancelCheck | None = None,
+    whole_frame: bool = True,
 ) -> Iterator[list[PhotoResult]]:
     """Yield one list of PhotoResult per batch, in the order of `items` (photo_id, path).
 
@@ -103,6 +106,11 @@ def tag_photos(
     yields nothing more. `progress(done, total)` is called after every batch. Closing the
     generator early (e.g. breaking out of the loop) also stops the workers. `batch_size`
     defaults to the engine's preferred_batch_size.
+
+    With `whole_frame` (the default) a wide photo is looked at through squares covering it from
+    end to end, all cut from the one decoded picture, and the crop that decides the tag gives
+    the photo's features and probabilities (tagger.classifier.whole_frame); with it off, every
+    photo is seen through its centre crop alone, as before.
     """
     batch_size = batch_size or getattr(engine, "preferred_batch_size", DEFAULT_BATCH_SIZE)
     if batch_size < 1 or first_batch_size < 1:
@@ -115,10 +123,7 @@ def tag_photos(
     if total == 0:
         return
 
-    preprocessing = engine.preprocessing
-
-    def prepare(path: str | os.PathLike[str]) -> np.ndarray:
-        return preprocessing(load_image(os.fspath(path)))
+    prepare = partial(prepare_photo, preprocessing=engine.preprocessing, load_image=load_image, whole_frame=whole_frame)
 
     workers = workers or decode_workers(engine)
     # Two batches decoding ahead keeps the engine fed without holding many photos in memory.
@@ -154,7 +159,7 @@ def tag_photos(
                     prepared.append((photo_id, future.result(), None))
                 except Exception as error:  # a bad file is a result, not a reason to stop
                     prepared.append((photo_id, None, _describe_error(error)))
-            yield _run_batch(prepared, engine, head)
+            yield run_prepared_batch(prepared, engine, head, batch_size)
             done += len(batch)
             if progress is not None:
                 progress(done, total)
@@ -162,14 +167,32 @@ def tag_photos(
         pool.shutdown(wait=False, cancel_futures=True)
 
 
-def _run_batch(
-    prepared: list[tuple[Hashable, np.ndarray | None, str | None]],
+def prepare_photo(
+    path: str | os.PathLike[str], *, preprocessing: Preprocessing, load_image: LoadImage, whole_frame: bool = True
+) -> np.ndarray:
+    """One photo as the network's inputs, float32 [crops, 3, S, S]: every run that tags photos
+    (local, GPU, cluster) prepares them with this, so all of them see the same crops."""
+    picture = load_image(os.fspath(path))
+    if whole_frame:
+        return preprocess_crops(picture, preprocessing)
+    return preprocessing(picture)[None]
+
+
+def run_prepared_batch(
+    prepared: Sequence[tuple[Hashable, np.ndarray | None, str | None]],
     engine: FeatureEngine,
     head: Head,
+    batch_size: int,
 ) -> list[PhotoResult]:
+    """Features and probabilities for a batch of photos from `prepare_photo` (photo_id, crops
+    or None, the error that left None). The batch's crops go through the engine at most
+    `batch_size` at a time, and each photo keeps its deciding crop's row."""
     good = [array for _, array, _ in prepared if array is not None]
     if good:
-        features = engine.extract(np.stack(good))
+        crops = np.concatenate(good)
+        features = np.concatenate(
+            [engine.extract(crops[start : start + batch_size]) for start in range(0, len(crops), batch_size)]
+        )
         with _single_threaded_blas():
             probabilities = head.probabilities(features).astype(np.float32)
     results: list[PhotoResult] = []
@@ -178,8 +201,10 @@ def _run_batch(
         if array is None:
             results.append(PhotoResult(photo_id, error=error))
             continue
-        results.append(PhotoResult(photo_id, features[row].copy(), probabilities[row].copy()))
-        row += 1
+        count = len(array)
+        chosen = row + (decisive_crop(head.classes, probabilities[row : row + count]) if count > 1 else 0)
+        results.append(PhotoResult(photo_id, features[chosen].copy(), probabilities[chosen].copy()))
+        row += count
     return results
 
 
