@@ -50,7 +50,9 @@ def list_photos(photos_dir: Path) -> tuple[list[str], np.ndarray]:
 
 def load_photo_features(photos_dir: Path = DEFAULT_PHOTOS, cache_dir: Path = CACHE_DIR) -> PhotoFeatures:
     paths, truth = list_photos(photos_dir)
-    cache = cache_dir / f"photo_features-{len(paths)}.npz"
+    # Named for the tagging that made them: features of the whole frame (issue 15) differ from
+    # the centre crop's ones cached before it.
+    cache = cache_dir / f"photo_features-whole-frame-{len(paths)}.npz"
     if cache.is_file():
         saved = np.load(cache, allow_pickle=False)
         if list(saved["paths"]) == paths:

@@ -52,7 +52,7 @@ ASPECTS = (4 / 3, 3 / 2, 16 / 9, 2.0, 21 / 9)
 ASPECT_NAMES = {1.33: "4:3", 1.5: "3:2", 1.78: "16:9", 2.0: "2:1", 2.33: "21:9"}
 CANVAS_HEIGHT = 480
 WIDE_FROM = 1.6
-RECIPE = "v2"
+RECIPE = "v4"
 THREE = ("dog", "elephant", OTHER)
 
 
@@ -112,12 +112,17 @@ def crop_features(engine) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[dict
 def decide(
     head: Head, features: np.ndarray, spans: np.ndarray, centres: np.ndarray, whole_frame: bool
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Per image: the chosen crop's row and its probabilities, centre crop alone or the product's rule."""
+    """Per image: the features that describe it and their probabilities, from the centre crop
+    alone or by the product's rule (the deciding crop's, or all crops' mean when none decides)."""
     probabilities = head.probabilities(features)
     if not whole_frame:
-        return centres, probabilities[centres]
-    rows = np.asarray([start + decisive_crop(head.classes, probabilities[start:end]) for start, end in spans])
-    return rows, probabilities[rows]
+        return features[centres], probabilities[centres]
+    chosen = []
+    for start, end in spans:
+        row = decisive_crop(head.classes, probabilities[start:end]) if end - start > 1 else 0
+        chosen.append(features[start:end].mean(axis=0) if row is None else features[start + row])
+    described = np.stack(chosen)
+    return described, head.probabilities(described)
 
 
 def scores(head: Head, probabilities: np.ndarray, meta: Sequence[dict], images: Sequence[int]) -> dict[str, float]:
@@ -154,9 +159,9 @@ def retraining(features, spans, centres, meta, engine, draws: int) -> dict[str, 
     for whole_frame in (False, True):
         name = "whole frame" if whole_frame else "centre"
         zero_shot = Head.zero_shot(CLASSES, weight, bias, backbone_id=engine.backbone_id)
-        rows, _ = decide(zero_shot, features, spans, centres, whole_frame)
+        described, _ = decide(zero_shot, features, spans, centres, whole_frame)
         paths = [list_photos(DEFAULT_PHOTOS)[0][meta[i]["source"]] for i in centred]
-        data = PhotoFeatures(features[rows[centred]], truth, paths, CLASSES, weight, bias, engine.backbone_id)
+        data = PhotoFeatures(described[centred], truth, paths, CLASSES, weight, bias, engine.backbone_id)
         with tempfile.TemporaryDirectory() as folder:
             library, ids = build_library(Path(folder), data)
             order = library.class_names()

@@ -63,8 +63,8 @@ def write_images(folder: Path, count: int) -> list[Path]:
     paths = []
     for i in range(count):
         path = folder / f"{i:03d}.png"
-        # 4:3, looked at through the centre crop alone: one network input per photo.
-        Image.new("RGB", (16, 12), (255 if i % 2 else 0, 0, 0)).save(path)
+        # Near square, looked at through the centre crop alone: one network input per photo.
+        Image.new("RGB", (14, 12), (255 if i % 2 else 0, 0, 0)).save(path)
         paths.append(path)
     return paths
 

@@ -14,7 +14,6 @@ from tagger.classifier.head import OTHER, Head
 from tagger.classifier.whole_frame import decisive_crop
 from tagger.inference.pipeline import PhotoResult, tag_photos
 from tagger.inference.preprocessing import (
-    MAX_FRAME_SQUARES,
     WHOLE_FRAME_FROM,
     Preprocessing,
     crop_boxes,
@@ -69,11 +68,11 @@ def tag(images: dict[str, np.ndarray], engine: RednessEngine, head: Head, **opti
     "corner",
     ["top-left", "bottom-left", "top-right", "bottom-right"],
 )
-@pytest.mark.parametrize("size", [(96, 54), (90, 60), (120, 50), (54, 96), (200, 40)])
+@pytest.mark.parametrize("size", [(64, 48), (96, 54), (90, 60), (120, 50), (54, 96), (200, 40)])
 def test_a_subject_in_a_corner_of_a_wide_frame_is_found(corner: str, size: tuple[int, int]) -> None:
     width, height = size
     frame = grey_frame(width, height)
-    patch = max(3, min(width, height) // 5)
+    patch = max(3, min(width, height) // 4)
     top = 0 if corner.startswith("top") else height - patch
     left = 0 if corner.endswith("left") else width - patch
     frame[top : top + patch, left : left + patch] = (220, 30, 30)
@@ -82,14 +81,18 @@ def test_a_subject_in_a_corner_of_a_wide_frame_is_found(corner: str, size: tuple
     centred = tag({"photo": frame}, engine, head, whole_frame=False)["photo"]
     whole = tag({"photo": frame}, engine, head)["photo"]
 
-    # The centre crop alone misses it (the reason for all this) ...
-    assert head.classes[int(np.argmax(centred.probabilities))] == OTHER
+    # The centre crop alone misses it where it lies wholly outside (the reason for all this) ...
+    (centre_top, centre_left, centre_side), *_ = crop_boxes(height, width, wide_from=np.inf)
+    outside = left + patch <= centre_left or left >= centre_left + centre_side
+    outside |= top + patch <= centre_top or top >= centre_top + centre_side
+    if outside:
+        assert head.classes[int(np.argmax(centred.probabilities))] == OTHER
     # ... the whole frame finds it, and the features kept are the deciding crop's own.
     assert head.classes[int(np.argmax(whole.probabilities))] == "red"
     np.testing.assert_allclose(head.probabilities(whole.features)[0], whole.probabilities, rtol=1e-6)
 
 
-def test_with_nothing_named_anywhere_the_first_crop_speaks_and_its_features_are_kept() -> None:
+def test_with_nothing_named_anywhere_all_crops_together_speak_and_their_features_are_kept() -> None:
     frame = grey_frame(96, 54)
     frame[20:34, 40:56] = (30, 200, 30)  # green in the middle: not what the head names
     engine, head = RednessEngine(), red_head()
@@ -99,8 +102,8 @@ def test_with_nothing_named_anywhere_the_first_crop_speaks_and_its_features_are_
 
 
 def test_a_near_square_photo_costs_one_network_input_as_before() -> None:
-    frame = grey_frame(64, 48)  # 4:3
-    frame[:10, :10] = (220, 30, 30)  # outside the centre crop: not looked for, as before
+    frame = grey_frame(60, 48)  # 5:4
+    frame[:8, :8] = (220, 30, 30)  # outside the centre crop: not looked for, as before
     engine, head = RednessEngine(), red_head()
     whole = tag({"photo": frame}, engine, head)["photo"]
     assert engine.batch_sizes == [1]
@@ -116,30 +119,49 @@ def test_the_engine_never_gets_more_than_its_batch_of_crops() -> None:
     assert sum(engine.batch_sizes) == 9 * 2  # 16:9: a square at each end
 
 
-def test_crop_boxes_cover_the_whole_frame() -> None:
-    spec = Preprocessing()
-    for height, width in [(1080, 1920), (2000, 3000), (3000, 2000), (100, 500), (500, 100), (40, 1000)]:
-        boxes = crop_boxes(height, width, spec)
-        assert len(boxes) <= max(MAX_FRAME_SQUARES, -(-max(height, width) // min(height, width)))
-        covered = np.zeros((height, width), dtype=bool)
-        for top, left, side in boxes:
-            assert side == min(height, width)  # the whole shorter side: nothing cut off across
-            assert 0 <= top and top + side <= height and 0 <= left and left + side <= width
-            covered[top : top + side, left : left + side] = True
-        assert covered.all(), (height, width)
-    # The common wide shapes cost two network passes, 2:1 and 21:9 three.
-    assert [len(crop_boxes(1000, round(1000 * a))) for a in (1.5, 16 / 9, 2.0, 21 / 9)] == [2, 2, 3, 3]
+@pytest.mark.parametrize(
+    ("height", "width"),
+    [(3000, 4000), (1080, 1920), (2000, 3000), (3000, 2000), (1000, 2000), (100, 500), (500, 100), (40, 1000)],
+)
+def test_squares_cover_a_wide_frame_from_end_to_end(height: int, width: int) -> None:
+    boxes = crop_boxes(height, width, Preprocessing())
+    shorter, longer = min(height, width), max(height, width)
+    covered = np.zeros((height, width), dtype=bool)
+    for top, left, side in boxes:
+        # Half the frame up to 2:1, so that a subject in a side third fills most of its square;
+        # the whole shorter side beyond.
+        assert side == min(shorter, -(-longer // 2))
+        assert 0 <= top and top + side <= height and 0 <= left and left + side <= width
+        covered[top : top + side, left : left + side] = True
+    along = covered.any(axis=0) if width >= height else covered.any(axis=1)
+    assert along.all(), "every part of the long side is seen"
+    middle = covered[height // 2] if width >= height else covered[:, width // 2]
+    assert middle.all()
+    assert len(boxes) == max(2, -(-longer // shorter))
+
+
+def test_a_small_photo_is_not_zoomed_into_a_blur() -> None:
+    # Half of a 300x200 photo would be enlarged from 150 pixels to the network's 224; the
+    # squares are as tall as the photo instead.
+    assert crop_boxes(200, 300, Preprocessing()) == [(0, 0, 200), (0, 100, 200)]
+    assert crop_boxes(300, 200, Preprocessing()) == [(0, 0, 200), (100, 0, 200)]
+    # A camera photo's halves have pixels to spare.
+    assert crop_boxes(3000, 4000, Preprocessing()) == [(500, 0, 2000), (500, 2000, 2000)]
+
+
+def test_the_common_shapes_cost_two_network_passes() -> None:
+    assert [len(crop_boxes(1000, round(1000 * a))) for a in (4 / 3, 1.5, 16 / 9, 2.0, 21 / 9)] == [2, 2, 2, 2, 3]
 
 
 def test_near_square_frames_keep_the_centre_crop_alone() -> None:
-    for height, width in [(3000, 4000), (4000, 3000), (500, 500), (1000, round(1000 * WHOLE_FRAME_FROM))]:
+    for height, width in [(4000, 5000), (5000, 4000), (500, 500), (1000, round(1000 * WHOLE_FRAME_FROM))]:
         assert len(crop_boxes(height, width)) == 1
 
 
 def test_a_near_square_photos_one_crop_is_exactly_the_old_input() -> None:
     rng = np.random.default_rng(0)
     spec = Preprocessing(size=32)
-    picture = rng.integers(0, 256, size=(90, 120, 3), dtype=np.uint8)
+    picture = rng.integers(0, 256, size=(100, 120, 3), dtype=np.uint8)
     crops = preprocess_crops(picture, spec)
     assert crops.shape == (1, 3, 32, 32)
     np.testing.assert_array_equal(crops[0], preprocess(picture, spec))
@@ -148,13 +170,14 @@ def test_a_near_square_photos_one_crop_is_exactly_the_old_input() -> None:
 
 def test_decisive_crop() -> None:
     classes = ["dog", "elephant", OTHER]
-    # The centre says other; an end says dog: the dog wins.
-    assert decisive_crop(classes, np.array([[0.1, 0.1, 0.8], [0.7, 0.1, 0.2], [0.2, 0.1, 0.7]])) == 1
-    # Two named crops: the more confident one.
-    assert decisive_crop(classes, np.array([[0.6, 0.1, 0.3], [0.1, 0.85, 0.05]])) == 1
-    # Nothing named anywhere: the centre crop.
-    assert decisive_crop(classes, np.array([[0.2, 0.1, 0.7], [0.1, 0.05, 0.85]])) == 0
-    # A head without "other": every class is named.
+    # One end says other, the other end dog with confidence: the dog wins.
+    assert decisive_crop(classes, np.array([[0.1, 0.1, 0.8], [0.8, 0.1, 0.1]])) == 1
+    # Two confident named crops: the more confident one.
+    assert decisive_crop(classes, np.array([[0.75, 0.1, 0.15], [0.1, 0.85, 0.05]])) == 1
+    # A weak named guess does not outvote a crop that sees nothing: no crop decides alone.
+    assert decisive_crop(classes, np.array([[0.2, 0.1, 0.7], [0.55, 0.05, 0.4]])) is None
+    assert decisive_crop(classes, np.array([[0.5, 0.1, 0.4], [0.6, 0.1, 0.3]])) is None
+    # A head without "other": every class is named, the most confident crop speaks.
     assert decisive_crop(["cat", "dog"], np.array([[0.6, 0.4], [0.1, 0.9]])) == 1
     with pytest.raises(ValueError):
         decisive_crop(classes, np.zeros((2, 2)))

@@ -1,16 +1,18 @@
 """Which of a photo's crops speaks for it, when tagging looks at the whole frame.
 
-A wide photo is looked at through squares of its whole shorter side laid from one end to the
-other (tagger.inference.preprocessing.crop_boxes); the head scores each. The photo's tag is that of
-the crop whose best named class is the most confident; "other" speaks only when no crop
-names anything. The probabilities are that crop's, unchanged, and so are the cached features:
-re-scoring the cached features gives exactly the probabilities shown, and Quick retraining
-learns from the part of the photo that decided.
+A wide photo is looked at through several squares along it (tagger.inference.preprocessing.
+crop_boxes); the head scores each. The photo's tag is that of the square where a named class
+(not "other") is most confident, provided it is confident enough (NAMED_AT_LEAST). When no square
+decides so, the photo is described by the mean of its squares' features, the nearest thing to
+one look at all of it. Either way the photo's cached features are what its probabilities were
+computed from: re-scoring them gives exactly the probabilities shown, and Quick retraining learns
+from the part of the photo that decided.
 
-Measured on the project's photos pasted into the side thirds of wide frames (bench/whole_frame.py),
-this rule tagged as many subjects right as taking each named class's maximum over crops ("other"
-the minimum, renormalised) and far more than averaging the crops (79% of dogs and elephants against
-32-49%): the average drowns a subject seen by one crop in the others' "other".
+Why the threshold: with more squares there are more chances for a part of a photo of nothing in
+particular to look a little like a dog. A subject really there is seen with high confidence in
+its square, so a weak named guess in one square does not outvote the others. Averaging every
+photo's squares instead drowns a subject seen by one square in the others' "other". Both were
+measured by bench/whole_frame.py (docs/PERFORMANCE.md).
 """
 
 from __future__ import annotations
@@ -21,19 +23,26 @@ import numpy as np
 
 from tagger.classifier.head import OTHER
 
+NAMED_AT_LEAST = 0.7
 
-def decisive_crop(classes: Sequence[str], probabilities: np.ndarray) -> int:
-    """The row of `probabilities` ([crops, classes]) that decides the tag:
-    among crops whose most likely class is a named one (not "other"), the most confident;
-    the first crop when none names anything."""
+
+def decisive_crop(
+    classes: Sequence[str], probabilities: np.ndarray, *, named_at_least: float = NAMED_AT_LEAST
+) -> int | None:
+    """The row of `probabilities` ([crops, classes]) that decides the tag, or None when no crop
+    does and the photo is described by all of its crops together (see above). A head without an
+    "other" class takes the most confident crop."""
     scores = np.asarray(probabilities)
     if scores.ndim != 2 or scores.shape[1] != len(classes) or len(scores) == 0:
         raise ValueError(f"expected probabilities of shape [crops, {len(classes)}], got {scores.shape}")
     if len(scores) == 1:
         return 0
+    others = [column for column, name in enumerate(classes) if name.strip().lower() == OTHER]
     tops = np.argmax(scores, axis=1)
-    named = np.asarray([name.strip().lower() != OTHER for name in classes])[tops]
-    if not named.any():
-        return 0
-    confidence = np.where(named, scores[np.arange(len(scores)), tops], -np.inf)
-    return int(np.argmax(confidence))
+    confidence = scores[np.arange(len(scores)), tops]
+    if not others:
+        return int(np.argmax(confidence))
+    sure_named = (tops != others[0]) & (confidence >= named_at_least)
+    if sure_named.any():
+        return int(np.argmax(np.where(sure_named, confidence, -np.inf)))
+    return None

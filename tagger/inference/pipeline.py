@@ -28,7 +28,7 @@ from tagger.classifier.head import Head
 from tagger.classifier.whole_frame import decisive_crop
 from tagger.common.cancellation import CancelCheck, is_cancelled
 from tagger.inference.engine import FeatureEngine
-from tagger.inference.preprocessing import preprocess_crops
+from tagger.inference.preprocessing import SMALLEST_SQUARE, preprocess_crops
 
 if TYPE_CHECKING:
     from tagger.inference.preprocessing import Preprocessing
@@ -202,8 +202,12 @@ def run_prepared_batch(
             results.append(PhotoResult(photo_id, error=error))
             continue
         count = len(array)
-        chosen = row + (decisive_crop(head.classes, probabilities[row : row + count]) if count > 1 else 0)
-        results.append(PhotoResult(photo_id, features[chosen].copy(), probabilities[chosen].copy()))
+        chosen = decisive_crop(head.classes, probabilities[row : row + count]) if count > 1 else 0
+        if chosen is None:
+            together = features[row : row + count].mean(axis=0)
+            results.append(PhotoResult(photo_id, together, head.probabilities(together)[0].astype(np.float32)))
+        else:
+            results.append(PhotoResult(photo_id, features[row + chosen].copy(), probabilities[row + chosen].copy()))
         row += count
     return results
 
@@ -289,9 +293,10 @@ def _single_threaded_blas() -> Iterator[None]:
 
 
 def shorter_side_for(preprocessing: Preprocessing) -> int:
-    """The fewest pixels on a photo's shorter side that still give the centre crop at least
-    the network's input size, so the crop is only ever shrunk, never enlarged."""
-    return math.ceil(preprocessing.size / preprocessing.crop_fraction)
+    """The fewest pixels on a photo's shorter side that still give every square the tagger looks
+    at (the centre crop, or the smaller squares along a wide frame) at least the network's input
+    size, so a square is only ever shrunk, never enlarged."""
+    return math.ceil(preprocessing.size / min(preprocessing.crop_fraction, SMALLEST_SQUARE))
 
 
 def decode_for_model(preprocessing: Preprocessing) -> Callable[[str], np.ndarray]:

@@ -106,22 +106,22 @@ def _square_input(rgb: np.ndarray, box: tuple[int, int, int], spec: Preprocessin
 
 # --- the whole frame -------------------------------------------------------------------
 #
-# The centre crop alone sees less than half of a 16:9 frame: a dog in its left third is cut
-# off or missed. A frame clearly longer than it is wide is therefore looked at through squares
-# of its whole shorter side laid from one end to the other instead, each overlapping the next by
-# at least a fifth of its side (two squares for 3:2 and 16:9, three for 2:1 and 21:9). Every
-# square goes through the same resize and normalisation as the centre crop, so each is an input
-# the backbone was made for, and the backbone's identity (and every cached feature) stays valid.
-# Chosen by bench/whole_frame.py: keeping the centre crop as well found no more subjects and
-# cost one more network pass per wide photo (1.5x a 12 MP photo's CPU time instead of 1.25x).
+# The centre crop alone sees less than half of a 16:9 frame: a dog in its left third is cut off
+# or missed. A frame clearly longer than it is wide is therefore looked at through squares laid
+# along it from one end to the other instead. Up to 2:1 there are two of them, each as wide as
+# half the frame (the left and right halves, vertically centred), so a subject in a side third
+# fills two thirds of its square: squares of the whole shorter side showed such subjects too
+# small, and the network missed many of them. From 2:1 on the squares are as tall as the frame
+# and overlap as little as covering it allows. Every square goes through the same resize and
+# normalisation as the centre crop, so each is an input the backbone was made for, and the
+# backbone's identity (and every cached feature) stays valid. Chosen by bench/whole_frame.py
+# (docs/PERFORMANCE.md has the figures).
 
 # Frames whose longer side is at most this many times the shorter are looked at through the
-# centre crop alone, as before (cost and tags unchanged): 4:3 and 5:4 photos among them.
-WHOLE_FRAME_FROM = 1.4
-# The most a square may advance past the one before it, as a share of its side.
-_MAX_STEP = 0.8
-# More squares than this only where fewer could not cover the frame at all.
-MAX_FRAME_SQUARES = 6
+# centre crop alone, as before (cost and tags unchanged): square and 5:4 photos among them.
+WHOLE_FRAME_FROM = 1.25
+# The smallest square, as a share of the shorter side: half of the least wide frame.
+SMALLEST_SQUARE = WHOLE_FRAME_FROM / 2
 
 
 def crop_boxes(
@@ -132,29 +132,34 @@ def crop_boxes(
     wide_from: float = WHOLE_FRAME_FROM,
 ) -> list[tuple[int, int, int]]:
     """The squares a frame is looked at through, as (top, left, side): the centre crop alone
-    (exactly `preprocess`'s) for a frame no longer than `wide_from` times its shorter side,
-    else squares of the whole shorter side from one end to the other (see above)."""
+    (exactly `preprocess`'s) for a frame at most `wide_from` times as long as it is wide,
+    else `frame_squares`."""
     if height < 1 or width < 1:
         raise ValueError("image has no pixels")
-    squares = frame_squares(height, width, wide_from=wide_from)
+    squares = frame_squares(height, width, wide_from=wide_from, input_size=spec.size)
     if squares:
         return squares
     side = max(1, round(min(height, width) * spec.crop_fraction))
     return [((height - side) // 2, (width - side) // 2, side)]
 
 
-def frame_squares(height: int, width: int, *, wide_from: float = WHOLE_FRAME_FROM) -> list[tuple[int, int, int]]:
-    """Squares of the whole shorter side from one end of a long frame to the other, each
-    overlapping the next by at least a fifth of its side; none for a frame no longer than
-    `wide_from` times its shorter side (a square frame is one square of itself)."""
+def frame_squares(
+    height: int, width: int, *, wide_from: float = WHOLE_FRAME_FROM, input_size: int = DEFAULT_PREPROCESSING.size
+) -> list[tuple[int, int, int]]:
+    """The squares a long frame is looked at through, from one end to the other (see above);
+    none for a frame at most `wide_from` times as long as it is wide.
+
+    A square is never smaller than the network's `input_size` unless the frame's shorter side
+    is: enlarging a small photo's half would only show the network a blur of it, and on small
+    photos such blurs taught Quick retraining that blur meant whichever class had them."""
     shorter, longer = min(height, width), max(height, width)
-    if longer <= shorter * wide_from and not (wide_from <= 1.0 and longer == shorter):
+    if longer <= shorter * wide_from:
         return []
-    count = 1 + math.ceil((longer - shorter) / (_MAX_STEP * shorter))
-    # A panorama longer than MAX_FRAME_SQUARES of its sides overlaps less, but is still covered.
-    count = max(min(count, MAX_FRAME_SQUARES), math.ceil(longer / shorter))
-    offsets = [round(index * (longer - shorter) / (count - 1)) if count > 1 else 0 for index in range(count)]
-    return [(offset, 0, shorter) if height > width else (0, offset, shorter) for offset in offsets]
+    side = max(1, min(shorter, max(math.ceil(longer / 2), input_size)))
+    count = math.ceil(longer / side)
+    offsets = [round(index * (longer - side) / (count - 1)) for index in range(count)]
+    across = (shorter - side) // 2
+    return [(offset, across, side) if height > width else (across, offset, side) for offset in offsets]
 
 
 def preprocess_crops(

@@ -62,33 +62,35 @@ def test_likely_wrong_labels_lists_a_mislabeled_photo_and_one_key_accepts_the_su
     qtbot, window_factory, tagged_real_library
 ):
     library = tagged_real_library
-    airplane = library.photo_by_path(REAL_PHOTOS / "other" / "c101-airplanes__image_0584.jpg")
+    # A near-square photo, which tagging sees through its centre crop: in a library of eight
+    # photos the cross-validated heads are too unsure of a wide strip's squares to judge it.
+    elephant = library.photo_by_path(REAL_PHOTOS / "elephant" / "c101-elephant__image_0012.jpg")
     for folder in ("dog", "elephant", "other"):
         library.set_user_labels([p.id for p in library.photos() if f"/{folder}/" in p.path], folder)
-    library.set_user_labels([airplane.id], "dog")  # deliberately wrong
+    library.set_user_labels([elephant.id], "dog")  # deliberately wrong
     window = window_factory(library)
     suspects = window.suspects
 
-    with qtbot.waitSignal(window.photo_model.modelReset, timeout=30000):
+    with qtbot.waitSignal(window.photo_model.modelReset, timeout=60000):
         suspects.toggle_action.trigger()
-    assert grid_ids(window)[0] == airplane.id
-    assert window.gallery.current_photo_id() == airplane.id
-    suspect = suspects.suspects[airplane.id]
-    assert (suspect.label, suspect.suggested) == ("dog", "other") and suspect.score > 0.5
+    assert grid_ids(window)[0] == elephant.id
+    assert window.gallery.current_photo_id() == elephant.id
+    suspect = suspects.suspects[elephant.id]
+    assert (suspect.label, suspect.suggested) == ("dog", "elephant") and suspect.score > 0.5
     assert "Likely-wrong labels" in window.photo_lists.banner.title.text()
     panel = suspects.panel
-    assert panel.isVisible() and "you said <b>dog</b>" in panel.text.text() and "<b>other</b>" in panel.text.text()
+    assert panel.isVisible() and "you said <b>dog</b>" in panel.text.text() and "<b>elephant</b>" in panel.text.text()
     assert suspects.accept_action.isEnabled() and suspects.accept_action.shortcut().toString() == "A"
 
     window.activateWindow()
     window.gallery.setFocus()
     qtbot.waitUntil(window.gallery.hasFocus)
     qtbot.keyClick(window.gallery, Qt.Key.Key_A)
-    photo = library.photo(airplane.id)
-    assert photo.label == "other" and photo.is_user_labeled
+    photo = library.photo(elephant.id)
+    assert photo.label == "elephant" and photo.is_user_labeled
     assert window.undo_stack.canUndo()
     window.undo_action.trigger()
-    assert library.photo(airplane.id).label == "dog"
+    assert library.photo(elephant.id).label == "dog"
 
     suspects.toggle_action.trigger()  # off: every photo again, the note gone
     assert len(grid_ids(window)) == 8 and not panel.isVisible()
