@@ -29,10 +29,11 @@ from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
 from torchvision.transforms import v2
 
 from tagger.classifier.fitting import balanced_weights
-from tagger.classifier.head import NO_PRIOR_LOG_MASS, Head
+from tagger.classifier.head import NO_PRIOR_LOG_MASS, Head, softmax
+from tagger.classifier.whole_frame import decisive_crop
 from tagger.images import loader as images
 from tagger.inference.backbone import FeatureBackbone, cuda_autocast_dtype, load_backbone
-from tagger.inference.preprocessing import DEFAULT_BACKBONE, Preprocessing, preprocess
+from tagger.inference.preprocessing import DEFAULT_BACKBONE, Preprocessing, preprocess_crops
 from tagger.inference.tuned_backbone import load_finetuned_backbone
 
 # Photos are decoded at most this large (JPEGs directly at reduced size): twice the network's
@@ -166,21 +167,30 @@ def collate_readable(
     return torch.stack([image for image, _ in kept]), torch.tensor([label for _, label in kept])
 
 
-def evaluation_batches(paths: Sequence[str], spec: Preprocessing) -> tuple[list[np.ndarray], np.ndarray]:
-    """The held-out photos preprocessed exactly as tagging does, decoded once; and which loaded.
+@dataclass(frozen=True)
+class HeldOutPhotos:
+    """The held-out photos as tagging sees them (every crop, tagger.inference.pipeline.prepare_photo),
+    decoded once: `batches` of crops, `crops` per loaded photo, and which photos `loaded`."""
 
-    Kept as float16 (inputs lie in [-1, 1], where it is exact to 3 decimals): 300 kB a photo.
-    """
-    arrays, loaded = [], []
+    batches: list[np.ndarray]
+    crops: np.ndarray
+    loaded: np.ndarray
+
+
+def evaluation_batches(paths: Sequence[str], spec: Preprocessing) -> HeldOutPhotos:
+    """Kept as float16 (inputs lie in [-1, 1], where it is exact to 3 decimals): 300 kB a crop."""
+    arrays, counts, loaded = [], [], []
     for index, path in enumerate(paths):
         try:
             pixels = images.load_array(path, max_side=_DECODE_MAX_SIDE)
-            arrays.append(preprocess(pixels, spec).astype(np.float16))
-            loaded.append(index)
+            crops = preprocess_crops(pixels, spec).astype(np.float16)
         except (images.UnreadableImage, OSError):
             continue
+        arrays.extend(crops)
+        counts.append(len(crops))
+        loaded.append(index)
     batches = [np.stack(arrays[i : i + _EVAL_BATCH]) for i in range(0, len(arrays), _EVAL_BATCH)]
-    return batches, np.asarray(loaded, dtype=np.int64)
+    return HeldOutPhotos(batches, np.asarray(counts, dtype=np.int64), np.asarray(loaded, dtype=np.int64))
 
 
 # --- training -------------------------------------------------------------------------------
@@ -241,19 +251,34 @@ def train_one_epoch(
 
 
 @torch.inference_mode()
-def evaluate(
-    backbone: FeatureBackbone, head: HeadModule, batches: Sequence[np.ndarray], device: torch.device
-) -> np.ndarray:
-    """Logits (before temperature) for preprocessed batches, as float64 numpy [N, C]."""
-    outputs = [np.zeros((0, head.residual.out_features))]
-    for batch in batches:
+def evaluate(backbone: FeatureBackbone, head: HeadModule, held_out: HeldOutPhotos, calibration: Head) -> np.ndarray:
+    """Logits (before temperature) of each held-out photo, float64 numpy [N, C], its crops
+    combined as tagging combines them (tagger.classifier.whole_frame), `calibration` giving the
+    temperature and class bias tagging would see them with."""
+    device = next(backbone.parameters()).device
+    features = []
+    for batch in held_out.batches:
         images_t = torch.from_numpy(batch).to(device).float()
         if device.type == "cuda":
             images_t = images_t.contiguous(memory_format=torch.channels_last)
         with _autocast(device):
-            features = backbone(images_t)
-        outputs.append(head(features).cpu().numpy())
-    return np.concatenate(outputs).astype(np.float64)
+            features.append(backbone(images_t).float())
+    if not features:
+        return np.zeros((0, head.residual.out_features))
+    every_crop = torch.cat(features)
+    crop_logits = head(every_crop).cpu().numpy().astype(np.float64)
+    probabilities = softmax(crop_logits / calibration.temperature + calibration.class_bias)
+    photo_logits = []
+    start = 0
+    for count in held_out.crops:
+        chosen = decisive_crop(calibration.classes, probabilities[start : start + count]) if count > 1 else 0
+        if chosen is None:
+            together = every_crop[start : start + count].mean(dim=0, keepdim=True)
+            photo_logits.append(head(together).cpu().numpy()[0].astype(np.float64))
+        else:
+            photo_logits.append(crop_logits[start + chosen])
+        start += count
+    return np.asarray(photo_logits, dtype=np.float64)
 
 
 @dataclass(frozen=True)
@@ -316,7 +341,8 @@ def finetune(
         multiprocessing_context="spawn" if settings.workers else None,
         persistent_workers=bool(settings.workers),
     )
-    batches, loaded = evaluation_batches(held_out_paths, backbone.preprocessing)
+    held_out = evaluation_batches(held_out_paths, backbone.preprocessing)
+    loaded = held_out.loaded
     held_truth = np.asarray(held_out_classes, dtype=np.int64)[loaded]
 
     backbone.eval()
@@ -324,7 +350,7 @@ def finetune(
     logits = np.zeros((0, len(head.classes)))
     for epoch in range(1, settings.epochs + 1):
         train_one_epoch(backbone, head_module, optimizer, loader, device, scaler, on_batch)
-        logits = evaluate(backbone, head_module, batches, device)
+        logits = evaluate(backbone, head_module, held_out, head)
         accuracy = float(np.mean(logits.argmax(axis=1) == held_truth)) if len(loaded) else None
         if on_epoch is not None:
             on_epoch(epoch, accuracy)
