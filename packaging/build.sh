@@ -28,8 +28,10 @@ if [[ -z "${SKIP_BUILD:-}" ]]; then
     "$PYTHON" -m PyInstaller --noconfirm --clean --log-level WARN \
         --distpath "$DIST" --workpath "$WORK" packaging/tagger.spec
     echo "built in $((SECONDS - started)) s"
-    step "the model's CPU export, made once and shipped inside the bundle (tagger.inference.machine_cache)"
-    "$DIST/tagger/tagger" prepare --into "$DIST/tagger/_internal/tagger/backbones"
+    step "the networks' CPU exports, made once and shipped inside the bundle (tagger.inference.machine_cache)"
+    for network in lite0 lite1; do  # the defaults without and with a GPU (tagger.inference.choice)
+        "$DIST/tagger/tagger" prepare --backbone "$network" --into "$DIST/tagger/_internal/tagger/backbones"
+    done
 fi
 
 [[ -x "$APP" ]] || { echo "build.sh: $APP is missing" >&2; exit 1; }

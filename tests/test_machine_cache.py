@@ -49,23 +49,25 @@ def test_where_the_export_is_looked_for(fresh_machine, tmp_path, onnx_cache, mon
     library_cache = tmp_path / "library" / "cache"
     library_cache.mkdir(parents=True)
     shared = machine_cache.shared_backbones_dir()
-    assert machine_cache.default_export_dir(library_cache) == shared  # where it will be made
+    assert machine_cache.stock_export_dir(library_cache, default_backbone_id()) == shared  # where it will be made
 
     bundle = seed(tmp_path / "bundle", onnx_cache)
     monkeypatch.setattr(machine_cache, "SHIPPED_BACKBONES_DIR", bundle)
-    assert machine_cache.default_export_dir(library_cache) == bundle  # shipped: nothing to make
+    assert machine_cache.stock_export_dir(library_cache, default_backbone_id()) == bundle  # shipped: nothing to make
 
     seed(library_cache, onnx_cache)  # a library from before exports were shared keeps its own
-    assert machine_cache.default_export_dir(library_cache) == library_cache
+    assert machine_cache.stock_export_dir(library_cache, default_backbone_id()) == library_cache
 
 
 @pytest.mark.slow
 def test_prepare_makes_the_export_once_and_every_new_library_tags_from_it(fresh_machine, tmp_path, capsys):
-    assert main(["prepare"]) == 0
-    assert "made: the model's CPU export in " + str(fresh_machine / "backbones") in capsys.readouterr().out
+    # What `tagger tag --device cpu` runs below; a plain `prepare` makes the machine's default network's.
+    assert main(["prepare", "--backbone", "lite0"]) == 0
+    made_text = "made: the model's CPU export (EfficientNet-Lite0) in " + str(fresh_machine / "backbones")
+    assert made_text in capsys.readouterr().out
     made = {path: path.stat().st_mtime_ns for path in export_files(fresh_machine / "backbones")}
     assert len(made) == 2
-    assert main(["prepare"]) == 0
+    assert main(["prepare", "--backbone", "lite0"]) == 0
     assert capsys.readouterr().out.startswith("already made")
 
     for name in ("first", "second"):

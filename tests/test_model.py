@@ -126,13 +126,16 @@ def test_zero_shot_tags_the_committed_photos(backbone, torch_features, photo_bat
     assert head.predict(torch_features) == photo_batch[1]
 
 
-def test_checkpoint_with_wrong_shape_is_rejected() -> None:
-    target = {"a.weight": torch.zeros(4, 3), "b.weight": torch.zeros(2)}
-    checkpoint = {"x": torch.zeros(4, 3), "y": torch.zeros(3)}
-    with pytest.raises(model.BackboneError, match=r"tensor y has shape \(3,\)"):
-        model._map_in_order(checkpoint, target, Path("weights.pth"))
+def test_checkpoint_that_does_not_fit_is_rejected() -> None:
+    target = {"a.weight": torch.zeros(4, 3), "a.bias": torch.zeros(2)}
+    with pytest.raises(model.BackboneError, match=r"tensor _b.bias \(3,\) does not fit net's a.bias \(2,\)"):
+        model._map_in_order({"_a.weight": torch.zeros(4, 3), "_b.bias": torch.zeros(3)}, target, Path("w.pth"), "net")
+    with pytest.raises(model.BackboneError, match=r"tensor _b.running_mean \(2,\) does not fit"):
+        model._map_in_order(
+            {"_a.weight": torch.zeros(4, 3), "_b.running_mean": torch.zeros(2)}, target, Path("w.pth"), "net"
+        )
     with pytest.raises(model.BackboneError, match="1 tensors"):
-        model._map_in_order({"x": torch.zeros(4, 3)}, target, Path("weights.pth"))
+        model._map_in_order({"x": torch.zeros(4, 3)}, target, Path("w.pth"), "net")
 
 
 def test_unknown_backbone_name_is_a_clear_error() -> None:

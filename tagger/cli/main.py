@@ -27,7 +27,8 @@ from tagger.cli.support import (
     library_help,
     open_library,
 )
-from tagger.errors import CommandError, HeadError, LibraryBusyError, LibraryError, StoreError
+from tagger.errors import BackboneError, CommandError, HeadError, LibraryBusyError, LibraryError, StoreError
+from tagger.inference.networks import NETWORK_OPTIONS, NETWORKS, network_for_option, network_title
 
 # -- commands -------------------------------------------------------------------
 
@@ -121,10 +122,11 @@ def cmd_duplicates(args: argparse.Namespace) -> int:
 def cmd_tag(args: argparse.Namespace) -> int:
     from tagger.tagging.runner import tag_library
 
+    network = network_for_option(args.backbone).name if args.backbone else None
     with open_library(args) as library:
         bar = ProgressBar("Tagging")
         try:
-            outcome = tag_library(library, include_tagged=args.all, device=args.device, progress=bar)
+            outcome = tag_library(library, include_tagged=args.all, device=args.device, progress=bar, network=network)
         finally:
             bar.close()
     print(outcome.describe())
@@ -165,7 +167,10 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(f"  {name:<16} {counts['user']:>7} yours  {counts['model']:>7} model")
     current = next((v for v in versions if v.is_current), None)
     if current:
-        print(f"Model: version {current.id} ({current.mode}, {len(versions)} version(s) in history)")
+        print(
+            f"Model: version {current.id} ({current.mode}, {network_title(current.backbone_id)}, "
+            f"{len(versions)} version(s) in history)"
+        )
     else:
         print("Model: zero-shot (not used yet)")
     return EXIT_OK
@@ -173,13 +178,15 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_prepare(args: argparse.Namespace) -> int:
     from tagger.errors import ExportFailed
-    from tagger.inference.machine_cache import prepare_default_export
+    from tagger.inference.choice import default_network
+    from tagger.inference.machine_cache import prepare_stock_export
 
+    network = network_for_option(args.backbone) if args.backbone else NETWORKS[default_network(None)]
     try:
-        folder, made = prepare_default_export(Path(args.into) if args.into else None)
+        folder, made = prepare_stock_export(network.name, Path(args.into) if args.into else None)
     except ExportFailed as error:
         raise CommandError(str(error)) from None
-    print(f"{'made' if made else 'already made'}: the model's CPU export in {folder}")
+    print(f"{'made' if made else 'already made'}: the model's CPU export ({network.title}) in {folder}")
     return EXIT_OK
 
 
@@ -266,6 +273,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub = command("tag", cmd_tag, "tag the untagged photos with the current model")
     sub.add_argument("--all", action="store_true", help="re-tag every photo the model labeled too")
     sub.add_argument("--device", choices=["cpu", "cuda", "mps"], help="compute device (default: best available)")
+    sub.add_argument(
+        "--backbone",
+        choices=NETWORK_OPTIONS,
+        help="the network that tags (default: the library's own; a new library's is lite1 where a GPU may "
+        "tag, lite0 on the CPU). Another one than the library's switches it: every photo is tagged "
+        "again and the model starts over from the network's ImageNet classes; your labels and the "
+        "model history are kept, and `tagger train` learns from your labels again",
+    )
 
     sub = command("label", cmd_label, "set your own label on photos (a correction the model learns from)")
     sub.add_argument("paths", nargs="+", metavar="PATH")
@@ -288,6 +303,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub.add_argument(
         "--into", metavar="DIR", help="where (default: the machine's cache folder); a bundle ships it inside itself"
+    )
+    sub.add_argument(
+        "--backbone", choices=NETWORK_OPTIONS, help="the network (default: the one a new library starts with here)"
     )
 
     sub = command("classes", cmd_classes, "list, add, rename or remove classes")
@@ -330,7 +348,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\ntagger: interrupted; everything finished so far is saved", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except (CommandError, LibraryError, LibraryBusyError, StoreError, HeadError) as error:
+    except (CommandError, LibraryError, LibraryBusyError, StoreError, HeadError, BackboneError) as error:
         print(f"tagger: {error}", file=sys.stderr)
         return EXIT_FAILURE
     except OSError as error:

@@ -100,6 +100,7 @@ def _pct(value: float | None) -> str:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
+    from tagger.inference.networks import network_title
     from tagger.tagging.runner import retag_from_cache
     from tagger.training.comparison import headline_text
 
@@ -116,7 +117,7 @@ def cmd_models(args: argparse.Namespace) -> int:
             when = time.strftime("%Y-%m-%d %H:%M", time.localtime(version.created_at))
             print(
                 f"{'*' if version.is_current else ' '} {version.id:>3}  {when}  {version.mode:<9} "
-                f"{version.n_labels:>5} labels  {', '.join(version.classes)}"
+                f"{network_title(version.backbone_id):<18} {version.n_labels:>5} labels  {', '.join(version.classes)}"
                 + (f"  ({version.note})" if version.note else "")
             )
             if version.metrics:

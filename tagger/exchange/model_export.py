@@ -32,6 +32,7 @@ from tagger.common.user_files import write_user_file
 from tagger.domain import ModelVersion
 from tagger.errors import ModelExportError
 from tagger.inference import backbone as backbones
+from tagger.inference.networks import backbone_name_of
 from tagger.inference.preprocessing import DEFAULT_BACKBONE, Preprocessing
 from tagger.library.library import Library
 
@@ -108,13 +109,6 @@ def current_head(
         return Head.load(head_path), version
     except (OSError, ValueError) as error:
         raise ModelExportError(f"cannot read model version {version.id}'s head {head_path}: {error}") from error
-
-
-def backbone_name_of(backbone_id: str) -> str:
-    """The `load_backbone` name behind a backbone id such as "tf_efficientnet_lite0-1a2b3c4d5e6f"."""
-    name = backbone_id.rsplit("-", 1)[0] if "-" in backbone_id else backbone_id
-    prefix = "torchvision-"
-    return backbones.TORCHVISION_PREFIX + name[len(prefix) :] if name.startswith(prefix) else name
 
 
 def build_network(library: Library) -> tuple[TaggerNetwork, Head, ModelVersion | None, backbones.FeatureBackbone]:

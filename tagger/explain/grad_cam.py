@@ -41,8 +41,9 @@ from tagger.explain.overlay import heatmap_cache_path, load_heatmap, overlay, sa
 from tagger.explain.torch_head import TorchHead
 from tagger.images.loader import load_array
 from tagger.inference.backbone import FeatureBackbone, load_backbone, pick_device
+from tagger.inference.networks import backbone_name_of
 from tagger.inference.pipeline import DECODE_MAX_SIDE
-from tagger.inference.preprocessing import Preprocessing, preprocess
+from tagger.inference.preprocessing import DEFAULT_BACKBONE, Preprocessing, preprocess
 
 __all__ = [
     "CropBox",
@@ -87,9 +88,9 @@ class Explanation:
 
 
 @lru_cache(maxsize=1)
-def default_backbone() -> FeatureBackbone:
-    """The stock backbone on the best device, loaded once per process (about 2 s)."""
-    return load_backbone(device=pick_device(None))
+def default_backbone(name: str = DEFAULT_BACKBONE) -> FeatureBackbone:
+    """A stock network (the default one unless named) on the best device, loaded once per process (about 2 s)."""
+    return load_backbone(name, pick_device(None))
 
 
 def model_for_version(library_root: Path, version: ModelVersion) -> tuple[FeatureBackbone, Head]:
@@ -101,7 +102,7 @@ def model_for_version(library_root: Path, version: ModelVersion) -> tuple[Featur
 
         backbone = load_finetuned_backbone(Path(library_root) / version.backbone_file, pick_device(None))
     else:
-        backbone = default_backbone()
+        backbone = default_backbone(backbone_name_of(version.backbone_id))
     return backbone, head
 
 

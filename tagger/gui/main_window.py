@@ -80,6 +80,7 @@ from tagger.gui.settings.dialog import SettingsDialog
 from tagger.gui.settings.settings import AppSettings, Preferences
 from tagger.gui.tagging.auto_tagging import AutoTagger
 from tagger.gui.tagging.engine_warmup import PREPARING_TEXT, EngineWarmup
+from tagger.gui.tagging.network_switch import library_network, network_of_next_run, offer_network_switch
 from tagger.gui.tagging.tagging_first import TaggingFirst
 from tagger.gui.training.model_history import ModelHistoryFeature
 from tagger.gui.training.model_switching import ModelSwitcher
@@ -335,7 +336,7 @@ class MainWindow(QMainWindow):
 
     def start_engine_warmup(self) -> None:
         """Prepare the model shortly after the window paints, so the first Auto-tag starts at once."""
-        self.engine_warmup.start_soon(self.settings.device)
+        self.engine_warmup.start_soon(self.settings.device, network_of_next_run(self.library, self.settings.network))
 
     def _warmup_ended(self) -> None:
         if self.statusBar().currentMessage() == PREPARING_TEXT:
@@ -617,7 +618,7 @@ class MainWindow(QMainWindow):
     # -- settings -------------------------------------------------------------------------
 
     def open_settings(self) -> SettingsDialog:
-        dialog = SettingsDialog(self.settings.preferences(), self.library.root, self)
+        dialog = SettingsDialog(self.settings.preferences(), self.library.root, self, library_network(self.library))
         dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         dialog.accepted.connect(lambda: self.apply_preferences(dialog.preferences()))
         dialog.open()
@@ -631,6 +632,11 @@ class MainWindow(QMainWindow):
             apply_appearance(preferences.appearance)
         if preferences.device != previous.device:
             self.device_preference_changed.emit(preferences.device)
+        if (
+            preferences.network != previous.network
+            and offer_network_switch(self, self.auto_tagger, preferences.network) is None
+        ):
+            self.start_engine_warmup()  # the next first model may run another network: prepare it
         chosen = preferences.library_location
         if chosen is not None and Path(chosen).expanduser().resolve() != self.library.root.resolve():
             self.library_change_requested.emit(Path(chosen).expanduser())

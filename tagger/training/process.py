@@ -115,8 +115,8 @@ def _export_for_cpu(backbone_file: Path, cache_dir: Path) -> None:
     import torch
 
     from tagger.inference.onnx_export import export_loaded_backbone
-    from tagger.inference.preprocessing import DEFAULT_BACKBONE
     from tagger.inference.tuned_backbone import load_finetuned_backbone
 
     cache_dir.mkdir(exist_ok=True)
-    export_loaded_backbone(cache_dir, load_finetuned_backbone(backbone_file, torch.device("cpu")), DEFAULT_BACKBONE)
+    backbone = load_finetuned_backbone(backbone_file, torch.device("cpu"))
+    export_loaded_backbone(cache_dir, backbone, backbone.name)

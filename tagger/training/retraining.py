@@ -402,7 +402,7 @@ def _train_deep(
     raw = checkpoint_bytes(backbone, current.backbone_id)
     backbone_file = models_dir / f"backbone-{_file_stamp()}.safetensors"
     write_atomically(backbone_file, raw)
-    backbone_id = checkpoint_backbone_id(raw, backbone.preprocessing)
+    backbone_id = checkpoint_backbone_id(raw, backbone.preprocessing, backbone.name)
     return result.head, logits, backbone_file, backbone_id
 
 

@@ -173,7 +173,8 @@ def test_the_warm_up_prepares_the_engine_and_auto_tag_waits_for_it(
 
     exports: list[Path] = []
 
-    def export_from_the_session_cache(cache_dir: Path, *, should_cancel=None) -> bool:  # noqa: ANN001, ARG001
+    def export_from_the_session_cache(cache_dir: Path, network: str, *, should_cancel=None) -> bool:  # noqa: ANN001, ARG001
+        assert network == "tf_efficientnet_lite0"  # the settings ask for the CPU
         exports.append(cache_dir)  # stands in for the ten-second export in a child process
         Path(cache_dir).mkdir(parents=True, exist_ok=True)
         for file in onnx_cache.iterdir():
@@ -186,7 +187,7 @@ def test_the_warm_up_prepares_the_engine_and_auto_tag_waits_for_it(
     monkeypatch.setattr(tagger.inference.onnx_export, "export_onnx_in_child_process", export_from_the_session_cache)
     window = window_factory(real_photos_library)
     assert window.device_label.text() == "CPU, 2 threads"  # what is known before the model loads
-    window.engine_warmup.start_soon("cpu", delay_ms=200)
+    window.engine_warmup.start_soon("cpu", None, delay_ms=200)
     assert window.auto_tagger.start() is None  # waits: tagging now would export a second time
     assert "as soon as the model is ready" in window.statusBar().currentMessage()
 
@@ -198,7 +199,7 @@ def test_the_warm_up_prepares_the_engine_and_auto_tag_waits_for_it(
 
     # Once the export is cached, the warm-up only loads it.
     with qtbot.waitSignal(window.engine_warmup.finished, timeout=10000):
-        window.engine_warmup.start_now("cpu")
+        window.engine_warmup.start_now("cpu", None)
     assert len(exports) == 1
 
 

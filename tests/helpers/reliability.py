@@ -289,9 +289,10 @@ def build_template_library(folder: Path) -> TemplateLibrary:
         # The export was made in (or found in) the machine's cache; the template keeps its
         # own copy, which Tagger uses first, so its clones tag from it wherever they run
         # and the kill tests find it where a library from before shared exports had it.
-        from tagger.inference.machine_cache import default_export_dir
+        from tagger.inference.machine_cache import stock_export_dir
+        from tagger.inference.preprocessing import default_backbone_id
 
-        link_tree(default_export_dir(), root / "cache")
+        link_tree(stock_export_dir(None, default_backbone_id()), root / "cache")
     user_labels: dict[str, str] = {real_path(p): label for p, label in samples.items()}
     classes = ("dog", "elephant", "other")
     # The generated pictures are noise: any class will do, as long as each class has some.

@@ -1,4 +1,4 @@
-"""The Settings dialog: appearance, compute device, thumbnail size, and which library to open."""
+"""The Settings dialog: appearance, compute device, network, thumbnail size, and which library to open."""
 
 from __future__ import annotations
 
@@ -20,7 +20,8 @@ from PySide6.QtWidgets import (
 
 from tagger.gui.photos.gallery import MAX_TILE_SIZE, MIN_TILE_SIZE
 from tagger.gui.settings.appearance import APPEARANCES, DARK, LIGHT, SYSTEM
-from tagger.gui.settings.settings import DEVICE_CHOICES, Preferences
+from tagger.gui.settings.settings import DEVICE_CHOICES, NETWORK_CHOICES, Preferences
+from tagger.inference.networks import network_for_option
 
 _APPEARANCE_NAMES = {
     SYSTEM: "Follow the system",
@@ -35,8 +36,29 @@ _DEVICE_NAMES = {
 }
 
 
+# What each network costs and gains is measured in docs/PERFORMANCE.md; these words sum it up.
+_NETWORK_HINTS = {
+    "lite0": "fastest",
+    "lite1": "tags more photos right",
+    "lite2": "slowest, no better than Lite1",
+}
+
+
+def network_choice_name(choice: str) -> str:
+    if choice == "auto":
+        return "Automatic (Lite1 with a GPU, Lite0 without)"
+    return f"{network_for_option(choice).title} ({_NETWORK_HINTS[choice]})"
+
+
 class SettingsDialog(QDialog):
-    def __init__(self, preferences: Preferences, current_library: Path, parent: QWidget | None = None) -> None:
+    def __init__(
+        self,
+        preferences: Preferences,
+        current_library: Path,
+        parent: QWidget | None = None,
+        library_network: str = "",
+    ) -> None:
+        """`library_network` names the network the open library's model runs ("" before any model)."""
         super().__init__(parent)
         self.setWindowTitle("Settings")
         self._current_library = current_library
@@ -50,6 +72,18 @@ class SettingsDialog(QDialog):
         for choice in DEVICE_CHOICES:
             self.device_box.addItem(_DEVICE_NAMES[choice], choice)
         self.device_box.setCurrentIndex(max(0, self.device_box.findData(preferences.device)))
+
+        self.network_box = QComboBox()
+        for choice in NETWORK_CHOICES:
+            self.network_box.addItem(network_choice_name(choice), choice)
+        self.network_box.setCurrentIndex(max(0, self.network_box.findData(preferences.network)))
+        network_note = QLabel(
+            "New libraries start with this network. Choosing another one offers to switch this library"
+            + (f" (now {library_network})" if library_network else "")
+            + ": its photos are tagged again and its model starts over; your labels and model history stay."
+        )
+        network_note.setWordWrap(True)
+        network_note.setEnabled(False)
 
         self.thumbnail_size_box = QSpinBox()
         self.thumbnail_size_box.setRange(MIN_TILE_SIZE, MAX_TILE_SIZE)
@@ -74,6 +108,8 @@ class SettingsDialog(QDialog):
         form = QFormLayout(self)
         form.addRow("&Appearance:", self.appearance_box)
         form.addRow("Compute &device:", self.device_box)
+        form.addRow("&Network:", self.network_box)
+        form.addRow("", network_note)
         form.addRow("&Thumbnail size:", self.thumbnail_size_box)
         library_label = QLabel("&Library folder:")
         library_label.setBuddy(self.library_edit)
@@ -89,6 +125,7 @@ class SettingsDialog(QDialog):
             thumbnail_size=self.thumbnail_size_box.value(),
             library_location=Path(text).expanduser() if text else self._current_library,
             appearance=str(self.appearance_box.currentData()),
+            network=str(self.network_box.currentData()),
         )
 
     def _browse_library(self) -> None:

@@ -13,10 +13,14 @@ from PySide6.QtCore import QByteArray, QSettings
 from tagger.exchange.sidecar_names import DEFAULT_NAMING, SidecarNaming
 from tagger.gui.photos.gallery import DEFAULT_TILE_SIZE, MAX_TILE_SIZE, MIN_TILE_SIZE
 from tagger.gui.settings.appearance import APPEARANCES, SYSTEM
+from tagger.inference.networks import NETWORK_OPTIONS
 
 DEVICE_CHOICES: tuple[str, ...] = ("auto", "cpu", "cuda", "mps")
+# "auto" leaves the network to the machine (tagger.inference.choice.default_network).
+NETWORK_CHOICES: tuple[str, ...] = ("auto", *NETWORK_OPTIONS)
 
 _DEVICE = "compute/device"
+_NETWORK = "compute/network"
 _APPEARANCE = "look/appearance"
 _TILE_SIZE = "gallery/thumbnail_size"
 _LIBRARY = "library/last"
@@ -34,6 +38,7 @@ class Preferences:
     thumbnail_size: int
     library_location: Path | None
     appearance: str = SYSTEM  # "system", "light" or "dark"
+    network: str = "auto"  # the network of new models: "auto", "lite0", "lite1" or "lite2"
 
 
 class AppSettings:
@@ -50,6 +55,15 @@ class AppSettings:
     @device.setter
     def device(self, value: str) -> None:
         self._store.setValue(_DEVICE, value if value in DEVICE_CHOICES else "auto")
+
+    @property
+    def network(self) -> str:
+        value = str(self._store.value(_NETWORK, "auto"))
+        return value if value in NETWORK_CHOICES else "auto"
+
+    @network.setter
+    def network(self, value: str) -> None:
+        self._store.setValue(_NETWORK, value if value in NETWORK_CHOICES else "auto")
 
     @property
     def appearance(self) -> str:
@@ -94,13 +108,14 @@ class AppSettings:
         self._store.setValue(_LIBRARY, str(value) if value else "")
 
     def preferences(self) -> Preferences:
-        return Preferences(self.device, self.thumbnail_size, self.last_library, self.appearance)
+        return Preferences(self.device, self.thumbnail_size, self.last_library, self.appearance, self.network)
 
     def save_preferences(self, preferences: Preferences) -> None:
         self.device = preferences.device
         self.thumbnail_size = preferences.thumbnail_size
         self.last_library = preferences.library_location
         self.appearance = preferences.appearance
+        self.network = preferences.network
         self._store.sync()
 
     # -- window --------------------------------------------------------------------

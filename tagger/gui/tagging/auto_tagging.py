@@ -23,6 +23,7 @@ from tagger.gui.tagging.engine_warmup import EngineWarmup
 from tagger.gui.tagging.summary import TaggingRunSummary
 from tagger.gui.widgets.action_icons import play_icon, repeat_icon
 from tagger.gui.widgets.messages import show_problem
+from tagger.inference.networks import network_for_option
 from tagger.tagging.runner import ModelReady, TaggingPlan, adopt_model, plan_tagging, run_tagging
 
 log = logging.getLogger(__name__)
@@ -43,6 +44,11 @@ def _tagging_work(plan: TaggingPlan):  # noqa: ANN202 - a job function
 def device_for_run(preference: str) -> str | None:
     """The settings say "auto"; the engine wants None for "pick the fastest"."""
     return None if preference == "auto" else preference
+
+
+def network_of_first_model(choice: str) -> str | None:
+    """The network a Settings choice names ("lite1"); None for "auto" (the machine's default)."""
+    return None if choice == "auto" else network_for_option(choice).name
 
 
 class _Run:
@@ -77,7 +83,7 @@ class AutoTagger(QObject):
         self._host = host
         self._warmup = warmup
         self._run: _Run | None = None
-        self._deferred: tuple[bool, tuple[int, ...] | None] | None = None
+        self._deferred: tuple[bool, tuple[int, ...] | None, str | None] | None = None
         self.last_summary: TaggingRunSummary | None = None
 
         self.tag_action = QAction("Auto-&tag", self)
@@ -109,25 +115,31 @@ class AutoTagger(QObject):
     def current_job(self) -> Job | None:
         return self._run.job if self._run is not None else None
 
-    def start(self, *, include_tagged: bool = False, photo_ids: Sequence[int] | None = None) -> Job | None:
+    def start(
+        self, *, include_tagged: bool = False, photo_ids: Sequence[int] | None = None, network: str | None = None
+    ) -> Job | None:
         """Tag untagged photos (all but the user's with `include_tagged`), and compute the features
         of the photos the user labeled that have none (runner.plan_tagging); None when nothing
-        started."""
+        started. `network` switches the library to that network; a first model runs the one
+        chosen in Settings."""
         if self._run is not None:
             self._host.show_status("Auto-tag is already running", 4000)
             return None
         wanted = tuple(photo_ids) if photo_ids is not None else None
         if self._warmup is not None and self._warmup.is_pending():
-            self._deferred = (include_tagged, wanted)
+            self._deferred = (include_tagged, wanted, network)
             self._host.show_status("Auto-tag starts as soon as the model is ready…", 0)
             return None
         library = self._host.library
         try:
+            if network is None and library.current_model_version() is None:
+                network = network_of_first_model(self._host.settings.network)
             plan = plan_tagging(
                 library,
                 include_tagged=include_tagged,
                 photo_ids=wanted,
                 device=device_for_run(self._host.settings.device),
+                network=network,
             )
         except Exception as error:  # noqa: BLE001 - e.g. the database is locked: say so
             self._host.report_problem("Cannot auto-tag", describe_error(error))
@@ -148,6 +160,14 @@ class AutoTagger(QObject):
         self.run_started.emit(job)
         return job
 
+    def switch_network(self, network: str) -> Job | None:
+        """Tag every photo again with the stock `network`, the library's model starting over on it
+        (runner.plan_tagging). Its export is prepared first, in the warm-up's child process:
+        exporting in the run would import torch into the app."""
+        if self._warmup is not None and not self.is_busy():
+            self._warmup.start_now(self._host.settings.device, network)
+        return self.start(include_tagged=True, network=network)
+
     def cancel(self) -> None:
         deferred, self._deferred = self._deferred, None
         if self._run is not None:
@@ -165,6 +185,7 @@ class AutoTagger(QObject):
             if isinstance(event, ModelReady):
                 run.version = adopt_model(self._host.library, event, run.plan.current)
                 run.summary.engine = event.engine_description
+                run.summary.model_note = event.note if event.network_changed else ""
                 run.summary.model_version = run.version.id
                 self._host.set_device_text(event.engine_description)
                 self.model_adopted.emit(run.version)
@@ -229,9 +250,12 @@ class AutoTagger(QObject):
     def _start_deferred(self) -> None:
         if self._deferred is None:
             return
-        include_tagged, photo_ids = self._deferred
+        include_tagged, photo_ids, network = self._deferred
         self._deferred = None
-        if self._host.is_closing() or self.start(include_tagged=include_tagged, photo_ids=photo_ids) is None:
+        if (
+            self._host.is_closing()
+            or self.start(include_tagged=include_tagged, photo_ids=photo_ids, network=network) is None
+        ):
             self.idle.emit()
 
     def _set_actions_enabled(self, enabled: bool) -> None:

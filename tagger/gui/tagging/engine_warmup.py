@@ -26,15 +26,15 @@ DEFAULT_DELAY_MS = 1500
 PREPARING_TEXT = "Preparing the model (first run only)…"
 
 
-def _warmup_work(library_cache_dir: Path, device_preference: str):  # noqa: ANN202 - a job function
+def _warmup_work(library_cache_dir: Path, device_preference: str, network: str | None):  # noqa: ANN202 - a job function
     def work(context: JobContext) -> Iterator[str]:
         # Imported here: tagger.inference.engine pulls in OpenCV and a CPU runtime, which the
         # first paint must not wait for.
-        from tagger.inference.choice import accelerator_may_exist
-        from tagger.inference.machine_cache import default_export_dir
+        from tagger.inference.choice import accelerator_may_exist, default_network
+        from tagger.inference.machine_cache import stock_export_dir
         from tagger.inference.onnx_engine import OnnxEngine
         from tagger.inference.onnx_export import export_onnx_in_child_process
-        from tagger.inference.preprocessing import default_backbone_id
+        from tagger.inference.preprocessing import network_backbone_id
 
         if device_preference in ("cuda", "mps"):
             return  # PyTorch runs on the GPU; there is nothing to export
@@ -42,13 +42,14 @@ def _warmup_work(library_cache_dir: Path, device_preference: str):  # noqa: ANN2
         # of long ones while PyTorch starts on the GPU (tagger.inference.handover). Which engine
         # tags is then each run's to say, not this job's.
         gpu_possible = device_preference == "auto" and accelerator_may_exist()
-        backbone_id = default_backbone_id()
-        cache_dir = default_export_dir(library_cache_dir)
+        name = network or default_network(None if device_preference == "auto" else device_preference)
+        backbone_id = network_backbone_id(name)
+        cache_dir = stock_export_dir(library_cache_dir, backbone_id)
         engine = OnnxEngine.from_cache(cache_dir, backbone_id)
         if engine is None:
             context.report(Progress(0, 0, PREPARING_TEXT))
             # In a child process: importing torch here would freeze the window for a moment.
-            if not export_onnx_in_child_process(cache_dir, should_cancel=context.cancelled):
+            if not export_onnx_in_child_process(cache_dir, name, should_cancel=context.cancelled):
                 return
             engine = OnnxEngine.from_cache(cache_dir, backbone_id)
         if engine is not None and not gpu_possible:
@@ -72,33 +73,43 @@ class EngineWarmup(QObject):
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
         self._device_preference = "auto"
+        self._network: str | None = None
+        self._prepared_network: str | None = None  # what the running job prepares
         self._timer.timeout.connect(self._start_now)
 
-    def start_soon(self, device_preference: str, delay_ms: int = DEFAULT_DELAY_MS) -> None:
-        """Start after `delay_ms`, so the window paints first."""
+    def start_soon(self, device_preference: str, network: str | None, delay_ms: int = DEFAULT_DELAY_MS) -> None:
+        """Start after `delay_ms`, so the window paints first; `network` is the stock network
+        the next run will tag with (None: the machine's default)."""
         self._device_preference = device_preference
+        self._network = network
         self._timer.start(delay_ms)
 
     def is_pending(self) -> bool:
         """Scheduled or running: a tagging run started now would export the graph a second time."""
         return self._timer.isActive() or (self._job is not None and self._job.is_running())
 
-    def start_now(self, device_preference: str) -> Job | None:
+    def start_now(self, device_preference: str, network: str | None) -> Job | None:
         self._device_preference = device_preference
+        self._network = network
         self._timer.stop()
         return self._start_now()
 
     def _start_now(self) -> Job | None:
         if self._job is not None and self._job.is_running():
-            return None  # the export it may be doing serves any device choice made meanwhile
+            # The export it may be doing serves any device choice made meanwhile, but not
+            # another network's: that one is prepared when this job ends (_ended).
+            return None
         # Not followed by the progress bar: its Cancel could not interrupt an export,
         # and the user did not ask for this work.
-        job = self._jobs.start("Preparing the model", _warmup_work(self._library_cache_dir, self._device_preference))
+        job = self._jobs.start(
+            "Preparing the model", _warmup_work(self._library_cache_dir, self._device_preference, self._network)
+        )
         job.progress.connect(self._show_preparing)
         job.result.connect(self.described.emit)
         job.error.connect(lambda message: log.warning("Preparing the model failed: %s", message))
         job.finished.connect(lambda _cancelled: self._ended())
         self._job = job
+        self._prepared_network = self._network
         return job
 
     def _show_preparing(self, progress: Progress) -> None:
@@ -107,4 +118,7 @@ class EngineWarmup(QObject):
 
     def _ended(self) -> None:
         self._job = None
+        if self._network != self._prepared_network:
+            # Started before `finished`, so that a run waiting for it waits for this one too.
+            self._start_now()
         self.finished.emit()

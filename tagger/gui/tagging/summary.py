@@ -22,6 +22,7 @@ class TaggingRunSummary:
     seconds: float = 0.0
     cancelled: bool = False
     failed: bool = False
+    model_note: str = ""  # e.g. that the library now tags with another network
 
     def count(
         self, batch: Sequence[TagResult], paths: Mapping[int, str], user_labeled: AbstractSet[int] = frozenset()
@@ -58,4 +59,6 @@ class TaggingRunSummary:
             text += f"; {len(self.unreadable)} unreadable"
         if self.cancelled:
             text += "; run it again to tag the rest"
+        if self.model_note:
+            text += f". {self.model_note}"
         return text
