@@ -89,6 +89,11 @@ def _under_folder(column: str, folder: str) -> tuple[str, tuple]:
     return (f"{column} = ? OR substr({column}, 1, ?) IN (?, ?)", (prefix, len(prefix) + 1, prefix + "/", prefix + "\\"))
 
 
+def _numbers(text: str | None) -> np.ndarray:
+    """The integers of a group_concat (None when it had no rows) as int64."""
+    return np.fromstring(text or "", dtype=np.int64, sep=",")
+
+
 def _photo_from_row(row: Sequence) -> Photo:
     return Photo(
         id=row[0],
@@ -360,6 +365,7 @@ class Store:
         taken_at: float | None = None,
         perceptual_hash: int | None = None,
         clear_error: bool = False,
+        clear_perceptual_hash: bool = False,
     ) -> None:
         changes = {
             "path": path,
@@ -378,6 +384,8 @@ class Store:
         assignments = {k: v for k, v in changes.items() if v is not None}
         if clear_error:
             assignments["error"] = None
+        if clear_perceptual_hash:
+            assignments["perceptual_hash"] = None
         if not assignments:
             return
         columns = ", ".join(f"{name} = ?" for name in assignments)
@@ -453,34 +461,30 @@ class Store:
             row[0] for row in self._db.execute("SELECT id FROM photos WHERE readable = 1 AND missing = 0 ORDER BY id")
         ]
 
-    def photo_files(self) -> dict[str, tuple[int, float, str | None, int | None]]:
-        """path -> (size, mtime, content hash, perceptual hash) of every photo."""
-        return self.photo_files_and_hashes()[0]
-
-    def photo_files_and_hashes(
-        self,
-    ) -> tuple[dict[str, tuple[int, float, str | None, int | None]], np.ndarray, np.ndarray]:
-        """`photo_files`, and in the same read `perceptual_hashes`: what an import starts from."""
-        rows = self._db.execute(
-            "SELECT path, size_bytes, mtime, content_hash, perceptual_hash, id, missing FROM photos ORDER BY id"
-        ).fetchall()
-        files = {row[0]: (row[1], row[2], row[3], row[4]) for row in rows}
-        hashed = [(row[5], row[4]) for row in rows if row[4] is not None and not row[6]]
-        ids = np.array([photo_id for photo_id, _ in hashed], dtype=np.int64)
-        hashes = np.array([value for _, value in hashed], dtype=np.int64)
-        return files, ids, hashes
+    def photo_files(self, paths: Sequence[str]) -> dict[str, tuple[int, float, str | None, int | None]]:
+        """path -> (size, mtime, content hash, perceptual hash) of those of `paths` the library has."""
+        files: dict[str, tuple[int, float, str | None, int | None]] = {}
+        for start in range(0, len(paths), 500):
+            chunk = list(paths[start : start + 500])
+            marks = ",".join("?" * len(chunk))
+            rows = self._db.execute(
+                f"SELECT path, size_bytes, mtime, content_hash, perceptual_hash FROM photos WHERE path IN ({marks})",
+                chunk,
+            )
+            files.update((row[0], row[1:]) for row in rows)
+        return files
 
     # -- near-duplicates -----------------------------------------------------
 
     def perceptual_hashes(self) -> tuple[np.ndarray, np.ndarray]:
-        """(photo ids, perceptual hashes as int64) of every present photo that has one, in id order."""
-        rows = self._db.execute(
-            "SELECT id, perceptual_hash FROM photos WHERE perceptual_hash IS NOT NULL AND missing = 0 ORDER BY id"
-        ).fetchall()
-        if not rows:
-            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
-        ids, hashes = zip(*rows)
-        return np.array(ids, dtype=np.int64), np.array(hashes, dtype=np.int64)
+        """(photo ids, perceptual hashes as int64) of every present photo that has one, in no set order."""
+        # Two strings of numbers, split by numpy: an object per row would cost more than the query.
+        # Both lists are built over the same rows in the same pass, so they pair up.
+        ids, hashes = self._db.execute(
+            "SELECT group_concat(id), group_concat(perceptual_hash) FROM photos"
+            " WHERE perceptual_hash IS NOT NULL AND missing = 0"
+        ).fetchone()
+        return _numbers(ids), _numbers(hashes)
 
     def near_duplicate_links(self, photo_ids: Sequence[int] | None = None) -> list[tuple[int, int]]:
         """(photo id, id of the earlier photo it is a near-duplicate of), for every flagged photo
