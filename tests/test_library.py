@@ -221,6 +221,27 @@ def _record(library: Library, *names: str, folder: str = "/photos") -> list[int]
     return library.record_scanned(files, ImportSummary())
 
 
+def test_the_library_selects_the_gallerys_photos_in_sql(library):
+    from tagger.domain import PhotoFilter, Show, SortOrder, SourceFilter
+
+    ids = _record(library, "b.jpg", "Straße.jpg", "A.jpg", "c.jpg")
+    library.set_user_labels(ids[:1], "dog")
+    library.record_tag_results(zero_shot_version(library), [TagResult(ids[2], probabilities=(0.2, 0.7, 0.1))])
+    assert library.gallery_ids(PhotoFilter(), SortOrder.ADDED).tolist() == ids
+    # Names compare in any case (casefold: "ß" is "ss").
+    assert library.gallery_ids(PhotoFilter(), SortOrder.NAME).tolist() == [ids[2], ids[0], ids[3], ids[1]]
+    assert library.gallery_ids(PhotoFilter(search="STRASSE"), SortOrder.ADDED).tolist() == [ids[1]]
+    assert library.gallery_ids(PhotoFilter(show=Show.UNLABELED), SortOrder.ADDED).tolist() == [ids[1], ids[3]]
+    confirmed = PhotoFilter(show=Show.CLASS, class_name="dog", source=SourceFilter.CONFIRMED)
+    assert library.gallery_ids(confirmed, SortOrder.ADDED).tolist() == [ids[0]]
+    assert library.gallery_ids(PhotoFilter(source=SourceFilter.GUESSED), SortOrder.ADDED).tolist() == [ids[2]]
+    # Guesses first, then no label, confirmed last.
+    assert library.gallery_ids(PhotoFilter(), SortOrder.LEAST_CONFIDENT).tolist() == [ids[2], ids[1], ids[3], ids[0]]
+    assert library.gallery_matching(PhotoFilter(show=Show.UNLABELED), [ids[3], ids[0], ids[1]]) == [ids[1], ids[3]]
+    assert library.label_counts() == {"dog": (1, 1), "elephant": (1, 0), "other": (0, 0)}
+    assert (library.photo_count(), library.newest_photo_id()) == (4, ids[-1])
+
+
 def test_known_files_answers_for_the_paths_asked_only(library):
     _record(library, "a.jpg", "b.jpg")
     known = library.known_files(["/photos/a.jpg", "/elsewhere/a.jpg"])

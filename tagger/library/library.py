@@ -29,7 +29,9 @@ from tagger.domain import (
     ModelPrediction,
     ModelVersion,
     Photo,
+    PhotoFilter,
     ScannedFile,
+    SortOrder,
     TagResult,
 )
 from tagger.errors import LibraryError, StoreError, UnsafeFileError
@@ -208,9 +210,38 @@ class Library:
     def photos(self, photo_ids: Iterable[int] | None = None) -> list[Photo]:
         return self.store.photos(photo_ids)
 
-    def gallery_rows(self, photo_ids: Sequence[int] | None = None) -> list[tuple]:
+    def photo_count(self) -> int:
+        return self.store.photo_count()
+
+    def newest_photo_id(self) -> int:
+        """The highest photo id (0 when there are none): photos added later have higher ones."""
+        return self.store.newest_photo_id()
+
+    # -- the gallery ---------------------------------------------------------------
+
+    def gallery_rows(self, photo_ids: Sequence[int]) -> list[tuple]:
         """The gallery's columns of the photos (Store.gallery_rows)."""
         return self.store.gallery_rows(photo_ids)
+
+    def gallery_ids(self, photo_filter: PhotoFilter, order: SortOrder) -> np.ndarray:
+        """Ids of the photos the gallery shows, in its order (Store.gallery_ids): chosen in SQL,
+        so that no Python object is made per photo of the library."""
+        return self.store.gallery_ids(photo_filter, order)
+
+    def gallery_matching(self, photo_filter: PhotoFilter, photo_ids: Sequence[int]) -> list[int]:
+        """Those of `photo_ids` the filter lets through, in id order."""
+        return self.store.gallery_matching(photo_filter, photo_ids)
+
+    def label_counts(self) -> dict[str, tuple[int, int]]:
+        """Per live class: (photos labeled with it, of which the user confirmed), missing photos included."""
+        names = {c.id: c.name for c in self.store.classes()}
+        counts = dict.fromkeys(names.values(), (0, 0))
+        for class_id, source, count in self.store.label_counts():
+            name = names.get(class_id)
+            if name is not None:
+                labeled, confirmed = counts[name]
+                counts[name] = (labeled + count, confirmed + (count if source == LabelSource.USER.value else 0))
+        return counts
 
     def photo_ids_readable(self) -> list[int]:
         """Present, readable photos, the user's included: the ones a model can score."""
