@@ -102,6 +102,40 @@ class ModelVersion:
     note: str = ""
 
 
+class Show(enum.Enum):
+    """Which photos the gallery shows."""
+
+    ALL = "all"
+    UNLABELED = "unlabeled"
+    UNREADABLE = "unreadable"
+    NEAR_DUPLICATES = "near_duplicates"  # photos in a group of near-duplicates, group by group
+    CLASS = "class"  # only photos labeled with PhotoFilter.class_name
+
+
+class SourceFilter(enum.Enum):
+    ANY = "any"
+    CONFIRMED = "confirmed"  # labeled by the user (or a model tag the user accepted)
+    GUESSED = "guessed"  # labeled by the model, not yet confirmed
+
+
+class SortOrder(enum.Enum):
+    ADDED = "added"
+    NAME = "name"
+    DATE = "date"
+    FOLDER = "folder"
+    LEAST_CONFIDENT = "least_confident"
+
+
+@dataclass(frozen=True)
+class PhotoFilter:
+    """The gallery's filter; the library selects the photos it lets through (Library.gallery_ids)."""
+
+    show: Show = Show.ALL
+    class_name: str | None = None
+    source: SourceFilter = SourceFilter.ANY
+    search: str = ""  # part of the file name, any case
+
+
 @dataclass
 class ImportSummary:
     added: list[str] = field(default_factory=list)

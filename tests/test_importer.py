@@ -14,6 +14,7 @@ from tagger.common.paths import normalise_path
 from tagger.domain import Progress, ScannedFile
 from tagger.library import importer
 from tagger.library.importer import ImportRecorder, import_paths, iter_candidate_files, scan, scan_file
+from tagger.library.library import Library
 
 RED = (220, 30, 30)
 BLUE = (30, 30, 220)
@@ -311,12 +312,16 @@ def test_cancel_stops_the_import_and_marks_nothing_missing(library, tmp_path, ma
     assert "(cancelled)" in summary.describe()
 
 
+def _nothing_known(paths):
+    return {}
+
+
 def test_cancel_between_batches_keeps_what_was_scanned(tmp_path, make_image):
     root = tmp_path / "photos"
     for index in range(10):
         make_image(root / f"{index:02}.png", size=(4, 4), color=(index * 20, 0, 0))
     batches: list[list[ScannedFile]] = []
-    for batch in scan([root], {}, batch_size=3, should_cancel=lambda: len(batches) >= 2):
+    for batch in scan([root], _nothing_known, batch_size=3, should_cancel=lambda: len(batches) >= 2):
         batches.append(batch)
     assert [len(batch) for batch in batches] == [3, 3]
     assert [Path(f.path).name for f in batches[0]] == ["00.png", "01.png", "02.png"]
@@ -325,7 +330,7 @@ def test_cancel_between_batches_keeps_what_was_scanned(tmp_path, make_image):
 def test_scan_stops_cleanly_when_the_consumer_stops(tmp_path, make_image):
     for index in range(10):
         make_image(tmp_path / f"{index}.png", size=(4, 4))
-    batches = scan([tmp_path], {}, batch_size=2)
+    batches = scan([tmp_path], _nothing_known, batch_size=2)
     first = next(batches)
     batches.close()
     assert len(first) == 2
@@ -347,13 +352,15 @@ def test_scan_writes_nothing_so_a_worker_can_run_it(library, tmp_path, make_imag
     make_image(tmp_path / "photos" / "b.jpg", color=BLUE)
     (tmp_path / "photos" / "c.jpg").write_bytes(b"")
     paths = [tmp_path / "photos", tmp_path / "missing"]
-    known = library.known_files()
 
     batches: list[list[ScannedFile]] = []
     problems: list[tuple[str, str]] = []
-    worker = threading.Thread(
-        target=lambda: batches.extend(scan(paths, known, on_error=lambda p, r: problems.append((p, r))))
-    )
+
+    def scan_with_a_reader() -> None:
+        with Library(library.root, readonly=True) as reader:
+            batches.extend(scan(paths, reader.known_files, on_error=lambda p, r: problems.append((p, r))))
+
+    worker = threading.Thread(target=scan_with_a_reader)
     worker.start()
     worker.join()
     assert library.store.photo_count() == 0

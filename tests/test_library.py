@@ -211,3 +211,76 @@ def test_something_that_is_not_a_database_is_refused_clearly(tmp_path):
     (root / "library.sqlite3").write_text("this is a shopping list, not a database\n" * 100)
     with pytest.raises(StoreError, match="not a usable Tagger library"):
         Library(root)
+
+
+def _record(library: Library, *names: str, folder: str = "/photos") -> list[int]:
+    files = [
+        ScannedFile(f"{folder}/{name}", 1, float(number), f"{number:04d}{name:>60}", 8, 8, "JPEG")
+        for number, name in enumerate(names)
+    ]
+    return library.record_scanned(files, ImportSummary())
+
+
+def test_the_library_selects_the_gallerys_photos_in_sql(library):
+    from tagger.domain import PhotoFilter, Show, SortOrder, SourceFilter
+
+    ids = _record(library, "b.jpg", "Straße.jpg", "A.jpg", "c.jpg")
+    library.set_user_labels(ids[:1], "dog")
+    library.record_tag_results(zero_shot_version(library), [TagResult(ids[2], probabilities=(0.2, 0.7, 0.1))])
+    assert library.gallery_ids(PhotoFilter(), SortOrder.ADDED).tolist() == ids
+    # Names compare in any case (casefold: "ß" is "ss").
+    assert library.gallery_ids(PhotoFilter(), SortOrder.NAME).tolist() == [ids[2], ids[0], ids[3], ids[1]]
+    assert library.gallery_ids(PhotoFilter(search="STRASSE"), SortOrder.ADDED).tolist() == [ids[1]]
+    assert library.gallery_ids(PhotoFilter(show=Show.UNLABELED), SortOrder.ADDED).tolist() == [ids[1], ids[3]]
+    confirmed = PhotoFilter(show=Show.CLASS, class_name="dog", source=SourceFilter.CONFIRMED)
+    assert library.gallery_ids(confirmed, SortOrder.ADDED).tolist() == [ids[0]]
+    assert library.gallery_ids(PhotoFilter(source=SourceFilter.GUESSED), SortOrder.ADDED).tolist() == [ids[2]]
+    # Guesses first, then no label, confirmed last.
+    assert library.gallery_ids(PhotoFilter(), SortOrder.LEAST_CONFIDENT).tolist() == [ids[2], ids[1], ids[3], ids[0]]
+    assert library.gallery_matching(PhotoFilter(show=Show.UNLABELED), [ids[3], ids[0], ids[1]]) == [ids[1], ids[3]]
+    assert library.label_counts() == {"dog": (1, 1), "elephant": (1, 0), "other": (0, 0)}
+    assert (library.photo_count(), library.newest_photo_id()) == (4, ids[-1])
+
+
+def test_known_files_answers_for_the_paths_asked_only(library):
+    _record(library, "a.jpg", "b.jpg")
+    known = library.known_files(["/photos/a.jpg", "/elsewhere/a.jpg"])
+    assert list(known) == ["/photos/a.jpg"] and known["/photos/a.jpg"][:2] == (1, 0.0)
+
+
+def _library_with_a_hashed_photo(root) -> int:
+    """Makes a library holding one photo with a perceptual hash; its id."""
+    with Library(root) as library:
+        photo = ScannedFile("/photos/a.jpg", 1, 0.0, "a" * 64, 8, 8, "JPEG", perceptual_hash=0b1111)
+        return library.record_scanned([photo], ImportSummary())[0]
+
+
+def test_a_worker_can_read_the_perceptual_hashes_for_the_writer(tmp_path):
+    first = _library_with_a_hashed_photo(tmp_path / "library")
+    with Library(tmp_path / "library") as library:
+        version = library.perceptual_hashes_version()
+        assert version is not None  # a library just opened has not read them
+        with Library(library.root, readonly=True) as reader:
+            index = reader.read_perceptual_hashes()
+        library.use_perceptual_hashes(index, version)
+        assert library.perceptual_hashes_version() is None
+        summary = ImportSummary()
+        (second,) = library.record_scanned(
+            [ScannedFile("/photos/b.jpg", 1, 0.0, "b" * 64, perceptual_hash=0b0111)], summary
+        )
+        assert summary.near_duplicates == [("/photos/b.jpg", "/photos/a.jpg")]
+        assert library.near_duplicate_links([second]) == [(second, first)]
+
+
+def test_hashes_read_before_a_change_are_not_taken(tmp_path):
+    first = _library_with_a_hashed_photo(tmp_path / "library")
+    with Library(tmp_path / "library") as library:
+        version = library.perceptual_hashes_version()
+        with Library(library.root, readonly=True) as reader:
+            index = reader.read_perceptual_hashes()
+        library.remove_photos([first])
+        library.use_perceptual_hashes(index, version)
+        assert library.perceptual_hashes_version() is not None
+        summary = ImportSummary()
+        library.record_scanned([ScannedFile("/photos/b.jpg", 1, 0.0, "b" * 64, perceptual_hash=0b1111)], summary)
+        assert summary.near_duplicates == []  # the removed photo is no one's near-duplicate

@@ -12,7 +12,7 @@ from PIL import Image
 from tagger.cli.main import main
 from tagger.images.perceptual import NEAR_DUPLICATE_BITS, difference_hash, distances
 from tagger.library.importer import import_paths
-from tagger.library.near_duplicates import HashIndex, groups_from_links
+from tagger.library.near_duplicates import QUARTERS, HashIndex, groups_from_links, nearest, quarter_probes
 
 PHOTOS = sorted((Path(__file__).parent / "data" / "photos").glob("*/*.jpg"))
 
@@ -72,18 +72,84 @@ def test_distances_count_every_bit_of_negative_hashes():
     assert list(distances(np.array([-1, 0, -(2**63)]), 0)) == [64, 0, 1]
 
 
-def test_the_index_finds_the_nearest_earlier_photo_and_grows():
-    index = HashIndex(np.array([5, 9]), np.array([0b1111, -1]))
-    assert index.closest(0b1110) == 5
-    assert index.closest(0b0101_0101_0101_0101 << 20) is None
-    for photo_id in range(100, 300):
-        index.add(photo_id, photo_id << 40)
-    assert len(index) == 202
-    assert index.closest(299 << 40) == 299
-    index.update(299, 0b1111)  # its file was edited
-    assert index.closest(299 << 40) != 299 and index.closest(0b1111) == 5
-    index.update(5, None)  # no longer has a hash
-    assert index.closest(0b1111) == 299 and len(index) == 201
+def test_the_quarters_find_every_photo_within_the_near_duplicate_distance():
+    # Spread over fewer bits than twice the quarters, some quarter is at most one bit off.
+    assert NEAR_DUPLICATE_BITS < 2 * QUARTERS
+    assert [len(values) for values in quarter_probes(-1)] == [17] * QUARTERS
+    assert quarter_probes(0x0001_0002_0003_0004)[0][:3].tolist() == [4, 5, 6]
+    assert quarter_probes(-(2**63))[3][0] == 0x8000
+
+
+def test_nearest_takes_the_closest_within_reach_and_the_earliest_of_a_tie():
+    ids, hashes = np.array([9, 5, 7]), np.array([0b1111, 0b1111, 0b0111])
+    assert nearest(ids, hashes, 0b1111) == 5
+    assert nearest(ids, hashes, 0b0011) == 7
+    assert nearest(ids, hashes, 0b1111 << 40) is None
+    assert nearest(np.zeros(0), np.zeros(0), 0) is None
+
+
+def _flip(signed_hash: int, bits) -> int:
+    """The 64-bit hash with these bits turned over, signed as stored."""
+    flipped = (signed_hash % 2**64) ^ sum(1 << int(bit) for bit in bits)
+    return flipped - 2**64 if flipped >= 2**63 else flipped
+
+
+def test_the_index_finds_what_comparing_with_every_photo_finds_as_it_grows_and_shrinks():
+    rng = np.random.default_rng(7)
+    random_hash = lambda: int(rng.integers(np.iinfo(np.int64).min, np.iinfo(np.int64).max))  # noqa: E731
+    known = {photo_id: random_hash() for photo_id in range(1, 301)}
+    index = HashIndex(np.array(list(known)), np.array(list(known.values())))
+    # More photos than wait unsorted, many of them copies 0-8 bits off earlier ones (some alike),
+    # and the extremes of the range; some removed and some changed on the way.
+    for photo_id in range(301, 301 + 5000):
+        earlier = list(known.values())[int(rng.integers(0, len(known)))]
+        value = _flip(earlier, rng.choice(64, size=rng.integers(0, 9), replace=False))
+        if photo_id % 5 == 0:
+            value = random_hash()
+        expected = nearest(np.array(list(known)), np.array(list(known.values())), value)
+        assert index.closest(value) == expected
+        known[photo_id] = value
+        index.add(photo_id, value)
+        if photo_id % 97 == 0:
+            index.remove([photo_id - 50, photo_id - 51])
+            known.pop(photo_id - 50, None), known.pop(photo_id - 51, None)
+        if photo_id % 89 == 0 and photo_id - 10 in known:
+            known[photo_id - 10] = random_hash()
+            index.update(photo_id - 10, known[photo_id - 10])
+    assert len(index) == len(known)
+    for value in (-1, -(2**63), 2**63 - 1, 0):
+        index.add(max(known) + 1, value)
+        known[max(known) + 1] = value
+        assert index.closest(value) == nearest(np.array(list(known)), np.array(list(known.values())), value)
+
+
+def test_the_library_reads_its_hashes_exactly(library):
+    values = [-1, -(2**63), 2**63 - 1, 0, 123456789012345678]
+    with library.store.transaction():
+        for number, value in enumerate(values):
+            library.store.insert_photo(
+                f"/photos/{number}.jpg",
+                content_hash=f"{number:064x}",
+                size_bytes=1,
+                mtime=0.0,
+                width=1,
+                height=1,
+                format="JPEG",
+                readable=True,
+                error=None,
+                perceptual_hash=value,
+            )
+    ids, hashes = library.store.perceptual_hashes()
+    assert sorted(zip(ids.tolist(), hashes.tolist())) == list(enumerate(values, start=1))
+
+
+def test_an_edited_photo_without_a_hash_keeps_none(library, tmp_path):
+    original, resized, _ = _photo_with_copies(tmp_path / "edit", 2)
+    import_paths(library, [original])
+    Image.new("RGB", (64, 64), (128, 128, 128)).save(original)  # a blank frame has no hash
+    import_paths(library, [original])
+    assert library.known_files([str(original)])[str(original)][3] is None
+    assert import_paths(library, [resized]).near_duplicates == []
 
 
 def test_links_join_into_groups():
@@ -122,9 +188,8 @@ def test_photos_imported_before_hashes_were_kept_get_one_on_the_next_import(libr
     import_paths(library, [original])
     with library.store.transaction():
         library.store._db.execute("UPDATE photos SET perceptual_hash = NULL")
-    library._hash_index = None
     import_paths(library, [original])
-    assert library.store.perceptual_hashes()[0].tolist() == [library.photo_by_path(original).id]
+    assert library.known_files([str(original)])[str(original)][3] is not None
     assert import_paths(library, [resized]).near_duplicates == [(str(resized), str(original))]
 
 

@@ -19,7 +19,7 @@ import os
 import stat
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from tagger.common.paths import normalise_path
@@ -40,6 +40,7 @@ __all__ = [
     "FileVanished",
     "ImportRecorder",
     "KnownFiles",
+    "KnownFilesLookup",
     "import_paths",
     "iter_candidate_files",
     "printable_path",
@@ -50,6 +51,8 @@ __all__ = [
 PathInput = str | bytes | os.PathLike[str] | os.PathLike[bytes]
 # path -> (size, mtime, content hash, perceptual hash)
 KnownFiles = Mapping[str, tuple[int, float, str | None, int | None]]
+# What the library knows of some files (normalised paths): Library.known_files, or a stand-in.
+KnownFilesLookup = Callable[[Sequence[str]], KnownFiles]
 ErrorHandler = Callable[[str, str], None]  # (printable path, reason)
 ProgressHandler = Callable[[Progress], None]
 CancelCheck = Callable[[], bool]
@@ -362,7 +365,7 @@ class _ProgressMeter:
 
 def scan(
     paths: Iterable[PathInput],
-    known: KnownFiles,
+    known: KnownFilesLookup,
     *,
     progress: ProgressHandler | None = None,
     should_cancel: CancelCheck | None = None,
@@ -375,8 +378,10 @@ def scan(
     """Scan everything under `paths`, yielding batches ready for `Library.record_scanned`.
 
     Writes nothing. While files are being found, progress has total 0 (a busy
-    indicator); afterwards done counts files scanned. `should_cancel` and
-    `progress` are only called from the thread iterating this generator.
+    indicator); afterwards done counts files scanned. `known` is asked what the
+    library knows of each batch before it is read, so unchanged files are not
+    hashed again. `known`, `should_cancel` and `progress` are only called from
+    the thread iterating this generator.
     Pass the library's folder in `exclude` when it could lie inside `paths`;
     `follow_links` as for `iter_candidate_files`.
     """
@@ -393,11 +398,11 @@ def scan(
     total = len(candidates)
     meter.update(0, total, f"Reading {total} files", force=True)
 
-    def scan_unless_cancelled(path: str) -> ScannedFile | FileSkipped | None:
+    def scan_unless_cancelled(path: str, known_here: KnownFiles) -> ScannedFile | FileSkipped | None:
         if cancel.requested:
             return None
         try:
-            return scan_file(path, known)
+            return scan_file(path, known_here)
         except FileSkipped as skipped:
             return skipped
         except Exception as error:  # noqa: BLE001 - one file's surprise must not end the whole import
@@ -411,10 +416,12 @@ def scan(
                 if cancel.poll():
                     return
                 batch: list[ScannedFile] = []
-                for outcome in pool.map(scan_unless_cancelled, candidates[start : start + batch_size]):
+                paths_here = candidates[start : start + batch_size]
+                known_here = known(paths_here)
+                for outcome in pool.map(scan_unless_cancelled, paths_here, [known_here] * len(paths_here)):
                     if isinstance(outcome, ScannedFile):
                         batch.append(outcome)
-                    elif isinstance(outcome, FileVanished) and outcome.path in known:
+                    elif isinstance(outcome, FileVanished) and outcome.path in known_here:
                         pass  # a photo the library has: the missing-file check reports it
                     elif isinstance(outcome, FileSkipped):
                         report_problem(printable_path(outcome.path), outcome.reason)
@@ -491,7 +498,7 @@ def import_paths(
 
     for batch in scan(
         paths,
-        library.known_files(),
+        library.known_files,
         progress=progress,
         should_cancel=latching_cancel,
         on_error=recorder.note_problem,

@@ -29,7 +29,9 @@ from tagger.domain import (
     ModelPrediction,
     ModelVersion,
     Photo,
+    PhotoFilter,
     ScannedFile,
+    SortOrder,
     TagResult,
 )
 from tagger.errors import LibraryError, StoreError, UnsafeFileError
@@ -53,8 +55,11 @@ class Library:
         self.root = Path(root).expanduser()
         self.readonly = readonly
         self._lock = LibraryLock(self.root / "library.lock")
-        # Perceptual hashes of the library's photos: read with known_files (an import's start) or when first needed.
+        # The perceptual hashes of the library's photos, indexed: read when an import first needs
+        # them, or handed over by an import's worker (use_perceptual_hashes).
         self._hash_index: HashIndex | None = None
+        # Moves on with every write that may change which photos have which perceptual hash.
+        self._hash_version = 0
         if readonly:
             if not (self.root / DATABASE_NAME).exists():
                 raise LibraryError(f"There is no Tagger library at {self.root}")
@@ -205,9 +210,38 @@ class Library:
     def photos(self, photo_ids: Iterable[int] | None = None) -> list[Photo]:
         return self.store.photos(photo_ids)
 
-    def gallery_rows(self, photo_ids: Sequence[int] | None = None) -> list[tuple]:
+    def photo_count(self) -> int:
+        return self.store.photo_count()
+
+    def newest_photo_id(self) -> int:
+        """The highest photo id (0 when there are none): photos added later have higher ones."""
+        return self.store.newest_photo_id()
+
+    # -- the gallery ---------------------------------------------------------------
+
+    def gallery_rows(self, photo_ids: Sequence[int]) -> list[tuple]:
         """The gallery's columns of the photos (Store.gallery_rows)."""
         return self.store.gallery_rows(photo_ids)
+
+    def gallery_ids(self, photo_filter: PhotoFilter, order: SortOrder) -> np.ndarray:
+        """Ids of the photos the gallery shows, in its order (Store.gallery_ids): chosen in SQL,
+        so that no Python object is made per photo of the library."""
+        return self.store.gallery_ids(photo_filter, order)
+
+    def gallery_matching(self, photo_filter: PhotoFilter, photo_ids: Sequence[int]) -> list[int]:
+        """Those of `photo_ids` the filter lets through, in id order."""
+        return self.store.gallery_matching(photo_filter, photo_ids)
+
+    def label_counts(self) -> dict[str, tuple[int, int]]:
+        """Per live class: (photos labeled with it, of which the user confirmed), missing photos included."""
+        names = {c.id: c.name for c in self.store.classes()}
+        counts = dict.fromkeys(names.values(), (0, 0))
+        for class_id, source, count in self.store.label_counts():
+            name = names.get(class_id)
+            if name is not None:
+                labeled, confirmed = counts[name]
+                counts[name] = (labeled + count, confirmed + (count if source == LabelSource.USER.value else 0))
+        return counts
 
     def photo_ids_readable(self) -> list[int]:
         """Present, readable photos, the user's included: the ones a model can score."""
@@ -217,17 +251,16 @@ class Library:
         """Readable, present photos the model may label: never those the user labeled."""
         return self.store.photo_ids_to_tag(include_tagged=include_tagged)
 
-    def known_files(self) -> dict[str, tuple[int, float, str | None, int | None]]:
-        """path -> (size, mtime, content hash, perceptual hash) of every photo, so a re-import
-        can skip unchanged files. Also readies the perceptual hashes the import compares new
-        photos with, from the same read."""
-        files, ids, hashes = self.store.photo_files_and_hashes()
-        self._hash_index = HashIndex(ids, hashes)
-        return files
+    def known_files(self, paths: Sequence[str]) -> dict[str, tuple[int, float, str | None, int | None]]:
+        """path -> (size, mtime, content hash, perceptual hash) of those of `paths` (normalised)
+        the library has, so that an import can skip hashing unchanged files. Asked batch by batch,
+        so that no import holds what the library knows of every photo."""
+        return self.store.photo_files(paths)
 
     def record_scanned(self, files: Sequence[ScannedFile], summary: ImportSummary) -> list[int]:
         """Write one batch of scanned files in one transaction; returns ids of new photos."""
         new_ids: list[int] = []
+        self._hash_version += 1
         try:
             with self.store.transaction(durable=False):
                 for scanned in files:
@@ -253,11 +286,13 @@ class Library:
                     if self._hash_index is not None:
                         self._hash_index.add(existing.id, scanned.perceptual_hash)
                 return None
-            if existing.content_hash != scanned.content_hash:
+            edited = existing.content_hash != scanned.content_hash
+            perceptual_hash = scanned.perceptual_hash if readable else None
+            if edited:
                 # The file was edited: its cached features describe the old pixels.
                 store.delete_features(existing.id)
                 if self._hash_index is not None:
-                    self._hash_index.update(existing.id, scanned.perceptual_hash if readable else None)
+                    self._hash_index.update(existing.id, perceptual_hash)
             store.update_photo_file(
                 existing.id,
                 content_hash=scanned.content_hash,
@@ -271,7 +306,9 @@ class Library:
                 clear_error=readable,
                 missing=False,
                 taken_at=scanned.taken_at,
-                perceptual_hash=scanned.perceptual_hash,
+                perceptual_hash=perceptual_hash,
+                # An edited picture that has no hash any more must not match its old near-duplicates.
+                clear_perceptual_hash=edited and perceptual_hash is None,
             )
             if readable:
                 summary.unchanged += 1
@@ -287,9 +324,7 @@ class Library:
                 summary.duplicates.append((scanned.path, twin.path))
                 return None
         perceptual_hash = scanned.perceptual_hash if readable else None
-        earlier_id = None
-        if perceptual_hash is not None:
-            earlier_id = self._known_hashes().closest(perceptual_hash)
+        earlier_id = None if perceptual_hash is None else self._known_hashes().closest(perceptual_hash)
         photo_id = store.insert_photo(
             scanned.path,
             content_hash=scanned.content_hash,
@@ -317,8 +352,24 @@ class Library:
 
     def _known_hashes(self) -> HashIndex:
         if self._hash_index is None:
-            self._hash_index = HashIndex(*self.store.perceptual_hashes())
+            self._hash_index = self.read_perceptual_hashes()
         return self._hash_index
+
+    def perceptual_hashes_version(self) -> int | None:
+        """None when this writer holds the perceptual hashes an import compares new photos with.
+        Otherwise a number every write that may change them moves on: a worker may read them
+        (read_perceptual_hashes, on a reader of its own) and hand them over with that number
+        (use_perceptual_hashes), so that the thread owning the library does not read them."""
+        return None if self._hash_index is not None else self._hash_version
+
+    def read_perceptual_hashes(self) -> HashIndex:
+        """The perceptual hashes of the present photos, indexed for finding near-duplicates."""
+        return HashIndex(*self.store.perceptual_hashes())
+
+    def use_perceptual_hashes(self, index: HashIndex, version: int) -> None:
+        """Take the hashes a worker read, if nothing changed them since `version` was taken."""
+        if self._hash_index is None and version == self._hash_version:
+            self._hash_index = index
 
     def mark_missing_under(self, folder: str, seen: set[str], summary: ImportSummary) -> None:
         """After a folder scan: photos under it that were not seen and are gone are missing."""
@@ -326,11 +377,13 @@ class Library:
         gone = [(photo_id, path) for photo_id, path in unseen if not os.path.exists(path)]
         if not gone:
             return
-        self._hash_index = None  # missing photos are no one's near-duplicate
+        self._hash_version += 1
         with self.store.transaction(durable=False):
             for photo_id, path in gone:
                 self.store.update_photo_file(photo_id, missing=True)
                 summary.missing.append(path)
+        if self._hash_index is not None:  # missing photos are no one's near-duplicate
+            self._hash_index.remove([photo_id for photo_id, _path in gone])
 
     def follow_move(self, photo_id: int, new_path: str) -> None:
         """The app itself moved a photo (sorting into folders): keep its labels and features.
@@ -381,9 +434,11 @@ class Library:
         """Forget photos: the library no longer lists them; their files stay as they are."""
         if not photo_ids:
             return
+        self._hash_version += 1
         with self.store.transaction():
             self.store.delete_photos(photo_ids)
-        self._hash_index = None
+        if self._hash_index is not None:
+            self._hash_index.remove(photo_ids)
 
     # -- labels --------------------------------------------------------------------
 

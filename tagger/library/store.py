@@ -26,6 +26,10 @@ from tagger.domain import (
     ModelPrediction,
     ModelVersion,
     Photo,
+    PhotoFilter,
+    Show,
+    SortOrder,
+    SourceFilter,
 )
 from tagger.errors import StoreError, UnsafeFileError
 from tagger.library.schema import MIGRATIONS, SCHEMA_VERSION
@@ -80,6 +84,20 @@ _GALLERY_COLUMNS = (
     "readable, missing, COALESCE(taken_at, mtime), error FROM photos"
 )
 _PHOTO_FROM = "photos p LEFT JOIN classes c ON c.id = p.label_class_id"
+# The gallery's orders, ties broken by id; folded_name and folded_folder are Python functions
+# (Store._add_functions), so that names compare as the gallery compares them, in any case.
+_GALLERY_ORDERS = {
+    SortOrder.ADDED: "id",
+    SortOrder.NAME: "folded_name(path), id",
+    SortOrder.DATE: "COALESCE(taken_at, mtime, 0), id",
+    SortOrder.FOLDER: "folded_folder(path), folded_name(path), id",
+    # Guesses first, weakest on top; then photos with no label; confirmed ones last.
+    SortOrder.LEAST_CONFIDENT: (
+        "CASE WHEN label_source = 'user' THEN 2 WHEN label_confidence IS NULL THEN 1 ELSE 0 END, "
+        "CASE WHEN label_source = 'user' THEN 0 ELSE COALESCE(label_confidence, 0) END, id"
+    ),
+}
+_LIVE_CLASS_IDS = "SELECT id FROM classes WHERE removed_at IS NULL"
 
 
 def _under_folder(column: str, folder: str) -> tuple[str, tuple]:
@@ -87,6 +105,48 @@ def _under_folder(column: str, folder: str) -> tuple[str, tuple]:
     with either separator; a comparison of prefixes, which stays cheap at 100,000 photos."""
     prefix = folder.rstrip("/\\")
     return (f"{column} = ? OR substr({column}, 1, ?) IN (?, ?)", (prefix, len(prefix) + 1, prefix + "/", prefix + "\\"))
+
+
+def _gallery_condition(photo_filter: PhotoFilter) -> tuple[str, list]:
+    """The filter as an SQL condition on photos, and its parameters."""
+    terms: list[str] = []
+    parameters: list = []
+    show = photo_filter.show
+    if show is Show.UNLABELED:
+        # A label of a removed class is no label.
+        terms.append(f"readable = 1 AND (label_class_id IS NULL OR label_class_id NOT IN ({_LIVE_CLASS_IDS}))")
+    elif show is Show.UNREADABLE:
+        terms.append("readable = 0")
+    elif show is Show.NEAR_DUPLICATES:
+        terms.append(
+            "(near_duplicate_of IS NOT NULL OR id IN "
+            "(SELECT near_duplicate_of FROM photos WHERE near_duplicate_of IS NOT NULL))"
+        )
+    elif show is Show.CLASS:
+        terms.append(f"label_class_id IN ({_LIVE_CLASS_IDS} AND name = ?)")
+        parameters.append(photo_filter.class_name)
+    if photo_filter.source is SourceFilter.CONFIRMED:
+        terms.append("label_source = 'user'")
+    elif photo_filter.source is SourceFilter.GUESSED:
+        terms.append("label_source = 'model'")
+    needle = photo_filter.search.strip().casefold()
+    if needle:
+        terms.append("instr(folded_name(path), ?) > 0")
+        parameters.append(needle)
+    return " AND ".join(f"({term})" for term in terms) or "1", parameters
+
+
+def _numbers(text: str | None) -> np.ndarray:
+    """The integers of a group_concat (None when it had no rows) as int64."""
+    return np.fromstring(text or "", dtype=np.int64, sep=",")
+
+
+def _folded_name(path: str) -> str:
+    return os.path.basename(path).casefold()
+
+
+def _folded_folder(path: str) -> str:
+    return os.path.dirname(path).casefold()
 
 
 def _photo_from_row(row: Sequence) -> Photo:
@@ -153,6 +213,7 @@ class Store:
                 self._db = sqlite3.connect(self.path, timeout=30, check_same_thread=False)
             self._db.execute("PRAGMA foreign_keys = ON")
             self._db.execute("PRAGMA busy_timeout = 30000")
+            self._add_functions()
             if not readonly:
                 self._db.execute("PRAGMA journal_mode = WAL")
                 # WAL with synchronous=NORMAL can lose the last commits on power loss but
@@ -164,6 +225,10 @@ class Store:
                 self._check_version()
         except sqlite3.DatabaseError as error:
             raise _open_failure(self.path, error) from error
+
+    def _add_functions(self) -> None:
+        self._db.create_function("folded_name", 1, _folded_name, deterministic=True)
+        self._db.create_function("folded_folder", 1, _folded_folder, deterministic=True)
 
     def _refuse_linked_files(self) -> None:
         # SQLite follows links when it opens the database and creates or rewrites its side
@@ -360,6 +425,7 @@ class Store:
         taken_at: float | None = None,
         perceptual_hash: int | None = None,
         clear_error: bool = False,
+        clear_perceptual_hash: bool = False,
     ) -> None:
         changes = {
             "path": path,
@@ -378,6 +444,8 @@ class Store:
         assignments = {k: v for k, v in changes.items() if v is not None}
         if clear_error:
             assignments["error"] = None
+        if clear_perceptual_hash:
+            assignments["perceptual_hash"] = None
         if not assignments:
             return
         columns = ", ".join(f"{name} = ?" for name in assignments)
@@ -453,34 +521,30 @@ class Store:
             row[0] for row in self._db.execute("SELECT id FROM photos WHERE readable = 1 AND missing = 0 ORDER BY id")
         ]
 
-    def photo_files(self) -> dict[str, tuple[int, float, str | None, int | None]]:
-        """path -> (size, mtime, content hash, perceptual hash) of every photo."""
-        return self.photo_files_and_hashes()[0]
-
-    def photo_files_and_hashes(
-        self,
-    ) -> tuple[dict[str, tuple[int, float, str | None, int | None]], np.ndarray, np.ndarray]:
-        """`photo_files`, and in the same read `perceptual_hashes`: what an import starts from."""
-        rows = self._db.execute(
-            "SELECT path, size_bytes, mtime, content_hash, perceptual_hash, id, missing FROM photos ORDER BY id"
-        ).fetchall()
-        files = {row[0]: (row[1], row[2], row[3], row[4]) for row in rows}
-        hashed = [(row[5], row[4]) for row in rows if row[4] is not None and not row[6]]
-        ids = np.array([photo_id for photo_id, _ in hashed], dtype=np.int64)
-        hashes = np.array([value for _, value in hashed], dtype=np.int64)
-        return files, ids, hashes
+    def photo_files(self, paths: Sequence[str]) -> dict[str, tuple[int, float, str | None, int | None]]:
+        """path -> (size, mtime, content hash, perceptual hash) of those of `paths` the library has."""
+        files: dict[str, tuple[int, float, str | None, int | None]] = {}
+        for start in range(0, len(paths), 500):
+            chunk = list(paths[start : start + 500])
+            marks = ",".join("?" * len(chunk))
+            rows = self._db.execute(
+                f"SELECT path, size_bytes, mtime, content_hash, perceptual_hash FROM photos WHERE path IN ({marks})",
+                chunk,
+            )
+            files.update((row[0], row[1:]) for row in rows)
+        return files
 
     # -- near-duplicates -----------------------------------------------------
 
     def perceptual_hashes(self) -> tuple[np.ndarray, np.ndarray]:
-        """(photo ids, perceptual hashes as int64) of every present photo that has one, in id order."""
-        rows = self._db.execute(
-            "SELECT id, perceptual_hash FROM photos WHERE perceptual_hash IS NOT NULL AND missing = 0 ORDER BY id"
-        ).fetchall()
-        if not rows:
-            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
-        ids, hashes = zip(*rows)
-        return np.array(ids, dtype=np.int64), np.array(hashes, dtype=np.int64)
+        """(photo ids, perceptual hashes as int64) of every present photo that has one, in no set order."""
+        # Two strings of numbers, split by numpy: an object per row would cost more than the query.
+        # Both lists are built over the same rows in the same pass, so they pair up.
+        ids, hashes = self._db.execute(
+            "SELECT group_concat(id), group_concat(perceptual_hash) FROM photos"
+            " WHERE perceptual_hash IS NOT NULL AND missing = 0"
+        ).fetchone()
+        return _numbers(ids), _numbers(hashes)
 
     def near_duplicate_links(self, photo_ids: Sequence[int] | None = None) -> list[tuple[int, int]]:
         """(photo id, id of the earlier photo it is a near-duplicate of), for every flagged photo
@@ -515,19 +579,54 @@ class Store:
         """Forget photos (their labels, predictions and features go with them); files are not touched."""
         self._db.executemany("DELETE FROM photos WHERE id = ?", [(photo_id,) for photo_id in photo_ids])
 
-    def gallery_rows(self, photo_ids: Sequence[int] | None = None) -> list[tuple]:
-        """The gallery's columns of the photos (all of them by default), in id order: id, path,
-        content hash, label class id, label source, label confidence, readable, missing, date
-        (when taken, else the file's modification time) and error. Plain tuples, no object per
-        photo: 100,000 of them load in a fraction of a second."""
-        if photo_ids is None:
-            return self._db.execute(_GALLERY_COLUMNS + " ORDER BY id").fetchall()
+    # -- the gallery -----------------------------------------------------------
+
+    def gallery_rows(self, photo_ids: Sequence[int]) -> list[tuple]:
+        """The gallery's columns of the photos, in id order: id, path, content hash, label class
+        id, label source, label confidence, readable, missing, date (when taken, else the file's
+        modification time) and error. Plain tuples, no object per photo."""
         rows: list[tuple] = []
         for start in range(0, len(photo_ids), 500):
             chunk = list(photo_ids[start : start + 500])
             marks = ",".join("?" * len(chunk))
             rows += self._db.execute(_GALLERY_COLUMNS + f" WHERE id IN ({marks}) ORDER BY id", chunk).fetchall()
         return rows
+
+    def gallery_ids(self, photo_filter: PhotoFilter, order: SortOrder) -> np.ndarray:
+        """Ids (int64) of the photos the filter lets through, in the sort order, ties in id order.
+        Show.NEAR_DUPLICATES lets through the photos in a group; putting each group together is
+        the caller's."""
+        where, parameters = _gallery_condition(photo_filter)
+        if order is SortOrder.ADDED:
+            # One string of all the ids, split by numpy: an object per row costs more than the query.
+            text = self._db.execute(f"SELECT group_concat(id) FROM photos WHERE {where}", parameters).fetchone()[0]
+            return np.sort(_numbers(text))
+        cursor = self._db.execute(f"SELECT id FROM photos WHERE {where} ORDER BY {_GALLERY_ORDERS[order]}", parameters)
+        return np.fromiter((row[0] for row in cursor), dtype=np.int64)
+
+    def gallery_matching(self, photo_filter: PhotoFilter, photo_ids: Sequence[int]) -> list[int]:
+        """Those of `photo_ids` the filter lets through, in id order."""
+        where, parameters = _gallery_condition(photo_filter)
+        found: list[int] = []
+        for start in range(0, len(photo_ids), 500):
+            chunk = list(photo_ids[start : start + 500])
+            marks = ",".join("?" * len(chunk))
+            rows = self._db.execute(
+                f"SELECT id FROM photos WHERE id IN ({marks}) AND {where} ORDER BY id", [*chunk, *parameters]
+            )
+            found += [row[0] for row in rows]
+        return found
+
+    def label_counts(self) -> list[tuple[int, str, int]]:
+        """(class id, label source, photos) over every photo with a label, missing ones included."""
+        return self._db.execute(
+            "SELECT label_class_id, label_source, COUNT(*) FROM photos WHERE label_class_id IS NOT NULL"
+            " GROUP BY label_class_id, label_source"
+        ).fetchall()
+
+    def newest_photo_id(self) -> int:
+        """The highest photo id (0 in an empty library): photos added later have higher ones."""
+        return self._db.execute("SELECT COALESCE(MAX(id), 0) FROM photos").fetchone()[0]
 
     def counts(self) -> dict[str, int]:
         row = self._db.execute(

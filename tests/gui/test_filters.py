@@ -125,6 +125,47 @@ def test_status_bar_counts_photos_per_label_and_shows_the_device(seeded_window):
     assert seeded_window.device_label.text() == "CPU, 2 threads"
 
 
+def _record_many(library, count: int) -> list[int]:
+    from tagger.domain import ImportSummary, ScannedFile
+
+    files = [ScannedFile(f"/big/f{n % 10}/p{n:05d}.jpg", 1, float(n), f"{n:064x}", 1, 1, "JPEG") for n in range(count)]
+    return library.record_scanned(files, ImportSummary())
+
+
+def test_the_grid_reads_only_the_photos_it_shows(library, monkeypatch):
+    from tagger.gui.photos.table import BLOCK_ROWS
+
+    ids = _record_many(library, 5000)
+    asked: list[int] = []
+    real_rows = library.gallery_rows
+    monkeypatch.setattr(library, "gallery_rows", lambda photo_ids: asked.extend(photo_ids) or real_rows(photo_ids))
+    model = loaded_model(library)
+    assert model.rowCount() == 5000 and asked == []
+    assert model.index(4321).data(Qt.ItemDataRole.DisplayRole) == "p04321.jpg"
+    assert model.index(4300).data(PhotoRole.PATH) == "/big/f0/p04300.jpg"
+    assert model.index(4321).data(PhotoRole.ID) == ids[4321]
+    assert len(asked) <= BLOCK_ROWS and ids[4321] in asked  # one block, read once
+
+
+def test_rows_are_found_by_photo_and_repainted_in_any_order(library):
+    ids = _record_many(library, 300)
+    model = loaded_model(library)
+    model.set_sort_order(SortOrder.NAME)
+    model.set_filter(PhotoFilter(search="p001"))
+    assert names(model) == [f"p{n:05d}.jpg" for n in range(100, 200)]
+    model.set_filter(PhotoFilter())
+    model.set_sort_order(SortOrder.FOLDER)  # f0: p00000, p00010, ...; then f1
+    assert [model.row_of(photo_id) for photo_id in (ids[0], ids[10], ids[1])] == [0, 1, 30]
+    assert model.row_of(10**9) is None
+    library.set_user_labels([ids[10], ids[1]], "dog")
+    repainted: list[tuple[int, int]] = []
+    model.dataChanged.connect(lambda first, last: repainted.append((first.row(), last.row())))
+    model.refresh_photos([ids[10], ids[1]])
+    assert repainted == [(1, 1), (30, 30)]
+    assert model.index(1).data(PhotoRole.LABEL) == "dog"
+    assert model.label_counts() == ({"dog": 2, "elephant": 0, "other": 0}, {"dog": 2, "elephant": 0, "other": 0})
+
+
 def test_a_hundred_thousand_photos_load_quickly(library):
     import time
 

@@ -69,6 +69,31 @@ def test_importing_again_skips_what_is_known(qtbot, window, make_photos):
     assert window.photo_model.rowCount() == 3
 
 
+def test_the_import_reads_what_the_library_knows_off_the_gui_thread(qtbot, window, make_photos, monkeypatch):
+    import threading
+
+    readers: list[str] = []
+    real_read = Library.read_perceptual_hashes
+    real_known = Library.known_files
+
+    def read_hashes(library):  # noqa: ANN001, ANN202
+        readers.append(threading.current_thread().name)
+        return real_read(library)
+
+    def known_files(library, paths):  # noqa: ANN001, ANN202
+        readers.append(threading.current_thread().name)
+        return real_known(library, paths)
+
+    monkeypatch.setattr(Library, "read_perceptual_hashes", read_hashes)
+    monkeypatch.setattr(Library, "known_files", known_files)
+    photos = make_photos("known", count=3)
+    window.import_paths([photos[0].parent])
+    wait_for_import(qtbot, window)
+    assert len(window.last_import_summary.added) == 3
+    assert readers and threading.main_thread().name not in readers
+    assert window.library.perceptual_hashes_version() is None  # the worker's read was taken
+
+
 def test_dropping_a_missing_folder_says_so(qtbot, window, tmp_path):
     drop_paths(window, [tmp_path / "gone"])
     boxes = [box for box in window.findChildren(QMessageBox) if box.isVisible()]

@@ -11,12 +11,23 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from PySide6.QtCore import QObject, Signal, Slot
 
 from tagger.domain import ImportSummary, ScannedFile
 from tagger.gui.jobs.workers import Job, JobContext, JobRunner, describe_error
 from tagger.library.library import Library
+from tagger.library.near_duplicates import HashIndex
+
+
+@dataclass(frozen=True)
+class PerceptualHashes:
+    """The library's perceptual hashes, indexed by the worker, for the writer to compare new
+    photos with (Library.use_perceptual_hashes): taken at `version`."""
+
+    index: HashIndex
+    version: int
 
 
 @dataclass(frozen=True)
@@ -31,27 +42,32 @@ class ScanProblems:
 GUI_WRITE_CHUNK = 16
 
 
-def _scan_work(paths: Sequence[str], known: dict, library_root: str):  # noqa: ANN202 - a job function
-    def work(context: JobContext) -> Iterator[list[ScannedFile] | ScanProblems]:
+def _scan_work(paths: Sequence[str], library_root: Path, hashes_version: int | None):  # noqa: ANN202 - a job function
+    def work(context: JobContext) -> Iterator[list[ScannedFile] | ScanProblems | PerceptualHashes]:
         from tagger.library.importer import scan  # hashing and image probing load with the first import
 
         problems: list[tuple[str, str]] = []
-        batches = scan(
-            paths,
-            known,
-            progress=context.report,
-            should_cancel=context.cancelled,
-            on_error=lambda path, reason: problems.append((path, reason)),
-            exclude=[library_root],
-        )
-        for batch in batches:
-            if problems:
-                yield ScanProblems(tuple(problems))
-                problems.clear()
-            # Smaller pieces for the GUI thread to write: one piece costs it a few milliseconds
-            # and the event loop gets a turn between pieces (see workers.Job's delivery budget).
-            for start in range(0, len(batch), GUI_WRITE_CHUNK):
-                yield batch[start : start + GUI_WRITE_CHUNK]
+        # What the library knows (the files, the perceptual hashes) is read here, through a reader
+        # of the worker's own: reading it all at the start of an import held the GUI thread.
+        with Library(library_root, readonly=True) as reader:
+            if hashes_version is not None:
+                yield PerceptualHashes(reader.read_perceptual_hashes(), hashes_version)
+            batches = scan(
+                paths,
+                reader.known_files,
+                progress=context.report,
+                should_cancel=context.cancelled,
+                on_error=lambda path, reason: problems.append((path, reason)),
+                exclude=[library_root],
+            )
+            for batch in batches:
+                if problems:
+                    yield ScanProblems(tuple(problems))
+                    problems.clear()
+                # Smaller pieces for the GUI thread to write: one piece costs it a few milliseconds
+                # and the event loop gets a turn between pieces (see workers.Job's delivery budget).
+                for start in range(0, len(batch), GUI_WRITE_CHUNK):
+                    yield batch[start : start + GUI_WRITE_CHUNK]
         if problems:
             yield ScanProblems(tuple(problems))
 
@@ -88,8 +104,8 @@ class ImportSession(QObject):
         return self._recorder.summary
 
     def start(self) -> Job:
-        known = self._library.known_files()
-        self.job = self._jobs.start("Importing photos", _scan_work(self._paths, known, str(self._library.root)))
+        work = _scan_work(self._paths, self._library.root, self._library.perceptual_hashes_version())
+        self.job = self._jobs.start("Importing photos", work)
         self.job.result.connect(self._record)
         self.job.error.connect(self._scan_failed)
         self.job.finished.connect(self._finish)
@@ -102,6 +118,9 @@ class ImportSession(QObject):
     @Slot(object)
     def _record(self, item: object) -> None:
         if self._write_failed:
+            return
+        if isinstance(item, PerceptualHashes):
+            self._library.use_perceptual_hashes(item.index, item.version)
             return
         if isinstance(item, ScanProblems):
             for path, reason in item.problems:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import bisect
 import enum
+import itertools
 from collections.abc import Iterable, Sequence
 
+import numpy as np
 from PySide6.QtCore import QAbstractListModel, QModelIndex, QObject, QPersistentModelIndex, Qt, Signal
 
-from tagger.gui.photos.table import LabelOrigin, PhotoFilter, PhotoTable, SortOrder
+from tagger.gui.photos.table import BLOCK_ROWS, LabelOrigin, PhotoFilter, PhotoTable, ShownPhoto, SortOrder
 from tagger.library.library import Library
 
 AnyIndex = QModelIndex | QPersistentModelIndex
@@ -27,8 +29,14 @@ class PhotoRole(enum.IntEnum):
     ERROR = enum.auto()
 
 
+# The roles answered from a photo's columns (PhotoRole.ID comes from the row alone).
+_PHOTO_ROLES = frozenset(
+    int(role) for role in (Qt.ItemDataRole.DisplayRole, Qt.ItemDataRole.ToolTipRole, *PhotoRole) if role != PhotoRole.ID
+)
+
+
 class PhotoListModel(QAbstractListModel):
-    """One row per shown photo. Reads through a Store; never writes.
+    """One row per shown photo. Reads through the Library; never writes.
 
     Rows whose label changes stay where they are until the filter or sort is
     applied again, so the photo the user just labeled does not jump away."""
@@ -39,8 +47,9 @@ class PhotoListModel(QAbstractListModel):
         super().__init__(parent)
         self._library = library
         self._table = PhotoTable()
-        self._shown: list[int] = []  # table indexes, in display order
-        self._row_of_index: dict[int, int] | None = None
+        self._shown = np.zeros(0, dtype=np.int64)  # photo ids, in display order
+        # (the shown ids sorted, the row of each): finds rows by photo id; made when first needed.
+        self._row_lookup: tuple[np.ndarray, np.ndarray] | None = None
         self._filter = PhotoFilter()
         self._order = SortOrder.ADDED
         # A hand-picked list (review queue, suspects) shown in its own order instead of the sort order.
@@ -59,38 +68,49 @@ class PhotoListModel(QAbstractListModel):
     def data(self, index: AnyIndex, role: int = Qt.ItemDataRole.DisplayRole) -> object:
         if not index.isValid() or not 0 <= index.row() < len(self._shown):
             return None
-        i = self._shown[index.row()]
-        table = self._table
-        if role == Qt.ItemDataRole.DisplayRole:
-            return table.names[i]
-        if role == Qt.ItemDataRole.ToolTipRole:
-            return self._tooltip(i)
         if role == PhotoRole.ID:
-            return table.ids[i]
+            return int(self._shown[index.row()])
+        if int(role) not in _PHOTO_ROLES:
+            return None  # answered without reading the photo: views ask for roles nobody here sets
+        photo = self._photo_at(index.row())
+        if photo is None:
+            return None  # removed from the library since it was listed; it goes at the next reload
+        if role == Qt.ItemDataRole.DisplayRole:
+            return photo.name
+        if role == Qt.ItemDataRole.ToolTipRole:
+            return self._tooltip(photo)
         if role == PhotoRole.PATH:
-            return table.paths[i]
+            return photo.path
         if role == PhotoRole.CONTENT_HASH:
-            return table.hashes[i]
+            return photo.content_hash
         if role == PhotoRole.LABEL:
-            return table.label_name(i)
+            return self._table.label_name(photo)
         if role == PhotoRole.LABEL_POSITION:
-            return table.labels[i]
+            return photo.label
         if role == PhotoRole.ORIGIN:
-            return LabelOrigin(table.origins[i])
+            return photo.origin
         if role == PhotoRole.CONFIDENCE:
-            return table.confidences[i]
+            return photo.confidence
         if role == PhotoRole.READABLE:
-            return table.readable[i]
+            return photo.readable
         if role == PhotoRole.MISSING:
-            return table.missing[i]
-        if role == PhotoRole.ERROR:
-            return table.errors[i]
-        return None
+            return photo.missing
+        return photo.error  # PhotoRole.ERROR, the last of _PHOTO_ROLES
 
     def roleNames(self) -> dict[int, bytes]:
         names = dict(super().roleNames())
         names.update({role.value: role.name.lower().encode() for role in PhotoRole})
         return names
+
+    def _photo_at(self, row: int) -> ShownPhoto | None:
+        photo_id = int(self._shown[row])
+        photo = self._table.photo(photo_id)
+        if photo is None:
+            # The rows around it are about to be painted too: read them in the same query.
+            start = row - row % BLOCK_ROWS
+            self._table.read(self._library, self._shown[start : start + BLOCK_ROWS].tolist())
+            photo = self._table.photo(photo_id)
+        return photo
 
     # -- what is shown -----------------------------------------------------------
 
@@ -126,8 +146,7 @@ class PhotoListModel(QAbstractListModel):
         """Read every photo again (after anything but additions and label changes)."""
         self.beginResetModel()
         self._table.load(self._library)
-        self._shown = self._select()
-        self._row_of_index = None
+        self._show(self._select())
         self.endResetModel()
         self.counts_changed.emit()
 
@@ -145,11 +164,14 @@ class PhotoListModel(QAbstractListModel):
 
     def _reselect(self) -> None:
         self.beginResetModel()
-        self._shown = self._select()
-        self._row_of_index = None
+        self._show(self._select())
         self.endResetModel()
 
-    def _select(self) -> list[int]:
+    def _show(self, photo_ids: np.ndarray) -> None:
+        self._shown = photo_ids
+        self._row_lookup = None
+
+    def _select(self) -> np.ndarray:
         if self._listed is not None:
             return self._table.select_listed(self._filter, self._listed)
         return self._table.select(self._filter, self._order)
@@ -165,34 +187,38 @@ class PhotoListModel(QAbstractListModel):
             # New photos are not on the hand-picked list; they show when the list is closed.
             self.counts_changed.emit()
             return
-        keep = self._table.matches(self._filter)
-        key = self._table.sort_key(self._order)
-        wanted = sorted((i for i in added if keep(i)), key=key)
+        wanted = self._table.matching(self._filter, added)
         if wanted and self._order is SortOrder.ADDED:
             # Newest last: the whole batch goes in as one block at the end.
             first = len(self._shown)
             self.beginInsertRows(QModelIndex(), first, first + len(wanted) - 1)
-            self._shown.extend(wanted)
-            self._row_of_index = None
+            self._show(np.concatenate([self._shown, np.array(wanted, dtype=np.int64)]))
             self.endInsertRows()
         elif wanted:
-            shown_keys = [key(i) for i in self._shown]
-            for table_index in wanted:
-                row = bisect.bisect_right(shown_keys, key(table_index))
-                shown_keys.insert(row, key(table_index))
-                self.beginInsertRows(QModelIndex(), row, row)
-                self._shown.insert(row, table_index)
-                self._row_of_index = None
-                self.endInsertRows()
+            self._insert_in_order(wanted)
         self.counts_changed.emit()
+
+    def _insert_in_order(self, photo_ids: list[int]) -> None:
+        key = self._table.sort_key(self._order)
+        photo_ids.sort(key=key)
+        # Each photo's place among the rows shown, by bisection (a few keys read, whatever the
+        # number of rows); photos that go to the same place go in together.
+        places = [bisect.bisect_right(self._shown, key(photo_id), key=key) for photo_id in photo_ids]
+        inserted = 0
+        for place, group in itertools.groupby(zip(places, photo_ids), key=lambda pair: pair[0]):
+            run = [photo_id for _place, photo_id in group]
+            row = place + inserted
+            self.beginInsertRows(QModelIndex(), row, row + len(run) - 1)
+            self._show(np.insert(self._shown, row, run))
+            self.endInsertRows()
+            inserted += len(run)
 
     def refresh_photos(self, photo_ids: Iterable[int]) -> None:
         """Re-read photos whose label or file changed and repaint their tiles."""
-        changed = set(self._table.refresh(self._library, photo_ids))
+        changed = self._table.refresh(self._library, photo_ids)
         if not changed:
             return
-        rows = sorted(row for i in changed if (row := self._row_of_table_index(i)) is not None)
-        for first, last in _runs(rows):
+        for first, last in _runs(self._rows_of(changed).tolist()):
             self.dataChanged.emit(self.index(first), self.index(last))
         self.counts_changed.emit()
 
@@ -204,41 +230,45 @@ class PhotoListModel(QAbstractListModel):
     # -- lookups -------------------------------------------------------------------
 
     def photo_id(self, row: int) -> int:
-        return self._table.ids[self._shown[row]]
+        return int(self._shown[row])
 
     def photo_ids(self, rows: Iterable[int]) -> list[int]:
-        ids, shown = self._table.ids, self._shown
-        return [ids[shown[row]] for row in rows]
+        return self._shown[np.fromiter(rows, dtype=np.int64)].tolist()
 
     def row_of(self, photo_id: int) -> int | None:
-        table_index = self._table.index_of.get(photo_id)
-        return None if table_index is None else self._row_of_table_index(table_index)
+        rows = self._rows_of([photo_id])
+        return int(rows[0]) if len(rows) else None
 
     def index_of(self, photo_id: int) -> QModelIndex:
         row = self.row_of(photo_id)
         return QModelIndex() if row is None else self.index(row)
 
-    def _row_of_table_index(self, table_index: int) -> int | None:
-        if self._row_of_index is None:
-            self._row_of_index = {i: row for row, i in enumerate(self._shown)}
-        return self._row_of_index.get(table_index)
+    def _rows_of(self, photo_ids: Sequence[int]) -> np.ndarray:
+        """The rows showing these photos, in row order."""
+        if self._row_lookup is None:
+            # Already in order in the usual case (by date added), which a stable sort sees at once.
+            rows = np.argsort(self._shown, kind="stable")
+            self._row_lookup = (self._shown[rows], rows)
+        ids, rows = self._row_lookup
+        wanted = np.array(photo_ids, dtype=np.int64)
+        at = np.minimum(np.searchsorted(ids, wanted), max(len(ids) - 1, 0))
+        found = ids[at] == wanted if len(ids) else np.zeros(len(wanted), dtype=bool)
+        return np.sort(rows[at[found]])
 
-    def _tooltip(self, i: int) -> str:
-        table = self._table
-        lines = [table.paths[i]]
-        if table.missing[i]:
+    def _tooltip(self, photo: ShownPhoto) -> str:
+        lines = [photo.path]
+        if photo.missing:
             lines.append("The file is missing")
-        if not table.readable[i]:
-            lines.append(f"Unreadable: {table.errors[i] or 'unknown reason'}")
-        if table.ids[i] in table.near_duplicate_group:
+        if not photo.readable:
+            lines.append(f"Unreadable: {photo.error or 'unknown reason'}")
+        if self._table.has_near_duplicate(photo.id):
             lines.append("Near-duplicate: a resized or re-encoded copy, or the photo it copies")
-        label = table.label_name(i)
+        label = self._table.label_name(photo)
         if label is not None:
-            confidence = table.confidences[i]
-            if table.origins[i] == LabelOrigin.USER:
+            if photo.origin == LabelOrigin.USER:
                 lines.append(f"{label} (confirmed)")
-            elif confidence is not None:
-                lines.append(f"{label}: model guess, {confidence:.0%} sure")
+            elif photo.confidence is not None:
+                lines.append(f"{label}: model guess, {photo.confidence:.0%} sure")
             else:
                 lines.append(f"{label}: model guess")
         return "\n".join(lines)
