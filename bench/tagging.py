@@ -27,11 +27,29 @@ see common.camera_photos), cached in bench/out/. Figures, all measured in this o
 Targets: end_to_end_ips >= 0.8 x min(decode_ips, model_ips); speedup_vs_naive_48 >= 3;
 startup_s <= 2.
 
+With --gpu-decode, on a machine with an NVIDIA GPU, also (in this process, the GPU engine's
+child started once; tagger.inference.shared_decoding):
+
+  gpu_decode_ips        a run whose JPEGs nvJPEG decodes on the card beside the CPU threads,
+                        and how many photos each side decoded;
+  gpu_decode_in_process_ips   the same through `runner.tag_library` on a fresh library (the
+                        run `tagger tag` makes, its results written to the library), as
+                        in_process_ips measures it;
+  cpu_decode_run_ips    the same run through the same engine with the CPU threads decoding
+                        every photo (tagging on a GPU machine before GPU decoding);
+  nvjpeg_ips            the card alone: requests of photos read, decoded, cut and run in the
+                        engine's process, two in flight, no CPU decoding;
+  and gpu_decode_ips against decode_ips (the CPU threads decoding alone). Target (issue 18):
+  gpu_decode_ips >= 500 on an H100 or H200. --gpu-decode-only measures these and decode_ips
+  alone (a minute or two); --gpu-decode-device cpu runs the same code with torchvision's CPU
+  decoder in place of nvJPEG, to check the benchmark itself on a machine without a GPU (its
+  figures mean nothing).
+
 The machine may be shared, so every throughput is the best of --rounds runs (interference only
 ever slows a run down), and CPU time per photo is printed too: it hardly moves with other
 people's load, and shows what the ratios would be on an idle machine.
 
-    .venv/bin/python -m bench.tagging [--photos 200] [--rounds 2]
+    .venv/bin/python -m bench.tagging [--photos 200] [--rounds 2] [--gpu-decode | --gpu-decode-only]
 """
 
 from __future__ import annotations
@@ -46,7 +64,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,6 +87,8 @@ from bench.common import (
 
 SPEEDUP_PHOTOS = 48
 NAIVE_CLASSES = ("dog", "elephant", "other")
+# Issue 18's target for a run decoding JPEGs on an H100 or H200 beside the CPU threads.
+GPU_DECODE_TARGET_IPS = 500
 _POLL_S = 0.01
 
 
@@ -108,7 +129,7 @@ class TagRun:
         return self.photos / self.reported_s
 
 
-def run_tagger_tag(library: Path, expected: int, *options: str) -> TagRun:
+def run_tagger_tag(library: Path, expected: int, *options: str, environment: dict[str, str] | None = None) -> TagRun:
     """Launch `tagger tag`, watch the database for its first result, wait for it to end."""
     database = library / "library.sqlite3"
     reader = sqlite3.connect(database.resolve().as_uri() + "?mode=ro", uri=True)
@@ -120,7 +141,7 @@ def run_tagger_tag(library: Path, expected: int, *options: str) -> TagRun:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env=child_environment(),
+        env=child_environment(**(environment or {})),
     )
     first_result = float("nan")
     try:
@@ -312,21 +333,134 @@ def run_naive(photos: Sequence[Path]) -> NaiveRun:
 
 
 def compare_devices(photos: Sequence[Path]) -> dict[str, dict[str, float]]:
-    """`tagger tag` over `photos` with the automatic choice, `--device cpu` and `--device cuda`."""
+    """`tagger tag` over `photos` with the automatic choice (JPEGs decoded on the GPU too, and
+    without that), `--device cpu` and `--device cuda`."""
+    from tagger.inference.choice import GPU_DECODE_ENV
+
     figures = {}
-    for name, options in (("auto", ()), ("cpu", ("--device", "cpu")), ("cuda", ("--device", "cuda"))):
-        run = run_tagger_tag(build_library(f"tagging-compare-{name}", photos), len(photos), *options)
+    for name, options, environment in (
+        ("auto", (), {}),
+        ("auto-cpu-decode", (), {GPU_DECODE_ENV: "0"}),
+        ("cpu", ("--device", "cpu"), {}),
+        ("cuda", ("--device", "cuda"), {}),
+    ):
+        library = build_library(f"tagging-compare-{name}", photos)
+        run = run_tagger_tag(library, len(photos), *options, environment=environment)
         figures[name] = {
             "ips": round(run.ips, 1),
             "first_result_s": round(run.first_result_s, 2),
             "wall_s": round(run.wall_s, 2),
         }
         print(
-            f"  {name:>4}: {run.ips:6.1f} photos/s, first result {run.first_result_s:.2f} s, "
+            f"  {name:>15}: {run.ips:6.1f} photos/s, first result {run.first_result_s:.2f} s, "
             f"launch to exit {run.wall_s:.1f} s ({run.engine})",
             flush=True,
         )
     return figures
+
+
+# --- on a GPU machine: JPEGs decoded by nvJPEG too -----------------------------------------------------
+
+
+def _timed(run: Iterable[list]) -> PartRun:
+    started, cpu = time.perf_counter(), time.process_time()
+    done = sum(len(batch) for batch in run)
+    return PartRun(done, time.perf_counter() - started, time.process_time() - cpu)
+
+
+def _nvjpeg_alone(engine, photos: Sequence[Path]) -> PartRun:  # noqa: ANN001 - a ProcessEngine
+    """The engine's process reading, decoding, cutting and running every photo, requests of one
+    batch, two in flight, as a run sends them; the CPU decodes nothing."""
+    from tagger.inference.shared_decoding import GPU_REQUESTS_IN_FLIGHT
+
+    paths = [str(p) for p in photos]
+    step = engine.preferred_batch_size
+    started, cpu = time.perf_counter(), time.process_time()
+    pending: deque = deque()
+    decoded = 0
+    for start in range(0, len(paths), step):
+        pending.append(engine.decode_jpegs(paths[start : start + step]))
+        if len(pending) >= GPU_REQUESTS_IN_FLIGHT:
+            decoded += sum(a.features is not None for a in pending.popleft().wait())
+    while pending:
+        decoded += sum(a.features is not None for a in pending.popleft().wait())
+    return PartRun(decoded, time.perf_counter() - started, time.process_time() - cpu)
+
+
+def measure_gpu_decoding(photos: Sequence[Path], rounds: int, device: str | None) -> dict[str, object]:
+    """The runs of --gpu-decode, best of `rounds` each, through one started GPU engine."""
+    from tagger.classifier.head import Head
+    from tagger.inference.gpu_process import GpuEngineRecipe, ProcessEngine
+    from tagger.inference.pipeline import decode_for_model, decode_workers, tag_photos
+    from tagger.inference.shared_decoding import DecodeCounts, tag_photos_sharing_decode
+
+    engine = ProcessEngine.start(GpuEngineRecipe(device=device, jpeg_decoding="always", warm_up_batch=64))
+    try:
+        if engine.jpeg_decoder() is None:
+            raise SystemExit(f"the GPU engine decodes no JPEGs here (see its log): {engine.describe()}")
+        workers = decode_workers(engine)
+        print(f"\nGPU decoding: {engine.describe()}; {workers} CPU decode threads beside it")
+        weight, bias = engine.imagenet_classifier()
+        head = Head.zero_shot(list(NAIVE_CLASSES), weight, bias, backbone_id=engine.backbone_id)
+        items = [(i, str(p)) for i, p in enumerate(photos)]
+        shared: list[tuple[PartRun, DecodeCounts]] = []
+        in_library: list[PartRun] = []
+        cpu_decoding: list[PartRun] = []
+        nvjpeg: list[PartRun] = []
+        decoding: list[PartRun] = []
+        for round_number in range(1, rounds + 1):
+            counts = DecodeCounts()
+            shared.append((_timed(tag_photos_sharing_decode(items, engine, head, counts=counts)), counts))
+            in_library.append(measure_tagging_in_process(build_library("tagging-gpu-decode", photos), engine))
+            cpu_decoding.append(_timed(tag_photos(items, engine, head, decode_for_model(engine.preprocessing))))
+            nvjpeg.append(_nvjpeg_alone(engine, photos))
+            decoding.append(measure_decode(photos, engine, workers)[0])
+            print(
+                f"round {round_number}: sharing {shared[-1][0].ips:.1f}/s ({counts.describe()}), "
+                f"through the library {in_library[-1].ips:.1f}/s, "
+                f"CPU decoding {cpu_decoding[-1].ips:.1f}/s, nvJPEG alone {nvjpeg[-1].ips:.1f}/s, "
+                f"CPU decode alone {decoding[-1].ips:.1f}/s (load average {os.getloadavg()[0]:.1f})",
+                flush=True,
+            )
+    finally:
+        engine.close()
+    best_shared, best_counts = max(shared, key=lambda run: run[0].ips)
+    best_in_library = max(in_library, key=lambda run: run.ips)
+    best_cpu_run = max(cpu_decoding, key=lambda run: run.ips)
+    best_nvjpeg = max(nvjpeg, key=lambda run: run.ips)
+    best_decode = max(decoding, key=lambda run: run.ips)
+    print(
+        f"a run sharing the decoding with nvJPEG: {best_shared.ips:.1f} photos/s "
+        f"[{', '.join(f'{run.ips:.1f}' for run, _ in shared)}]; {best_counts.describe()}"
+    )
+    print(
+        f"  the same through runner.tag_library, written to a library: {best_in_library.ips:.1f} photos/s "
+        f"[{', '.join(f'{run.ips:.1f}' for run in in_library)}]"
+    )
+    print(
+        f"the same run, the CPU threads decoding alone: {best_cpu_run.ips:.1f} photos/s "
+        f"[{', '.join(f'{run.ips:.1f}' for run in cpu_decoding)}]"
+    )
+    print(f"nvJPEG alone (no CPU decoding): {best_nvjpeg.ips:.1f} photos/s")
+    print(f"CPU decode alone ({workers} threads): {best_decode.ips:.1f} photos/s")
+    print(
+        f"sharing / CPU decode alone = {best_shared.ips / best_decode.ips:.2f}; "
+        f"sharing / the CPU-decoding run = {best_shared.ips / best_cpu_run.ips:.2f}; "
+        f"{best_shared.ips:.0f} photos/s {verdict(best_shared.ips, GPU_DECODE_TARGET_IPS, at_least=True)}"
+    )
+    return {
+        "gpu_decode_ips": round(best_shared.ips, 2),
+        "gpu_decode_in_process_ips": round(best_in_library.ips, 2),
+        "cpu_decode_run_ips": round(best_cpu_run.ips, 2),
+        "nvjpeg_ips": round(best_nvjpeg.ips, 2),
+        "decode_ips": round(best_decode.ips, 2),
+        "gpu_decode_vs_decode": round(best_shared.ips / best_decode.ips, 3),
+        "gpu_decode_vs_cpu_decode_run": round(best_shared.ips / best_cpu_run.ips, 3),
+        "decoded_on_gpu": best_counts.on_gpu,
+        "decoded_on_cpu": best_counts.on_cpu,
+        "gpu_engine": engine.describe(),
+        "decode_threads": workers,
+    }
 
 
 # --- main ---------------------------------------------------------------------------------------------
@@ -350,6 +484,20 @@ def main() -> None:
         help="on a GPU machine, also time `tagger tag` over this many photos with the automatic "
         "choice, --device cpu and --device cuda",
     )
+    parser.add_argument(
+        "--gpu-decode",
+        action="store_true",
+        help="on a GPU machine, also time runs whose JPEGs nvJPEG decodes beside the CPU threads",
+    )
+    parser.add_argument(
+        "--gpu-decode-only", action="store_true", help="only the --gpu-decode runs and CPU decoding alone"
+    )
+    parser.add_argument(
+        "--gpu-decode-device",
+        choices=["cuda", "cpu"],
+        default="cuda",
+        help="cpu: torchvision's CPU decoder plays nvJPEG, to check this benchmark where there is no GPU",
+    )
     parser.add_argument("--naive-child", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--mark-after", type=int, default=SPEEDUP_PHOTOS, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -359,6 +507,24 @@ def main() -> None:
 
     machine = describe_machine()
     print(f"machine: {machine.describe()}")
+    gpu_decode = args.gpu_decode or args.gpu_decode_only
+    if gpu_decode and machine.gpu is None and args.gpu_decode_device == "cuda":
+        raise SystemExit("--gpu-decode needs an NVIDIA GPU (--gpu-decode-device cpu checks the benchmark itself)")
+    if args.gpu_decode_only:
+        photos = camera_photos(args.photos)
+        figures = measure_gpu_decoding(photos, args.rounds, args.gpu_decode_device)
+        emit_json(
+            "tagging_gpu_decode",
+            {
+                **figures,
+                "photos": args.photos,
+                "rounds": args.rounds,
+                "device": machine.gpu or machine.cpu,
+                "cores": machine.cores,
+                "load_average_1min": round(os.getloadavg()[0], 2),
+            },
+        )
+        return
     photos = camera_photos(max(args.photos, args.naive_photos, SPEEDUP_PHOTOS))
     sizes = [p.stat().st_size for p in photos[: args.photos]]
     print(
@@ -450,6 +616,8 @@ def main() -> None:
         f"[{', '.join(f'{r.first_result_s:.2f}' for r in tag_runs_all)}] {verdict(startup_s, 2, at_least=False)}"
     )
 
+    gpu_decoding = measure_gpu_decoding(throughput_photos, args.rounds, args.gpu_decode_device) if gpu_decode else {}
+
     by_device = {}
     if args.compare_devices and machine.gpu is not None:
         print(f"\n`tagger tag` over {args.compare_devices} photos, by device:")
@@ -482,6 +650,7 @@ def main() -> None:
             "cores": machine.cores,
             "load_average_1min": round(os.getloadavg()[0], 2),
             **({"by_device": by_device} if by_device else {}),
+            **({"gpu_decoding": gpu_decoding} if gpu_decoding else {}),
         },
     )
 

@@ -19,8 +19,14 @@ TAGGER = ROOT / "tagger"
 # The packages on the path of `tagger tag`, which must show its first result before
 # `import torch` alone would have finished: their modules import torch inside functions only...
 FAST_PATH_PACKAGES = ("cli", "tagging", "inference")
-# ...except the network itself and its fine-tuned checkpoints, which exist to run torch.
-NETWORK_MODULES = {"tagger.inference.backbone", "tagger.inference.tuned_backbone"}
+# ...except the network itself, its fine-tuned checkpoints and the GPU's JPEG decoding, which
+# exist to run torch (in the GPU engine's process, never imported by the app's).
+NETWORK_MODULES = {
+    "tagger.inference.backbone",
+    "tagger.inference.tuned_backbone",
+    "tagger.inference.gpu_jpeg",
+    "tagger.inference.gpu_crops",
+}
 
 
 def _contracts() -> dict[str, dict]:

@@ -46,6 +46,8 @@ def test_the_child_computes_the_features_the_export_does(child_engine: ProcessEn
     assert child_engine.feature_dim == export.feature_dim
     assert child_engine.preprocessing == export.preprocessing
     assert child_engine.describe().startswith("PyTorch on CPU")
+    # JPEGs are decoded in the child on CUDA alone (nvJPEG); here the app's threads decode them all.
+    assert child_engine.jpeg_decoder() is None and "JPEG" not in child_engine.describe()
     for mine, theirs in zip(child_engine.imagenet_classifier(), export.imagenet_classifier()):
         assert np.array_equal(mine, theirs)
 

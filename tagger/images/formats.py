@@ -37,6 +37,9 @@ IMAGE_SUFFIXES = frozenset(
     }
 )
 
+# Named as JPEGs: what a decoder of JPEGs alone (nvJPEG) is offered; the bytes still decide.
+JPEG_SUFFIXES = frozenset({".jpg", ".jpeg", ".jpe", ".jfif"})
+
 # Read through LibRaw, from the preview the camera embedded (tagger.images.raw_photos).
 CAMERA_RAW_SUFFIXES = frozenset(
     {
@@ -70,4 +73,8 @@ def is_camera_raw(path: str | os.PathLike) -> bool:
     return Path(path).suffix.lower() in CAMERA_RAW_SUFFIXES
 
 
-__all__ = ["CAMERA_RAW_SUFFIXES", "IMAGE_SUFFIXES", "is_camera_raw"]
+def is_jpeg_name(path: str | os.PathLike) -> bool:
+    return Path(path).suffix.lower() in JPEG_SUFFIXES
+
+
+__all__ = ["CAMERA_RAW_SUFFIXES", "IMAGE_SUFFIXES", "JPEG_SUFFIXES", "is_camera_raw", "is_jpeg_name"]

@@ -181,7 +181,7 @@ def probe(path: PathLike) -> ImageInfo:
     with _opened(path) as (image, sniffed, _file_size):
         exif = _exif_of(image, may_decode=False)
         width, height = image.size
-        if _orientation(exif) in _SIDEWAYS_ORIENTATIONS:
+        if exif_orientation(exif) in _SIDEWAYS_ORIENTATIONS:
             width, height = height, width
         # A RAW file's size and date here are its embedded preview's, the picture Tagger sees.
         format = RAW_FORMAT if is_camera_raw(path) else image.format or sniffed
@@ -225,6 +225,40 @@ def load_array_for_crop(path: PathLike, min_shorter_side: int) -> np.ndarray:
         picture = _load_rgb(path, None, decode_smaller=False, min_shorter_side=min_shorter_side)
     # asarray: the picture is ours alone, so its buffer need not be copied once more.
     return np.asarray(picture)
+
+
+def jpeg_reduction_for_crop(width: int, height: int, min_shorter_side: int) -> int:
+    """How many times smaller `load_array_for_crop` makes a JPEG stored at `width` x `height`:
+    its DCT scaling times the box reduction after it. Both round sizes up, so the picture is
+    ceil(width / factor) x ceil(height / factor) before it is turned upright. A decoder that
+    cannot scale while decoding (nvJPEG) shrinks by this factor to see the same picture."""
+    scale = _jpeg_dct_scale(width, height, min_shorter_side)
+    shorter = min(-(-width // scale), -(-height // scale))
+    return scale * _box_factor(shorter, min_shorter_side)
+
+
+def jpeg_orientation(data: bytes) -> int:
+    """The EXIF orientation `load_rgb` applies to the JPEG in `data`, read from its header
+    alone (Pillow also looks at XMP when EXIF says nothing)."""
+    try:
+        image = Image.open(io.BytesIO(data), formats=_PLUGINS_FOR["JPEG"])
+    except Exception:  # noqa: BLE001 - a header Pillow cannot read leaves the photo as stored
+        log.debug("Pillow could not open a JPEG header", exc_info=True)
+        return 1
+    with image:
+        return exif_orientation(_exif_of(image, may_decode=False))
+
+
+def smallest_possible_jpeg(width: int, height: int) -> int:
+    """The fewest bytes a Huffman-coded JPEG of `width` x `height` pixels can take."""
+    # Huffman coding spends at least one bit on the DC coefficient of every 8 x 8 block;
+    # with the most lopsided subsampling the format allows, one block covers 128 pixels.
+    return width * height // 1024
+
+
+def ends_like_a_whole_jpeg(tail: bytes) -> bool:
+    """Whether the last bytes of a file hold the end-of-image marker (padding aside)."""
+    return tail.rstrip(b"\x00\r\n ").endswith(b"\xff\xd9")
 
 
 def check_complete(path: PathLike, format: str) -> None:
@@ -357,9 +391,7 @@ def _smallest_possible_file(image: Image.Image, sniffed: str) -> int:
     """The fewest bytes that can encode the declared picture; 0 where the format has no bound."""
     width, height = image.size
     if sniffed == "JPEG":
-        # Huffman coding spends at least one bit on the DC coefficient of every 8 x 8 block;
-        # with the most lopsided subsampling the format allows, one block covers 128 pixels.
-        return width * height // 1024
+        return smallest_possible_jpeg(width, height)
     if sniffed == "PNG":
         # Each row is a filter byte and at least one bit per pixel, and deflate's best ratio
         # is 1032:1 (a 258-byte match in two bits).
@@ -535,7 +567,7 @@ def _decode(image: Image.Image, sniffed: str, reduced: bool) -> tuple[int, Image
         if reduced:
             raise _ReducedDecodeFailed from None
         raise UnreadableImage(f"truncated or corrupt {label}") from None
-    return _orientation(_exif_of(image, may_decode=True)), _to_rgb(image)
+    return exif_orientation(_exif_of(image, may_decode=True)), _to_rgb(image)
 
 
 def _decode_smaller(image: Image.Image, max_side: int | None) -> bool:
@@ -553,7 +585,24 @@ def _decode_smaller_covering(image: Image.Image, min_shorter_side: int) -> bool:
     shorter = min(image.size)
     if shorter < 2 * min_shorter_side:
         return False  # not even a 1/2 reduction would leave enough pixels
+    if image.format in ("JPEG", "MPO"):
+        width, height = image.size
+        scale = _jpeg_dct_scale(width, height, min_shorter_side)
+        # Asked for exactly 1/scale of the size, draft() picks that scale and no other.
+        return scale > 1 and image.draft(image.mode, (width // scale, height // scale)) is not None
     return _reduce_while_decoding(image, min_shorter_side / shorter)
+
+
+def _jpeg_dct_scale(width: int, height: int, min_shorter_side: int) -> int:
+    """The strongest DCT scaling (1, 2, 4 or 8) that keeps the shorter side at least
+    `min_shorter_side`, chosen as Pillow's draft() chooses for a wanted size."""
+    shorter = min(width, height)
+    if shorter < 2 * min_shorter_side:
+        return 1
+    ratio = min_shorter_side / shorter
+    wanted_width, wanted_height = max(1, math.ceil(width * ratio)), max(1, math.ceil(height * ratio))
+    most = min(width // wanted_width, height // wanted_height)
+    return next(scale for scale in (8, 4, 2, 1) if most >= scale)
 
 
 def _reduce_while_decoding(image: Image.Image, scale: float) -> bool:
@@ -576,8 +625,12 @@ def _reduce_while_decoding(image: Image.Image, scale: float) -> bool:
 def _box_reduce_covering(image: Image.Image, min_shorter_side: int) -> Image.Image:
     # For formats the decoder cannot shrink (PNG, HEIC, WebP...): averaging whole blocks of
     # pixels is fast and alias-free, and an integer factor keeps the shorter side in reach.
-    factor = min(image.size) // min_shorter_side
+    factor = _box_factor(min(image.size), min_shorter_side)
     return image.reduce(factor) if factor >= 2 else image
+
+
+def _box_factor(shorter: int, min_shorter_side: int) -> int:
+    return max(1, shorter // min_shorter_side)
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:
@@ -701,7 +754,8 @@ def _exif_of(image: Image.Image, *, may_decode: bool) -> Image.Exif:
         return Image.Exif()
 
 
-def _orientation(exif: Image.Exif) -> int:
+def exif_orientation(exif: Image.Exif) -> int:
+    """The EXIF orientation (1 to 8) the loader applies; 1 (as stored) for any other value."""
     try:
         value = int(exif.get(ExifTags.Base.Orientation, 1))
     except (TypeError, ValueError):
@@ -770,7 +824,7 @@ def _ends_as_declared(path: PathLike, format: str) -> bool:
     except OSError as error:
         raise UnreadableImage(_describe_os_error(error)) from None
     if format in ("JPEG", "MPO"):
-        return tail.rstrip(b"\x00\r\n ").endswith(b"\xff\xd9")
+        return ends_like_a_whole_jpeg(tail)
     if format == "PNG":
         return tail.endswith(b"IEND\xaeB`\x82")
     if format == "GIF":

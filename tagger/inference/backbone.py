@@ -111,8 +111,12 @@ class FeatureBackbone(nn.Module):
 
     def extract(self, batch: np.ndarray) -> np.ndarray:
         """Features for a preprocessed float32 batch, as float32 numpy, on this module's device."""
-        device = self.device
         images = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32))
+        return self.features(images).cpu().numpy()
+
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        """Float32 features of a preprocessed batch held on any device, on this module's device."""
+        device = self.device
         with torch.inference_mode():
             images = images.to(device, non_blocking=True)
             if device.type == "cuda":
@@ -122,7 +126,7 @@ class FeatureBackbone(nn.Module):
                     features = self(images)
             else:
                 features = self(images)
-            return features.float().cpu().numpy()
+            return features.float()
 
 
 def cuda_autocast_dtype() -> torch.dtype:

@@ -13,6 +13,7 @@ import os
 import platform
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tagger.domain import ModelVersion
 from tagger.inference.engine import FeatureEngine
@@ -22,10 +23,16 @@ from tagger.inference.onnx_export import export_onnx
 from tagger.inference.preprocessing import DEFAULT_BACKBONE, network_backbone_id
 from tagger.inference.torch_engine import TorchEngine
 
+if TYPE_CHECKING:
+    from tagger.inference.gpu_process import JpegDecoding
+
 _log = logging.getLogger(__name__)
 
 # The network of a first model where tagging can run on a GPU (default_network).
 GPU_BACKBONE = "tf_efficientnet_lite1"
+# Set to 0 (or off, no, false) to keep every decode on the CPU where the GPU engine could take
+# JPEGs itself (tagger.inference.gpu_jpeg): to compare, or to leave the card's decoders alone.
+GPU_DECODE_ENV = "TAGGER_GPU_DECODE"
 
 
 def accelerator_may_exist() -> bool:
@@ -66,6 +73,12 @@ def stock_backbone_id(name: str) -> str:
     return model.backbone_id_for(name)
 
 
+def gpu_jpeg_decoding() -> JpegDecoding:
+    """Whether the GPU engine may decode JPEGs (on CUDA only): yes unless TAGGER_GPU_DECODE says no."""
+    wanted = os.environ.get(GPU_DECODE_ENV, "").strip().lower() not in ("0", "off", "no", "false")
+    return "on_cuda" if wanted else "off"
+
+
 def choose_engine(
     device_preference: str | None, cache_dir: Path | None, backbone: str = DEFAULT_BACKBONE
 ) -> FeatureEngine:
@@ -92,7 +105,7 @@ def choose_engine(
             from tagger.inference.gpu_process import GpuEngineRecipe
             from tagger.inference.handover import start_gpu_behind
 
-            return start_gpu_behind(cached, GpuEngineRecipe(backbone=backbone))
+            return start_gpu_behind(cached, GpuEngineRecipe(backbone=backbone, jpeg_decoding=gpu_jpeg_decoding()))
         from tagger.inference import backbone as model
 
         device = model.pick_device(None)
@@ -139,7 +152,8 @@ def open_engine(
             from tagger.inference.gpu_process import GpuEngineRecipe
             from tagger.inference.handover import start_gpu_behind
 
-            return start_gpu_behind(exported, GpuEngineRecipe(tuned_backbone_file=str(backbone_file)))
+            recipe = GpuEngineRecipe(tuned_backbone_file=str(backbone_file), jpeg_decoding=gpu_jpeg_decoding())
+            return start_gpu_behind(exported, recipe)
         from tagger.inference.tuned_backbone import TunedEngine  # imports torch
 
         return TunedEngine(backbone_file, device)

@@ -64,6 +64,7 @@ class HandoverEngine:
         *,
         batch_size: int,
         clock: Callable[[], float] = time.monotonic,
+        may_decode_jpegs: bool = False,
     ) -> None:
         self.backbone_id = cpu_engine.backbone_id
         self.feature_dim = cpu_engine.feature_dim
@@ -71,6 +72,9 @@ class HandoverEngine:
         # The GPU's batch size from the start: the run fixes it before the handover, and the
         # CPU engine gets it in pieces of its own size.
         self.preferred_batch_size = batch_size
+        # Whether the GPU engine, once it takes over, may decode JPEGs itself (it says whether
+        # it does when it is ready): a run then shares its photos with it (shared_decoding).
+        self.may_decode_jpegs = may_decode_jpegs
         self._cpu = cpu_engine
         self._load_accelerated = load_accelerated
         self._clock = clock
@@ -175,6 +179,11 @@ class HandoverEngine:
         self._consider_starting()
         return features
 
+    def jpeg_decoder(self) -> ProcessEngine | None:
+        """The GPU engine's JPEG decoder once it has taken over and while it answers; else None."""
+        decoder = getattr(self._accelerated, "jpeg_decoder", None)
+        return decoder() if decoder is not None else None
+
     def _fall_back_to_cpu(self, accelerated: FeatureEngine, error: Exception) -> None:
         _log.warning("the GPU engine stopped (%s); tagging goes on with %s", error, self._cpu.describe())
         with self._loader_lock:
@@ -246,4 +255,9 @@ def start_gpu_behind(cpu_engine: FeatureEngine, recipe: GpuEngineRecipe) -> Hand
     # The first batch of a shape pays for kernel selection and lazy loading: the child pays
     # it before it says it is ready, while the CPU engine is still tagging.
     recipe = replace(recipe, warm_up_batch=batch_size)
-    return HandoverEngine(cpu_engine, lambda: ProcessEngine.start(recipe), batch_size=batch_size)
+    return HandoverEngine(
+        cpu_engine,
+        lambda: ProcessEngine.start(recipe),
+        batch_size=batch_size,
+        may_decode_jpegs=recipe.jpeg_decoding != "off",
+    )

@@ -81,7 +81,7 @@ def decode_workers(engine: FeatureEngine | None = None) -> int:
     return max(1, cores or 1)
 
 
-def _describe_error(error: BaseException) -> str:
+def describe_error(error: BaseException) -> str:
     text = str(error).strip()
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
@@ -158,7 +158,7 @@ def tag_photos(
                 try:
                     prepared.append((photo_id, future.result(), None))
                 except Exception as error:  # a bad file is a result, not a reason to stop
-                    prepared.append((photo_id, None, _describe_error(error)))
+                    prepared.append((photo_id, None, describe_error(error)))
             yield run_prepared_batch(prepared, engine, head, batch_size)
             done += len(batch)
             if progress is not None:
@@ -187,21 +187,54 @@ def run_prepared_batch(
     """Features and probabilities for a batch of photos from `prepare_photo` (photo_id, crops
     or None, the error that left None). The batch's crops go through the engine at most
     `batch_size` at a time, and each photo keeps its deciding crop's row."""
+    return decide_photos(extract_prepared(prepared, engine, batch_size), head)
+
+
+def extract_prepared(
+    prepared: Sequence[tuple[Hashable, np.ndarray | None, str | None]],
+    engine: FeatureEngine,
+    batch_size: int,
+) -> list[tuple[Hashable, np.ndarray | None, str | None]]:
+    """Each photo's crops from `prepare_photo` as the engine's features of them, float32
+    [crops, D] (photo_id, features or None, the error that left None), the batch's crops
+    going through the engine at most `batch_size` at a time."""
     good = [array for _, array, _ in prepared if array is not None]
+    if not good:
+        return list(prepared)
+    crops = np.concatenate(good)
+    features = np.concatenate(
+        [engine.extract(crops[start : start + batch_size]) for start in range(0, len(crops), batch_size)]
+    )
+    extracted: list[tuple[Hashable, np.ndarray | None, str | None]] = []
+    row = 0
+    for photo_id, array, error in prepared:
+        if array is None:
+            extracted.append((photo_id, None, error))
+            continue
+        extracted.append((photo_id, features[row : row + len(array)], None))
+        row += len(array)
+    return extracted
+
+
+def decide_photos(
+    photos: Sequence[tuple[Hashable, np.ndarray | None, str | None]],
+    head: Head,
+) -> list[PhotoResult]:
+    """Each photo's result from its crops' features (photo_id, float32 [crops, D] or None, the
+    error that left None), however they were computed: the head scores every crop at once,
+    and each photo keeps its deciding crop's features and probabilities."""
+    good = [features for _, features, _ in photos if features is not None]
     if good:
-        crops = np.concatenate(good)
-        features = np.concatenate(
-            [engine.extract(crops[start : start + batch_size]) for start in range(0, len(crops), batch_size)]
-        )
+        features = np.concatenate(good)
         with _single_threaded_blas():
             probabilities = head.probabilities(features).astype(np.float32)
     results: list[PhotoResult] = []
     row = 0
-    for photo_id, array, error in prepared:
-        if array is None:
+    for photo_id, crop_features, error in photos:
+        if crop_features is None:
             results.append(PhotoResult(photo_id, error=error))
             continue
-        count = len(array)
+        count = len(crop_features)
         chosen = decisive_crop(head.classes, probabilities[row : row + count]) if count > 1 else 0
         if chosen is None:
             together = features[row : row + count].mean(axis=0)

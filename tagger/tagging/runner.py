@@ -275,6 +275,7 @@ def _tag_with(
     should_cancel: CancelCheck | None,
 ) -> Iterator[ModelReady | list[TagResult]]:
     from tagger.inference.pipeline import decode_for_model, tag_photos
+    from tagger.inference.shared_decoding import may_decode_jpegs, tag_photos_sharing_decode
 
     chosen = head_for(plan.current, plan.classes, engine, plan.models_dir, plan.library_root)
     head = chosen.head
@@ -318,14 +319,21 @@ def _tag_with(
         expect_photos(len(to_decode))
 
     base = done
-    for batch in tag_photos(
-        to_decode,
-        engine,
-        head,
-        decode_for_model(engine.preprocessing),
-        progress=lambda n, _total: report(base + n),
-        cancel=should_cancel,
-    ):
+    if may_decode_jpegs(engine):
+        # The GPU engine decodes JPEGs too, once it has taken over, beside the CPU's threads.
+        batches = tag_photos_sharing_decode(
+            to_decode, engine, head, progress=lambda n, _total: report(base + n), cancel=should_cancel
+        )
+    else:
+        batches = tag_photos(
+            to_decode,
+            engine,
+            head,
+            decode_for_model(engine.preprocessing),
+            progress=lambda n, _total: report(base + n),
+            cancel=should_cancel,
+        )
+    for batch in batches:
         yield [
             TagResult(int(r.photo_id), error=_plain_reason(r.error))
             if not r.ok
