@@ -19,11 +19,12 @@ from tagger.explain.overlay import heatmap_cache_path, load_heatmap, overlay, sa
 from tagger.explain.reading import read_evidence
 from tagger.explain.review import label_issues, out_of_sample_probabilities
 from tagger.images.loader import load_array
+from tagger.inference.pipeline import tag_photos
 from tagger.inference.preprocessing import crop_boxes, preprocess, preprocess_crops
 
 torch = pytest.importorskip("torch")
 from tagger.explain import grad_cam as explain  # noqa: E402 - needs torch, which importorskip just checked
-from tagger.explain.photo_tagger import PhotoTagger, resize_matrix  # noqa: E402
+from tagger.explain.photo_tagger import PhotoTagger  # noqa: E402
 from tagger.explain.probe import probe_rgb, probe_sensitivity  # noqa: E402
 from tagger.explain.torch_head import TorchHead  # noqa: E402
 
@@ -105,15 +106,11 @@ def test_the_probes_view_of_a_photo_is_what_tagging_feeds(backbone, head) -> Non
         photo = cv2.resize(smooth, (width, height), interpolation=cv2.INTER_AREA)
         tagger = PhotoTagger(backbone, head, height, width)
         assert tagger.boxes == crop_boxes(height, width, spec)
-        scale, shift = explain.pixel_affine(spec)
         pixels = torch.from_numpy(photo.astype(np.float32))
-        ours = []
-        for top, left, side in tagger.boxes:
-            matrix = torch.from_numpy(resize_matrix(side, spec))
-            square = pixels[top : top + side, left : left + side]
-            ours.append(torch.einsum("ri,ijc,sj->rsc", matrix, square, matrix).clamp(0, 255).numpy())
-        theirs = (preprocess_crops(photo, spec).transpose(0, 2, 3, 1) + shift) / scale
-        assert np.abs(np.stack(ours) - theirs).max() < 1.01  # OpenCV rounds its 8-bit result
+        ours = torch.stack([tagger.network_input(pixels, box) for box in tagger.boxes]).numpy()
+        theirs = preprocess_crops(photo, spec)
+        # OpenCV rounds its 8-bit result: at most one level apart, in the input's units.
+        assert np.abs(ours - theirs).max() <= 1.01 * explain.pixel_affine(spec)[0].max()
 
 
 # --- heatmaps ----------------------------------------------------------------------------------------
@@ -219,14 +216,18 @@ def test_each_class_finds_its_own_animal(backbone, head) -> None:
     assert set(dog.probabilities) == {"dog", "elephant", "other"}
 
 
-def test_the_tag_explained_is_taggings_own(backbone, head) -> None:
-    photo = load_array(ELEPHANT, CANVAS)
-    explanation = explain.explain_rgb(photo, head, None, backbone)
-    features = backbone.extract(preprocess_crops(photo, backbone.preprocessing))
-    assert explanation.tag in set(head.predict(features))
-    assert explanation.probabilities[explanation.tag] == pytest.approx(
-        head.probabilities(features)[:, head.classes.index(explanation.tag)].max(), abs=1e-5
+def test_the_tag_explained_is_taggings_own(backbone, head, tmp_path) -> None:
+    """On a wide photo with a dog at one end, where tagging looks through several squares."""
+    path = write_png(tmp_path / "wide.png", wide_canvas(0, 0, SIDE_DOG))
+    (tagged,) = next(
+        tag_photos([(0, path)], backbone, head, lambda file: load_array(file, 448), workers=1, batch_size=4)
     )
+    explanation = explain.explain_photo(path, head, None, backbone)
+    assert len(crop_boxes(*WIDE, backbone.preprocessing)) > 1
+    np.testing.assert_allclose(
+        [explanation.probabilities[name] for name in head.classes], tagged.probabilities, atol=1e-5
+    )
+    assert explanation.tag == "dog"
 
 
 def test_heatmap_follows_the_photos_orientation(backbone, head) -> None:
@@ -338,16 +339,18 @@ def test_probe_flips_the_tag_of_the_whole_photo_and_leaves_the_file_alone(backbo
     assert result.unseen_share == pytest.approx(outside.mean()) and not result.change()[outside].any()
 
 
-def test_probe_of_a_wide_photo_shows_the_whole_frame_and_changes_what_holds_the_tag(backbone, head) -> None:
+def test_probe_of_a_wide_photo_shows_the_whole_frame_and_changes_only_what_tagging_sees(backbone, head) -> None:
     canvas = wide_canvas(0, 0, SIDE_DOG)
     result = probe_rgb(canvas, head, backbone, max_steps=2, refinements=0)
 
     assert result.original.shape == result.perturbed.shape == (*WIDE, 3)
-    assert result.original_tag == "dog" and result.unseen_share == 0.0
-    # The dog at the left end is what holds the tag: the change goes there, and the right end,
-    # which the model never took for a dog, needs none.
+    assert result.original_tag == "dog" and np.array_equal(result.original, canvas)
+    seen = np.zeros(WIDE, dtype=bool)
+    for top, left, side in crop_boxes(*WIDE, backbone.preprocessing):
+        seen[top : top + side, left : left + side] = True
     moved = np.any(result.change() != 0, axis=2)
-    assert moved[:SIDE_DOG, :SIDE_DOG].mean() > 0.2 and not moved[:, -WIDE[1] // 3 :].any()
+    assert result.unseen_share == pytest.approx(1.0 - seen.mean())
+    assert not moved[~seen].any() and moved[:SIDE_DOG, :SIDE_DOG].mean() > 0.2  # the dog holds the tag
 
 
 def test_the_probes_words_are_for_photographers(backbone, head) -> None:

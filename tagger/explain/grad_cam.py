@@ -22,7 +22,7 @@ it, goes through the head too: what that part looks like to the model on its own
 (tagger.explain.evidence, put in words by tagger.explain.reading).
 
 The tag and its probabilities are tagging's own: the same crops (preprocessing.crop_boxes) and
-the crop that decides (classifier.whole_frame).
+the same rule for which of them speaks for the photo (pipeline.run_prepared_batch).
 
 This module imports torch; the app runs it in the explainer's child process. Drawing and
 caching maps needs no torch: see overlay.py and evidence.py.
@@ -42,7 +42,6 @@ import torch
 from torch import nn
 
 from tagger.classifier.head import Head
-from tagger.classifier.whole_frame import decisive_crop
 from tagger.domain import ModelVersion, Photo
 from tagger.errors import ExplainError, HeadError
 from tagger.explain.evidence import Evidence, FramePart, frame_thirds, load_evidence, part_weights, save_evidence
@@ -50,7 +49,7 @@ from tagger.explain.torch_head import TorchHead
 from tagger.images.loader import load_array
 from tagger.inference.backbone import FeatureBackbone, load_backbone, pick_device
 from tagger.inference.networks import backbone_name_of
-from tagger.inference.pipeline import DECODE_MAX_SIDE
+from tagger.inference.pipeline import DECODE_MAX_SIDE, run_prepared_batch
 from tagger.inference.preprocessing import DEFAULT_BACKBONE, Preprocessing, preprocess_crops
 
 __all__ = [
@@ -157,15 +156,12 @@ def whole_frame_view(rgb: np.ndarray, spec: Preprocessing) -> np.ndarray:
     return np.ascontiguousarray((resized.astype(np.float32) * scale - shift).transpose(2, 0, 1))
 
 
-def crop_probabilities(rgb: np.ndarray, head: Head, backbone: FeatureBackbone) -> np.ndarray:
-    """[crops, C]: the head's probabilities for each crop tagging cuts from this photo."""
-    return head.probabilities(backbone.extract(preprocess_crops(rgb, backbone.preprocessing)))
-
-
 def tagging_probabilities(rgb: np.ndarray, head: Head, backbone: FeatureBackbone) -> np.ndarray:
-    """[C]: what tagging says of this photo, from the same crops and the crop that decides."""
-    probabilities = crop_probabilities(rgb, head, backbone)
-    return probabilities[decisive_crop(head.classes, probabilities)]
+    """[C]: what tagging says of this photo: its crops, through tagging's own rule for which
+    of them speaks for the photo. The backbone serves as the engine: only its `extract` is used."""
+    crops = preprocess_crops(rgb, backbone.preprocessing)
+    (result,) = run_prepared_batch([(0, crops, None)], backbone, head, len(crops))
+    return result.probabilities
 
 
 @contextmanager

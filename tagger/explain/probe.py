@@ -33,7 +33,7 @@ import torch
 from tagger.classifier.head import Head
 from tagger.errors import ProbeCancelled
 from tagger.explain.grad_cam import check_compatible, default_backbone
-from tagger.explain.photo_tagger import Look, PhotoTagger
+from tagger.explain.photo_tagger import PhotoTagger
 from tagger.explain.probe_result import ProbeResult, ProbeStep, resave_change
 from tagger.images.loader import load_array
 from tagger.inference.backbone import FeatureBackbone
@@ -75,27 +75,28 @@ def probe_rgb(
     tagger = PhotoTagger(backbone, head, photo.shape[0], photo.shape[1])
     start = torch.from_numpy(photo.astype(np.float32)).to(backbone.device)
 
-    first = tagger.look(photo)
-    pixels, look = start, first
+    original, original_probability = tagger.tag_of(photo)
+    pixels = start
+    tag, probability = original, original_probability
     steps: list[ProbeStep] = []
     for epsilon in EPSILONS[:max_steps]:
         if should_cancel is not None and should_cancel():
             raise ProbeCancelled("the sensitivity probe was cancelled")
-        pixels = _gradient_sign_step(start, pixels, tagger.margin_gradient(pixels, look), float(epsilon))
-        look = tagger.look(_as_photo(pixels), first.tag)
-        steps.append(ProbeStep(float(epsilon), tagger.classes[look.tag], look.probability, _largest(pixels - start)))
-        if look.tag != first.tag:
-            pixels, look = _shrink(tagger, start, pixels, look, first.tag, refinements)
+        pixels = _gradient_sign_step(start, pixels, tagger.margin_gradient(pixels, original), float(epsilon))
+        tag, probability = tagger.tag_of(_as_photo(pixels))
+        steps.append(ProbeStep(float(epsilon), tagger.classes[tag], probability, _largest(pixels - start)))
+        if tag != original:
+            pixels, (tag, probability) = _shrink(tagger, start, pixels, (tag, probability), original, refinements)
             break
     change = pixels - start
     return ProbeResult(
         original=photo,
         perturbed=_as_photo(pixels),
-        original_tag=tagger.classes[first.tag],
-        original_probability=first.probability,
-        new_tag=tagger.classes[look.tag],
-        new_probability=look.probability,
-        flipped=look.tag != first.tag,
+        original_tag=tagger.classes[original],
+        original_probability=original_probability,
+        new_tag=tagger.classes[tag],
+        new_probability=probability,
+        flipped=tag != original,
         linf=_largest(change),
         l2=float(torch.linalg.vector_norm(change)),
         steps=tuple(steps),
@@ -118,19 +119,24 @@ def _gradient_sign_step(
 
 
 def _shrink(
-    tagger: PhotoTagger, start: torch.Tensor, flipped: torch.Tensor, look: Look, original: int, refinements: int
-) -> tuple[torch.Tensor, Look]:
-    """The flipping change scaled down by bisection, as long as the tag stays flipped, and
-    what tagging makes of the smallest one."""
+    tagger: PhotoTagger,
+    start: torch.Tensor,
+    flipped: torch.Tensor,
+    flipped_to: tuple[int, float],
+    original: int,
+    refinements: int,
+) -> tuple[torch.Tensor, tuple[int, float]]:
+    """The flipping change scaled down by bisection, as long as the tag stays flipped, and the
+    tag (with its probability) that tagging gives the smallest one."""
     change = flipped - start
     low, high = 0.0, 1.0  # scales known not to flip (0: the photo itself) and to flip
-    best = flipped, look
+    best = flipped, flipped_to
     for _ in range(refinements):
         middle = 0.5 * (low + high)
         candidate = torch.round((start + middle * change).clamp(0.0, 255.0))
-        candidate_look = tagger.look(_as_photo(candidate), original)
-        if candidate_look.tag != original:
-            high, best = middle, (candidate, candidate_look)
+        tagged = tagger.tag_of(_as_photo(candidate))
+        if tagged[0] != original:
+            high, best = middle, (candidate, tagged)
         else:
             low = middle
     return best
