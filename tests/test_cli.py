@@ -126,6 +126,7 @@ def test_suspects_and_explain(tagger, tmp_path):
     elephant = next(PHOTOS.glob("elephant/*.jpg"))
     code, out, _ = tagger("explain", str(elephant), "--class", "elephant", "-o", str(overlay))
     assert code == 0 and overlay.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "On its own, the left third looks like " in out  # the evidence in words, third by third
 
 
 def label_by_folder(tagger, dog_label: str = "dog") -> None:

@@ -1,4 +1,4 @@
-"""Heatmaps and probes computed by the explainer's child process (tagger.explain.process)."""
+"""Evidence and probes computed by the explainer's child process (tagger.explain.process)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import pytest
 
 from tagger.classifier.head import Head
 from tagger.errors import ExplanationFailed
-from tagger.explain.overlay import heatmap_cache_path
+from tagger.explain.evidence import load_evidence
 from tagger.explain.process import Explainer
 from tagger.library.importer import import_paths
 from tagger.library.library import Library
@@ -52,20 +52,23 @@ def dog_photo(library: Library):  # noqa: ANN201 - a Photo
     return library.photo_by_path(str(DOG))
 
 
-def test_a_heatmap_is_the_one_computed_here_and_cached(explainer: Explainer, library: Library) -> None:
+def test_evidence_is_the_one_computed_here_and_cached(explainer: Explainer, library: Library) -> None:
     from tagger.explain import grad_cam as explain
 
     version = library.current_model_version()
     photo = dog_photo(library)
 
-    heat = explainer.heatmap(library.root, library.cache_dir, photo, version, "dog")
+    evidence = explainer.evidence(library.root, library.cache_dir, photo, version, "dog")
 
     backbone, head = explain.model_for_version(library.root, version)
-    assert np.allclose(heat, explain.heatmap(photo.path, head, "dog", backbone), atol=1e-4)
-    assert heatmap_cache_path(library.cache_dir, photo.content_hash, version.id, "dog").is_file()
+    here = explain.explain_photo(photo.path, head, "dog", backbone).evidence
+    assert np.allclose(evidence.heat, here.heat, atol=1e-4)
+    assert [part.name for part in evidence.parts] == [part.name for part in here.parts]
+    cached = load_evidence(library.cache_dir, photo.content_hash, version.id, "dog")
+    assert cached is not None and cached.parts == evidence.parts
     assert explainer.pid not in (None, os.getpid())
     loads = explainer.loads
-    explainer.heatmap(library.root, library.cache_dir, photo, version, "elephant")
+    explainer.evidence(library.root, library.cache_dir, photo, version, "elephant")
     assert explainer.loads == loads  # the model stays loaded for the next request
 
 
@@ -97,8 +100,8 @@ def test_a_cancelled_probe_returns_nothing_and_the_next_request_is_answered(
         explainer.probe(library.root, photo, version, 10, on_step=steps.append, cancelled=lambda: bool(steps)) is None
     )
     assert len(steps) < 10
-    heat = explainer.heatmap(library.root, library.cache_dir, photo, version, "dog")
-    assert heat is not None and heat.ndim == 2
+    evidence = explainer.evidence(library.root, library.cache_dir, photo, version, "dog")
+    assert evidence is not None and evidence.heat.ndim == 2
 
 
 def test_a_failure_in_the_child_is_raised_here_with_its_message(
@@ -131,7 +134,7 @@ def test_a_head_for_another_network_is_refused_by_the_child(
     )
 
     with pytest.raises(Exception, match="another-net|features|backbone"):
-        explainer.heatmap(library.root, library.cache_dir, dog_photo(library), other_version, "dog")
+        explainer.evidence(library.root, library.cache_dir, dog_photo(library), other_version, "dog")
 
 
 def test_a_child_that_dies_is_reported_and_the_next_request_starts_another(library: Library) -> None:
@@ -139,7 +142,7 @@ def test_a_child_that_dies_is_reported_and_the_next_request_starts_another(libra
     version = library.current_model_version()
     photo = dog_photo(library)
     try:
-        assert explainer.heatmap(library.root, library.cache_dir, photo, version, "dog") is not None
+        assert explainer.evidence(library.root, library.cache_dir, photo, version, "dog") is not None
         first = explainer.pid
         steps: list[int] = []
 
@@ -149,24 +152,26 @@ def test_a_child_that_dies_is_reported_and_the_next_request_starts_another(libra
 
         with pytest.raises(ExplanationFailed, match="ended unexpectedly"):
             explainer.probe(library.root, photo, version, 5, on_step=kill_at_the_first_step)
-        assert explainer.heatmap(library.root, library.cache_dir, photo, version, "elephant") is not None
+        assert explainer.evidence(library.root, library.cache_dir, photo, version, "elephant") is not None
         assert explainer.pid not in (None, first)
     finally:
         explainer.close()
     assert explainer.pid is None
-    assert explainer.heatmap(library.root, library.cache_dir, photo, version, "dog") is None  # closed
+    assert explainer.evidence(library.root, library.cache_dir, photo, version, "dog") is None  # closed
 
 
 _APP = """
 import pickle, sys
 from tagger.explain.process import Explainer
+from tagger.explain.reading import read_evidence
 
 if __name__ == "__main__":
     root, cache_dir, photo, version = pickle.loads(open(sys.argv[1], "rb").read())
     explainer = Explainer()
-    heat = explainer.heatmap(root, cache_dir, photo, version, "dog")
+    evidence = explainer.evidence(root, cache_dir, photo, version, "dog")
     probed = explainer.probe(root, photo, version, 1)
-    print(heat.shape, probed.original_tag, "torch" in sys.modules, flush=True)
+    words = read_evidence(evidence) + [probed.what_changed(), probed.how_visible(), probed.what_it_means()]
+    print(evidence.heat.shape, probed.original_tag, len(words), "torch" in sys.modules, flush=True)
     explainer.close()
 """
 

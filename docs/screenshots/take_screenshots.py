@@ -126,12 +126,9 @@ def label_like_a_user(library, per_class: int = 12) -> None:  # noqa: ANN001 - t
     library.set_user_labels([by_folder["dog"][per_class]], "other")
 
 
-def select_path(window, library, path: Path) -> None:  # noqa: ANN001
-    assert window.gallery.select_photo(library.photo_by_path(path).id), path
-
-
 def model_feature_shots(app: QApplication, window, library) -> None:  # noqa: ANN001
-    """Retrain and its result, the model history, the review queue, likely-wrong labels, heatmaps, the probe."""
+    """Retrain and its result, the model history, the review queue, likely-wrong labels. The evidence
+    heatmap and the probe have their own script, take_evidence_screenshots.py."""
     label_like_a_user(library)
     window.reload_photos()
     window.retrain.quick_action.trigger()
@@ -165,30 +162,6 @@ def model_feature_shots(app: QApplication, window, library) -> None:  # noqa: AN
     save(window, "likely-wrong-labels.png")
     window.suspects.toggle_action.trigger()
 
-    for name, folder in (("heatmap-dog.png", "dog"), ("heatmap-elephant.png", "elephant")):
-        # A photo the model tagged (not one of the user's), so its probability bars show beside the map.
-        photo = next(
-            p for p in library.photos() if f"/{folder}/c101-" in p.path and not p.is_user_labeled and p.label == folder
-        )
-        window.filter_bar.set_filter(PhotoFilter(show=Show.CLASS, class_name=folder))
-        window.filter_bar.set_sort_order(SortOrder.NAME)
-        shown: list[object] = []
-        window.heatmap.overlay_applied.connect(shown.append)
-        select_path(window, library, Path(photo.path))
-        if not window.heatmap.toggle_action.isChecked():
-            window.heatmap.toggle_action.trigger()
-        wait_for(app, lambda: bool(shown) or window.heatmap.shown is not None, timeout=300)  # noqa: B023 - called here
-        window.heatmap.overlay_applied.disconnect(shown.append)
-        settle(app, 1.5)
-        centre_current_photo(app, window)
-        save(window, name)
-    window.heatmap.toggle_action.trigger()
-    window.robustness_probe.start()
-    probe = window.robustness_probe.dialog
-    wait_for(app, lambda: probe.close_button.isVisible(), timeout=300)
-    settle(app, 0.5)
-    save(probe, "robustness-probe.png")
-    probe.close()
     window.filter_bar.set_filter(PhotoFilter())
 
 

@@ -61,6 +61,7 @@ def run_explain(args: argparse.Namespace) -> int:
     from tagger.classifier.head import Head
     from tagger.explain.grad_cam import default_backbone, explain_photo, model_for_version
     from tagger.explain.overlay import overlay
+    from tagger.explain.reading import read_evidence
 
     photo = Path(args.path)
     if not photo.is_file():
@@ -92,8 +93,8 @@ def run_explain(args: argparse.Namespace) -> int:
         f"{photo}: tagged {tag} ({100 * explanation.probabilities[tag]:.0f}%) by the {model}; "
         f"evidence for {explanation.class_name} written to {output}"
     )
-    if not explanation.heat.any():
-        print(f"no part of the photo argues for {explanation.class_name}")
+    for sentence in read_evidence(explanation.evidence):
+        print(sentence)
     return EXIT_OK
 
 

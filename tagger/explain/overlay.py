@@ -6,7 +6,8 @@ torch and belongs in a worker, but drawing or re-reading a cached one must stay 
 Heatmaps are cached as 8-bit grayscale PNGs: a 448-pixel map takes tens of kilobytes
 instead of the 600 kB of a float32 .npy, and 1/255 steps are finer than any colormap shows.
 The key holds everything the map depends on: the photo's pixels (content hash), the model
-(version id: head and backbone), the class, and CACHE_FORMAT for the method itself.
+(version id: head and backbone), the class, and CACHE_FORMAT for the method itself. What the
+map says in words is kept beside it (tagger.explain.evidence).
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ import numpy as np
 
 from tagger.common.atomic import write_atomically
 
-# Bumped whenever the method changes what a map of the same key would contain.
-CACHE_FORMAT = 1
+# Bumped whenever the method changes what a map of the same key would contain: 2 covers the
+# whole frame and keeps what each third of it looks like beside the map.
+CACHE_FORMAT = 2
 HEATMAP_FOLDER = "heatmaps"
 DEFAULT_ALPHA = 0.45
 DEFAULT_COLORMAP = cv2.COLORMAP_JET
@@ -42,9 +44,7 @@ def overlay(
     `heat` ([h, w] in [0, 1]) may be smaller than the photo (a preview-size map over the
     full-size picture) as long as the aspect ratio matches; it is resized to fit. Blending
     in proportion to the heat as well as `alpha` leaves cold regions close to the photo,
-    so the picture stays recognisable where the model found no evidence. Maps from
-    tagger.explain.grad_cam are 0 outside the centre square the model looks at; faint blue up to that
-    square's edge is the model's view, not a drawing error.
+    so the picture stays recognisable where the model found no evidence.
     """
     rgb = np.asarray(rgb)
     if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:

@@ -1,32 +1,30 @@
-"""Sensitivity probe: how small a change to the pixels flips the photo's tag.
+"""Sensitivity probe: how small a change to the photo's pixels flips its tag.
 
 A tag that a barely visible change can flip is a tag to double-check. The probe searches for
 such a change with iterative gradient-sign steps (the basic iterative method of Kurakin,
 Goodfellow & Bengio, "Adversarial examples in the physical world", 2017) under a growing
-budget, on the network's own 224 x 224 input:
+budget, on the photo itself as decoded for tagging, whole:
 
-    for epsilon in EPSILONS (0-255 pixel units, growing):
-        x <- x - (epsilon / 2) * sign(d margin / d x)         margin = y_tag - max_{c != tag} y_c
+    for epsilon in EPSILONS (0-255 pixel levels, growing):
+        x <- x - (epsilon / 2) * sign(d margin / d x)         margin: how far the tag leads
         x <- round(clip(x, x0 - epsilon, x0 + epsilon) to 0..255)
-        stop as soon as the tag of x (an actual uint8 image) is no longer the original tag
+        stop as soon as tagging tags the 8-bit photo x differently
 
 then shrinks the found change towards the photo (bisection on its scale, forward passes
 only) while the tag stays flipped. The result is the smallest flip found, not a proven
-minimum: a larger search could find smaller ones. Steps move in pixel space; the gradient
-is taken in the normalised input space, whose per-channel scale is positive, so the signs
-are the same.
+minimum: a larger search could find smaller ones.
 
-Each step is one forward and one backward pass at 224 x 224 (the bisection adds forward passes
-only): 48-50 ms per step on two shared CPU cores (four committed photos). Measured on the
-shared photos (bench/explain_quality.py), nearly every tag of this network flips at a change
-of 1/255 per pixel, invisible to the eye: L-inf tells photos apart little, L2 (how many
-pixels had to move) and the steps needed tell them apart more.
+The margin's gradient reaches the photo's pixels through tagging's own crops and resize
+(tagger.explain.photo_tagger), so the changed photo is a photo like any other: tagging it,
+crops and rounding included, gives the new tag reported. Pixels outside every crop are never
+looked at by tagging and never change.
+
+How often and how easily the tags of this network flip is measured by bench/explain_quality.py.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -34,17 +32,16 @@ import torch
 
 from tagger.classifier.head import Head
 from tagger.errors import ProbeCancelled
-from tagger.explain.grad_cam import check_compatible, default_backbone, network_input
-from tagger.explain.probe_result import ProbeResult, ProbeStep
-from tagger.explain.torch_head import TorchHead
+from tagger.explain.grad_cam import check_compatible, default_backbone
+from tagger.explain.photo_tagger import PhotoTagger
+from tagger.explain.probe_result import ProbeResult, ProbeStep, resave_change
 from tagger.images.loader import load_array
 from tagger.inference.backbone import FeatureBackbone
 from tagger.inference.pipeline import DECODE_MAX_SIDE
-from tagger.inference.preprocessing import Preprocessing
 
-# Budgets tried in turn (L-inf, 0-255 units). They start at 1 because a uint8 image cannot
-# change by less, and grow by about 1.4x so that the first flip overshoots the smallest
-# flipping budget by at most that factor before the bisection narrows it.
+# Budgets tried in turn (the most any pixel may move, 0-255 levels). They start at 1 because
+# an 8-bit photo cannot change by less, and grow by about 1.4x so that the first flip
+# overshoots the smallest flipping budget by at most that factor before the bisection narrows it.
 EPSILONS: tuple[float, ...] = (1, 2, 3, 4, 6, 8, 11, 16, 23, 32, 45, 64)
 DEFAULT_MAX_STEPS = 10
 DEFAULT_REFINEMENTS = 4
@@ -52,42 +49,8 @@ DEFAULT_REFINEMENTS = 4
 CancelCheck = Callable[[], bool]
 
 
-class _Classifier:
-    """Backbone + head on uint8-valued pixel tensors [S, S, 3] (float, 0-255)."""
-
-    def __init__(self, backbone: FeatureBackbone, head: Head) -> None:
-        self.backbone = backbone
-        self.head = TorchHead(head).to(backbone.device)
-        self.classes = list(head.classes)
-        spec: Preprocessing = backbone.preprocessing
-        device = backbone.device
-        # The same affine map as engine.preprocess: x / (255 std) - mean / std.
-        self.scale = torch.tensor([1.0 / (255.0 * s) for s in spec.std], device=device)
-        self.shift = torch.tensor([m / s for m, s in zip(spec.mean, spec.std)], device=device)
-
-    def logits(self, pixels: torch.Tensor) -> torch.Tensor:
-        normalised = pixels * self.scale - self.shift  # [S, S, 3]
-        return self.head(self.backbone(normalised.permute(2, 0, 1).contiguous()[None]))[0]
-
-    def tag_of(self, pixels: torch.Tensor) -> tuple[int, float]:
-        with torch.inference_mode():
-            probabilities = torch.softmax(self.logits(pixels), dim=0)
-        best = int(probabilities.argmax())
-        return best, float(probabilities[best])
-
-
-def _network_pixels(rgb: np.ndarray, spec: Preprocessing) -> np.ndarray:
-    """The uint8 [S, S, 3] image the network sees: tagging's crop and resize, before scaling."""
-    normalised, _box = network_input(rgb, spec)
-    scale = np.asarray([1.0 / (255.0 * s) for s in spec.std], dtype=np.float64)
-    shift = np.asarray([m / s for m, s in zip(spec.mean, spec.std)], dtype=np.float64)
-    # Inverting preprocess's affine map recovers the resized uint8 values (to rounding).
-    pixels = (normalised.transpose(1, 2, 0).astype(np.float64) + shift) / scale
-    return np.clip(np.round(pixels), 0, 255).astype(np.uint8)
-
-
-def _sizes(change: torch.Tensor) -> tuple[float, float]:
-    return float(change.abs().max()), float(torch.linalg.vector_norm(change))
+def _as_photo(pixels: torch.Tensor) -> np.ndarray:
+    return pixels.to(torch.uint8).cpu().numpy()
 
 
 def probe_rgb(
@@ -108,53 +71,42 @@ def probe_rgb(
         raise ValueError(f"max_steps must be between 1 and {len(EPSILONS)}")
     backbone = backbone if backbone is not None else default_backbone()
     check_compatible(backbone, head)
-    model = _Classifier(backbone, head)
-    original_pixels = _network_pixels(np.ascontiguousarray(rgb, dtype=np.uint8), backbone.preprocessing)
-    start = torch.from_numpy(original_pixels.astype(np.float32)).to(backbone.device)
+    photo = np.ascontiguousarray(rgb, dtype=np.uint8)
+    tagger = PhotoTagger(backbone, head, photo.shape[0], photo.shape[1])
+    start = torch.from_numpy(photo.astype(np.float32)).to(backbone.device)
 
-    first = _look(model, start, None)
-    original = first.tag
-    pixels, look = start, first
+    original, original_probability = tagger.tag_of(photo)
+    pixels = start
+    tag, probability = original, original_probability
     steps: list[ProbeStep] = []
     for epsilon in EPSILONS[:max_steps]:
         if should_cancel is not None and should_cancel():
             raise ProbeCancelled("the sensitivity probe was cancelled")
-        assert look.margin_gradient is not None  # only a flipped look goes without one
-        pixels = _gradient_sign_step(start, pixels, look.margin_gradient, float(epsilon))
-        look = _look(model, pixels, original)
-        linf = _sizes(pixels - start)[0]
-        steps.append(ProbeStep(float(epsilon), model.classes[look.tag], look.probability, linf))
-        if look.tag != original:
-            smallest = _shrink(model, start, pixels, original, refinements)
-            return _result(model, start, smallest, first, True, steps)
-    return _result(model, start, pixels, first, False, steps)
+        pixels = _gradient_sign_step(start, pixels, tagger.margin_gradient(pixels, original), float(epsilon))
+        tag, probability = tagger.tag_of(_as_photo(pixels))
+        steps.append(ProbeStep(float(epsilon), tagger.classes[tag], probability, _largest(pixels - start)))
+        if tag != original:
+            pixels, (tag, probability) = _shrink(tagger, start, pixels, (tag, probability), original, refinements)
+            break
+    change = pixels - start
+    return ProbeResult(
+        original=photo,
+        perturbed=_as_photo(pixels),
+        original_tag=tagger.classes[original],
+        original_probability=original_probability,
+        new_tag=tagger.classes[tag],
+        new_probability=probability,
+        flipped=tag != original,
+        linf=_largest(change),
+        l2=float(torch.linalg.vector_norm(change)),
+        steps=tuple(steps),
+        unseen_share=tagger.unseen_share(photo.shape[0], photo.shape[1]),
+        resave_mean_change=resave_change(photo),
+    )
 
 
-@dataclass(frozen=True)
-class _Look:
-    tag: int
-    probability: float
-    # Gradient of (logit of the original tag - best other logit) in pixel space; None once
-    # the tag has flipped, where no further step is needed.
-    margin_gradient: torch.Tensor | None
-
-
-def _look(model: _Classifier, pixels: torch.Tensor, original: int | None) -> _Look:
-    """The tag of `pixels` and, while it is still `original`, the gradient to push it off.
-
-    One forward pass serves both, and the backward pass runs only when a step will follow.
-    """
-    current = pixels.detach().clone().requires_grad_(True)
-    with torch.enable_grad():
-        logits = model.logits(current)
-        probabilities = torch.softmax(logits.detach(), dim=0)
-        tag = int(probabilities.argmax())
-        target = tag if original is None else original
-        if tag != target:
-            return _Look(tag, float(probabilities[tag]), None)
-        others = torch.cat([logits[:target], logits[target + 1 :]])
-        (gradient,) = torch.autograd.grad(logits[target] - others.max(), current)
-    return _Look(tag, float(probabilities[tag]), gradient)
+def _largest(change: torch.Tensor) -> float:
+    return float(change.abs().max())
 
 
 def _gradient_sign_step(
@@ -167,44 +119,27 @@ def _gradient_sign_step(
 
 
 def _shrink(
-    model: _Classifier, start: torch.Tensor, flipped: torch.Tensor, original: int, refinements: int
-) -> torch.Tensor:
-    """The flipping change scaled down by bisection, as long as the tag stays flipped."""
+    tagger: PhotoTagger,
+    start: torch.Tensor,
+    flipped: torch.Tensor,
+    flipped_to: tuple[int, float],
+    original: int,
+    refinements: int,
+) -> tuple[torch.Tensor, tuple[int, float]]:
+    """The flipping change scaled down by bisection, as long as the tag stays flipped, and the
+    tag (with its probability) that tagging gives the smallest one."""
     change = flipped - start
     low, high = 0.0, 1.0  # scales known not to flip (0: the photo itself) and to flip
-    best = flipped
+    best = flipped, flipped_to
     for _ in range(refinements):
         middle = 0.5 * (low + high)
         candidate = torch.round((start + middle * change).clamp(0.0, 255.0))
-        if model.tag_of(candidate)[0] != original:
-            high, best = middle, candidate
+        tagged = tagger.tag_of(_as_photo(candidate))
+        if tagged[0] != original:
+            high, best = middle, (candidate, tagged)
         else:
             low = middle
     return best
-
-
-def _result(
-    model: _Classifier,
-    start: torch.Tensor,
-    final: torch.Tensor,
-    first: _Look,
-    flipped: bool,
-    steps: list[ProbeStep],
-) -> ProbeResult:
-    tag, probability = model.tag_of(final)
-    linf, l2 = _sizes(final - start)
-    return ProbeResult(
-        original=start.to(torch.uint8).cpu().numpy(),
-        perturbed=final.to(torch.uint8).cpu().numpy(),
-        original_tag=model.classes[first.tag],
-        original_probability=first.probability,
-        new_tag=model.classes[tag],
-        new_probability=probability,
-        flipped=flipped,
-        linf=linf,
-        l2=l2,
-        steps=tuple(steps),
-    )
 
 
 def probe_sensitivity(

@@ -1,4 +1,4 @@
-"""Explanations (evidence heatmaps, robustness probes) computed in a child process.
+"""Explanations (evidence over the photo, robustness probes) computed in a child process.
 
 Both need the PyTorch model of a version. Loading it in a thread of the app imports torch,
 which holds Python's interpreter lock in long stretches: measured with bench/responsiveness.py
@@ -7,8 +7,8 @@ it loaded. An `Explainer` starts one child at the first request and keeps it, wi
 version's model loaded, for the requests that follow; the app never imports torch for them.
 
 Requests go one at a time. A robustness probe can be cancelled between its steps, and reports
-each step; a heatmap, once started, runs to its end (its map is cached on disk either way).
-The child writes nothing but the heatmap cache's files. It ends when the Explainer is closed,
+each step; evidence, once started, is computed to its end (and cached on disk either way).
+The child writes nothing but the evidence cache's files. It ends when the Explainer is closed,
 when the app's end of the pipe closes (the app exited or was killed) and, being a daemon,
 when the app's interpreter exits (tagger.common.child_process).
 """
@@ -20,12 +20,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from tagger.common.cancellation import CancelCheck, is_cancelled
 from tagger.common.child_process import ChildProcess, Parent, passable
 from tagger.domain import ModelVersion, Photo
 from tagger.errors import ExplanationFailed, ProbeCancelled
+from tagger.explain.evidence import Evidence
 from tagger.explain.probe_result import ProbeResult
 
 StepCallback = Callable[[int], None]  # steps of a probe done so far
@@ -48,7 +47,7 @@ class Explainer:
         child = self._child
         return child.pid if child is not None and child.is_alive() else None
 
-    def heatmap(
+    def evidence(
         self,
         library_root: Path,
         cache_dir: Path,
@@ -57,8 +56,8 @@ class Explainer:
         class_name: str,
         *,
         cancelled: CancelCheck | None = None,
-    ) -> np.ndarray | None:
-        """The evidence heatmap of `class_name` on `photo` (explain.heatmap_cached); None when
+    ) -> Evidence | None:
+        """The evidence for `class_name` on `photo` (grad_cam.evidence_cached); None when
         cancelled before it started or when the explainer was closed."""
         request = {
             "library_root": Path(library_root),
@@ -67,7 +66,7 @@ class Explainer:
             "version": version,
             "class_name": class_name,
         }
-        return self._ask("heatmap", request, cancelled, None)
+        return self._ask("evidence", request, cancelled, None)
 
     def probe(
         self,
@@ -93,7 +92,7 @@ class Explainer:
         idle = self._lock.acquire(blocking=False)
         try:
             # Idle, it is asked to stop. Busy (a model loading, a heatmap), it is terminated:
-            # nothing it holds is worth the wait, and the heatmap cache is written atomically.
+            # nothing it holds is worth the wait, and the evidence cache is written atomically.
             child.stop(ask=idle, grace_s=5.0 if idle else 0.0)
         finally:
             if idle:
@@ -202,10 +201,10 @@ def _handle(parent: Parent, models: _ModelCache, kind: str, request: dict[str, A
         backbone, head, loaded = models.get(request["library_root"], request["version"])
         if loaded:
             parent.send("loaded")
-        if kind == "heatmap":
-            from tagger.explain.grad_cam import heatmap_cached
+        if kind == "evidence":
+            from tagger.explain.grad_cam import evidence_cached
 
-            value = heatmap_cached(
+            value = evidence_cached(
                 request["cache_dir"], request["photo"], request["version"].id, head, request["class_name"], backbone
             )
         else:

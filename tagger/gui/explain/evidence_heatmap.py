@@ -1,11 +1,13 @@
 """Evidence heatmap: which parts of the photo made the current model say "dog" (Grad-CAM).
 
-A toggle in the preview's toolbar (H) lays the heatmap over the photo, for the photo's tag
-by default; the combo beside it, or a click on a class's probability bar, shows the
-evidence for another class. Maps are cached on disk per photo, model version and class
-(tagger.explain.grad_cam.heatmap_cached), so a map seen once comes back at once; a new one is
-computed by the explainer's child process (tagger.explain.process), which keeps the model
-loaded, while a worker waits for it.
+A toggle in the preview's toolbar (H) lays the heatmap over the whole photo, for the photo's
+tag by default, and says in words, under the photo's details, where in the frame the evidence
+lies and what each third of the frame looks like to the model (tagger.explain.reading). The
+combo beside the toggle, or a click on a class's probability bar, shows the evidence for
+another class. Evidence is cached on disk per photo, model version and class
+(tagger.explain.grad_cam.evidence_cached), so what was seen once comes back at once; new
+evidence is computed by the explainer's child process (tagger.explain.process), which keeps the
+model loaded, while a worker waits for it.
 
 At most one map is computed at a time and only the newest request waits behind it:
 walking through photos with the toggle on must not queue a map per photo passed. A map
@@ -22,10 +24,12 @@ from pathlib import Path
 import numpy as np
 from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtGui import QAction, QImage, QKeySequence
-from PySide6.QtWidgets import QComboBox, QWidgetAction
+from PySide6.QtWidgets import QComboBox, QLabel, QWidgetAction
 
 from tagger.domain import ModelVersion, Photo
+from tagger.explain.evidence import Evidence
 from tagger.explain.process import Explainer
+from tagger.explain.reading import read_evidence
 from tagger.gui.feature_host import FeatureHost
 from tagger.gui.jobs.workers import Job, JobContext
 from tagger.gui.preview.panel import PreviewPane
@@ -47,7 +51,7 @@ class HeatmapKey:
 @dataclass(frozen=True)
 class _Computed:
     key: HeatmapKey
-    heat: np.ndarray  # float32 [H, W] in [0, 1]
+    evidence: Evidence
 
 
 def heat_image(heat: np.ndarray) -> QImage:
@@ -70,9 +74,11 @@ def _heatmap_work(
     explainer: Explainer, library_root: Path, cache_dir: Path, photo: Photo, version: ModelVersion, key: HeatmapKey
 ):  # noqa: ANN202 - a job function
     def work(context: JobContext) -> Iterator[_Computed]:
-        heat = explainer.heatmap(library_root, cache_dir, photo, version, key.class_name, cancelled=context.cancelled)
-        if heat is not None:
-            yield _Computed(key, heat)
+        evidence = explainer.evidence(
+            library_root, cache_dir, photo, version, key.class_name, cancelled=context.cancelled
+        )
+        if evidence is not None:
+            yield _Computed(key, evidence)
 
     return work
 
@@ -97,7 +103,8 @@ class EvidenceHeatmap(QObject):
         self.toggle_action.setShortcut(QKeySequence(HEATMAP_SHORTCUT))
         self.toggle_action.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
         self.toggle_action.setToolTip(
-            f"Show where in the photo the model found evidence for a class (a Grad-CAM heatmap) ({HEATMAP_SHORTCUT})"
+            "Show where in the photo the model found evidence for a class: a heatmap over the photo, "
+            f"and in words under its details ({HEATMAP_SHORTCUT})"
         )
         self.toggle_action.toggled.connect(lambda _on: self.update_overlay())
         self.class_box = QComboBox()
@@ -109,6 +116,12 @@ class EvidenceHeatmap(QObject):
         self._class_box_action.setDefaultWidget(self.class_box)
         self._preview.add_tool_action(self.toggle_action)
         self._preview.add_tool_action(self._class_box_action)
+        self.reading = QLabel()
+        self.reading.setObjectName("evidence_reading")
+        self.reading.setWordWrap(True)
+        self.reading.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.reading.hide()
+        self._preview.add_info_widget(self.reading)
         self._preview.photo_shown.connect(lambda _photo_id: self.update_overlay())
         self._preview.probability_bars.class_clicked.connect(self.pick_class)
         self._preview.probability_bars.set_clickable("Click a class to see where the model found evidence for it")
@@ -145,6 +158,7 @@ class EvidenceHeatmap(QObject):
         if key is None:
             if self.shown is not None and photo is not None:
                 self._preview.set_overlay(photo.id, None)
+            self._show_reading(None)
             self.shown = None
             if self.toggle_action.isChecked() and version is None:
                 self._host.show_status("No heatmap yet: there is no model. Run Auto-tag (Ctrl+T) first.", 6000)
@@ -153,6 +167,7 @@ class EvidenceHeatmap(QObject):
             return
         if self.shown is not None and self.shown.photo_id == key.photo_id:
             self._preview.set_overlay(key.photo_id, None)  # the old class's map must not linger
+        self._show_reading(None)  # nor the old photo's or class's words
         self.shown = None
         cached = self._cached(key, photo)
         if cached is not None:
@@ -168,14 +183,12 @@ class EvidenceHeatmap(QObject):
 
     # -- computing ---------------------------------------------------------------------------
 
-    def _cached(self, key: HeatmapKey, photo: Photo) -> np.ndarray | None:
+    def _cached(self, key: HeatmapKey, photo: Photo) -> Evidence | None:
         if not photo.content_hash:
             return None
-        from tagger.explain.overlay import heatmap_cache_path, load_heatmap  # no torch: a small PNG read
+        from tagger.explain.evidence import load_evidence  # no torch: a small PNG and JSON read
 
-        return load_heatmap(
-            heatmap_cache_path(self._host.library.cache_dir, photo.content_hash, key.version_id, key.class_name)
-        )
+        return load_evidence(self._host.library.cache_dir, photo.content_hash, key.version_id, key.class_name)
 
     def _start(self, key: HeatmapKey, photo: Photo, version: ModelVersion) -> None:
         library = self._host.library
@@ -195,7 +208,7 @@ class EvidenceHeatmap(QObject):
     def _computed(self, computed: _Computed) -> None:
         # Kept on disk either way; shown only if it is still the map wanted.
         if computed.key == self.wanted():
-            self._apply(computed.key, computed.heat)
+            self._apply(computed.key, computed.evidence)
 
     def _not_computed(self, key: HeatmapKey, message: str) -> None:
         self._failed.add(key)
@@ -209,11 +222,20 @@ class EvidenceHeatmap(QObject):
         if self.shown is None and self.wanted() is not None:
             self.update_overlay()
 
-    def _apply(self, key: HeatmapKey, heat: np.ndarray) -> None:
-        self._preview.set_overlay(key.photo_id, heat_image(heat), OVERLAY_OPACITY)
+    def _apply(self, key: HeatmapKey, evidence: Evidence) -> None:
+        self._preview.set_overlay(key.photo_id, heat_image(evidence.heat), OVERLAY_OPACITY)
+        self._show_reading(evidence)
         self.shown = key
-        self._host.show_status(f"Evidence for {key.class_name}: red is where the model looked most", 6000)
+        self._host.show_status(f"Evidence for {key.class_name}: red marks where the model found the most", 6000)
         self.overlay_applied.emit(key)
+
+    def _show_reading(self, evidence: Evidence | None) -> None:
+        if evidence is None:
+            self.reading.hide()
+            self.reading.clear()
+            return
+        self.reading.setText("\n".join(read_evidence(evidence)))
+        self.reading.show()
 
     # -- the class ---------------------------------------------------------------------------
 

@@ -1,4 +1,5 @@
-"""The robustness probe's window: the photo as the model sees it, the changed copy, and what changed.
+"""The robustness probe's window: the whole photo, the changed copy, where it changed, and in
+plain words what was changed, how visible that is and what it means that the tag flipped.
 
 It only shows; RobustnessProbe (robustness_probe.py) runs the probe and feeds it.
 """
@@ -21,9 +22,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-# The network sees 224 x 224; shown larger so that the (usually invisible) change can be looked for.
-_SHOWN_SIDE = 300
-# The difference image multiplies the change so that a 1/255 step becomes visible.
+# Each picture, the whole photo fitted into this box: large enough to look for the change in.
+_SHOWN_WIDTH = 360
+_SHOWN_HEIGHT = 300
+_PICTURE_SPACING = 12
+# The difference image multiplies the change so that a change of one level becomes visible.
 _DIFFERENCE_GAIN = 20
 
 
@@ -34,10 +37,15 @@ def rgb_image(pixels: np.ndarray) -> QImage:
     return QImage(pixels.data, width, height, 3 * width, QImage.Format.Format_RGB888).copy()
 
 
-def difference_image(original: np.ndarray, perturbed: np.ndarray) -> np.ndarray:
+def difference_image(change: np.ndarray) -> np.ndarray:
     """Mid-grey where nothing changed; lighter or darker where pixels moved, magnified."""
-    change = perturbed.astype(np.int16) - original.astype(np.int16)
-    return np.clip(128 + _DIFFERENCE_GAIN * change, 0, 255).astype(np.uint8)
+    return np.clip(128 + _DIFFERENCE_GAIN * change.astype(np.int16), 0, 255).astype(np.uint8)
+
+
+def fitted_size(height: int, width: int) -> tuple[int, int]:
+    """(width, height) of a photo shown whole within the pictures' box, aspect kept."""
+    scale = min(_SHOWN_WIDTH / width, _SHOWN_HEIGHT / height)
+    return max(1, round(width * scale)), max(1, round(height * scale))
 
 
 class ProbeDialog(QDialog):
@@ -49,8 +57,9 @@ class ProbeDialog(QDialog):
         self.setWindowTitle("Test Robustness")
         self.setModal(False)
         self._photo_name = ""
-        # No label here wraps its words: wrapped labels make the dialog's height depend on its width,
-        # and Qt then squeezes the captions under the pictures. Lines are broken by hand instead.
+        # Only the explanation wraps its words, at a width fixed to the pictures' row, and its height
+        # is fixed to what its words need at that width (_set_facts): a window does not ask a
+        # wrapping label how tall it must be, and would squeeze the captions under the pictures.
         self.heading = QLabel()
         self.heading.setTextFormat(Qt.TextFormat.RichText)
         self.bar = QProgressBar()
@@ -60,9 +69,10 @@ class ProbeDialog(QDialog):
         self.original_caption = _caption()
         self.perturbed_caption = _caption()
         self.difference_caption = _caption()
-        self.difference_caption.setText(f"The change, magnified {_DIFFERENCE_GAIN}×\n(grey: unchanged)")
+        self.difference_caption.setText(f"Where it changed, magnified {_DIFFERENCE_GAIN}×\n(grey: unchanged)")
         pictures = QGridLayout()
         pictures.setVerticalSpacing(6)
+        pictures.setHorizontalSpacing(_PICTURE_SPACING)
         for column, (picture, caption) in enumerate(
             (
                 (self.original_picture, self.original_caption),
@@ -76,7 +86,8 @@ class ProbeDialog(QDialog):
         self.facts.setObjectName("probe_facts")
         self.facts.setTextFormat(Qt.TextFormat.RichText)
         self.facts.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.advice = QLabel()
+        self.facts.setWordWrap(True)
+        self.facts.setFixedWidth(3 * (_SHOWN_WIDTH + 4) + 2 * _PICTURE_SPACING)
         self.buttons = QDialogButtonBox()
         self.cancel_button = QPushButton("Cancel")
         self.close_button = QPushButton("Close")
@@ -89,7 +100,6 @@ class ProbeDialog(QDialog):
         layout.addWidget(self.bar)
         layout.addLayout(pictures)
         layout.addWidget(self.facts)
-        layout.addWidget(self.advice)
         layout.addStretch(1)
         layout.addWidget(self.buttons)
 
@@ -106,10 +116,10 @@ class ProbeDialog(QDialog):
             picture.clear()
         for caption in (self.original_caption, self.perturbed_caption):
             caption.clear()
-        self.facts.setText(
-            "Each step is a forward and a backward pass through the network: about half a second on a CPU."
+        self._set_facts(
+            "Each try nudges every pixel the model looks at a little in the direction that most weakens "
+            "its answer, a little further each time, until the tag changes or the tries run out."
         )
-        self.advice.clear()
         self._show_buttons(self.cancel_button)
         self.cancel_button.setEnabled(True)
         self.cancel_button.setText("Cancel")
@@ -118,12 +128,12 @@ class ProbeDialog(QDialog):
         self.bar.setValue(step)
 
     def show_result(self, result: Any) -> None:
-        """`result` is a probe_result.ProbeResult."""
+        """`result` is a probe_result.ProbeResult: the whole photo, changed and not."""
         self.bar.hide()
         self._set_picture(self.original_picture, result.original)
         self._set_picture(self.perturbed_picture, result.perturbed)
-        self._set_picture(self.difference_picture, difference_image(result.original, result.perturbed))
-        self.original_caption.setText(f"As the model sees it\n{result.original_tag} {result.original_probability:.0%}")
+        self._set_picture(self.difference_picture, difference_image(result.change()))
+        self.original_caption.setText(f"The photo\n{result.original_tag} {result.original_probability:.0%}")
         self.perturbed_caption.setText(f"Changed copy\n{result.new_tag} {result.new_probability:.0%}")
         name = f"{_escape(_short(self._photo_name))}: " if self._photo_name else ""
         if result.flipped:
@@ -135,35 +145,29 @@ class ProbeDialog(QDialog):
             self.heading.setText(
                 f"{name}<b>the tag held</b>: <b>{_escape(result.original_tag)}</b> survived every change tried."
             )
-        self.facts.setText(
-            f"Largest change to any pixel (L-inf): <b>{result.linf:.0f}</b> of 255 levels<br>"
-            f"Size of the whole change (L2): <b>{result.l2:.0f}</b> pixel levels, over all "
-            f"{result.original.size:,} values<br>"
-            f"Gradient steps: <b>{len(result.steps)}</b>"
-        )
-        if result.flipped and result.linf <= 4:
-            self.advice.setText(
-                "A change this small is invisible to the eye. Most tags of this network flip this "
-                "easily,\nso compare photos by the L2 size and the steps it took: the smaller and "
-                "fewer, the more this tag deserves a second look."
+        self._set_facts(
+            "<br><br>".join(
+                f"<b>{title}</b><br>{_escape(text)}"
+                for title, text in (
+                    ("What was changed", result.what_changed()),
+                    ("How visible it is", result.how_visible()),
+                    ("How it was found", result.how_found()),
+                    ("What it means", result.what_it_means()),
+                )
             )
-        elif result.flipped:
-            self.advice.setText("It took a visible change to flip this tag: the model's answer is fairly robust.")
-        else:
-            self.advice.setText("No change within the budget flipped the tag: the model is sure of this one.")
+        )
         self._show_buttons(self.close_button)
-        self.adjustSize()  # the captions grew a line: never squeeze them under the pictures
 
     def show_cancelled(self) -> None:
         self.bar.hide()
         self.heading.setText("Robustness test cancelled.")
-        self.facts.clear()
+        self._set_facts("")
         self._show_buttons(self.close_button)
 
     def show_failure(self, message: str) -> None:
         self.bar.hide()
         self.heading.setText("<b>The robustness test could not run.</b>")
-        self.facts.setText(_escape(message))
+        self._set_facts(_escape(message))
         self._show_buttons(self.close_button)
 
     def closeEvent(self, event) -> None:  # noqa: ANN001, N802 - Qt's name
@@ -176,13 +180,20 @@ class ProbeDialog(QDialog):
         self.cancel_button.setText("Stopping…")
         self.cancel_requested.emit()
 
+    def _set_facts(self, html: str) -> None:
+        self.facts.setText(html)
+        self.facts.setFixedHeight(self.facts.heightForWidth(self.facts.width()) if html else 0)
+        self.layout().activate()  # the pictures' new sizes first, then the window's
+        self.adjustSize()  # never squeeze the captions under the pictures
+
     def _set_picture(self, label: QLabel, pixels: np.ndarray) -> None:
-        pixmap = QPixmap.fromImage(rgb_image(pixels))
-        label.setPixmap(
-            pixmap.scaled(
-                _SHOWN_SIDE, _SHOWN_SIDE, Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.FastTransformation
-            )
+        width, height = fitted_size(pixels.shape[0], pixels.shape[1])
+        # Smooth scaling would blur away the one-level changes the pictures are there to show.
+        pixmap = QPixmap.fromImage(rgb_image(pixels)).scaled(
+            width, height, Qt.AspectRatioMode.IgnoreAspectRatio, Qt.TransformationMode.FastTransformation
         )
+        label.setFixedSize(width + 4, height + 4)  # the captions follow right under the picture
+        label.setPixmap(pixmap)
 
     def _show_buttons(self, *shown: QPushButton) -> None:
         for button in (self.cancel_button, self.close_button):
@@ -191,7 +202,7 @@ class ProbeDialog(QDialog):
 
 def _picture() -> QLabel:
     label = QLabel()
-    label.setFixedSize(_SHOWN_SIDE + 4, _SHOWN_SIDE + 4)  # room for the frame around the picture
+    label.setFixedSize(_SHOWN_WIDTH + 4, _SHOWN_HEIGHT + 4)  # room for the frame around the picture
     label.setAlignment(Qt.AlignmentFlag.AlignCenter)
     label.setFrameShape(QLabel.Shape.StyledPanel)
     return label

@@ -1,7 +1,7 @@
 """Test Robustness: how small a change to the shown photo's pixels flips its tag.
 
-tagger.explain.probe.probe_sensitivity takes gradient steps through the network (about
-50 ms each on two CPU cores) in the explainer's child process (tagger.explain.process),
+tagger.explain.probe.probe_sensitivity takes gradient steps through the network, over the whole
+photo and every crop tagging looks at, in the explainer's child process (tagger.explain.process),
 which keeps the model loaded, while a worker waits for it; the probe asks whether to stop
 before every step, which is also where progress is counted.
 """
