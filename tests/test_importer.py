@@ -376,3 +376,7 @@ def test_scan_writes_nothing_so_a_worker_can_run_it(library, tmp_path, make_imag
         (real(tmp_path / "photos" / "c.jpg"), "file is empty (0 bytes)"),
         (str(tmp_path / "missing"), "not found"),
     ]
+
+
+def test_known_files_of_a_name_that_is_not_utf8_are_none(library):
+    assert library.known_files(["/photos/caf\udce9.jpg", "/photos/a.jpg"]) == {}

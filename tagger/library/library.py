@@ -255,7 +255,8 @@ class Library:
         """path -> (size, mtime, content hash, perceptual hash) of those of `paths` (normalised)
         the library has, so that an import can skip hashing unchanged files. Asked batch by batch,
         so that no import holds what the library knows of every photo."""
-        return self.store.photo_files(paths)
+        # A name that is not valid UTF-8 cannot be stored, so the library knows no such file.
+        return self.store.photo_files([path for path in paths if _is_utf8(path)])
 
     def record_scanned(self, files: Sequence[ScannedFile], summary: ImportSummary) -> list[int]:
         """Write one batch of scanned files in one transaction; returns ids of new photos."""
@@ -618,6 +619,14 @@ def _is_leftover_original(old_path: str, new_path: str, moved_at: float) -> bool
         return old.st_size == new.st_size and filecmp.cmp(old_path, new_path, shallow=False)
     except OSError:
         return False
+
+
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _clean_class_name(name: str) -> str:
