@@ -108,15 +108,11 @@ def tag_photos(
     defaults to the engine's preferred_batch_size.
 
     With `whole_frame` (the default) a wide photo is looked at through squares covering it from
-    end to end, all cut from the one decoded picture, and the crop that decides the tag gives
-    the photo's features and probabilities (tagger.classifier.whole_frame); with it off, every
-    photo is seen through its centre crop alone, as before.
+    end to end, all cut from the one decoded picture, and the crop that decides the tag (or all
+    of them together) gives the photo's features and probabilities (tagger.classifier.whole_frame);
+    with it off, every photo is seen through its centre crop alone, as before.
     """
-    batch_size = batch_size or getattr(engine, "preferred_batch_size", DEFAULT_BATCH_SIZE)
-    if batch_size < 1 or first_batch_size < 1:
-        raise ValueError("batch sizes must be at least 1")
-    first_batch_size = min(first_batch_size, batch_size)
-    head.check_backbone(engine.backbone_id, engine.feature_dim)
+    batch_size, first_batch_size = run_batch_sizes(engine, head, batch_size, first_batch_size)
     total = len(items)
     if progress is not None:
         progress(0, total)
@@ -165,6 +161,18 @@ def tag_photos(
                 progress(done, total)
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
+
+
+def run_batch_sizes(
+    engine: FeatureEngine, head: Head, batch_size: int | None, first_batch_size: int
+) -> tuple[int, int]:
+    """A run's (batch size, first batch size): the engine's preferred size unless one is given,
+    the first never larger; and a check, before anything is decoded, that `head` fits `engine`."""
+    batch_size = batch_size or getattr(engine, "preferred_batch_size", DEFAULT_BATCH_SIZE)
+    if batch_size < 1 or first_batch_size < 1:
+        raise ValueError("batch sizes must be at least 1")
+    head.check_backbone(engine.backbone_id, engine.feature_dim)
+    return batch_size, min(first_batch_size, batch_size)
 
 
 def prepare_photo(

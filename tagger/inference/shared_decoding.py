@@ -40,7 +40,6 @@ from tagger.errors import EngineProcessError
 from tagger.images.formats import is_jpeg_name
 from tagger.inference.engine import FeatureEngine
 from tagger.inference.pipeline import (
-    DEFAULT_BATCH_SIZE,
     DEFAULT_FIRST_BATCH_SIZE,
     PhotoResult,
     ProgressCallback,
@@ -50,6 +49,7 @@ from tagger.inference.pipeline import (
     describe_error,
     extract_prepared,
     prepare_photo,
+    run_batch_sizes,
 )
 
 if TYPE_CHECKING:
@@ -106,11 +106,7 @@ def tag_photos_sharing_decode(
     """`pipeline.tag_photos` for an engine that may decode JPEGs on the GPU: the same batches
     of results in the same order, the same cancelling, progress and closing; `counts`, when
     given, is kept up to date with where the photos were decoded."""
-    batch_size = batch_size or getattr(engine, "preferred_batch_size", DEFAULT_BATCH_SIZE)
-    if batch_size < 1 or first_batch_size < 1:
-        raise ValueError("batch sizes must be at least 1")
-    first_batch_size = min(first_batch_size, batch_size)
-    head.check_backbone(engine.backbone_id, engine.feature_dim)
+    batch_size, first_batch_size = run_batch_sizes(engine, head, batch_size, first_batch_size)
     total = len(items)
     if progress is not None:
         progress(0, total)
