@@ -172,8 +172,8 @@ def preprocess_crops(
     *,
     wide_from: float = WHOLE_FRAME_FROM,
 ) -> np.ndarray:
-    """Every square of `crop_boxes` as the network's input: float32 [K, 3, S, S] (for most
-    photos K = 1, exactly `preprocess`'s input). From the one decoded picture: no second decode."""
+    """Every square of `crop_boxes` as the network's input: float32 [K, 3, S, S] (for a near-square
+    photo K = 1, exactly `preprocess`'s input). From the one decoded picture: no second decode."""
     rgb = _as_rgb_array(image)
     boxes = crop_boxes(rgb.shape[0], rgb.shape[1], spec, wide_from=wide_from)
     return np.stack([_square_input(rgb, box, spec) for box in boxes])
