@@ -194,7 +194,7 @@ def run_prepared_batch(
 ) -> list[PhotoResult]:
     """Features and probabilities for a batch of photos from `prepare_photo` (photo_id, crops
     or None, the error that left None). The batch's crops go through the engine at most
-    `batch_size` at a time, and each photo keeps its deciding crop's row."""
+    `batch_size` at a time, and each photo is described as `decide_photos` says."""
     return decide_photos(extract_prepared(prepared, engine, batch_size), head)
 
 
@@ -230,7 +230,8 @@ def decide_photos(
 ) -> list[PhotoResult]:
     """Each photo's result from its crops' features (photo_id, float32 [crops, D] or None, the
     error that left None), however they were computed: the head scores every crop at once,
-    and each photo keeps its deciding crop's features and probabilities."""
+    and each photo keeps its deciding crop's features and probabilities, or, where no crop
+    decides (tagger.classifier.whole_frame), the mean of its crops' features and theirs."""
     good = [features for _, features, _ in photos if features is not None]
     if good:
         features = np.concatenate(good)
