@@ -20,7 +20,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tagger.classifier.head import OTHER, Head
 from tagger.errors import EngineProcessError
 from tagger.inference import choice, shared_decoding
 from tagger.inference.gpu_process import GpuEngineRecipe, ProcessEngine
@@ -30,41 +29,26 @@ from tagger.inference.onnx_engine import OnnxEngine
 from tagger.inference.pipeline import PhotoResult, decode_for_model, prepare_photo, tag_photos
 from tagger.inference.preprocessing import Preprocessing, default_backbone_id
 from tagger.inference.shared_decoding import DecodeCounts, may_decode_jpegs, tag_photos_sharing_decode
+from tests.helpers.stub_engine import STUB_SPEC, StubEngine, stub_head
 
 PHOTOS = Path(__file__).parent / "data" / "photos"
 AWKWARD = Path(__file__).parent / "data" / "awkward"
-STUB_SPEC = Preprocessing(size=8)
 
 
 # --- stand-ins: an engine, and a decoder that plays the GPU ----------------------------------------
 
 
-class StubEngine:
-    """Features are the input's mean per channel, plus one; may decode JPEGs on a "GPU"."""
+class DecodingStubEngine(StubEngine):
+    """StubEngine that may decode JPEGs on a "GPU" (a StubDecoder)."""
 
-    backbone_id = "stub"
-    feature_dim = 4
-    preprocessing = STUB_SPEC
-    preferred_batch_size = 4
     may_decode_jpegs = True
 
     def __init__(self) -> None:
+        super().__init__()
         self.decoder: StubDecoder | None = None
 
     def jpeg_decoder(self) -> StubDecoder | None:
         return self.decoder
-
-    def extract(self, batch: np.ndarray) -> np.ndarray:
-        means = batch.mean(axis=(2, 3))
-        return np.concatenate([means, np.ones((len(batch), 1))], axis=1).astype(np.float32)
-
-    def imagenet_classifier(self) -> tuple[np.ndarray, np.ndarray]:
-        weight = np.zeros((3, 4), dtype=np.float32)
-        weight[0, 0] = 5.0  # "red" ImageNet class
-        return weight, np.zeros(3, dtype=np.float32)
-
-    def describe(self) -> str:
-        return "stub"
 
 
 class Answered:
@@ -81,7 +65,7 @@ class StubDecoder:
     """Decodes as the CPU path does (so results must match a CPU run), hands back photos named
     odd-*, and fails from its `fail_at`-th request on (when it is sent, or while it is awaited)."""
 
-    def __init__(self, engine: StubEngine, *, fail_at: int | None = None, fail_when: str = "sent") -> None:
+    def __init__(self, engine: DecodingStubEngine, *, fail_at: int | None = None, fail_when: str = "sent") -> None:
         self.engine = engine
         self.fail_at = fail_at
         self.fail_when = fail_when
@@ -108,11 +92,6 @@ class StubDecoder:
     @property
     def photos(self) -> list[str]:
         return [path for request in self.requests for path in request]
-
-
-def stub_head() -> Head:
-    weight, bias = StubEngine().imagenet_classifier()
-    return Head.zero_shot(["red", OTHER], weight, bias, groups={"red": [0]}, backbone_id="stub")
 
 
 def write_photos(folder: Path, count: int, *, odd_every: int = 0) -> list[tuple[int, str]]:
@@ -149,12 +128,12 @@ def slow_cpu_decoding(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def cpu_run(items: list[tuple[int, str]]) -> list[PhotoResult]:
-    engine = StubEngine()
+    engine = DecodingStubEngine()
     run = tag_photos(items, engine, stub_head(), decode_for_model(STUB_SPEC), batch_size=4, first_batch_size=2)
     return [result for batch in run for result in batch]
 
 
-def shared_run(items: list[tuple[int, str]], engine: StubEngine, **options) -> list[PhotoResult]:
+def shared_run(items: list[tuple[int, str]], engine: DecodingStubEngine, **options) -> list[PhotoResult]:
     run = tag_photos_sharing_decode(items, engine, stub_head(), batch_size=4, first_batch_size=2, **options)
     return [result for batch in run for result in batch]
 
@@ -172,7 +151,7 @@ def assert_same_results(mine: list[PhotoResult], theirs: list[PhotoResult]) -> N
 
 def test_both_sides_decode_and_the_results_are_the_cpu_runs(tmp_path: Path, slow_cpu_decoding) -> None:
     items = write_photos(tmp_path, 40)
-    engine = StubEngine()
+    engine = DecodingStubEngine()
     engine.decoder = StubDecoder(engine)
     counts = DecodeCounts()
 
@@ -187,7 +166,7 @@ def test_both_sides_decode_and_the_results_are_the_cpu_runs(tmp_path: Path, slow
 
 def test_photos_the_gpu_hands_back_are_decoded_on_the_cpu(tmp_path: Path, slow_cpu_decoding) -> None:
     items = write_photos(tmp_path, 40, odd_every=2)
-    engine = StubEngine()
+    engine = DecodingStubEngine()
     engine.decoder = StubDecoder(engine)
     counts = DecodeCounts()
 
@@ -203,7 +182,7 @@ def test_when_the_gpu_fails_the_cpu_decodes_the_rest(
     tmp_path: Path, slow_cpu_decoding, caplog: pytest.LogCaptureFixture, fail_when: str
 ) -> None:
     items = write_photos(tmp_path, 40)
-    engine = StubEngine()
+    engine = DecodingStubEngine()
     engine.decoder = StubDecoder(engine, fail_at=2, fail_when=fail_when)
 
     with caplog.at_level(logging.WARNING, logger="tagger.inference.shared_decoding"):
@@ -216,7 +195,7 @@ def test_when_the_gpu_fails_the_cpu_decodes_the_rest(
 
 def test_the_gpu_joins_a_run_once_it_is_ready(tmp_path: Path, slow_cpu_decoding) -> None:
     items = write_photos(tmp_path, 40)
-    engine = StubEngine()
+    engine = DecodingStubEngine()
     decoder = StubDecoder(engine)
     run = tag_photos_sharing_decode(items, engine, stub_head(), batch_size=4, first_batch_size=2, workers=1)
 
@@ -230,7 +209,7 @@ def test_the_gpu_joins_a_run_once_it_is_ready(tmp_path: Path, slow_cpu_decoding)
 
 def test_a_cancelled_or_abandoned_run_stops_its_threads(tmp_path: Path, slow_cpu_decoding) -> None:
     items = write_photos(tmp_path, 60)
-    engine = StubEngine()
+    engine = DecodingStubEngine()
     engine.decoder = StubDecoder(engine)
     cancel = threading.Event()
 

@@ -14,7 +14,8 @@ from tagger.classifier.head import OTHER, Head
 from tagger.inference.choice import choose_engine
 from tagger.inference.onnx_engine import OnnxEngine
 from tagger.inference.pipeline import PhotoResult, tag_photos
-from tagger.inference.preprocessing import Preprocessing, default_backbone_id
+from tagger.inference.preprocessing import default_backbone_id
+from tests.helpers.stub_engine import StubEngine, stub_head
 
 PHOTOS = Path(__file__).parent / "data" / "photos"
 
@@ -25,38 +26,6 @@ def load_photo(path: str) -> np.ndarray:
     with Image.open(path) as image:
         image.draft("RGB", (448, 448))
         return np.asarray(ImageOps.exif_transpose(image).convert("RGB"))
-
-
-class StubEngine:
-    """A "backbone" whose features are the input's mean per channel, plus one constant."""
-
-    backbone_id = "stub"
-    feature_dim = 4
-    preprocessing = Preprocessing(size=8)
-    preferred_batch_size = 4
-
-    def __init__(self, delay_s: float = 0.0) -> None:
-        self.batch_sizes: list[int] = []
-        self.delay_s = delay_s
-
-    def extract(self, batch: np.ndarray) -> np.ndarray:
-        self.batch_sizes.append(len(batch))
-        time.sleep(self.delay_s)
-        means = batch.mean(axis=(2, 3))
-        return np.concatenate([means, np.ones((len(batch), 1))], axis=1).astype(np.float32)
-
-    def imagenet_classifier(self) -> tuple[np.ndarray, np.ndarray]:
-        weight = np.zeros((3, 4), dtype=np.float32)
-        weight[0, 0] = 5.0  # "red" ImageNet class
-        return weight, np.zeros(3, dtype=np.float32)
-
-    def describe(self) -> str:
-        return "stub"
-
-
-def stub_head() -> Head:
-    weight, bias = StubEngine().imagenet_classifier()
-    return Head.zero_shot(["red", OTHER], weight, bias, groups={"red": [0]}, backbone_id="stub")
 
 
 def write_images(folder: Path, count: int) -> list[Path]:

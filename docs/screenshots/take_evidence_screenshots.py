@@ -11,46 +11,17 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from PySide6.QtCore import QSettings
-from PySide6.QtWidgets import QApplication, QWidget
-
-from tagger.gui.app import AppSession, app_icon, default_device_text
-from tagger.gui.settings.settings import AppSettings
+from screenshot_session import save, settle, start_app, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 TEST_PHOTOS = REPO / "tests" / "data" / "photos"
 DALMATIAN = TEST_PHOTOS / "dog" / "c101-dalmatian__image_0041.jpg"
 WIDE_ELEPHANT = TEST_PHOTOS / "elephant" / "c101-elephant__image_0011.jpg"
 WINDOW = (1400, 900)
-
-
-def wait_for(app: QApplication, condition: Callable[[], bool], timeout: float = 600) -> None:
-    end = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > end:
-            raise TimeoutError("the window did not get there in time")
-        app.processEvents()
-        time.sleep(0.01)
-
-
-def settle(app: QApplication, seconds: float) -> None:
-    end = time.monotonic() + seconds
-    wait_for(app, lambda: time.monotonic() > end)
-
-
-def save(widget: QWidget, path: Path) -> None:
-    widget.grab().save(str(path))
-    with Image.open(path) as shot:
-        small = shot.convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT)
-    small.save(path, optimize=True)
-    print(f"  {path} ({path.stat().st_size // 1024} KiB)")
 
 
 def made_up_wide_photo(path: Path) -> Path:
@@ -76,17 +47,8 @@ def main() -> int:
     parser.add_argument("--photo", action="append", default=[], type=Path, help="another photo to look at")
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent, help="where the PNGs go")
     args = parser.parse_args()
-    app = QApplication([sys.argv[0], "-style", "Fusion"])
-    app.setApplicationName("Tagger")
-    app.setWindowIcon(app_icon())
-    work = Path(tempfile.mkdtemp(prefix="tagger-evidence-shots-"))
-    settings = AppSettings(QSettings(str(work / "settings.ini"), QSettings.Format.IniFormat))
-    settings.device = "cpu"
-    session = AppSession(settings, default_device_text)
-    assert session.start(work / "library")
+    app, work, session, settings = start_app("tagger-evidence-shots-", WINDOW)
     window, library = session.window, session.library
-    window.resize(*WINDOW)
-    window.move(0, 0)
     for name in ("cow", "horse"):
         library.add_class(name)
     window.refresh_classes()

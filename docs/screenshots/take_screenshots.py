@@ -14,20 +14,15 @@ README's pictures stay light to download.
 from __future__ import annotations
 
 import sys
-import tempfile
-import time
-from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
 from PIL import Image
-from PySide6.QtCore import QSettings
-from PySide6.QtWidgets import QAbstractItemView, QApplication, QWidget
+from PySide6.QtWidgets import QAbstractItemView, QApplication
+from screenshot_session import save, settle, start_app, wait_for
 
-from tagger.gui.app import AppSession, app_icon, default_device_text
 from tagger.gui.photos.table import PhotoFilter, Show, SortOrder, SourceFilter
 from tagger.gui.settings.appearance import DARK
-from tagger.gui.settings.settings import AppSettings
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -39,36 +34,11 @@ SMALL_SCREEN = (1280, 800)
 LARGE_SCREEN = (1920, 1080)
 
 
-def settle(app: QApplication, seconds: float) -> None:
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        app.processEvents()
-        time.sleep(0.01)
-
-
-def wait_for(app: QApplication, condition: Callable[[], bool], timeout: float = 600) -> None:
-    end = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > end:
-            raise TimeoutError("the window did not get there in time")
-        app.processEvents()
-        time.sleep(0.01)
-
-
 def centre_current_photo(app: QApplication, window) -> None:  # noqa: ANN001 - the MainWindow
     """Scroll the selected photo to the grid's middle. Done again here, once the grid is laid out
     (in batches): selecting it scrolled towards where it was in a layout still growing."""
     window.gallery.scrollTo(window.gallery.currentIndex(), QAbstractItemView.ScrollHint.PositionAtCenter)
     settle(app, 1.0)
-
-
-def save(widget: QWidget, name: str) -> None:
-    path = OUT / name
-    widget.grab().save(str(path))
-    with Image.open(path) as shot:
-        small = shot.convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT)
-    small.save(path, optimize=True)
-    print(f"  {name} ({path.stat().st_size // 1024} KiB)")
 
 
 def make_damaged_files(folder: Path) -> None:
@@ -136,7 +106,7 @@ def model_feature_shots(app: QApplication, window, library) -> None:  # noqa: AN
     dialog = window.retrain.dialog
     dialog.resize(900, 800)
     settle(app, 0.5)
-    save(dialog, "retrain-result.png")
+    save(dialog, OUT / "retrain-result.png")
     retagged: list[int] = []
     window.model_switcher.retag_finished.connect(retagged.append)
     dialog.use_button.click()
@@ -146,37 +116,28 @@ def model_feature_shots(app: QApplication, window, library) -> None:  # noqa: AN
     history = window.model_history.open_dialog()
     history.resize(1100, 300)
     settle(app, 0.5)
-    save(history, "model-history.png")
+    save(history, OUT / "model-history.png")
     history.close()
 
     window.review_queue.toggle_action.trigger()
     wait_for(app, lambda: window.photo_lists.owner == "review")
     window.gallery.select_row(0)
     settle(app, 2.5)
-    save(window, "review-queue.png")
+    save(window, OUT / "review-queue.png")
 
     window.suspects.toggle_action.trigger()
     wait_for(app, lambda: window.photo_lists.owner == "suspects")
     window.gallery.select_row(0)
     settle(app, 2.5)
-    save(window, "likely-wrong-labels.png")
+    save(window, OUT / "likely-wrong-labels.png")
     window.suspects.toggle_action.trigger()
 
     window.filter_bar.set_filter(PhotoFilter())
 
 
 def main() -> int:
-    app = QApplication([sys.argv[0], "-style", "Fusion"])
-    app.setApplicationName("Tagger")
-    app.setWindowIcon(app_icon())
-    work = Path(tempfile.mkdtemp(prefix="tagger-shots-"))
-    settings = AppSettings(QSettings(str(work / "settings.ini"), QSettings.Format.IniFormat))
-    settings.device = "cpu"
-    session = AppSession(settings, default_device_text)
-    assert session.start(work / "library")
+    app, work, session, settings = start_app("tagger-shots-", SMALL_SCREEN)
     window, library = session.window, session.library
-    window.resize(*SMALL_SCREEN)
-    window.move(0, 0)
     odd = work / "odd"
     make_damaged_files(odd)
     trip = work / "trip"
@@ -190,7 +151,7 @@ def main() -> int:
     settle(app, 0.5)
     window.import_summary_dialog.resize(900, 420)
     settle(app, 0.3)
-    save(window.import_summary_dialog, "import-summary.png")
+    save(window.import_summary_dialog, OUT / "import-summary.png")
     window.import_summary_dialog.close()
 
     # The real thing: Auto-tag (Ctrl+T). It waits for the warm-up's ONNX export, then tags.
@@ -199,7 +160,7 @@ def main() -> int:
     wait_for(app, lambda: window.job_progress.bar.value() > 150 and "left" in window.job_progress.speed_label.text())
     window.gallery.select_row(6)
     settle(app, 1.0)
-    save(window, "auto-tagging.png")
+    save(window, OUT / "auto-tagging.png")
     finished: list[object] = []
     window.auto_tagger.run_finished.connect(finished.append)
     wait_for(app, lambda: bool(finished))
@@ -215,22 +176,22 @@ def main() -> int:
     window.filter_bar.set_sort_order(SortOrder.ADDED)
     window.gallery.select_row(5)
     settle(app, 2.5)
-    save(window, "main-window.png")
+    save(window, OUT / "main-window.png")
     window.resize(*LARGE_SCREEN)
     settle(app, 2.5)
-    save(window, "main-window-1920.png")
+    save(window, OUT / "main-window-1920.png")
     window.resize(*SMALL_SCREEN)
 
     window.filter_bar.set_filter(PhotoFilter(show=Show.ALL, source=SourceFilter.GUESSED))
     window.filter_bar.set_sort_order(SortOrder.LEAST_CONFIDENT)
     window.gallery.select_row(0)
     settle(app, 2.5)
-    save(window, "least-confident-guesses.png")
+    save(window, OUT / "least-confident-guesses.png")
 
     classes = window.classes.open_dialog()
     classes.select_class("cow")
     settle(app, 0.5)
-    save(classes, "classes.png")
+    save(classes, OUT / "classes.png")
     classes.close()
 
     window.filter_bar.set_filter(PhotoFilter(search="trip_"))
@@ -240,13 +201,13 @@ def main() -> int:
     wait_for(app, lambda: xmp.plan is not None)
     xmp.resize(1000, 420)
     settle(app, 0.5)
-    save(xmp, "xmp-staging.png")
+    save(xmp, OUT / "xmp-staging.png")
     xmp.reject()  # nothing is written
     window.filter_bar.set_filter(PhotoFilter())
 
     sheet = window.open_shortcut_sheet()
     settle(app, 0.5)
-    save(sheet, "shortcuts.png")
+    save(sheet, OUT / "shortcuts.png")
     sheet.close()
 
     model_feature_shots(app, window, library)
@@ -256,7 +217,7 @@ def main() -> int:
     window.gallery.select_row(200)
     settle(app, 2.5)
     centre_current_photo(app, window)
-    save(window, "main-window-dark.png")
+    save(window, OUT / "main-window-dark.png")
 
     print(f"{len(library.photos())} photos; screenshots in {OUT}")
     window.close()
