@@ -13,13 +13,17 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 from tagger.classifier.head import Head
 from tagger.domain import ModelVersion, Progress, TagResult
 from tagger.errors import BackboneError, HeadError, LibraryError
 from tagger.inference.networks import network_title
 from tagger.library.library import Library
+
+if TYPE_CHECKING:
+    from tagger.inference.engine import FeatureEngine
+    from tagger.inference.pipeline import PhotoResult
 
 ProgressCallback = Callable[[Progress], None]
 CancelCheck = Callable[[], bool]
@@ -176,6 +180,39 @@ def labeled_photos_without_features(library: Library, current: ModelVersion | No
 # -- computing (any thread) ---------------------------------------------------------------
 
 
+class PhotoTagging(Protocol):
+    """Who decodes and tags the photos that have no cached features: this process by default
+    (`tag_here`), or workers elsewhere (tagger.cluster). Yields batches of results, any order;
+    `progress(done, total)` after each; stops soon after `cancel` says so."""
+
+    def __call__(
+        self,
+        items: Sequence[tuple[int, str]],
+        engine: FeatureEngine,
+        head: Head,
+        *,
+        progress: Callable[[int, int], None],
+        cancel: CancelCheck | None,
+    ) -> Iterator[list[PhotoResult]]: ...
+
+
+def tag_here(
+    items: Sequence[tuple[int, str]],
+    engine: FeatureEngine,
+    head: Head,
+    *,
+    progress: Callable[[int, int], None],
+    cancel: CancelCheck | None,
+) -> Iterator[list[PhotoResult]]:
+    from tagger.inference.pipeline import decode_for_model, tag_photos
+    from tagger.inference.shared_decoding import may_decode_jpegs, tag_photos_sharing_decode
+
+    if may_decode_jpegs(engine):
+        # The GPU engine decodes JPEGs too, once it has taken over, beside the CPU's threads.
+        return tag_photos_sharing_decode(items, engine, head, progress=progress, cancel=cancel)
+    return tag_photos(items, engine, head, decode_for_model(engine.preprocessing), progress=progress, cancel=cancel)
+
+
 class HeadChoice(NamedTuple):
     head: Head
     file: Path
@@ -251,19 +288,22 @@ def run_tagging(
     progress: ProgressCallback | None = None,
     should_cancel: CancelCheck | None = None,
     engine=None,
+    tag_photos: PhotoTagging = tag_here,
 ) -> Iterator[ModelReady | list[TagResult]]:
     """Yield a ModelReady, then batches of results. Reads the database, never writes it.
 
-    An engine passed in stays open; one the run opens is closed when the run ends."""
+    An engine passed in stays open; one the run opens is closed when the run ends. The engine
+    keys the cached features and gives the zero-shot head; `tag_photos` decodes and tags the
+    photos without cached features with its backbone (here, unless told otherwise)."""
     if engine is not None:
-        yield from _tag_with(plan, engine, progress, should_cancel)
+        yield from _tag_with(plan, engine, progress, should_cancel, tag_photos)
         return
     from tagger.inference.choice import open_engine
     from tagger.inference.engine import close_engine
 
     engine = open_engine(plan.device, plan.cache_dir, plan.current, plan.library_root, plan.network)
     try:
-        yield from _tag_with(plan, engine, progress, should_cancel)
+        yield from _tag_with(plan, engine, progress, should_cancel, tag_photos)
     finally:
         close_engine(engine)
 
@@ -273,10 +313,8 @@ def _tag_with(
     engine,
     progress: ProgressCallback | None,  # noqa: ANN001 - FeatureEngine
     should_cancel: CancelCheck | None,
+    tag_photos: PhotoTagging,
 ) -> Iterator[ModelReady | list[TagResult]]:
-    from tagger.inference.pipeline import decode_for_model, tag_photos
-    from tagger.inference.shared_decoding import may_decode_jpegs, tag_photos_sharing_decode
-
     chosen = head_for(plan.current, plan.classes, engine, plan.models_dir, plan.library_root)
     head = chosen.head
     yield ModelReady(
@@ -319,21 +357,7 @@ def _tag_with(
         expect_photos(len(to_decode))
 
     base = done
-    if may_decode_jpegs(engine):
-        # The GPU engine decodes JPEGs too, once it has taken over, beside the CPU's threads.
-        batches = tag_photos_sharing_decode(
-            to_decode, engine, head, progress=lambda n, _total: report(base + n), cancel=should_cancel
-        )
-    else:
-        batches = tag_photos(
-            to_decode,
-            engine,
-            head,
-            decode_for_model(engine.preprocessing),
-            progress=lambda n, _total: report(base + n),
-            cancel=should_cancel,
-        )
-    for batch in batches:
+    for batch in tag_photos(to_decode, engine, head, progress=lambda n, _total: report(base + n), cancel=should_cancel):
         yield [
             TagResult(int(r.photo_id), error=_plain_reason(r.error))
             if not r.ok
@@ -389,6 +413,7 @@ def tag_library(
     photo_ids: Sequence[int] | None = None,
     engine=None,  # a FeatureEngine already open; by default the run opens the plan's
     network: str | None = None,
+    tag_photos: PhotoTagging = tag_here,
 ) -> TagOutcome:
     """Tag inline (the CLI): the same run the GUI does in a worker."""
     plan = plan_tagging(library, include_tagged=include_tagged, photo_ids=photo_ids, device=device, network=network)
@@ -398,7 +423,8 @@ def tag_library(
     started = time.monotonic()
     version: ModelVersion | None = None
     paths = dict(plan.items)
-    for event in run_tagging(plan, progress=progress, should_cancel=should_cancel, engine=engine):
+    events = run_tagging(plan, progress=progress, should_cancel=should_cancel, engine=engine, tag_photos=tag_photos)
+    for event in events:
         if isinstance(event, ModelReady):
             outcome.model_ready_s = time.monotonic() - started
             version = adopt_model(library, event, plan.current)
