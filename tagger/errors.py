@@ -178,6 +178,14 @@ class ModelExportFailed(ChildProcessFailed):
     """The export failed (the message says why) or its process died."""
 
 
+# -- tagging on a cluster --------------------------------------------------------------------
+
+
+class ClusterError(TaggerError):
+    """Tagging on a cluster cannot start or went wrong there (Ray missing or unreachable, a
+    worker that cannot build the model); the message says what to do."""
+
+
 # -- the front ends --------------------------------------------------------------------------
 
 

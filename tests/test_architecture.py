@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 TAGGER = ROOT / "tagger"
 # The packages on the path of `tagger tag`, which must show its first result before
 # `import torch` alone would have finished: their modules import torch inside functions only...
-FAST_PATH_PACKAGES = ("cli", "tagging", "inference")
+FAST_PATH_PACKAGES = ("cli", "tagging", "inference", "cluster")
 # ...except the network itself, its fine-tuned checkpoints and the GPU's JPEG decoding, which
 # exist to run torch (in the GPU engine's process, never imported by the app's).
 NETWORK_MODULES = {

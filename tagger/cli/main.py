@@ -27,7 +27,15 @@ from tagger.cli.support import (
     library_help,
     open_library,
 )
-from tagger.errors import BackboneError, CommandError, HeadError, LibraryBusyError, LibraryError, StoreError
+from tagger.errors import (
+    BackboneError,
+    ClusterError,
+    CommandError,
+    HeadError,
+    LibraryBusyError,
+    LibraryError,
+    StoreError,
+)
 from tagger.inference.networks import NETWORK_OPTIONS, NETWORKS, network_for_option, network_title
 
 # -- commands -------------------------------------------------------------------
@@ -120,9 +128,15 @@ def cmd_duplicates(args: argparse.Namespace) -> int:
 
 
 def cmd_tag(args: argparse.Namespace) -> int:
+    network = network_for_option(args.backbone).name if args.backbone else None
+    if args.cluster:
+        from tagger.cli.cluster import cmd_tag_on_cluster
+
+        return cmd_tag_on_cluster(args, network)
+    if args.workers is not None:
+        raise CommandError("--workers is for runs on a cluster: add --cluster")
     from tagger.tagging.runner import tag_library
 
-    network = network_for_option(args.backbone).name if args.backbone else None
     with open_library(args) as library:
         bar = ProgressBar("Tagging")
         try:
@@ -281,6 +295,16 @@ def build_parser() -> argparse.ArgumentParser:
         "again and the model starts over from the network's ImageNet classes; your labels and the "
         "model history are kept, and `tagger train` learns from your labels again",
     )
+    sub.add_argument(
+        "--cluster",
+        metavar="ADDRESS",
+        help="decode and tag on a Ray cluster (pip install 'tagger[cluster]'): 'auto' (the cluster this "
+        "machine belongs to, else a Ray of its own for the run), 'local', or the head node's HOST:PORT. "
+        "The photos must be on storage every worker sees at the same path",
+    )
+    sub.add_argument(
+        "--workers", type=int, metavar="N", help="with --cluster: model actors (default: one per GPU, else per CPU)"
+    )
 
     sub = command("label", cmd_label, "set your own label on photos (a correction the model learns from)")
     sub.add_argument("paths", nargs="+", metavar="PATH")
@@ -348,7 +372,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\ntagger: interrupted; everything finished so far is saved", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except (CommandError, LibraryError, LibraryBusyError, StoreError, HeadError, BackboneError) as error:
+    except (CommandError, LibraryError, LibraryBusyError, StoreError, HeadError, BackboneError, ClusterError) as error:
         print(f"tagger: {error}", file=sys.stderr)
         return EXIT_FAILURE
     except OSError as error:
