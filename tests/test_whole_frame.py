@@ -17,6 +17,7 @@ from tagger.inference.preprocessing import (
     WHOLE_FRAME_FROM,
     Preprocessing,
     crop_boxes,
+    fewest_shorter_side,
     preprocess,
     preprocess_crops,
 )
@@ -153,6 +154,33 @@ def test_the_common_shapes_cost_two_network_passes() -> None:
     assert [len(crop_boxes(1000, round(1000 * a))) for a in (4 / 3, 1.5, 16 / 9, 2.0, 21 / 9)] == [2, 2, 2, 2, 3]
 
 
+@pytest.mark.parametrize("aspect", [1.0, 1.2, 1.25, 1.26, 4 / 3, 1.5, 16 / 9, 2.0, 21 / 9, 4.0])
+@pytest.mark.parametrize("factor", [1, 2, 4, 8, 16])
+def test_decoded_as_small_as_its_shape_allows_no_square_is_enlarged_or_moved(aspect: float, factor: int) -> None:
+    spec = Preprocessing()
+    height = 3000
+    width = round(height * aspect)
+    if -(-height // factor) < fewest_shorter_side(width, height, spec):
+        return  # the loader would not shrink this frame so far
+    small_height, small_width = -(-height // factor), -(-width // factor)
+    small = crop_boxes(small_height, small_width, spec)
+    assert min(side for _, _, side in small) >= spec.size
+    if abs(aspect - WHOLE_FRAME_FROM) < 0.01:
+        return  # rounding may put the smaller picture on the other side of the line
+    full = crop_boxes(height, width, spec)
+    assert len(small) == len(full)
+    for (top, left, side), (big_top, big_left, big_side) in zip(small, full, strict=True):
+        assert abs(side * factor - big_side) <= factor
+        assert abs(top * factor - big_top) <= 2 * factor and abs(left * factor - big_left) <= 2 * factor
+
+
+def test_camera_photos_of_every_common_shape_decode_at_an_eighth() -> None:
+    for width, height in [(4000, 3000), (4240, 2832), (4624, 2600), (3000, 4000), (2832, 4240)]:
+        assert -(-min(width, height) // 8) >= fewest_shorter_side(width, height)
+    # The centre crop alone asks no more than before whole-frame tagging.
+    assert fewest_shorter_side(4240, 2832, whole_frame=False) == fewest_shorter_side(1000, 1000) == 256
+
+
 def test_near_square_frames_keep_the_centre_crop_alone() -> None:
     for height, width in [(4000, 5000), (5000, 4000), (500, 500), (1000, round(1000 * WHOLE_FRAME_FROM))]:
         assert len(crop_boxes(height, width)) == 1
@@ -176,7 +204,7 @@ def test_decisive_crop() -> None:
     assert decisive_crop(classes, np.array([[0.75, 0.1, 0.15], [0.1, 0.85, 0.05]])) == 1
     # A weak named guess does not outvote a crop that sees nothing: no crop decides alone.
     assert decisive_crop(classes, np.array([[0.2, 0.1, 0.7], [0.55, 0.05, 0.4]])) is None
-    assert decisive_crop(classes, np.array([[0.5, 0.1, 0.4], [0.6, 0.1, 0.3]])) is None
+    assert decisive_crop(classes, np.array([[0.5, 0.1, 0.4], [0.55, 0.1, 0.35]])) is None
     # A head without "other": every class is named, the most confident crop speaks.
     assert decisive_crop(["cat", "dog"], np.array([[0.6, 0.4], [0.1, 0.9]])) == 1
     with pytest.raises(ValueError):

@@ -27,7 +27,7 @@ import math
 import os
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -44,6 +44,9 @@ from tagger.images.jpeg_xmp import header_segments
 log = logging.getLogger(__name__)
 
 PathLike = str | os.PathLike[str]
+# The fewest pixels a decoded picture's shorter side must keep: a number, or one worked out from
+# the picture's stored (width, height), for crops whose sizes depend on the frame's shape.
+ShorterSide = int | Callable[[int, int], int]
 
 # Big enough for panoramas from a phone (~100 MP), small enough that a hostile
 # header cannot make us allocate gigabytes. Pillow gets the same limit, so its
@@ -207,9 +210,10 @@ def load_array(path: PathLike, max_side: int | None = None) -> np.ndarray:
     return np.array(load_rgb(path, max_side), dtype=np.uint8)
 
 
-def load_array_for_crop(path: PathLike, min_shorter_side: int) -> np.ndarray:
+def load_array_for_crop(path: PathLike, min_shorter_side: ShorterSide) -> np.ndarray:
     """The upright picture as an H x W x 3 uint8 array whose shorter side is at least
     `min_shorter_side` (or the picture's own, if smaller), for the model's crop-and-resize.
+    `min_shorter_side` may be worked out from the stored width and height (see ShorterSide).
 
     Unlike `load_rgb(path, max_side)` this never resamples to an exact size: the picture is
     only made smaller by the decoder itself (JPEG DCT scaling, JPEG 2000 resolution levels)
@@ -217,7 +221,7 @@ def load_array_for_crop(path: PathLike, min_shorter_side: int) -> np.ndarray:
     the network's input then does all the resampling; a second, bicubic one here would cost
     time and blur the picture for nothing. May be read-only: copy before writing to it.
     """
-    if min_shorter_side < 1:
+    if not callable(min_shorter_side) and min_shorter_side < 1:
         raise ValueError(f"min_shorter_side must be positive, not {min_shorter_side}")
     try:
         picture = _load_rgb(path, None, decode_smaller=True, min_shorter_side=min_shorter_side)
@@ -227,11 +231,12 @@ def load_array_for_crop(path: PathLike, min_shorter_side: int) -> np.ndarray:
     return np.asarray(picture)
 
 
-def jpeg_reduction_for_crop(width: int, height: int, min_shorter_side: int) -> int:
+def jpeg_reduction_for_crop(width: int, height: int, min_shorter_side: ShorterSide) -> int:
     """How many times smaller `load_array_for_crop` makes a JPEG stored at `width` x `height`:
     its DCT scaling times the box reduction after it. Both round sizes up, so the picture is
     ceil(width / factor) x ceil(height / factor) before it is turned upright. A decoder that
     cannot scale while decoding (nvJPEG) shrinks by this factor to see the same picture."""
+    min_shorter_side = _resolve_shorter_side(min_shorter_side, width, height)
     scale = _jpeg_dct_scale(width, height, min_shorter_side)
     shorter = min(-(-width // scale), -(-height // scale))
     return scale * _box_factor(shorter, min_shorter_side)
@@ -530,11 +535,12 @@ def _ftyp_brands(head: bytes) -> frozenset[bytes]:
 
 
 def _load_rgb(
-    path: PathLike, max_side: int | None, *, decode_smaller: bool, min_shorter_side: int | None = None
+    path: PathLike, max_side: int | None, *, decode_smaller: bool, min_shorter_side: ShorterSide | None = None
 ) -> Image.Image:
     """Decode within `max_side`, or (given `min_shorter_side`) just down to that shorter side."""
     with _opened(path) as (image, sniffed, file_size):
         if min_shorter_side is not None:
+            min_shorter_side = _resolve_shorter_side(min_shorter_side, *image.size)
             reduced = decode_smaller and _decode_smaller_covering(image, min_shorter_side)
         else:
             reduced = decode_smaller and _decode_smaller(image, max_side)
@@ -627,6 +633,13 @@ def _box_reduce_covering(image: Image.Image, min_shorter_side: int) -> Image.Ima
     # pixels is fast and alias-free, and an integer factor keeps the shorter side in reach.
     factor = _box_factor(min(image.size), min_shorter_side)
     return image.reduce(factor) if factor >= 2 else image
+
+
+def _resolve_shorter_side(min_shorter_side: ShorterSide, width: int, height: int) -> int:
+    needed = min_shorter_side(width, height) if callable(min_shorter_side) else min_shorter_side
+    if needed < 1:
+        raise ValueError(f"min_shorter_side must be positive, not {needed}")
+    return needed
 
 
 def _box_factor(shorter: int, min_shorter_side: int) -> int:

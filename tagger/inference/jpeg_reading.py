@@ -20,8 +20,7 @@ from tagger.common.safe_files import read_regular
 from tagger.errors import TaggerError
 from tagger.images.jpeg_frame import JpegFrame, plain_jpeg_frame
 from tagger.images.loader import jpeg_reduction_for_crop
-from tagger.inference.pipeline import shorter_side_for
-from tagger.inference.preprocessing import Preprocessing, crop_boxes
+from tagger.inference.preprocessing import Preprocessing, crop_boxes, fewest_shorter_side
 
 # The card decodes whole pictures (nvJPEG cannot scale while decoding): one bigger than this
 # would take more of its memory than the CPU's scaled decode takes time.
@@ -65,7 +64,7 @@ def read_jpeg_to_decode(path: str, spec: Preprocessing) -> JpegToDecode | Handed
         return HandedBack(str(error) or type(error).__name__)
     if frame.width * frame.height > MAX_GPU_PIXELS:
         return HandedBack(f"{frame.width} x {frame.height} pixels: more than the card decodes")
-    reduction = jpeg_reduction_for_crop(frame.width, frame.height, shorter_side_for(spec))
+    reduction = jpeg_reduction_for_crop(frame.width, frame.height, fewest_shorter_side(frame.width, frame.height, spec))
     height, width = upright_size(frame, reduction)
     return JpegToDecode(data, frame, reduction, tuple(crop_boxes(height, width, spec)))
 

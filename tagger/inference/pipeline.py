@@ -11,7 +11,6 @@ so that the same run serves the GUI, the command line and the tests.
 
 from __future__ import annotations
 
-import math
 import os
 import threading
 from collections import deque
@@ -28,7 +27,7 @@ from tagger.classifier.head import Head
 from tagger.classifier.whole_frame import decisive_crop
 from tagger.common.cancellation import CancelCheck, is_cancelled
 from tagger.inference.engine import FeatureEngine
-from tagger.inference.preprocessing import SMALLEST_SQUARE, preprocess_crops
+from tagger.inference.preprocessing import fewest_shorter_side, preprocess_crops
 
 if TYPE_CHECKING:
     from tagger.inference.preprocessing import Preprocessing
@@ -237,7 +236,8 @@ def decide_photos(
         features = np.concatenate(good)
         with _single_threaded_blas():
             probabilities = head.probabilities(features).astype(np.float32)
-    results: list[PhotoResult] = []
+    results: list[PhotoResult | None] = []
+    undecided: list[tuple[int, Hashable, np.ndarray]] = []  # (place in results, photo_id, mean features)
     row = 0
     for photo_id, crop_features, error in photos:
         if crop_features is None:
@@ -246,12 +246,19 @@ def decide_photos(
         count = len(crop_features)
         chosen = decisive_crop(head.classes, probabilities[row : row + count]) if count > 1 else 0
         if chosen is None:
-            together = features[row : row + count].mean(axis=0)
-            results.append(PhotoResult(photo_id, together, head.probabilities(together)[0].astype(np.float32)))
+            undecided.append((len(results), photo_id, features[row : row + count].mean(axis=0)))
+            results.append(None)
         else:
             results.append(PhotoResult(photo_id, features[row + chosen].copy(), probabilities[row + chosen].copy()))
         row += count
-    return results
+    if undecided:
+        # Scored together and with BLAS held to one thread, as the crops were: one call per photo
+        # left OpenBLAS's threads spinning against the decode threads.
+        with _single_threaded_blas():
+            scores = head.probabilities(np.stack([mean for _, _, mean in undecided])).astype(np.float32)
+        for (place, photo_id, mean), photo_scores in zip(undecided, scores, strict=True):
+            results[place] = PhotoResult(photo_id, mean, photo_scores)
+    return results  # type: ignore[return-value]  # every None was filled above
 
 
 # --- numpy's BLAS during a run ------------------------------------------------------------------
@@ -334,20 +341,15 @@ def _single_threaded_blas() -> Iterator[None]:
             set_threads(previous)
 
 
-def shorter_side_for(preprocessing: Preprocessing) -> int:
-    """The fewest pixels on a photo's shorter side that still give every square the tagger looks
-    at (the centre crop, or the smaller squares along a wide frame) at least the network's input
-    size, so a square is only ever shrunk, never enlarged."""
-    return math.ceil(preprocessing.size / min(preprocessing.crop_fraction, SMALLEST_SQUARE))
-
-
-def decode_for_model(preprocessing: Preprocessing) -> Callable[[str], np.ndarray]:
-    """The loader tagging uses: JPEGs decoded straight at the smallest DCT scale that covers
-    the crop (a 12 MP photo at 1/8 size), then resized once, by `preprocessing`, to the input.
+def decode_for_model(preprocessing: Preprocessing, *, whole_frame: bool = True) -> Callable[[str], np.ndarray]:
+    """The loader tagging uses: JPEGs decoded straight at the smallest DCT scale that leaves every
+    square the tagger looks at no smaller than the network's input (`fewest_shorter_side`, from
+    the frame's own shape; a 12 MP photo at 1/8 size), then resized once, by `preprocessing`.
 
     Decoding a camera JPEG is most of a photo's cost on the CPU, and the entropy decoding in
     it is fixed; what is saved here is the intermediate bicubic resize to DECODE_MAX_SIDE.
     """
     from tagger.images.loader import load_array_for_crop
 
-    return partial(load_array_for_crop, min_shorter_side=shorter_side_for(preprocessing))
+    needed = partial(fewest_shorter_side, spec=preprocessing, whole_frame=whole_frame)
+    return partial(load_array_for_crop, min_shorter_side=needed)
