@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import math
 import os
 import socket
@@ -11,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import safetensors.numpy
 from PIL import Image, ImageOps
 
 from tagger.classifier.head import KNOWN_GROUPS, OTHER, Head, logsumexp
@@ -254,18 +257,46 @@ def test_untrained_head_is_the_grouped_imagenet_classifier() -> None:
     log_p = imagenet - logsumexp(imagenet)[:, None]
     dog = list(KNOWN_GROUPS["dog"])
     elephant = list(KNOWN_GROUPS["elephant"])
-    rest = sorted(set(range(1000)) - set(dog) - set(elephant))
+    cat = list(KNOWN_GROUPS["cat"])
+    rest = sorted(set(range(1000)) - set(dog) - set(elephant) - set(cat))
     alpha = head.size_correction
-    expected = np.stack(
-        [
-            logsumexp(log_p[:, dog]) - alpha * math.log(len(dog)),
-            logsumexp(log_p[:, elephant]) - alpha * math.log(len(elephant)),
-            logsumexp(log_p[:, rest]) - alpha * math.log(len(rest)),
-        ],
-        axis=1,
-    )
+    assert head.other_parts == ("cat",)
+
+    def share(group: list[int]) -> np.ndarray:
+        return logsumexp(log_p[:, group]) - alpha * math.log(len(group))
+
+    other = logsumexp(np.stack([share(cat), share(rest)], axis=1))
+    expected = np.stack([share(dog), share(elephant), other], axis=1)
     np.testing.assert_allclose(head.logits(features), expected, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(head.probabilities(features).sum(axis=1), 1.0, rtol=1e-6)
+
+
+def test_a_head_made_before_other_parts_keeps_other_as_one_group() -> None:
+    head, features = random_head()
+    old = dataclasses.replace(head, other_parts=())
+    imagenet = features @ head.imagenet_weight.T + head.imagenet_bias
+    log_p = imagenet - logsumexp(imagenet)[:, None]
+    rest = sorted(set(range(1000)) - set(KNOWN_GROUPS["dog"]) - set(KNOWN_GROUPS["elephant"]))
+    expected = logsumexp(log_p[:, rest]) - head.size_correction * math.log(len(rest))
+    np.testing.assert_allclose(old.prior_logits(features)[:, 2], expected, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(old.prior_logits(features)[:, :2], head.prior_logits(features)[:, :2])
+    # A head file without the field (written before it existed) loads as such a head.
+    tensors = {name: getattr(head, name) for name in ("imagenet_weight", "imagenet_bias", "residual_weight")}
+    tensors |= {"residual_bias": head.residual_bias, "class_bias": head.class_bias}
+    description = {"classes": head.classes, "groups": head.groups, "temperature": 1.0, "size_correction": 0.75}
+    metadata = {"format": "tagger.head", "version": "1", "head": json.dumps(description)}
+    loaded = Head.from_bytes(safetensors.numpy.save(tensors, metadata=metadata))
+    assert loaded.other_parts == ()
+
+
+def test_a_cat_class_takes_the_cats_out_of_other() -> None:
+    head, _ = random_head(("dog", "cat", OTHER))
+    offsets = head.prior_offsets()
+    cat = list(KNOWN_GROUPS["cat"])
+    assert np.isfinite(offsets[1, cat]).all() and not np.isfinite(offsets[2, cat]).any()
+    # The rest of "other" is one group again, discounted by its own size.
+    rest = np.isfinite(offsets[2])
+    np.testing.assert_allclose(offsets[2, rest], -head.size_correction * math.log(rest.sum()), rtol=1e-6)
 
 
 def test_head_with_real_features_agrees_with_plain_grouping(backbone, torch_features) -> None:
@@ -295,6 +326,7 @@ def test_head_round_trips_through_a_file(tmp_path) -> None:
     assert loaded.temperature == 1.7 and loaded.info == {"labels": 12}
     assert loaded.backbone_id == "test-backbone"
     assert loaded.size_correction == head.size_correction
+    assert loaded.other_parts == head.other_parts == ("cat",)
     for name in ("imagenet_weight", "residual_weight", "residual_bias", "class_bias"):
         np.testing.assert_array_equal(getattr(loaded, name), getattr(head, name))
     np.testing.assert_array_equal(loaded.logits(features), head.logits(features))

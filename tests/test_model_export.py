@@ -21,7 +21,7 @@ from tagger.exchange.model_export import ExportedModel, export_model  # noqa: E4
 from tagger.exchange.model_export_process import export_model_in_child_process  # noqa: E402
 from tagger.images import loader as images  # noqa: E402 - after the skips, so a torch-less run skips cleanly
 from tagger.inference import backbone as backbones  # noqa: E402
-from tagger.inference.preprocessing import preprocess  # noqa: E402
+from tagger.inference.preprocessing import WHOLE_FRAME_FROM, preprocess  # noqa: E402
 from tagger.library.library import Library  # noqa: E402
 
 DATA = Path(__file__).parent / "data"
@@ -110,6 +110,8 @@ def test_json_describes_classes_and_preprocessing(exported):
     assert description["input"]["shape"] == ["batch", 3, 224, 224]
     assert description["preprocessing"]["mean"] == list(backbone.preprocessing.mean)
     assert description["preprocessing"]["crop_fraction"] == backbone.preprocessing.crop_fraction
+    assert description["preprocessing"]["wide_photos"]["longer_than"] == WHOLE_FRAME_FROM
+    assert description["calibration"]["other_parts"] == list(head.other_parts)
     assert description["output"]["name"] == "probabilities"
     assert description["output"]["shape"] == ["batch", 4]
     assert {files.onnx.name, files.torchscript.name} == set(description["files"].values())

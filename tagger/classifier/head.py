@@ -7,6 +7,7 @@ For features f (one row per photo, D = 1280 for EfficientNet-Lite0) the head com
     imagenet = f @ imagenet_weight.T + imagenet_bias             # [N, 1000] ImageNet logits
     log_p    = imagenet - logsumexp(imagenet)                    # ImageNet log-probabilities
     prior[c] = logsumexp(log_p[groups[c]]) - size_correction * log(len(groups[c]))
+               (for "other": the same over each of its parts, then logsumexp of the parts)
     logits   = (prior + f @ residual_weight.T + residual_bias) / temperature + class_bias
 
 * prior: each class owns a group of ImageNet classes (dog = the 118 dog breeds, elephant =
@@ -17,8 +18,15 @@ For features f (one row per photo, D = 1280 for EfficientNet-Lite0) the head com
 * size_correction: ImageNet was trained with equal numbers of photos per class, so a group
   of k classes starts with a prior share of k/1000: "other" (some 880 classes) wins ties it
   has not earned, and a three-class "elephant" loses them. Subtracting log(k) would remove
-  that prior completely; the default 0.75 removes most of it. Measured on the project's 828
-  photos, it lifts elephants from 85% to 98% correct while "other" stays above 92%.
+  that prior completely; the default (DEFAULT_SIZE_CORRECTION) removes most of it. Without it,
+  many elephants among the project's photos were tagged "other" (docs/PERFORMANCE.md).
+* other_parts: known groups (a cat's five ImageNet classes) that keep a share of their own
+  inside "other" rather than being counted as a few of its 880 classes. Without it a cat the
+  network is unsure of is told apart from a dog by group sizes rather than by what it shows:
+  the dog group's smaller correction won, and cats were the "other" photos most often tagged
+  dog. Only groups whose own share was measured to help are listed (OTHER_PARTS): giving the
+  cattle and hog groups their own shares took elephants the network half-saw as water
+  buffalo or hogs away from "elephant".
 * residual_weight [C, D], residual_bias [C]: a linear correction learned from the user's
   labels. All zeros at first, so an untrained head agrees exactly with the zero-shot prior.
 * temperature (> 0) and class_bias [C]: calibration, fitted after the residual so that a
@@ -77,12 +85,14 @@ ALIASES: dict[str, str] = {
     "pandas": "panda",
 }
 
-# See the module docstring; chosen on the project's photo set, where 0.7 to 0.8 all meet the
-# accuracy targets and 0 (plain grouping) tags 15% of elephants "other".
-DEFAULT_SIZE_CORRECTION = 0.75
+# See the module docstring; chosen on the project's photo set together with OTHER_PARTS and the
+# whole-frame rule (docs/PERFORMANCE.md); 0 (plain grouping) tags 15% of elephants "other".
+DEFAULT_SIZE_CORRECTION = 0.85
+# Known groups that keep their own share inside "other" in a new head (see the module docstring).
+OTHER_PARTS: tuple[str, ...] = ("cat",)
 
 # The prior of a class with no ImageNet group. The size correction puts confident group
-# priors around -5 (a sure "other" photo scores log(1) - 0.75 * log(880)), so this sits far
+# priors around -5 (a sure "other" photo scores about log(1) - 0.85 * log(880)), so this sits far
 # enough below that a new class never wins zero-shot, while its bias can still learn the gap.
 NO_PRIOR_LOG_MASS = math.log(1e-6)
 
@@ -144,6 +154,9 @@ class Head:
     class_bias: np.ndarray  # [C] float32
     temperature: float = 1.0
     size_correction: float = DEFAULT_SIZE_CORRECTION
+    # Names of KNOWN_GROUPS judged apart inside "other" (module docstring). Empty for heads made
+    # before it existed, so that their tags stay as they were trained.
+    other_parts: tuple[str, ...] = ()
     backbone_id: str = ""
     # Free-form facts a trainer wants to keep with the weights (e.g. label counts); must be
     # JSON-serialisable.
@@ -179,6 +192,10 @@ class Head:
         for name, indices in self.groups.items():
             if any(not 0 <= i < n_imagenet for i in indices):
                 raise HeadError(f"group of {name!r} has indices outside 0..{n_imagenet - 1}")
+        self.other_parts = tuple(str(name) for name in self.other_parts)
+        unknown = [name for name in self.other_parts if known_group(name) is None]
+        if unknown:
+            raise HeadError(f"other_parts names groups Tagger does not know: {unknown}")
 
     # --- construction --------------------------------------------------------------------
 
@@ -192,6 +209,7 @@ class Head:
         backbone_id: str = "",
         groups: Mapping[str, Sequence[int]] | None = None,
         size_correction: float = DEFAULT_SIZE_CORRECTION,
+        other_parts: Sequence[str] = OTHER_PARTS,
     ) -> Head:
         """An untrained head: its tags are exactly the grouped ImageNet classifier's."""
         names = _check_classes(classes)
@@ -211,6 +229,7 @@ class Head:
             residual_bias=np.zeros(len(names), dtype=np.float32),
             class_bias=np.zeros(len(names), dtype=np.float32),
             size_correction=size_correction,
+            other_parts=tuple(other_parts),
             backbone_id=backbone_id,
         )
 
@@ -250,6 +269,7 @@ class Head:
             class_bias=class_bias,
             temperature=self.temperature,
             size_correction=self.size_correction,
+            other_parts=self.other_parts,
             backbone_id=self.backbone_id,
             info=dict(self.info),
         )
@@ -284,16 +304,40 @@ class Head:
         logits = self._features(features) @ self.imagenet_weight.T + self.imagenet_bias
         return logits - logsumexp(logits)[:, None]
 
+    def prior_offsets(self) -> np.ndarray:
+        """[C, K] float32: what each ImageNet class adds to its log-probability where it feeds
+        a class's prior (-inf where it does not), so that prior[c] = logsumexp(log_p +
+        offsets[c]). Every implementation of the head (numpy here, torch for training, the
+        explanations and the exported model) computes the prior this one way."""
+        mask = self.membership()
+        offsets = np.full(mask.shape, -np.inf, dtype=np.float32)
+        for row, name in enumerate(self.classes):
+            members = np.flatnonzero(mask[row])
+            if not len(members):
+                continue
+            parts = [members]
+            if _is_other(name):
+                parts = []
+                for part_name in self.other_parts:
+                    part = np.intersect1d(members, known_group(part_name) or ())
+                    if len(part):
+                        parts.append(part)
+                        members = np.setdiff1d(members, part)
+                parts.append(members)
+            for part in parts:
+                if len(part):
+                    offsets[row, part] = -self.size_correction * math.log(len(part))
+        return offsets
+
     def prior_logits(self, features: np.ndarray) -> np.ndarray:
         """[N, C] log of each class's share of the ImageNet probability mass."""
         log_p = self.imagenet_log_probabilities(features)
-        mask = self.membership()
+        offsets = self.prior_offsets()
         prior = np.full((len(log_p), len(self.classes)), NO_PRIOR_LOG_MASS, dtype=np.float32)
         for row in range(len(self.classes)):
-            size = int(mask[row].sum())
-            if size:
-                correction = self.size_correction * math.log(size)
-                prior[:, row] = logsumexp(log_p[:, mask[row]]) - correction
+            members = np.isfinite(offsets[row])
+            if members.any():
+                prior[:, row] = logsumexp(log_p[:, members] + offsets[row, members])
         return prior
 
     def logits(self, features: np.ndarray) -> np.ndarray:
@@ -326,6 +370,7 @@ class Head:
             "groups": self.groups,
             "temperature": self.temperature,
             "size_correction": self.size_correction,
+            "other_parts": list(self.other_parts),
             "backbone_id": self.backbone_id,
             "info": self.info,
         }
@@ -383,6 +428,7 @@ class Head:
                 class_bias=tensors["class_bias"],
                 temperature=float(description["temperature"]),
                 size_correction=float(description.get("size_correction", DEFAULT_SIZE_CORRECTION)),
+                other_parts=tuple(description.get("other_parts", ())),
                 backbone_id=description.get("backbone_id", ""),
                 info=description.get("info", {}),
             )

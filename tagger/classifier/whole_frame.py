@@ -13,6 +13,11 @@ particular to look a little like a dog. A subject really there is seen with high
 its square, so a weak named guess in one square does not outvote the others. Averaging every
 photo's squares instead drowns a subject seen by one square in the others' "other". Both were
 measured by bench/whole_frame.py (docs/PERFORMANCE.md).
+
+Why the surest square rather than the first sure one, which would let a run stop looking at a
+photo as soon as a square decides: the surest square shows most of the subject, and Quick
+retraining learns from its features; from the first sure square it learned measurably less well
+(docs/PERFORMANCE.md).
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ import numpy as np
 
 from tagger.classifier.head import OTHER
 
-NAMED_AT_LEAST = 0.7
+NAMED_AT_LEAST = 0.6
 
 
 def decisive_crop(

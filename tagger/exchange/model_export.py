@@ -28,12 +28,13 @@ from torch import nn
 
 import tagger
 from tagger.classifier.head import NO_PRIOR_LOG_MASS, Head
+from tagger.classifier.whole_frame import NAMED_AT_LEAST
 from tagger.common.user_files import write_user_file
 from tagger.domain import ModelVersion
 from tagger.errors import ModelExportError
 from tagger.inference import backbone as backbones
 from tagger.inference.networks import backbone_name_of
-from tagger.inference.preprocessing import DEFAULT_BACKBONE, Preprocessing
+from tagger.inference.preprocessing import DEFAULT_BACKBONE, WHOLE_FRAME_FROM, Preprocessing
 from tagger.library.library import Library
 
 EXPORT_FORMAT = "tagger.exported-model"
@@ -65,32 +66,29 @@ class TaggerNetwork(nn.Module):
     def __init__(self, body: nn.Module, head: Head) -> None:
         super().__init__()
         self.body = body
-        membership = head.membership()
+        offsets = head.prior_offsets()
         self.register_buffer("imagenet_weight", torch.from_numpy(head.imagenet_weight.copy()))
         self.register_buffer("imagenet_bias", torch.from_numpy(head.imagenet_bias.copy()))
         self.register_buffer("residual_weight", torch.from_numpy(head.residual_weight.copy()))
         self.register_buffer("residual_bias", torch.from_numpy(head.residual_bias.copy()))
         self.register_buffer("class_bias", torch.from_numpy(head.class_bias.copy()))
-        log_mask = np.where(membership, 0.0, _EXCLUDED).astype(np.float32)
+        # The head's prior offsets (tagger.classifier.head), with a finite stand-in for -inf.
+        log_mask = np.where(np.isfinite(offsets), offsets, _EXCLUDED).astype(np.float32)
         self.register_buffer("log_mask", torch.from_numpy(log_mask))  # [C, K]
-        self.register_buffer("has_group", torch.from_numpy(membership.any(axis=1)))  # [C]
-        # The head discounts a group's prior by its size (see tagger.classifier.head: size_correction).
-        sizes = np.maximum(membership.sum(axis=1), 1).astype(np.float64)
-        offsets = (-head.size_correction * np.log(sizes)).astype(np.float32)
-        self.register_buffer("group_offset", torch.from_numpy(offsets))  # [C]
+        self.register_buffer("has_group", torch.from_numpy(np.isfinite(offsets).any(axis=1)))  # [C]
         self.temperature = float(head.temperature)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         features = self.body(images)
         imagenet = features @ self.imagenet_weight.T + self.imagenet_bias
         log_p = torch.log_softmax(imagenet, dim=1)
-        # Each class's prior is the log of its ImageNet group's probability mass: a
-        # logsumexp over the group, written out so every exporter keeps it stable.
+        # Each class's prior is the log of its ImageNet group's probability mass, each member
+        # weighted by its offset: a logsumexp, written out so every exporter keeps it stable.
         grouped = log_p[:, None, :] + self.log_mask[None, :, :]
         peak = grouped.amax(dim=2, keepdim=True)
         group_mass = (peak + torch.log(torch.exp(grouped - peak).sum(dim=2, keepdim=True))).squeeze(2)
         no_prior = torch.full_like(group_mass, NO_PRIOR_LOG_MASS)
-        prior = torch.where(self.has_group[None, :], group_mass + self.group_offset, no_prior)
+        prior = torch.where(self.has_group[None, :], group_mass, no_prior)
         residual = features @ self.residual_weight.T + self.residual_bias
         logits = (prior + residual) / self.temperature + self.class_bias
         return torch.softmax(logits, dim=1)
@@ -230,6 +228,21 @@ def describe(
                 "per channel: value = (pixel / 255 - mean) / std",
                 "transpose HWC to CHW and stack into a batch",
             ],
+            # How Tagger itself tags a wide photo, so that its tags can be reproduced from the file.
+            "wide_photos": {
+                "longer_than": WHOLE_FRAME_FROM,
+                "steps": [
+                    f"a photo whose longer side is more than {WHOLE_FRAME_FROM:g} x its shorter side is looked at "
+                    "through squares along it instead of the centre crop: each as long as half the longer side "
+                    f"(at least {size} pixels, at most the shorter side), centred across the photo, as many as "
+                    "cover it from end to end, evenly spaced",
+                    "each square is resized and normalised as above and scored on its own",
+                    "the photo's tag is that of the square where a class other than 'other' is most likely "
+                    f"and most probable, if at least {NAMED_AT_LEAST:g}",
+                    "otherwise Tagger scores the mean of the squares' backbone features, which this model does not "
+                    "output; the mean of the squares' probabilities comes nearest",
+                ],
+            },
         },
         "output": {
             "name": OUTPUT_NAME,
@@ -237,7 +250,11 @@ def describe(
             "dtype": "float32",
             "meaning": "probability of each class, in the order of 'classes' (softmax; rows sum to 1)",
         },
-        "calibration": {"temperature": head.temperature, "size_correction": head.size_correction},
+        "calibration": {
+            "temperature": head.temperature,
+            "size_correction": head.size_correction,
+            "other_parts": list(head.other_parts),
+        },
     }
 
 

@@ -11,8 +11,6 @@ that explaining a photo never needs.
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
 
@@ -24,20 +22,16 @@ class TorchHead(nn.Module):
 
     def __init__(self, head: Head) -> None:
         super().__init__()
-        membership = torch.from_numpy(head.membership())
-        group_sizes = membership.sum(dim=1).to(torch.float32)
+        offsets = torch.from_numpy(head.prior_offsets())
         self.classes: list[str] = list(head.classes)
         self.register_buffer("imagenet_weight", torch.from_numpy(head.imagenet_weight.copy()))
         self.register_buffer("imagenet_bias", torch.from_numpy(head.imagenet_bias.copy()))
-        has_group = group_sizes > 0
-        # 0 where an ImageNet class feeds a class's prior, -inf elsewhere: a masked
-        # log-sum-exp is then a plain logsumexp over (log_p + mask). A class with no group
-        # gets an all-zero row: its sum is discarded below, but an all -inf row would make
-        # the backward pass produce NaN (0 * exp(nan)) even through the discarded branch.
-        included = membership | ~has_group[:, None]
-        self.register_buffer("group_mask", torch.where(included, torch.tensor(0.0), torch.tensor(-math.inf)))
+        has_group = torch.isfinite(offsets).any(dim=1)
+        # A class with no group gets an all-zero row: its sum is discarded below, but an all
+        # -inf row would make the backward pass produce NaN (0 * exp(nan)) even through the
+        # discarded branch.
+        self.register_buffer("prior_offsets", torch.where(has_group[:, None], offsets, torch.tensor(0.0)))
         self.register_buffer("has_group", has_group)
-        self.register_buffer("size_correction", head.size_correction * torch.log(group_sizes.clamp_min(1.0)))
         self.register_buffer("residual_weight", torch.from_numpy(head.residual_weight.copy()))
         self.register_buffer("residual_bias", torch.from_numpy(head.residual_bias.copy()))
         self.register_buffer("class_bias", torch.from_numpy(head.class_bias.copy()))
@@ -48,11 +42,7 @@ class TorchHead(nn.Module):
         features = features.float()
         imagenet = features @ self.imagenet_weight.T + self.imagenet_bias
         log_p = torch.log_softmax(imagenet, dim=1)
-        grouped = torch.logsumexp(log_p[:, None, :] + self.group_mask[None], dim=2)
-        prior = torch.where(
-            self.has_group,
-            grouped - self.size_correction,
-            torch.full_like(grouped, NO_PRIOR_LOG_MASS),
-        )
+        grouped = torch.logsumexp(log_p[:, None, :] + self.prior_offsets[None], dim=2)
+        prior = torch.where(self.has_group, grouped, torch.full_like(grouped, NO_PRIOR_LOG_MASS))
         residual = features @ self.residual_weight.T + self.residual_bias
         return (prior + residual) / self.temperature + self.class_bias

@@ -16,7 +16,6 @@ epoch) so that a laptop finishes in minutes.
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -90,14 +89,14 @@ class HeadModule(nn.Module):
 
     def __init__(self, head: Head) -> None:
         super().__init__()
-        mask = torch.from_numpy(head.membership())
+        offsets = torch.from_numpy(head.prior_offsets())
         self.register_buffer("imagenet_weight", torch.from_numpy(head.imagenet_weight.copy()))
         self.register_buffer("imagenet_bias", torch.from_numpy(head.imagenet_bias.copy()))
-        # Additive mask: 0 where an ImageNet class feeds a class's prior, -inf elsewhere.
-        self.register_buffer("group_mask", torch.where(mask, 0.0, -math.inf))
-        sizes = mask.sum(dim=1).float()
-        self.register_buffer("has_group", sizes > 0)
-        self.register_buffer("correction", head.size_correction * torch.log(sizes.clamp_min(1)))
+        has_group = torch.isfinite(offsets).any(dim=1)
+        self.register_buffer("has_group", has_group)
+        # A class with no group gets a row of zeros: its sum is discarded in forward, but a row of
+        # -inf alone would give NaN gradients (0 * exp(nan)) even through the discarded branch.
+        self.register_buffer("prior_offsets", torch.where(has_group[:, None], offsets, 0.0))
         self.residual = nn.Linear(head.feature_dim, len(head.classes))
         with torch.no_grad():
             self.residual.weight.copy_(torch.from_numpy(head.residual_weight))
@@ -106,8 +105,8 @@ class HeadModule(nn.Module):
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         features = features.float()  # from an autocast backbone they may be bf16/fp16
         log_p = torch.log_softmax(features @ self.imagenet_weight.T + self.imagenet_bias, dim=1)
-        grouped = torch.logsumexp(log_p[:, None, :] + self.group_mask[None], dim=2)
-        prior = torch.where(self.has_group, grouped - self.correction, NO_PRIOR_LOG_MASS)
+        grouped = torch.logsumexp(log_p[:, None, :] + self.prior_offsets[None], dim=2)
+        prior = torch.where(self.has_group, grouped, NO_PRIOR_LOG_MASS)
         return prior + self.residual(features)
 
     def into(self, head: Head) -> Head:
