@@ -25,6 +25,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -75,7 +76,9 @@ def accuracy(truth: list[str], probabilities: np.ndarray, classes: list[str]) ->
     return float(evaluate(truth, probabilities, classes)["accuracy"])
 
 
-def build_library(root: Path, data: PhotoFeatures) -> tuple[Library, list[int]]:
+def build_library(root: Path, data: PhotoFeatures, **head_options: Any) -> tuple[Library, list[int]]:
+    """A library of `data`'s photos and features, its model the zero-shot head (made with
+    `head_options`, Head.zero_shot's keywords)."""
     library = Library(root / "library")
     for name in data.classes:
         if name not in library.class_names():
@@ -95,6 +98,7 @@ def build_library(root: Path, data: PhotoFeatures) -> tuple[Library, list[int]]:
         data.imagenet_weight,
         data.imagenet_bias,
         backbone_id=data.backbone_id,
+        **head_options,
     )
     head_file = library.models_dir / "zero-shot.safetensors"
     head.save(head_file)
