@@ -506,3 +506,27 @@ def test_an_interpreter_exiting_mid_training_stops_the_child(deep_ready_library)
     children = [int(pid) for pid in answer.stdout.split()]
     assert answer.returncode == 0 and children, answer.stderr
     assert not [pid for pid in children if Path(f"/proc/{pid}").exists()]
+
+
+def test_deep_retrainings_head_in_torch_scores_as_the_head_does() -> None:
+    torch = pytest.importorskip("torch")
+    from tagger.training.deep import HeadModule
+
+    rng = np.random.default_rng(3)
+    dim = 16
+    # "bird" has no ImageNet group; "other" holds the cats' own share (Head.other_parts).
+    head = Head.zero_shot(
+        ["dog", "elephant", "bird", "other"],
+        rng.normal(size=(1000, dim)).astype(np.float32),
+        rng.normal(size=1000).astype(np.float32),
+    )
+    head.residual_weight = rng.normal(scale=0.1, size=head.residual_weight.shape).astype(np.float32)
+    head.residual_bias = rng.normal(size=4).astype(np.float32)
+    features = rng.normal(size=(6, dim)).astype(np.float32)
+
+    inputs = torch.from_numpy(features).requires_grad_(True)
+    logits = HeadModule(head)(inputs)
+    expected = head.prior_logits(features) + features @ head.residual_weight.T + head.residual_bias
+    np.testing.assert_allclose(logits.detach().numpy(), expected, rtol=1e-4, atol=1e-4)
+    logits[:, 2].sum().backward()
+    assert torch.isfinite(inputs.grad).all()
