@@ -51,8 +51,11 @@ def list_photos(photos_dir: Path) -> tuple[list[str], np.ndarray]:
 def load_photo_features(photos_dir: Path = DEFAULT_PHOTOS, cache_dir: Path = CACHE_DIR) -> PhotoFeatures:
     paths, truth = list_photos(photos_dir)
     # Named for the tagging that made them: features of the whole frame (issue 15) differ from
-    # the centre crop's ones cached before it.
-    cache = cache_dir / f"photo_features-whole-frame-{len(paths)}.npz"
+    # the centre crop's ones cached before it. v2: a wide photo keeps the features of the square
+    # that the zero-shot head decides from, and the head changed on 2026-12-05 (cats' own share
+    # inside "other", size correction 0.85, decided from 60% sure) as did JPEG decoding, so the
+    # squares kept before (photo_features-whole-frame-N.npz) may differ.
+    cache = cache_dir / f"photo_features-whole-frame-v2-{len(paths)}.npz"
     if cache.is_file():
         saved = np.load(cache, allow_pickle=False)
         if list(saved["paths"]) == paths:
