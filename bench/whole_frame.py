@@ -47,8 +47,7 @@ from bench.learning_curve import build_library, split_halves
 from bench.photo_features import CLASSES, DEFAULT_PHOTOS, PhotoFeatures, list_photos
 from tagger.classifier.evaluation import evaluate
 from tagger.classifier.head import OTHER, Head
-from tagger.classifier.whole_frame import decisive_crop
-from tagger.inference.pipeline import decode_for_model, decode_workers, tag_photos
+from tagger.inference.pipeline import decide_photos, decode_for_model, decode_workers, tag_photos
 from tagger.inference.preprocessing import preprocess, preprocess_crops
 
 ASPECTS = (4 / 3, 3 / 2, 16 / 9, 2.0, 21 / 9)
@@ -128,16 +127,11 @@ def decide(
     head: Head, features: np.ndarray, spans: np.ndarray, centres: np.ndarray, whole_frame: bool
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per image: the features that describe it and their probabilities, from the centre crop
-    alone or by the product's rule (the deciding crop's, or all crops' mean when none decides)."""
-    probabilities = head.probabilities(features)
+    alone or as a tagging run decides them from its crops (pipeline.decide_photos)."""
     if not whole_frame:
-        return features[centres], probabilities[centres]
-    chosen = []
-    for start, end in spans:
-        row = decisive_crop(head.classes, probabilities[start:end]) if end - start > 1 else 0
-        chosen.append(features[start:end].mean(axis=0) if row is None else features[start + row])
-    described = np.stack(chosen)
-    return described, head.probabilities(described)
+        return features[centres], head.probabilities(features[centres])
+    results = decide_photos([(image, features[start:end], None) for image, (start, end) in enumerate(spans)], head)
+    return np.stack([r.features for r in results]), np.stack([r.probabilities for r in results])
 
 
 def scores(head: Head, probabilities: np.ndarray, meta: Sequence[dict], images: Sequence[int]) -> dict[str, float]:

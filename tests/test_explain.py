@@ -21,6 +21,7 @@ from tagger.explain.review import label_issues, out_of_sample_probabilities
 from tagger.images.loader import load_array
 from tagger.inference.pipeline import tag_photos
 from tagger.inference.preprocessing import crop_boxes, preprocess, preprocess_crops
+from tests.helpers.builders import random_trained_head
 
 torch = pytest.importorskip("torch")
 from tagger.explain import grad_cam as explain  # noqa: E402 - needs torch, which importorskip just checked
@@ -77,19 +78,9 @@ def inside(point: tuple[int, int], top: int, left: int) -> bool:
 
 
 def test_torch_head_computes_the_numpy_heads_logits() -> None:
-    rng = np.random.default_rng(0)
-    dim = 16
     # "bird" has no ImageNet group: its constant prior must not break the gradient either.
-    head = Head.zero_shot(
-        ["dog", "elephant", "bird", "other"],
-        rng.normal(size=(1000, dim)).astype(np.float32),
-        rng.normal(size=1000).astype(np.float32),
-    )
-    head.residual_weight = rng.normal(scale=0.1, size=head.residual_weight.shape).astype(np.float32)
-    head.residual_bias = rng.normal(size=4).astype(np.float32)
-    head.class_bias = rng.normal(size=4).astype(np.float32)
-    head.temperature = 1.7
-    features = rng.normal(size=(5, dim)).astype(np.float32)
+    head = random_trained_head(["dog", "elephant", "bird", "other"], dim=16)
+    features = np.random.default_rng(1).normal(size=(5, 16)).astype(np.float32)
 
     inputs = torch.from_numpy(features).requires_grad_(True)
     logits = TorchHead(head)(inputs)

@@ -16,7 +16,7 @@ import pytest
 import safetensors.numpy
 from PIL import Image, ImageOps
 
-from tagger.classifier.head import KNOWN_GROUPS, OTHER, Head, logsumexp
+from tagger.classifier.head import HEAD_FORMAT, HEAD_VERSION, KNOWN_GROUPS, OTHER, Head, logsumexp
 from tagger.errors import HeadError
 from tagger.inference.choice import choose_engine
 from tagger.inference.onnx_engine import OnnxEngine, onnx_cache_paths
@@ -284,7 +284,7 @@ def test_a_head_made_before_other_parts_keeps_other_as_one_group() -> None:
     tensors = {name: getattr(head, name) for name in ("imagenet_weight", "imagenet_bias", "residual_weight")}
     tensors |= {"residual_bias": head.residual_bias, "class_bias": head.class_bias}
     description = {"classes": head.classes, "groups": head.groups, "temperature": 1.0, "size_correction": 0.75}
-    metadata = {"format": "tagger.head", "version": "1", "head": json.dumps(description)}
+    metadata = {"format": HEAD_FORMAT, "version": str(HEAD_VERSION), "head": json.dumps(description)}
     loaded = Head.from_bytes(safetensors.numpy.save(tensors, metadata=metadata))
     assert loaded.other_parts == ()
 

@@ -23,7 +23,7 @@ from tagger.training.quick import QuickSettings, distrusted_pseudo_labels
 from tagger.training.retraining import TrainingCancelled, register_outcome, train
 from tagger.training.semi_supervised import neighbour_graph, propagate_labels
 from tagger.training.splits import NEVER_HELD_OUT, assign_folds, cap_held_out, single_hold_out
-from tests.helpers.builders import add_photos_with_features
+from tests.helpers.builders import add_photos_with_features, random_trained_head
 from tests.helpers.processes import wait_for_exit
 
 CLASSES = ("dog", "elephant", "other")
@@ -512,17 +512,9 @@ def test_deep_retrainings_head_in_torch_scores_as_the_head_does() -> None:
     torch = pytest.importorskip("torch")
     from tagger.training.deep import HeadModule
 
-    rng = np.random.default_rng(3)
-    dim = 16
     # "bird" has no ImageNet group; "other" holds the cats' own share (Head.other_parts).
-    head = Head.zero_shot(
-        ["dog", "elephant", "bird", "other"],
-        rng.normal(size=(1000, dim)).astype(np.float32),
-        rng.normal(size=1000).astype(np.float32),
-    )
-    head.residual_weight = rng.normal(scale=0.1, size=head.residual_weight.shape).astype(np.float32)
-    head.residual_bias = rng.normal(size=4).astype(np.float32)
-    features = rng.normal(size=(6, dim)).astype(np.float32)
+    head = random_trained_head(["dog", "elephant", "bird", "other"], dim=16, seed=3)
+    features = np.random.default_rng(4).normal(size=(6, 16)).astype(np.float32)
 
     inputs = torch.from_numpy(features).requires_grad_(True)
     logits = HeadModule(head)(inputs)

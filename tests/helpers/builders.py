@@ -10,8 +10,10 @@ import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+import numpy as np
 from PIL import Image
 
+from tagger.classifier.head import Head
 from tagger.common.paths import normalise_path
 from tagger.domain import ImportSummary, ScannedFile
 from tagger.library.library import Library
@@ -92,3 +94,17 @@ def write_features(library: Library, photo_ids: Sequence[int], features, backbon
     with library.store.transaction():
         for photo_id, vector in zip(photo_ids, features):
             library.store.write_features(photo_id, backbone_id, vector)
+
+
+def random_trained_head(classes: Sequence[str], dim: int, seed: int = 0) -> Head:
+    """A head on random `dim`-wide "ImageNet" weights with a random residual, class bias and
+    temperature, as if trained: for checking other implementations of the head against it."""
+    rng = np.random.default_rng(seed)
+    head = Head.zero_shot(
+        list(classes), rng.normal(size=(1000, dim)).astype(np.float32), rng.normal(size=1000).astype(np.float32)
+    )
+    head.residual_weight = rng.normal(scale=0.1, size=head.residual_weight.shape).astype(np.float32)
+    head.residual_bias = rng.normal(size=len(classes)).astype(np.float32)
+    head.class_bias = rng.normal(size=len(classes)).astype(np.float32)
+    head.temperature = 1.7
+    return head
